@@ -5,7 +5,13 @@
 //! bpfoom supports). Decoding here never fails: every 8-byte pattern is an
 //! `Insn`; whether it is a *valid* instruction is the verifier's business.
 
+pub mod asm;
+pub mod conformance;
+pub mod disasm;
 pub mod opcode;
+
+pub use asm::{assemble, AsmError, AsmErrorKind};
+pub use disasm::{disassemble, disassemble_with, insn_text, to_asm, Names};
 
 /// Size of one encoded instruction slot in bytes.
 pub const INSN_SIZE: usize = 8;
@@ -28,7 +34,13 @@ pub struct Insn {
 impl Insn {
     /// Builds an instruction from its fields.
     pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        Self { code, dst, src, off, imm }
+        Self {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
     }
 
     /// Decodes one little-endian instruction slot.
@@ -46,7 +58,16 @@ impl Insn {
     pub fn to_bytes(self) -> [u8; INSN_SIZE] {
         let o = self.off.to_le_bytes();
         let i = self.imm.to_le_bytes();
-        [self.code, (self.dst & 0x0f) | (self.src << 4), o[0], o[1], i[0], i[1], i[2], i[3]]
+        [
+            self.code,
+            (self.dst & 0x0f) | (self.src << 4),
+            o[0],
+            o[1],
+            i[0],
+            i[1],
+            i[2],
+            i[3],
+        ]
     }
 
     /// The instruction class (low three bits of the opcode).
@@ -59,7 +80,7 @@ impl Insn {
 ///
 /// Returns `None` when the length is not a multiple of [`INSN_SIZE`].
 pub fn decode_all(bytes: &[u8]) -> Option<Vec<Insn>> {
-    if bytes.len() % INSN_SIZE != 0 {
+    if !bytes.len().is_multiple_of(INSN_SIZE) {
         return None;
     }
     Some(

@@ -159,3 +159,8 @@ pub const fn size_bytes(size: u8) -> usize {
         _ => 8,
     }
 }
+
+/// Mode: legacy packet load at an absolute offset (socket filters only).
+pub const BPF_ABS: u8 = 0x20;
+/// Mode: legacy packet load at a register-relative offset.
+pub const BPF_IND: u8 = 0x40;
