@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: (MIT OR Apache-2.0) */
+/*
+ * bpf_oom.h - the one header a bpfoom policy includes.
+ *
+ * It stands in for "vmlinux.h": an upstream-style BPF OOM policy compiles
+ * unchanged when its `#include "vmlinux.h"` line is replaced by
+ * `#include <bpf_oom.h>`.
+ *
+ * Kernel structs are declared with preserve_access_index, so every field
+ * access becomes a CO-RE relocation that bpfoom's loader resolves against the
+ * host's own layout (crates/bpfoom-abi/src/types.rs). The field order and
+ * sizes below therefore do not matter; the names do. Enum values DO matter
+ * (they are compiled in), and a test keeps them equal to bpfoom-abi's tables.
+ *
+ * Compile a policy with:
+ *   clang -O2 -g -target bpf -mcpu=v3 -I bpf/include -c POLICY.bpf.c -o POLICY.bpf.o
+ */
+#ifndef __BPF_OOM_H__
+#define __BPF_OOM_H__
+
+/* ---- basic types (what vmlinux.h would give) ---------------------------- */
+typedef unsigned char __u8;
+typedef signed char __s8;
+typedef unsigned short __u16;
+typedef short __s16;
+typedef unsigned int __u32;
+typedef int __s32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+typedef __u8 u8;
+typedef __s8 s8;
+typedef __u16 u16;
+typedef __s16 s16;
+typedef __u32 u32;
+typedef __s32 s32;
+typedef __u64 u64;
+typedef __s64 s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u64 __be64;
+typedef __u32 __wsum;
+typedef int pid_t;
+typedef unsigned int gfp_t;
+typedef _Bool bool;
+enum { false = 0, true = 1 };
+#ifndef NULL
+#define NULL ((void *)0)
+#endif
+
+/* ---- uapi constants policies use in map definitions --------------------- */
+enum bpf_map_type {
+	BPF_MAP_TYPE_UNSPEC = 0,
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+	BPF_F_LOCK = 4,
+};
+
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
+/* Open-coded cgroup iterator orders (uapi enum bpf_cgroup_iter_order). */
+enum bpf_cgroup_iter_order {
+	BPF_CGROUP_ITER_ORDER_UNSPEC = 0,
+	BPF_CGROUP_ITER_SELF_ONLY = 1,
+	BPF_CGROUP_ITER_DESCENDANTS_PRE = 2,
+	BPF_CGROUP_ITER_DESCENDANTS_POST = 3,
+	BPF_CGROUP_ITER_ANCESTORS_UP = 4,
+};
+
+/* css_task iterator flags. */
+#define CSS_TASK_ITER_PROCS (1U << 0)
+#define CSS_TASK_ITER_THREADED (1U << 1)
+
+/* task_struct->flags bits. */
+#define PF_EXITING 0x00000004
+#define PF_KTHREAD 0x00200000
+
+/* oom_score_adj bounds. */
+#define OOM_SCORE_ADJ_MIN (-1000)
+#define OOM_SCORE_ADJ_MAX 1000
+
+/* ---- enums whose values are compiled into policies ---------------------- */
+enum oom_constraint {
+	CONSTRAINT_NONE = 0,
+	CONSTRAINT_CPUSET = 1,
+	CONSTRAINT_MEMORY_POLICY = 2,
+	CONSTRAINT_MEMCG = 3,
+};
+
+/* bpf_mem_cgroup_page_state() indexes: node_stat_item then memcg_stat_item. */
+enum node_stat_item {
+	NR_INACTIVE_ANON = 0,
+	NR_ACTIVE_ANON = 1,
+	NR_INACTIVE_FILE = 2,
+	NR_ACTIVE_FILE = 3,
+	NR_UNEVICTABLE = 4,
+	NR_SLAB_RECLAIMABLE_B = 5,
+	NR_SLAB_UNRECLAIMABLE_B = 6,
+	WORKINGSET_REFAULT_ANON = 7,
+	WORKINGSET_REFAULT_FILE = 8,
+	NR_ANON_MAPPED = 9,
+	NR_FILE_MAPPED = 10,
+	NR_FILE_PAGES = 11,
+	NR_FILE_DIRTY = 12,
+	NR_WRITEBACK = 13,
+	NR_SHMEM = 14,
+	NR_SHMEM_THPS = 15,
+	NR_FILE_THPS = 16,
+	NR_ANON_THPS = 17,
+	NR_KERNEL_STACK_KB = 18,
+	NR_PAGETABLE = 19,
+	NR_SWAPCACHE = 20,
+	NR_VM_NODE_STAT_ITEMS = 21,
+};
+
+enum memcg_stat_item {
+	MEMCG_SWAP = 21,
+	MEMCG_SOCK = 22,
+	MEMCG_PERCPU_B = 23,
+	MEMCG_VMALLOC = 24,
+	MEMCG_KMEM = 25,
+	MEMCG_ZSWAP_B = 26,
+	MEMCG_NR_STAT = 27,
+};
+
+/* bpf_mem_cgroup_vm_events() indexes. */
+enum vm_event_item {
+	PGPGIN = 0,
+	PGPGOUT = 1,
+	PSWPIN = 2,
+	PSWPOUT = 3,
+	PGFAULT = 4,
+	PGMAJFAULT = 5,
+	PGREFILL = 6,
+	PGSTEAL_KSWAPD = 7,
+	PGSTEAL_DIRECT = 8,
+	PGSTEAL_KHUGEPAGED = 9,
+	PGSCAN_KSWAPD = 10,
+	PGSCAN_DIRECT = 11,
+	PGSCAN_KHUGEPAGED = 12,
+	PGSCAN_ANON = 13,
+	PGSCAN_FILE = 14,
+	PGSTEAL_ANON = 15,
+	PGSTEAL_FILE = 16,
+	PGACTIVATE = 17,
+	PGDEACTIVATE = 18,
+	PGLAZYFREE = 19,
+	PGLAZYFREED = 20,
+	THP_FAULT_ALLOC = 21,
+	THP_COLLAPSE_ALLOC = 22,
+	NR_VM_EVENT_ITEMS = 23,
+};
+
+/* bpf_mem_cgroup_memory_events() indexes (memory.events). */
+enum memcg_memory_event {
+	MEMCG_LOW = 0,
+	MEMCG_HIGH = 1,
+	MEMCG_MAX = 2,
+	MEMCG_OOM = 3,
+	MEMCG_OOM_KILL = 4,
+	MEMCG_OOM_GROUP_KILL = 5,
+	MEMCG_SWAP_HIGH = 6,
+	MEMCG_SWAP_MAX = 7,
+	MEMCG_SWAP_FAIL = 8,
+	MEMCG_NR_MEMORY_EVENTS = 9,
+};
+
+/* PSI resources for bpf_psi_create_trigger(); OR in BPF_PSI_FULL for "full". */
+enum psi_res {
+	PSI_IO = 0,
+	PSI_MEM = 1,
+	PSI_CPU = 2,
+	NR_PSI_RESOURCES = 3,
+};
+#define BPF_PSI_FULL 0x80000000U
+
+/* bpf_out_of_memory() flags. */
+#define BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK (1ULL << 0)
+
+/*
+ * handle_out_of_memory() return codes. FAILED and PROCESSED keep upstream's
+ * 0/1 meaning; BACKOFF is bpfoom's bounded "memory will be freed soon".
+ */
+#define BPF_OOM_FAILED 0
+#define BPF_OOM_PROCESSED 1
+#define BPF_OOM_BACKOFF 2
+
+/* ---- kernel objects (read-only to programs; layout resolved by CO-RE) --- */
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct cgroup;
+
+struct kernfs_node {
+	struct kernfs_node *parent;
+	u64 id;
+};
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+	int id;
+	unsigned int flags;
+	u64 serial_nr;
+};
+
+struct cgroup {
+	struct cgroup_subsys_state self;
+	unsigned long flags;
+	int level;
+	int max_depth;
+	int nr_descendants;
+	int nr_dying_descendants;
+	int max_descendants;
+	struct kernfs_node *kn;
+};
+
+struct mem_cgroup {
+	struct cgroup_subsys_state css;
+	bool oom_group;
+	int oom_kill_disable;
+	int under_oom;
+};
+
+struct signal_struct {
+	short oom_score_adj;
+	short oom_score_adj_min;
+};
+
+struct task_struct {
+	unsigned int __state;
+	unsigned int flags;
+	pid_t pid;
+	pid_t tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	struct signal_struct *signal;
+	char comm[16];
+};
+
+struct oom_control {
+	struct mem_cgroup *memcg; /* NULL for a global OOM */
+	const gfp_t gfp_mask;
+	const int order; /* -1 for a sysrq-forced OOM */
+	unsigned long totalpages;
+	struct task_struct *chosen;
+	long chosen_points;
+	enum oom_constraint constraint;
+	bool bpf_memory_freed; /* set only by memory-releasing kfuncs */
+	const char *bpf_handler_name;
+};
+
+struct bpf_psi {
+	void *ops;
+	u64 cgroup_id;
+};
+
+struct psi_trigger {
+	unsigned int state;
+	u64 threshold;
+	u64 win;
+	u64 cgroup_id; /* 0 for a system-wide trigger */
+};
+
+struct bpf_struct_ops_link {
+	void *map;
+};
+
+#pragma clang attribute pop
+
+/* ---- struct_ops types ---------------------------------------------------- */
+struct bpf_oom_ops {
+	/* Mandatory. cgrp is the attach point (the root cgroup for a system-wide
+	 * instance). Return BPF_OOM_PROCESSED after freeing memory through a
+	 * memory-releasing kfunc, BPF_OOM_BACKOFF to wait for an exiting victim,
+	 * BPF_OOM_FAILED to pass to the next handler. */
+	int (*handle_out_of_memory)(struct oom_control *oc, struct cgroup *cgrp);
+	/* A cgroup below the attach point went away. */
+	void (*handle_cgroup_offline)(struct cgroup *cgrp, u64 cgroup_id);
+	char name[64];
+};
+
+struct bpf_psi_ops {
+	int (*init)(struct bpf_psi *psi);
+	void (*handle_psi_event)(struct bpf_psi *psi, struct psi_trigger *t);
+	void (*handle_cgroup_online)(struct bpf_psi *psi, u64 cgroup_id);
+	void (*handle_cgroup_offline)(struct bpf_psi *psi, u64 cgroup_id);
+	char name[64];
+};
+
+/* Opaque open-coded iterator state, lives on the BPF stack. */
+struct bpf_iter_css {
+	__u64 __opaque[3];
+} __attribute__((aligned(8)));
+
+struct bpf_iter_css_task {
+	__u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+/* ---- kfuncs (upstream names and signatures) ------------------------------ */
+extern int bpf_oom_kill_process(struct oom_control *oc, struct task_struct *task,
+				const char *message__str) __ksym;
+extern bool bpf_task_is_oom_victim(struct task_struct *task) __ksym;
+/* PSI programs only. */
+extern int bpf_out_of_memory(struct mem_cgroup *memcg__nullable, int order, u64 flags,
+			     const char *constraint_text__nullable) __ksym;
+/* PSI programs only. */
+extern int bpf_psi_create_trigger(struct bpf_psi *psi, u64 cgroup_id, u32 resource,
+				  u32 threshold_us, u32 window_us) __ksym;
+
+extern struct mem_cgroup *bpf_get_root_mem_cgroup(void) __ksym;
+extern struct mem_cgroup *bpf_get_mem_cgroup(struct cgroup_subsys_state *css) __ksym;
+extern void bpf_put_mem_cgroup(struct mem_cgroup *memcg) __ksym;
+extern unsigned long bpf_mem_cgroup_usage(struct mem_cgroup *memcg) __ksym;
+extern unsigned long bpf_mem_cgroup_page_state(struct mem_cgroup *memcg, int idx) __ksym;
+extern unsigned long bpf_mem_cgroup_vm_events(struct mem_cgroup *memcg,
+					      enum vm_event_item event) __ksym;
+extern unsigned long bpf_mem_cgroup_memory_events(struct mem_cgroup *memcg,
+						  enum memcg_memory_event event) __ksym;
+extern void bpf_mem_cgroup_flush_stats(struct mem_cgroup *memcg) __ksym;
+
+extern struct cgroup *bpf_cgroup_from_id(u64 cgid) __ksym;
+extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym;
+extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
+extern void bpf_task_release(struct task_struct *p) __ksym;
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+extern void bpf_rcu_read_lock(void) __ksym;
+extern void bpf_rcu_read_unlock(void) __ksym;
+
+extern int bpf_iter_css_new(struct bpf_iter_css *it, struct cgroup_subsys_state *start,
+			    unsigned int flags) __ksym;
+extern struct cgroup_subsys_state *bpf_iter_css_next(struct bpf_iter_css *it) __ksym;
+extern void bpf_iter_css_destroy(struct bpf_iter_css *it) __ksym;
+extern int bpf_iter_css_task_new(struct bpf_iter_css_task *it, struct cgroup_subsys_state *css,
+				 unsigned int flags) __ksym;
+extern struct task_struct *bpf_iter_css_task_next(struct bpf_iter_css_task *it) __ksym;
+extern void bpf_iter_css_task_destroy(struct bpf_iter_css_task *it) __ksym;
+
+/*
+ * bpfoom extensions (not upstream):
+ * - bpf_oom_kill_cgroup: kill every process of a cgroup subtree, like
+ *   memory.oom.group; sets oc->bpf_memory_freed on success.
+ * - bpf_mem_cgroup_raise_limit: raise memcg's limit by `bytes` from the
+ *   instance's configured reserve instead of killing; fails (-ENOSPC) when
+ *   the reserve is spent; sets oc->bpf_memory_freed on success.
+ * - bpf_oom_badness: the kernel OOM killer's own score for a task
+ *   (LONG_MIN when the task is not eligible).
+ */
+extern int bpf_oom_kill_cgroup(struct oom_control *oc, struct cgroup *cgrp,
+			       const char *message__str) __ksym;
+extern int bpf_mem_cgroup_raise_limit(struct oom_control *oc, struct mem_cgroup *memcg,
+				      u64 bytes) __ksym;
+extern long bpf_oom_badness(struct task_struct *task, unsigned long totalpages) __ksym;
+
+/*
+ * bpf_for_each(type, cur, args...): loop over an open-coded iterator, as in
+ * the kernel selftests. The iterator lives in a loop-scoped stack slot whose
+ * cleanup attribute calls the destructor on every way out of the loop.
+ */
+#ifndef bpf_for_each
+#define bpf_for_each(type, cur, args...)                                              \
+	for (struct bpf_iter_##type ___it                                             \
+		     __attribute__((aligned(8), cleanup(bpf_iter_##type##_destroy))), \
+	     *___p __attribute__((unused)) =                                          \
+		     (bpf_iter_##type##_new(&___it, ##args),                          \
+		      /* keep the destructor's BTF: clang 14 drops it otherwise */    \
+		      (void)bpf_iter_##type##_destroy, (void *)0);                    \
+	     ((cur) = bpf_iter_##type##_next(&___it));)
+#endif
+
+#endif /* __BPF_OOM_H__ */

@@ -1,0 +1,187 @@
+//! Test support shared by the bpfoom crates (a dev-dependency only).
+//!
+//! Tests never rely on prebuilt BPF objects: they compile C sources with the
+//! documented clang line on demand, into a content-addressed cache under the
+//! cargo target directory, so a stale object can never be picked up.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// The directory holding `bpf_oom.h`.
+pub fn include_dir() -> PathBuf {
+    repo_root().join("bpf/include")
+}
+
+/// The example policy sources, `bpf/policies/*.bpf.c`, sorted.
+pub fn policy_sources() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("bpf/policies"))
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The shared data folder (`../shared` beside the repository), or `$BPFOOM_SHARED`.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = std::env::var_os("BPFOOM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
+    p.is_dir().then_some(p)
+}
+
+/// The clang to use: `$CLANG` or `clang` on PATH, if it runs.
+pub fn clang() -> Option<PathBuf> {
+    let c = std::env::var_os("CLANG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "clang".into());
+    Command::new(&c)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| c)
+}
+
+/// Where compiled fixtures are cached.
+fn cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("bpf-fixtures")
+}
+
+/// Compiles a BPF C source with the README's compile line (plus `extra` flags)
+/// and returns the object path. The cache key covers the source, the ABI
+/// header, the flags and the clang binary, so edits always recompile.
+pub fn compile(src: &Path, extra: &[&str]) -> Result<PathBuf, String> {
+    let clang = clang().ok_or("clang not found (install clang, or set CLANG)")?;
+    let source = std::fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let header = std::fs::read(include_dir().join("bpf_oom.h")).unwrap_or_default();
+    let mut h = DefaultHasher::new();
+    (&source, &header, extra, &clang).hash(&mut h);
+    let stem = src
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("prog")
+        .trim_end_matches(".c");
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(format!("{stem}-{:016x}.o", h.finish()));
+    if out.exists() {
+        return Ok(out);
+    }
+    // Compile to a unique temporary name, then rename: parallel tests may race.
+    let tmp = dir.join(format!(
+        "{stem}-{}-{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let o = Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-I"])
+        .arg(include_dir())
+        .args(extra)
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(&tmp)
+        .output()
+        .map_err(|e| format!("running {}: {e}", clang.display()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "clang failed on {}:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    std::fs::rename(&tmp, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// Compiles C source text (written to the cache directory first).
+pub fn compile_str(name: &str, code: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let dir = cache_dir().join("src");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut h = DefaultHasher::new();
+    code.hash(&mut h);
+    let src = dir.join(format!("{name}-{:016x}.bpf.c", h.finish()));
+    if !src.exists() {
+        std::fs::write(&src, code).map_err(|e| format!("{}: {e}", src.display()))?;
+    }
+    compile(&src, extra)
+}
+
+/// Like [`compile`], but when clang is missing: fails under CI (`$CI` set),
+/// otherwise prints why the test is skipped and returns `None`.
+pub fn compile_or_skip(src: &Path, extra: &[&str]) -> Option<PathBuf> {
+    if clang().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "clang is required under CI"
+        );
+        eprintln!("SKIP: clang not found; cannot build {}", src.display());
+        return None;
+    }
+    match compile(src, extra) {
+        Ok(p) => Some(p),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// True when running as root (real-kernel tests need it).
+pub fn is_root() -> bool {
+    // Reading /proc avoids an unsafe geteuid() call.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_repo_layout() {
+        assert!(include_dir().join("bpf_oom.h").is_file());
+        assert!(policy_sources().len() >= 3);
+    }
+
+    #[test]
+    fn every_policy_compiles() {
+        for p in policy_sources() {
+            let Some(o) = compile_or_skip(&p, &[]) else {
+                return;
+            };
+            let bytes = std::fs::read(&o).unwrap();
+            assert_eq!(&bytes[..4], b"\x7fELF", "{}", o.display());
+        }
+    }
+
+    #[test]
+    fn compile_errors_are_reported() {
+        if clang().is_none() {
+            eprintln!("SKIP: clang not found");
+            return;
+        }
+        let e = compile_str("broken", "int f( {", &[]).unwrap_err();
+        assert!(e.contains("clang failed"), "{e}");
+    }
+}
