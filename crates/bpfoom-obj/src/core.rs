@@ -190,6 +190,9 @@ struct Resolution {
     /// Local and host field sizes, for load/store size adjustment (byte offset kind only).
     sizes: Option<(u32, u32)>,
     size_adjust_ok: bool,
+    /// Check the instruction carries `local`. Off for bitfields: clang sizes their storage by
+    /// the record's alignment while libbpf (and we) use the member type, so values differ.
+    validate: bool,
 }
 
 /// libbpf's "essential" name: the name with a trailing `___flavor` removed.
@@ -533,6 +536,7 @@ fn resolve(
         poison_reason: String::new(),
         sizes: None,
         size_adjust_ok: true,
+        validate: spec.field.as_ref().is_none_or(|f| f.bitfield_size == 0),
     };
     if kind == CoreKind::TypeIdLocal {
         res.target = Some(local_val);
@@ -650,7 +654,7 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
     let class = insn.class();
     match class {
         op::BPF_ALU | op::BPF_ALU64 if op::source(insn.code) == op::BPF_K => {
-            if insn.imm as u32 as u64 != res.local & 0xffff_ffff {
+            if res.validate && insn.imm as u32 as u64 != res.local & 0xffff_ffff {
                 return Err(format!("instruction imm {} is not the local value {}", insn.imm, res.local));
             }
             insns[idx].imm = i32::try_from(new)
@@ -658,7 +662,7 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
                 .map_err(|_| format!("value {new} does not fit a 32-bit immediate"))?;
         }
         op::BPF_LDX | BPF_ST | BPF_STX if op::mode(insn.code) == op::BPF_MEM => {
-            if i64::from(insn.off) != res.local as i64 {
+            if res.validate && i64::from(insn.off) != res.local as i64 {
                 return Err(format!("instruction offset {} is not the local value {}", insn.off, res.local));
             }
             insns[idx].off =
@@ -680,7 +684,7 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
         }
         op::BPF_LD if insn.code == op::LD_IMM64 && idx + 1 < insns.len() => {
             let old = u64::from(insn.imm as u32) | (u64::from(insns[idx + 1].imm as u32) << 32);
-            if old != res.local {
+            if res.validate && old != res.local {
                 return Err(format!("ld_imm64 value {old} is not the local value {}", res.local));
             }
             insns[idx].imm = new as u32 as i32;
