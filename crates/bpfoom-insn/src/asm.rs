@@ -446,7 +446,7 @@ fn encode(m: &str, ops: &[&str]) -> R<Encoded> {
         .iter()
         .find(|(n, _)| *n == name)
         .ok_or_else(unknown)?;
-    let off = i16::from(name.starts_with('s'));
+    let off = i16::from(name == "sdiv" || name == "smod");
     if op == BPF_NEG {
         want(m, ops, 1)?;
         return Ok(Encoded::one(Insn::new(class | op, reg(ops[0])?, 0, 0, 0)));
@@ -581,6 +581,7 @@ mod tests {
         assert_eq!(one("add64 %r1, -3"), Insn::new(0x07, 1, 0, 0, -3));
         assert_eq!(one("sdiv32 %r1, %r2"), Insn::new(0x3c, 1, 2, 1, 0));
         assert_eq!(one("smod %r1, 3"), Insn::new(0x97, 1, 0, 1, 3));
+        assert_eq!(one("sub %r1, 3"), Insn::new(0x17, 1, 0, 0, 3));
         assert_eq!(one("neg32 %r3"), Insn::new(0x84, 3, 0, 0, 0));
         assert_eq!(one("movsx832 %r0, %r1"), Insn::new(0xbc, 0, 1, 8, 0));
         assert_eq!(one("movsx3264 %r0, %r1"), Insn::new(0xbf, 0, 1, 32, 0));

@@ -1,0 +1,237 @@
+//! Helpers the VM implements itself: maps, ring buffers, time, random
+//! numbers and `bpf_trace_printk`.
+
+use crate::mem::{MemError, Owner};
+use crate::{Env, HostError};
+
+/// Helper ids (Linux numbering) implemented by the VM.
+pub mod ids {
+    /// `bpf_map_lookup_elem`.
+    pub const MAP_LOOKUP_ELEM: u32 = 1;
+    /// `bpf_map_update_elem`.
+    pub const MAP_UPDATE_ELEM: u32 = 2;
+    /// `bpf_map_delete_elem`.
+    pub const MAP_DELETE_ELEM: u32 = 3;
+    /// `bpf_ktime_get_ns`.
+    pub const KTIME_GET_NS: u32 = 5;
+    /// `bpf_trace_printk`.
+    pub const TRACE_PRINTK: u32 = 6;
+    /// `bpf_get_prandom_u32`.
+    pub const GET_PRANDOM_U32: u32 = 7;
+    /// `bpf_get_smp_processor_id` (always CPU 0).
+    pub const GET_SMP_PROCESSOR_ID: u32 = 8;
+    /// `bpf_ktime_get_boot_ns`.
+    pub const KTIME_GET_BOOT_NS: u32 = 125;
+    /// `bpf_ringbuf_output`.
+    pub const RINGBUF_OUTPUT: u32 = 130;
+    /// `bpf_ringbuf_reserve`.
+    pub const RINGBUF_RESERVE: u32 = 131;
+    /// `bpf_ringbuf_submit`.
+    pub const RINGBUF_SUBMIT: u32 = 132;
+    /// `bpf_ringbuf_discard`.
+    pub const RINGBUF_DISCARD: u32 = 133;
+}
+
+/// Map references are opaque handles in a kernel-like address range that no
+/// user-space allocation can occupy, so dereferencing one faults cleanly.
+const MAP_HANDLE_BASE: u64 = 0xffff_ff00_0000_0000;
+const MAP_HANDLE_STRIDE: u64 = 0x1000;
+
+/// The register value a program sees for map `idx` (`ld_imm64` with `BPF_PSEUDO_MAP_FD`).
+pub fn map_handle(idx: usize) -> u64 {
+    MAP_HANDLE_BASE + idx as u64 * MAP_HANDLE_STRIDE
+}
+
+fn map_index(env: &Env, handle: u64) -> Result<usize, HostError> {
+    let off = handle.wrapping_sub(MAP_HANDLE_BASE);
+    let idx = (off / MAP_HANDLE_STRIDE) as usize;
+    if off.is_multiple_of(MAP_HANDLE_STRIDE) && idx < env.maps.len() {
+        Ok(idx)
+    } else {
+        Err(HostError::BadArgument(format!("{handle:#x} is not a map")))
+    }
+}
+
+fn errno(e: i32) -> u64 {
+    (-(e as i64)) as u64
+}
+
+/// Runs a built-in helper; `None` when `id` is not one.
+pub(crate) fn call(env: &mut Env, id: u32, a: [u64; 5]) -> Option<Result<u64, HostError>> {
+    use ids::*;
+    Some(match id {
+        MAP_LOOKUP_ELEM | MAP_UPDATE_ELEM | MAP_DELETE_ELEM => map_op(env, id, a),
+        KTIME_GET_NS | KTIME_GET_BOOT_NS => Ok(env.epoch.elapsed().as_nanos() as u64),
+        GET_PRANDOM_U32 => Ok(env.next_random() as u64),
+        GET_SMP_PROCESSOR_ID => Ok(0),
+        TRACE_PRINTK => trace_printk(env, a),
+        RINGBUF_OUTPUT => ringbuf_output(env, a),
+        RINGBUF_RESERVE => ringbuf_reserve(env, a),
+        RINGBUF_SUBMIT | RINGBUF_DISCARD => ringbuf_finish(env, a[0], id == RINGBUF_SUBMIT),
+        _ => return None,
+    })
+}
+
+fn ring(env: &mut Env, handle: u64) -> Result<(usize, &mut crate::maps::Ring), HostError> {
+    let m = map_index(env, handle)?;
+    let ring = env.maps[m]
+        .ring_mut()
+        .ok_or_else(|| HostError::BadArgument(format!("map {m} is not a ring buffer")))?;
+    Ok((m, ring))
+}
+
+fn ringbuf_output(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let data = env.mem.read(a[1], a[2] as usize)?;
+    let (_, ring) = ring(env, a[0])?;
+    Ok(if ring.output(data) {
+        0
+    } else {
+        errno(libc::EAGAIN)
+    })
+}
+
+fn ringbuf_reserve(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let (m, ring) = ring(env, a[0])?;
+    let Some(r) = usize::try_from(a[1])
+        .ok()
+        .and_then(|len| ring.reserve(m, len))
+    else {
+        return Ok(0);
+    };
+    env.mem.add_region(r);
+    Ok(r.start())
+}
+
+fn ringbuf_finish(env: &mut Env, addr: u64, keep: bool) -> Result<u64, HostError> {
+    match env.mem.find(addr, 1) {
+        Some(r) if r.start() == addr => {
+            if let Owner::Record(m) = r.owner() {
+                if let Some(ring) = env.maps[m].ring_mut() {
+                    ring.finish(addr, keep);
+                    env.mem.remove_region(addr);
+                    return Ok(0);
+                }
+            }
+        }
+        _ => {}
+    }
+    Err(HostError::BadArgument(format!(
+        "{addr:#x} is not a reserved ring buffer record"
+    )))
+}
+
+fn map_op(env: &mut Env, id: u32, a: [u64; 5]) -> Result<u64, HostError> {
+    let m = map_index(env, a[0])?;
+    let spec = env.maps[m].spec();
+    let (ks, vs) = (spec.key_size as usize, spec.value_size as usize);
+    let key = env.mem.read(a[1], ks)?;
+    let map = &mut env.maps[m];
+    Ok(match id {
+        ids::MAP_LOOKUP_ELEM => map.lookup_addr(&key).ok().flatten().unwrap_or(0),
+        ids::MAP_UPDATE_ELEM => {
+            let value = env.mem.read(a[2], vs)?;
+            match map.update(&key, &value, a[3]) {
+                Ok(()) => 0,
+                Err(e) => e.errno() as u64,
+            }
+        }
+        _ => match map.delete(&key) {
+            Ok(()) => 0,
+            Err(e) => e.errno() as u64,
+        },
+    })
+}
+
+/// `bpf_trace_printk(fmt, fmt_size, a1, a2, a3)`: formats into the trace sink.
+fn trace_printk(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let fmt = env.mem.read(a[0], a[1] as usize)?;
+    let end = fmt.iter().position(|&b| b == 0).unwrap_or(fmt.len());
+    let out = format_printk(&fmt[..end], &a[2..5], &mut |addr| {
+        env.mem.read_cstr(addr, 256)
+    })?;
+    let n = out.len() as u64;
+    env.trace.push_str(&out);
+    Ok(n)
+}
+
+/// Minimal kernel `bstr_printf` subset: `%d %i %u %x %X %c %s %p %%` with
+/// optional `l`/`ll` and `h` length modifiers (at most three conversions).
+pub(crate) fn format_printk(
+    fmt: &[u8],
+    args: &[u64],
+    read_str: &mut dyn FnMut(u64) -> Result<String, MemError>,
+) -> Result<String, HostError> {
+    let mut out = String::new();
+    let mut args = args.iter().copied();
+    let mut i = 0;
+    while i < fmt.len() {
+        let c = fmt[i];
+        i += 1;
+        if c != b'%' {
+            out.push(c as char);
+            continue;
+        }
+        let mut longs = 0;
+        while i < fmt.len() && (fmt[i] == b'l' || fmt[i] == b'h') {
+            longs += usize::from(fmt[i] == b'l');
+            i += 1;
+        }
+        let Some(&conv) = fmt.get(i) else {
+            return Err(HostError::BadArgument("format ends in `%`".into()));
+        };
+        i += 1;
+        if conv == b'%' {
+            out.push('%');
+            continue;
+        }
+        let v = args
+            .next()
+            .ok_or_else(|| HostError::BadArgument("more than three format arguments".into()))?;
+        let wide = longs > 0;
+        match conv {
+            b'd' | b'i' if wide => out.push_str(&(v as i64).to_string()),
+            b'd' | b'i' => out.push_str(&(v as i32).to_string()),
+            b'u' if wide => out.push_str(&v.to_string()),
+            b'u' => out.push_str(&(v as u32).to_string()),
+            b'x' if wide => out.push_str(&format!("{v:x}")),
+            b'x' => out.push_str(&format!("{:x}", v as u32)),
+            b'X' if wide => out.push_str(&format!("{v:X}")),
+            b'X' => out.push_str(&format!("{:X}", v as u32)),
+            b'c' => out.push(v as u8 as char),
+            b'p' => out.push_str(&format!("0x{v:x}")),
+            b's' => out.push_str(&read_str(v)?),
+            _ => {
+                return Err(HostError::BadArgument(format!(
+                    "unsupported conversion `%{}`",
+                    conv as char
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printk_formats() {
+        let mut rs = |a: u64| Ok(format!("s{a}"));
+        let f = |s: &str, a: &[u64], rs: &mut dyn FnMut(u64) -> Result<String, MemError>| {
+            format_printk(s.as_bytes(), a, rs)
+        };
+        assert_eq!(
+            f("a=%d b=%lu c=%x%%", &[u64::MAX, u64::MAX, 255], &mut rs)
+                .ok()
+                .as_deref(),
+            Some("a=-1 b=18446744073709551615 c=ff%")
+        );
+        assert_eq!(
+            f("%s|%c|%lld", &[7, 65, u64::MAX], &mut rs).ok().as_deref(),
+            Some("s7|A|-1")
+        );
+        assert!(f("%d %d %d %d", &[1, 2, 3], &mut rs).is_err());
+        assert!(f("%q", &[1], &mut rs).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The bpf_conformance suite: every `.data` file in the shared folder goes
+//! through the assembler and the VM; `r0` (or the expected failure) must match.
+//!
+//! Conventions of the suite's runner: `r1` = address of the `-- mem` bytes
+//! (read-write), `r2` = their length; helper 5 is the uBPF test helper that
+//! returns its first argument (`call_unwind_fail`, `callx`).
+
+use std::path::PathBuf;
+
+use bpfoom_insn::conformance::TestCase;
+use bpfoom_vm::{Env, Host, HostError, Perm, Vm};
+
+struct ConformanceHost;
+
+impl Host for ConformanceHost {
+    fn helper(&mut self, id: u32, args: [u64; 5], _env: &mut Env) -> Result<u64, HostError> {
+        match id {
+            5 => Ok(args[0]),
+            _ => Err(HostError::Unsupported),
+        }
+    }
+}
+
+fn shared_dir() -> PathBuf {
+    match std::env::var_os("BPFOOM_SHARED") {
+        Some(p) => PathBuf::from(p).join("conformance"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+    }
+}
+
+fn run_case(tc: &TestCase) -> Result<u64, String> {
+    let prog = tc.program().map_err(|e| format!("assemble: {e}"))?;
+    let mut vm = Vm::new(Vec::new()).map_err(|e| e.to_string())?;
+    let id = vm.load(&prog).map_err(|e| format!("load: {e}"))?;
+    let (addr, len) = if tc.mem.is_empty() {
+        (0, 0)
+    } else {
+        let (_, addr) = vm.add_object(&tc.mem, Perm::ReadWrite);
+        (addr, tc.mem.len() as u64)
+    };
+    vm.run_with_args(id, [addr, len, 0, 0, 0], &mut ConformanceHost)
+        .map_err(|e| format!("run: {e}"))
+}
+
+#[test]
+fn bpf_conformance_suite() {
+    let dir = shared_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!("SKIP: conformance vectors not found at {}", dir.display());
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .collect();
+    files.sort();
+    let (mut passed, mut failed, skipped): (usize, Vec<String>, Vec<String>) =
+        (0, Vec::new(), Vec::new());
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(path).expect("readable");
+        let tc = match TestCase::parse(&text) {
+            Ok(tc) => tc,
+            Err(e) => {
+                failed.push(format!("{name}: parse: {e}"));
+                continue;
+            }
+        };
+        let got = run_case(&tc);
+        let ok = match (&tc.error, tc.result, &got) {
+            (Some(_), _, Err(_)) => true,
+            (None, Some(want), Ok(v)) => *v == want,
+            _ => false,
+        };
+        if ok {
+            passed += 1;
+        } else {
+            failed.push(format!(
+                "{name}: expected {:?}/{:?}, got {got:?}",
+                tc.result.map(|v| format!("{v:#x}")),
+                tc.error
+            ));
+        }
+    }
+    println!(
+        "conformance: {passed} passed, {} failed, {} skipped",
+        failed.len(),
+        skipped.len()
+    );
+    for s in &skipped {
+        println!("  skipped: {s}");
+    }
+    for f in &failed {
+        println!("  FAILED: {f}");
+    }
+    assert!(
+        files.len() > 300,
+        "expected the full suite, found {} files",
+        files.len()
+    );
+    assert!(failed.is_empty(), "{} conformance failures", failed.len());
+}

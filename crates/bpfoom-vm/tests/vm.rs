@@ -1,0 +1,317 @@
+//! Behaviour beyond the conformance suite: maps, ring buffers, host calls,
+//! memory checks, budget and call frames.
+
+use bpfoom_insn::assemble;
+use bpfoom_vm::mem::FaultReason;
+use bpfoom_vm::{Env, Host, HostError, MapError, MapKind, MapSpec, Perm, Vm, VmError};
+
+fn vm_with(maps: Vec<MapSpec>, src: &str) -> (Vm, bpfoom_vm::ProgId) {
+    let mut vm = Vm::new(maps).expect("maps");
+    let p = vm.load(&assemble(src).expect("asm")).expect("load");
+    (vm, p)
+}
+
+fn spec(name: &str, kind: MapKind, key: u32, value: u32, n: u32) -> MapSpec {
+    MapSpec {
+        name: name.into(),
+        kind,
+        key_size: key,
+        value_size: value,
+        max_entries: n,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ctx_array_and_stack() {
+    let (mut vm, p) = vm_with(
+        vec![],
+        "ldxdw %r2, [%r1+8]\nstxdw [%r10-8], %r2\nldxdw %r0, [%r10-8]\nadd %r0, 1\nexit",
+    );
+    assert_eq!(vm.run(p, &[5, 41], &mut ()), Ok(42));
+}
+
+#[test]
+fn ctx_is_read_only_and_bounded() {
+    let (mut vm, p) = vm_with(vec![], "stdw [%r1+0], 1\nexit");
+    let e = vm.run(p, &[5], &mut ()).expect_err("ctx write");
+    assert!(
+        matches!(e, VmError::Memory { pc: 0, source } if matches!(source.reason, FaultReason::ReadOnly(_)))
+    );
+    let (mut vm, p) = vm_with(vec![], "ldxdw %r0, [%r1+8]\nexit");
+    assert!(matches!(
+        vm.run(p, &[5], &mut ()),
+        Err(VmError::Memory { pc: 0, .. })
+    ));
+}
+
+#[test]
+fn wild_pointers_fault() {
+    for src in [
+        "lddw %r1, 0x1000\nldxb %r0, [%r1]\nexit",
+        "stb [%r10+0], 1\nexit",
+        "ldxdw %r0, [%r10-4097]\nexit",
+    ] {
+        let (mut vm, p) = vm_with(vec![], src);
+        assert!(
+            matches!(vm.run(p, &[], &mut ()), Err(VmError::Memory { .. })),
+            "{src}"
+        );
+    }
+}
+
+#[test]
+fn array_and_global_data_maps() {
+    let mut g = spec(".data", MapKind::GlobalData, 4, 8, 1);
+    g.initial_data = 7u64.to_le_bytes().to_vec();
+    let src = "ldmapvalue %r1, 1, 0\nldxdw %r6, [%r1]\nadd %r6, 1\nstxdw [%r1], %r6\n\
+               stw [%r10-4], 2\nldmapfd %r1, 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +3\n\
+               ldxdw %r1, [%r0]\nadd %r1, %r6\nstxdw [%r0], %r1\nmov %r0, %r6\nexit";
+    let (mut vm, p) = vm_with(vec![spec("counters", MapKind::Array, 4, 8, 4), g], src);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(8));
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(9));
+    let m = vm.map_mut(0).expect("map");
+    assert_eq!(
+        m.lookup(&2u32.to_le_bytes()).expect("ok"),
+        Some(&17u64.to_le_bytes()[..])
+    );
+    assert_eq!(m.lookup(&9u32.to_le_bytes()).expect("ok"), None);
+    assert_eq!(
+        m.update(&0u32.to_le_bytes(), &[1; 8], bpfoom_vm::BPF_NOEXIST),
+        Err(MapError::Exists)
+    );
+    assert_eq!(
+        vm.map_mut(1)
+            .and_then(|m| m.global_data_mut())
+            .map(|d| d.to_vec()),
+        Some(9u64.to_le_bytes().to_vec())
+    );
+}
+
+#[test]
+fn frozen_map_rejects_program_writes() {
+    let mut ro = spec(".rodata", MapKind::GlobalData, 4, 8, 1);
+    ro.frozen = true;
+    let (mut vm, p) = vm_with(vec![ro], "ldmapvalue %r1, 0, 0\nstdw [%r1], 1\nexit");
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Memory { pc: 2, .. })
+    ));
+}
+
+#[test]
+fn hash_maps_from_program_and_rust() {
+    // update(key=r6) then lookup, return value; delete on second pass.
+    let src = "stdw [%r10-8], 5\nstdw [%r10-16], 99\nldmapfd %r1, 0\nmov %r2, %r10\nadd %r2, -8\n\
+               mov %r3, %r10\nadd %r3, -16\nmov %r4, 0\ncall 2\nmov %r6, %r0\nldmapfd %r1, 0\nmov %r2, %r10\n\
+               add %r2, -8\ncall 1\njeq %r0, 0, +2\nldxdw %r0, [%r0]\nexit\nmov %r0, %r6\nexit";
+    let (mut vm, p) = vm_with(vec![spec("h", MapKind::Hash, 8, 8, 2)], src);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(99));
+    let m = vm.map_mut(0).expect("map");
+    assert_eq!(m.keys(), vec![5u64.to_le_bytes().to_vec()]);
+    m.update(&1u64.to_le_bytes(), &[0; 8], 0)
+        .expect("room for 2");
+    assert_eq!(
+        m.update(&2u64.to_le_bytes(), &[0; 8], 0),
+        Err(MapError::Full)
+    );
+    m.delete(&5u64.to_le_bytes()).expect("delete");
+    assert_eq!(m.delete(&5u64.to_le_bytes()), Err(MapError::NotFound));
+    m.update(&2u64.to_le_bytes(), &[0; 8], 0)
+        .expect("slot reused");
+    // The map is full of other keys now, so the program's insert fails with -E2BIG.
+    assert_eq!(vm.run(p, &[], &mut ()), Ok((-(libc::E2BIG as i64)) as u64));
+}
+
+#[test]
+fn lru_hash_evicts_least_recently_used() {
+    let mut vm = Vm::new(vec![spec("lru", MapKind::LruHash, 4, 4, 2)]).expect("map");
+    let m = vm.map_mut(0).expect("map");
+    m.update(&1u32.to_le_bytes(), &[1; 4], 0).expect("1");
+    m.update(&2u32.to_le_bytes(), &[2; 4], 0).expect("2");
+    assert!(m.lookup(&1u32.to_le_bytes()).expect("ok").is_some());
+    m.update(&3u32.to_le_bytes(), &[3; 4], 0).expect("evicts 2");
+    assert!(m.lookup(&2u32.to_le_bytes()).expect("ok").is_none());
+    assert!(m.lookup(&1u32.to_le_bytes()).expect("ok").is_some());
+}
+
+#[test]
+fn ringbuf_reserve_submit_discard_output() {
+    let src = "ldmapfd %r1, 0\nmov %r2, 16\nmov %r3, 0\ncall 131\njeq %r0, 0, +10\nstdw [%r0+0], 0x1234\n\
+               stdw [%r0+8], 7\nmov %r1, %r0\nmov %r2, 0\ncall 132\nstdw [%r10-8], 42\nldmapfd %r1, 0\n\
+               mov %r2, %r10\nadd %r2, -8\nmov %r3, 8\nmov %r4, 0\ncall 130\nexit";
+    let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
+    let m = vm.map_mut(0).expect("ring");
+    assert_eq!(m.ringbuf_len(), 2);
+    let rec = m.ringbuf_pop().expect("record");
+    assert_eq!(rec[..8], 0x1234u64.to_le_bytes());
+    assert_eq!(m.ringbuf_pop().as_deref(), Some(&42u64.to_le_bytes()[..]));
+    // 64 bytes: a run uses 24 + 16 bytes (8-byte header each), so the second
+    // run's output no longer fits until Rust consumes the records.
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
+    assert_eq!(vm.run(p, &[], &mut ()), Ok((-(libc::EAGAIN as i64)) as u64));
+    let m = vm.map_mut(0).expect("ring");
+    while m.ringbuf_pop().is_some() {}
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
+    // A record pointer is dead after submit.
+    let src = "ldmapfd %r1, 0\nmov %r2, 8\nmov %r3, 0\ncall 131\nmov %r6, %r0\nmov %r1, %r0\nmov %r2, 0\n\
+               call 133\nstdw [%r6+0], 1\nexit";
+    let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Memory { pc: 9, .. })
+    ));
+}
+
+/// A host with state: counts kfunc calls, reads `__str` args, writes through pointers.
+#[derive(Default)]
+struct TestHost {
+    calls: u32,
+    last_str: String,
+    obj: Option<(bpfoom_vm::ObjId, u64)>,
+}
+
+impl Host for TestHost {
+    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+        self.calls += 1;
+        match id {
+            100 => {
+                self.last_str = env.memory().read_cstr(args[0], 64)?;
+                env.memory().write_u64(args[1], 0xabcd)?;
+                Ok(self.last_str.len() as u64)
+            }
+            101 => {
+                let id = env
+                    .memory()
+                    .add_object(&77u64.to_le_bytes(), Perm::ReadOnly);
+                let addr = env.memory().object_addr(id).unwrap_or(0);
+                self.obj = Some((id, addr));
+                Ok(addr)
+            }
+            102 => {
+                let (id, _) = self
+                    .obj
+                    .take()
+                    .ok_or(HostError::Failed("nothing to release".into()))?;
+                env.memory().remove_object(id);
+                Ok(0)
+            }
+            _ => Err(HostError::Unsupported),
+        }
+    }
+}
+
+#[test]
+fn kfuncs_with_host_state_and_memory() {
+    let src = "lddw %r1, 0x6f6c6c6568\nstxdw [%r10-16], %r1\nmov %r1, %r10\nadd %r1, -16\nmov %r2, %r10\nadd %r2, -8\n\
+               call kfunc 100\nldxdw %r6, [%r10-8]\nadd %r6, %r0\ncall kfunc 101\nldxdw %r7, [%r0]\n\
+               add %r6, %r7\nmov %r8, %r0\ncall kfunc 102\nmov %r0, %r6\nexit";
+    let (mut vm, p) = vm_with(vec![], src);
+    let mut host = TestHost::default();
+    assert_eq!(vm.run(p, &[], &mut host), Ok(0xabcd + 5 + 77));
+    assert_eq!((host.calls, host.last_str.as_str()), (3, "hello"));
+    // After kfunc 102 unregistered the object, a stale pointer faults.
+    let (mut vm, p) = vm_with(
+        vec![],
+        "call kfunc 101\nmov %r6, %r0\ncall kfunc 102\nldxdw %r0, [%r6]\nexit",
+    );
+    assert!(matches!(
+        vm.run(p, &[], &mut TestHost::default()),
+        Err(VmError::Memory { pc: 3, .. })
+    ));
+    let (mut vm, p) = vm_with(vec![], "call kfunc 9\nexit");
+    assert!(matches!(
+        vm.run(p, &[], &mut TestHost::default()),
+        Err(VmError::Kfunc {
+            pc: 0,
+            id: 9,
+            source: HostError::Unsupported
+        })
+    ));
+}
+
+#[test]
+fn host_objects_read_only_and_read_write() {
+    let mut vm = Vm::new(vec![]).expect("vm");
+    let (ro, ro_addr) = vm.add_object(&[1, 2, 3, 4], Perm::ReadOnly);
+    let (rw, rw_addr) = vm.add_object(&[0; 4], Perm::ReadWrite);
+    let p = vm
+        .load(&assemble("ldxw %r0, [%r1]\nstxw [%r2], %r0\nexit").expect("asm"))
+        .expect("load");
+    assert_eq!(
+        vm.run_with_args(p, [ro_addr, rw_addr, 0, 0, 0], &mut ()),
+        Ok(0x04030201)
+    );
+    assert_eq!(vm.env_mut().memory().object(rw), Some(&[1, 2, 3, 4][..]));
+    let e = vm
+        .run_with_args(p, [ro_addr, ro_addr, 0, 0, 0], &mut ())
+        .expect_err("ro");
+    assert!(matches!(e, VmError::Memory { pc: 1, .. }));
+    assert_eq!(
+        vm.env_mut().memory().remove_object(ro),
+        Some(vec![1, 2, 3, 4])
+    );
+}
+
+#[test]
+fn trace_printk_and_builtins() {
+    let src = "lddw %r1, 0x0a6425203d78\nstxdw [%r10-8], %r1\nmov %r1, %r10\nadd %r1, -8\nmov %r2, 8\nmov %r3, -5\ncall 6\n\
+               mov %r6, %r0\ncall 7\ncall 5\nmov %r0, %r6\nexit";
+    let (mut vm, p) = vm_with(vec![], src);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(6));
+    assert_eq!(vm.env_mut().take_trace(), "x= -5\n");
+    let (mut vm, p) = vm_with(vec![], "call 9999\nexit");
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Helper { id: 9999, .. })
+    ));
+}
+
+#[test]
+fn budget_and_call_depth() {
+    let (mut vm, p) = vm_with(vec![], "mov %r0, 0\nadd %r0, 1\nja -2\nexit");
+    vm.set_budget(1000);
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Budget { .. })
+    ));
+    // Recursion: each frame has its own 512-byte stack; the 9th frame is refused.
+    let (mut vm, p) = vm_with(
+        vec![],
+        "call local +1\nexit\nstdw [%r10-512], 1\ncall local -2\nexit",
+    );
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::CallDepth { pc: 3 })
+    ));
+    // Frames restore r6-r9 and r10.
+    let src =
+        "mov %r6, 1\nstdw [%r10-8], 10\ncall local +3\nldxdw %r1, [%r10-8]\nadd %r0, %r1\nexit\n\
+               mov %r6, 100\nstdw [%r10-8], 20\nldxdw %r0, [%r10-8]\nexit";
+    let (mut vm, p) = vm_with(vec![], src);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(30));
+}
+
+#[test]
+fn bad_programs_are_load_errors() {
+    let mut vm = Vm::new(vec![spec("h", MapKind::Hash, 4, 4, 1)]).expect("vm");
+    for (src, pc) in [
+        ("ja +5\nexit", 0),
+        ("lddw %r0, 1\nja -2\nexit", 2),
+        ("ldmapfd %r1, 3\nexit", 0),
+        ("ldmapvalue %r1, 0, 0\nexit", 0),
+    ] {
+        let e = vm.load(&assemble(src).expect("asm")).expect_err(src);
+        assert_eq!(e.pc, pc, "{src}: {e}");
+    }
+    assert!(vm.load(&[]).is_err());
+    assert!(vm
+        .load(&[bpfoom_insn::Insn::new(0xff, 0, 0, 0, 0)])
+        .is_err());
+    let (mut vm, p) = vm_with(vec![], "mov %r0, 1");
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::FellOff { pc: 1 })
+    ));
+}
