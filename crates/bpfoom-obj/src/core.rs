@@ -219,6 +219,12 @@ fn is_composite(btf: &Btf, id: u32) -> bool {
     )
 }
 
+/// Bit offset of element `idx` of `size`-byte elements (saturating: hostile input must not
+/// overflow; an absurd offset is rejected when patched).
+fn elem_bits(idx: u32, size: u32) -> u64 {
+    (u64::from(idx) * u64::from(size)).saturating_mul(8)
+}
+
 fn parse_access(access: &str) -> Result<Vec<u32>, String> {
     let idx: Result<Vec<u32>, _> = access.split(':').map(str::parse::<u32>).collect();
     match idx {
@@ -261,7 +267,7 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
         return Ok(spec);
     }
     let root_size = btf.size_of(t).ok_or("root type has no size")?;
-    let mut bit_offset = u64::from(raw[0]) * u64::from(root_size) * 8;
+    let mut bit_offset = elem_bits(raw[0], root_size);
     let mut cur = t;
     let mut field = Field { bit_offset, ty: t, bitfield_size: 0 };
     for &i in &raw[1..] {
@@ -272,7 +278,7 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
                     .members()
                     .and_then(|m| m.get(i as usize))
                     .ok_or_else(|| format!("member index {i} out of range"))?;
-                bit_offset += u64::from(m.bit_offset);
+                bit_offset = bit_offset.saturating_add(u64::from(m.bit_offset));
                 cur = m.ty;
                 field = Field { bit_offset, ty: m.ty, bitfield_size: m.bitfield_size };
                 // Anonymous members are only a local path detail: the host is searched by name.
@@ -284,7 +290,7 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
             }
             BtfKind::Array { elem, .. } => {
                 let sz = btf.size_of(*elem).ok_or("array element has no size")?;
-                bit_offset += u64::from(i) * u64::from(sz) * 8;
+                bit_offset = bit_offset.saturating_add(elem_bits(i, sz));
                 cur = *elem;
                 field = Field { bit_offset, ty: *elem, bitfield_size: 0 };
                 spec.text.push_str(&format!("[{i}]"));
@@ -353,7 +359,7 @@ fn match_field(local: &Btf, spec: &LocalSpec, target: &Btf, root: u32) -> Option
     let t = target.skip_mods_and_typedefs(root);
     let root_size = target.size_of(t)?;
     let mut field =
-        Field { bit_offset: u64::from(spec.first) * u64::from(root_size) * 8, ty: t, bitfield_size: 0 };
+        Field { bit_offset: elem_bits(spec.first, root_size), ty: t, bitfield_size: 0 };
     for step in &spec.steps {
         match step {
             Step::Member(name) => {
@@ -371,7 +377,7 @@ fn match_field(local: &Btf, spec: &LocalSpec, target: &Btf, root: u32) -> Option
                 }
                 let sz = target.size_of(elem)?;
                 field = Field {
-                    bit_offset: field.bit_offset + u64::from(*i) * u64::from(sz) * 8,
+                    bit_offset: field.bit_offset.saturating_add(elem_bits(*i, sz)),
                     ty: elem,
                     bitfield_size: 0,
                 };
@@ -390,7 +396,7 @@ fn match_field(local: &Btf, spec: &LocalSpec, target: &Btf, root: u32) -> Option
 fn field_value(btf: &Btf, kind: CoreKind, f: &Field) -> Result<(u64, u32), String> {
     let mt = btf.skip_mods_and_typedefs(f.ty);
     let size = btf.size_of(mt).ok_or("field has no size")?;
-    let bit_sz = if f.bitfield_size > 0 { f.bitfield_size } else { size * 8 };
+    let bit_sz = if f.bitfield_size > 0 { f.bitfield_size } else { size.saturating_mul(8) };
     let mut byte_sz = size;
     let mut byte_off = f.bit_offset / 8;
     if f.bitfield_size > 0 {
@@ -398,7 +404,7 @@ fn field_value(btf: &Btf, kind: CoreKind, f: &Field) -> Result<(u64, u32), Strin
             return Err("unsupported bitfield storage size".into());
         }
         byte_off = f.bit_offset / 8 / u64::from(byte_sz) * u64::from(byte_sz);
-        while f.bit_offset + u64::from(bit_sz) - byte_off * 8 > u64::from(byte_sz) * 8 {
+        while f.bit_offset.saturating_add(u64::from(bit_sz)) - byte_off * 8 > u64::from(byte_sz) * 8 {
             if byte_sz >= 8 {
                 return Err("bitfield spans more than 8 bytes".into());
             }
@@ -416,7 +422,7 @@ fn field_value(btf: &Btf, kind: CoreKind, f: &Field) -> Result<(u64, u32), Strin
             _ => false,
         }),
         CoreKind::FieldLshiftU64 => {
-            64u64.saturating_sub(f.bit_offset + u64::from(bit_sz) - byte_off * 8)
+            64u64.saturating_sub(f.bit_offset.saturating_add(u64::from(bit_sz)) - byte_off * 8)
         }
         CoreKind::FieldRshiftU64 => 64u64.saturating_sub(u64::from(bit_sz)),
         _ => return Err("not a field relocation".into()),
@@ -453,10 +459,13 @@ fn types_compat(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize) -> bool
 
 /// A simplified `bpf_core_type_matches`: same kinds, and every local member, enumerator or
 /// parameter has a counterpart with a matching type on the host.
-fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize) -> bool {
-    if depth > MAX_CHAIN {
+///
+/// `budget` bounds the total work: hostile BTF could otherwise fan out exponentially.
+fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize, budget: &mut u32) -> bool {
+    if depth > MAX_CHAIN || *budget == 0 {
         return false;
     }
+    *budget -= 1;
     let l = local.skip_mods_and_typedefs(l);
     let t = target.skip_mods_and_typedefs(t);
     let (Some(lt), Some(tt)) = (local.type_by_id(l), target.type_by_id(t)) else {
@@ -471,7 +480,7 @@ fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize) -> bool 
             essential_name(&lt.name) == essential_name(&tt.name)
                 && lm.iter().all(|m| {
                     tm.iter().any(|n| {
-                        n.name == m.name && types_match(local, m.ty, target, n.ty, depth + 1)
+                        n.name == m.name && types_match(local, m.ty, target, n.ty, depth + 1, budget)
                     })
                 })
         }
@@ -489,16 +498,16 @@ fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize) -> bool 
                     same_kind_family(&x.kind, &y.kind)
                         && essential_name(&x.name) == essential_name(&y.name)
                 }
-                _ => types_match(local, a, target, b, depth + 1),
+                _ => types_match(local, a, target, b, depth + 1, budget),
             }
         }
         (BtfKind::Array { elem: a, len: la, .. }, BtfKind::Array { elem: b, len: lb, .. }) => {
-            la == lb && types_match(local, *a, target, *b, depth + 1)
+            la == lb && types_match(local, *a, target, *b, depth + 1, budget)
         }
         (BtfKind::FuncProto { ret: lr, params: lp }, BtfKind::FuncProto { ret: tr, params: tp }) => {
             lp.len() == tp.len()
-                && types_match(local, *lr, target, *tr, depth + 1)
-                && lp.iter().zip(tp).all(|(a, b)| types_match(local, a.ty, target, b.ty, depth + 1))
+                && types_match(local, *lr, target, *tr, depth + 1, budget)
+                && lp.iter().zip(tp).all(|(a, b)| types_match(local, a.ty, target, b.ty, depth + 1, budget))
         }
         (BtfKind::Float { size: a }, BtfKind::Float { size: b }) => a == b,
         _ => true,
@@ -570,7 +579,7 @@ fn resolve(
             };
             (if kind == CoreKind::EnumvalExists { 1 } else { e.value as u64 }, None)
         } else if kind == CoreKind::TypeMatches {
-            if !types_match(local, root, target, cand, 0) {
+            if !types_match(local, root, target, cand, 0, &mut 10_000) {
                 continue;
             }
             (1, None)

@@ -508,10 +508,10 @@ impl Ctx<'_, '_> {
         match target_sec.kind {
             SecKind::Text | SecKind::Prog { .. } => {
                 let byte = if is_wide {
-                    sym.value as i64 + i64::from(insn.imm)
+                    i128::from(sym.value) + i128::from(insn.imm)
                 } else {
                     // Calls hold (target - 1) relative to the symbol, in instructions.
-                    sym.value as i64 + (i64::from(insn.imm) + 1) * 8
+                    i128::from(sym.value) + (i128::from(insn.imm) + 1) * 8
                 };
                 let t = usize::try_from(byte / 8)
                     .ok()
@@ -532,7 +532,7 @@ impl Ctx<'_, '_> {
             }
             SecKind::Data if is_wide => {
                 let m = *self.maps.data.get(&sym.shndx).ok_or_else(|| err("empty data section".into()))?;
-                let off = i64::from(insn.imm) + sym.value as i64;
+                let off = i128::from(insn.imm) + i128::from(sym.value);
                 let off = i32::try_from(off)
                     .ok()
                     .filter(|&o| o >= 0 && (o as u64) < target_sec.size.max(1))
