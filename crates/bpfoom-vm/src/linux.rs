@@ -115,10 +115,11 @@ pub fn load_xdp(insns: &[Insn]) -> Result<KernelProg, KernelError> {
         sys_bpf(BPF_PROG_LOAD, &mut attr)
     };
     match load(&mut []) {
-        // SAFETY: a successful BPF_PROG_LOAD returns a new fd that we own.
-        Ok(fd) => Ok(KernelProg {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        }),
+        Ok(fd) => {
+            // SAFETY: a successful BPF_PROG_LOAD returns a new fd that we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            Ok(KernelProg { fd })
+        }
         Err(e)
             if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
