@@ -224,9 +224,9 @@ impl BtfKind {
             BtfKind::Struct { members, .. } | BtfKind::Union { members, .. } => {
                 members.iter().map(|m| m.ty).collect()
             }
-            BtfKind::FuncProto { ret, params } => {
-                std::iter::once(*ret).chain(params.iter().map(|p| p.ty)).collect()
-            }
+            BtfKind::FuncProto { ret, params } => std::iter::once(*ret)
+                .chain(params.iter().map(|p| p.ty))
+                .collect(),
             BtfKind::Datasec { vars, .. } => vars.iter().map(|v| v.ty).collect(),
             BtfKind::Void
             | BtfKind::Int { .. }
@@ -282,9 +282,18 @@ impl Btf {
     /// list is empty) and checks that every reference is in bounds and acyclic.
     pub fn from_types(mut types: Vec<BtfType>) -> Result<Btf, ObjError> {
         if types.first().map(|t| &t.kind) != Some(&BtfKind::Void) {
-            types.insert(0, BtfType { name: String::new(), kind: BtfKind::Void });
+            types.insert(
+                0,
+                BtfType {
+                    name: String::new(),
+                    kind: BtfKind::Void,
+                },
+            );
         }
-        let btf = Btf { types, strings: vec![0] };
+        let btf = Btf {
+            types,
+            strings: vec![0],
+        };
         btf.validate(&vec![0; btf.types.len()])?;
         Ok(btf)
     }
@@ -299,7 +308,10 @@ impl Btf {
         let mut r = Reader::new(data, 0);
         let magic = r.u16().ok_or_else(|| err(0, "truncated header"))?;
         if magic != BTF_MAGIC {
-            return Err(err(0, &format!("bad magic {magic:#06x} (big-endian BTF is not supported)")));
+            return Err(err(
+                0,
+                &format!("bad magic {magic:#06x} (big-endian BTF is not supported)"),
+            ));
         }
         let hdr = r.bytes(2).ok_or_else(|| err(2, "truncated header"))?;
         if hdr[0] != 1 {
@@ -324,10 +336,16 @@ impl Btf {
         let type_data = section(type_off, type_len, "type")?;
         let strings = section(str_off, str_len, "string")?;
         if strings.first().is_some_and(|&b| b != 0) || strings.last().is_some_and(|&b| b != 0) {
-            return Err(err(hdr_len + str_off as usize, "string section not NUL-delimited"));
+            return Err(err(
+                hdr_len + str_off as usize,
+                "string section not NUL-delimited",
+            ));
         }
         let base = hdr_len + type_off as usize;
-        let mut types = vec![BtfType { name: String::new(), kind: BtfKind::Void }];
+        let mut types = vec![BtfType {
+            name: String::new(),
+            kind: BtfKind::Void,
+        }];
         let mut offsets = vec![0usize];
         let mut r = Reader::new(type_data, 0);
         while r.pos < type_data.len() {
@@ -340,7 +358,10 @@ impl Btf {
                 reason,
             })?);
         }
-        let btf = Btf { types, strings: strings.to_vec() };
+        let btf = Btf {
+            types,
+            strings: strings.to_vec(),
+        };
         btf.validate(&offsets)?;
         Ok(btf)
     }
@@ -354,7 +375,10 @@ impl Btf {
                 reason,
             };
             if let Some(r) = t.kind.refs().into_iter().find(|&r| r as usize >= n) {
-                return Err(bad(format!("{} refers to missing type id {r}", t.kind.name())));
+                return Err(bad(format!(
+                    "{} refers to missing type id {r}",
+                    t.kind.name()
+                )));
             }
             // Value-like chains (typedef, modifiers, arrays, vars) must end within a bound,
             // otherwise sizing the type would never terminate.
@@ -416,7 +440,10 @@ impl Btf {
 
     /// First type id with this name whose kind satisfies `pred`.
     pub fn find(&self, name: &str, pred: impl Fn(&BtfKind) -> bool) -> Option<u32> {
-        self.types.iter().position(|t| t.name == name && pred(&t.kind)).map(|i| i as u32)
+        self.types
+            .iter()
+            .position(|t| t.name == name && pred(&t.kind))
+            .map(|i| i as u32)
     }
 
     /// First struct with this name.
@@ -483,7 +510,9 @@ impl Btf {
 
     /// The prototype of a `FUNC` type: (return type, parameters).
     pub fn func_proto(&self, func_id: u32) -> Option<(u32, &[Param])> {
-        let BtfKind::Func { proto, .. } = self.type_by_id(func_id)?.kind else { return None };
+        let BtfKind::Func { proto, .. } = self.type_by_id(func_id)?.kind else {
+            return None;
+        };
         match &self.type_by_id(proto)?.kind {
             BtfKind::FuncProto { ret, params } => Some((*ret, params)),
             _ => None,
@@ -502,7 +531,9 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
     let info = r.u32().ok_or_else(trunc)?;
     let size_type = r.u32().ok_or_else(trunc)?;
     let name = |off: u32| {
-        c_str(strings, off).map(str::to_owned).ok_or_else(|| format!("bad string offset {off}"))
+        c_str(strings, off)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("bad string offset {off}"))
     };
     let type_name = name(name_off)?;
     let vlen = (info & 0xffff) as usize;
@@ -544,14 +575,28 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
                 let n = r.u32().ok_or_else(trunc)?;
                 let ty = r.u32().ok_or_else(trunc)?;
                 let off = r.u32().ok_or_else(trunc)?;
-                let (bit_offset, bitfield_size) =
-                    if kind_flag { (off & 0x00ff_ffff, off >> 24) } else { (off, 0) };
-                members.push(Member { name: name(n)?, ty, bit_offset, bitfield_size });
+                let (bit_offset, bitfield_size) = if kind_flag {
+                    (off & 0x00ff_ffff, off >> 24)
+                } else {
+                    (off, 0)
+                };
+                members.push(Member {
+                    name: name(n)?,
+                    ty,
+                    bit_offset,
+                    bitfield_size,
+                });
             }
             if kind_id == 4 {
-                BtfKind::Struct { size: size_type, members }
+                BtfKind::Struct {
+                    size: size_type,
+                    members,
+                }
             } else {
-                BtfKind::Union { size: size_type, members }
+                BtfKind::Union {
+                    size: size_type,
+                    members,
+                }
             }
         }
         6 | 19 => {
@@ -569,16 +614,27 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
                 } else {
                     i64::from(lo)
                 };
-                values.push(EnumValue { name: name(n)?, value });
+                values.push(EnumValue {
+                    name: name(n)?,
+                    value,
+                });
             }
-            BtfKind::Enum { size: size_type, signed: kind_flag, is64, values }
+            BtfKind::Enum {
+                size: size_type,
+                signed: kind_flag,
+                is64,
+                values,
+            }
         }
         7 => BtfKind::Fwd { union: kind_flag },
         8 => BtfKind::Typedef(size_type),
         9 => BtfKind::Volatile(size_type),
         10 => BtfKind::Const(size_type),
         11 => BtfKind::Restrict(size_type),
-        12 => BtfKind::Func { proto: size_type, linkage: vlen as u32 },
+        12 => BtfKind::Func {
+            proto: size_type,
+            linkage: vlen as u32,
+        },
         13 => {
             need(8)?;
             let mut params = Vec::with_capacity(vlen);
@@ -587,9 +643,15 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
                 let ty = r.u32().ok_or_else(trunc)?;
                 params.push(Param { name: name(n)?, ty });
             }
-            BtfKind::FuncProto { ret: size_type, params }
+            BtfKind::FuncProto {
+                ret: size_type,
+                params,
+            }
         }
-        14 => BtfKind::Var { ty: size_type, linkage: r.u32().ok_or_else(trunc)? },
+        14 => BtfKind::Var {
+            ty: size_type,
+            linkage: r.u32().ok_or_else(trunc)?,
+        },
         15 => {
             need(12)?;
             let mut vars = Vec::with_capacity(vlen);
@@ -599,12 +661,21 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
                 let size = r.u32().ok_or_else(trunc)?;
                 vars.push(DatasecVar { ty, offset, size });
             }
-            BtfKind::Datasec { size: size_type, vars }
+            BtfKind::Datasec {
+                size: size_type,
+                vars,
+            }
         }
         16 => BtfKind::Float { size: size_type },
-        17 => BtfKind::DeclTag { ty: size_type, component: r.u32().ok_or_else(trunc)? as i32 },
+        17 => BtfKind::DeclTag {
+            ty: size_type,
+            component: r.u32().ok_or_else(trunc)? as i32,
+        },
         18 => BtfKind::TypeTag(size_type),
         k => return Err(format!("unknown BTF kind {k}")),
     };
-    Ok(BtfType { name: type_name, kind })
+    Ok(BtfType {
+        name: type_name,
+        kind,
+    })
 }

@@ -38,7 +38,10 @@ pub(crate) struct BtfExt {
 }
 
 fn bad(offset: usize, reason: impl Into<String>) -> ObjError {
-    ObjError::BtfExt { offset, reason: reason.into() }
+    ObjError::BtfExt {
+        offset,
+        reason: reason.into(),
+    }
 }
 
 impl BtfExt {
@@ -70,7 +73,10 @@ impl BtfExt {
         };
         let (base, d) = sub(fields[0], fields[1])?;
         ext.func_info = parse_info(d, base, btf, 8, |r| {
-            Some(RawFuncInfo { insn_off: r.u32()?, type_id: r.u32()? })
+            Some(RawFuncInfo {
+                insn_off: r.u32()?,
+                type_id: r.u32()?,
+            })
         })?;
         let (base, d) = sub(fields[2], fields[3])?;
         ext.line_info = parse_info(d, base, btf, 16, |r| {
@@ -115,14 +121,17 @@ fn parse_info<T>(
         let at = base + r.pos;
         let name_off = r.u32().ok_or_else(|| bad(at, "truncated section header"))?;
         let num = r.u32().ok_or_else(|| bad(at, "truncated section header"))? as usize;
-        let name =
-            btf.string_at(name_off).ok_or_else(|| bad(at, format!("bad name offset {name_off}")))?;
+        let name = btf
+            .string_at(name_off)
+            .ok_or_else(|| bad(at, format!("bad name offset {name_off}")))?;
         if num.saturating_mul(rec_size) > data.len() - r.pos {
             return Err(bad(at, format!("{num} records overrun the section")));
         }
         let list = out.entry(name.to_string()).or_default();
         for _ in 0..num {
-            let rec = r.bytes(rec_size).ok_or_else(|| bad(base + r.pos, "truncated record"))?;
+            let rec = r
+                .bytes(rec_size)
+                .ok_or_else(|| bad(base + r.pos, "truncated record"))?;
             let mut rr = Reader::new(rec, 0);
             list.push(read(&mut rr).ok_or_else(|| bad(base + r.pos, "truncated record"))?);
         }

@@ -234,7 +234,9 @@ fn parse_access(access: &str) -> Result<Vec<u32>, String> {
 }
 
 fn type_label(btf: &Btf, id: u32) -> String {
-    btf.type_by_id(id).map(|t| t.name.clone()).unwrap_or_default()
+    btf.type_by_id(id)
+        .map(|t| t.name.clone())
+        .unwrap_or_default()
 }
 
 fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<LocalSpec, String> {
@@ -269,7 +271,11 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
     let root_size = btf.size_of(t).ok_or("root type has no size")?;
     let mut bit_offset = elem_bits(raw[0], root_size);
     let mut cur = t;
-    let mut field = Field { bit_offset, ty: t, bitfield_size: 0 };
+    let mut field = Field {
+        bit_offset,
+        ty: t,
+        bitfield_size: 0,
+    };
     for &i in &raw[1..] {
         let ct = btf.skip_mods_and_typedefs(cur);
         match &btf.type_by_id(ct).ok_or("dangling type")?.kind {
@@ -280,7 +286,11 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
                     .ok_or_else(|| format!("member index {i} out of range"))?;
                 bit_offset = bit_offset.saturating_add(u64::from(m.bit_offset));
                 cur = m.ty;
-                field = Field { bit_offset, ty: m.ty, bitfield_size: m.bitfield_size };
+                field = Field {
+                    bit_offset,
+                    ty: m.ty,
+                    bitfield_size: m.bitfield_size,
+                };
                 // Anonymous members are only a local path detail: the host is searched by name.
                 if !m.name.is_empty() {
                     spec.text.push('.');
@@ -292,7 +302,11 @@ fn parse_local(btf: &Btf, kind: CoreKind, root: u32, access: &str) -> Result<Loc
                 let sz = btf.size_of(*elem).ok_or("array element has no size")?;
                 bit_offset = bit_offset.saturating_add(elem_bits(i, sz));
                 cur = *elem;
-                field = Field { bit_offset, ty: *elem, bitfield_size: 0 };
+                field = Field {
+                    bit_offset,
+                    ty: *elem,
+                    bitfield_size: 0,
+                };
                 spec.text.push_str(&format!("[{i}]"));
                 spec.steps.push(Step::Index(i));
             }
@@ -341,7 +355,10 @@ fn find_member(btf: &Btf, id: u32, name: &str, base: u64, depth: usize) -> Optio
     if depth > MAX_CHAIN {
         return None;
     }
-    let members = btf.type_by_id(btf.skip_mods_and_typedefs(id))?.kind.members()?;
+    let members = btf
+        .type_by_id(btf.skip_mods_and_typedefs(id))?
+        .kind
+        .members()?;
     for m in members {
         let off = base + u64::from(m.bit_offset);
         if m.name.is_empty() {
@@ -349,7 +366,11 @@ fn find_member(btf: &Btf, id: u32, name: &str, base: u64, depth: usize) -> Optio
                 return Some(f);
             }
         } else if m.name == name {
-            return Some(Field { bit_offset: off, ty: m.ty, bitfield_size: m.bitfield_size });
+            return Some(Field {
+                bit_offset: off,
+                ty: m.ty,
+                bitfield_size: m.bitfield_size,
+            });
         }
     }
     None
@@ -358,8 +379,11 @@ fn find_member(btf: &Btf, id: u32, name: &str, base: u64, depth: usize) -> Optio
 fn match_field(local: &Btf, spec: &LocalSpec, target: &Btf, root: u32) -> Option<Field> {
     let t = target.skip_mods_and_typedefs(root);
     let root_size = target.size_of(t)?;
-    let mut field =
-        Field { bit_offset: elem_bits(spec.first, root_size), ty: t, bitfield_size: 0 };
+    let mut field = Field {
+        bit_offset: elem_bits(spec.first, root_size),
+        ty: t,
+        bitfield_size: 0,
+    };
     for step in &spec.steps {
         match step {
             Step::Member(name) => {
@@ -396,7 +420,11 @@ fn match_field(local: &Btf, spec: &LocalSpec, target: &Btf, root: u32) -> Option
 fn field_value(btf: &Btf, kind: CoreKind, f: &Field) -> Result<(u64, u32), String> {
     let mt = btf.skip_mods_and_typedefs(f.ty);
     let size = btf.size_of(mt).ok_or("field has no size")?;
-    let bit_sz = if f.bitfield_size > 0 { f.bitfield_size } else { size.saturating_mul(8) };
+    let bit_sz = if f.bitfield_size > 0 {
+        f.bitfield_size
+    } else {
+        size.saturating_mul(8)
+    };
     let mut byte_sz = size;
     let mut byte_off = f.bit_offset / 8;
     if f.bitfield_size > 0 {
@@ -404,7 +432,8 @@ fn field_value(btf: &Btf, kind: CoreKind, f: &Field) -> Result<(u64, u32), Strin
             return Err("unsupported bitfield storage size".into());
         }
         byte_off = f.bit_offset / 8 / u64::from(byte_sz) * u64::from(byte_sz);
-        while f.bit_offset.saturating_add(u64::from(bit_sz)) - byte_off * 8 > u64::from(byte_sz) * 8 {
+        while f.bit_offset.saturating_add(u64::from(bit_sz)) - byte_off * 8 > u64::from(byte_sz) * 8
+        {
             if byte_sz >= 8 {
                 return Err("bitfield spans more than 8 bytes".into());
             }
@@ -448,10 +477,22 @@ fn types_compat(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize) -> bool
         (BtfKind::Array { elem: a, .. }, BtfKind::Array { elem: b, .. }) => {
             types_compat(local, *a, target, *b, depth + 1)
         }
-        (BtfKind::FuncProto { ret: lr, params: lp }, BtfKind::FuncProto { ret: tr, params: tp }) => {
+        (
+            BtfKind::FuncProto {
+                ret: lr,
+                params: lp,
+            },
+            BtfKind::FuncProto {
+                ret: tr,
+                params: tp,
+            },
+        ) => {
             lp.len() == tp.len()
                 && types_compat(local, *lr, target, *tr, depth + 1)
-                && lp.iter().zip(tp).all(|(a, b)| types_compat(local, a.ty, target, b.ty, depth + 1))
+                && lp
+                    .iter()
+                    .zip(tp)
+                    .all(|(a, b)| types_compat(local, a.ty, target, b.ty, depth + 1))
         }
         _ => true,
     }
@@ -480,19 +521,32 @@ fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize, budget: 
             essential_name(&lt.name) == essential_name(&tt.name)
                 && lm.iter().all(|m| {
                     tm.iter().any(|n| {
-                        n.name == m.name && types_match(local, m.ty, target, n.ty, depth + 1, budget)
+                        n.name == m.name
+                            && types_match(local, m.ty, target, n.ty, depth + 1, budget)
                     })
                 })
         }
-        (BtfKind::Enum { values: lv, .. }, BtfKind::Enum { values: tv, .. }) => {
-            lv.iter().all(|v| tv.iter().any(|w| essential_name(&v.name) == w.name))
-        }
-        (BtfKind::Int { size: a, signed: sa, .. }, BtfKind::Int { size: b, signed: sb, .. }) => {
-            a == b && sa == sb
-        }
+        (BtfKind::Enum { values: lv, .. }, BtfKind::Enum { values: tv, .. }) => lv
+            .iter()
+            .all(|v| tv.iter().any(|w| essential_name(&v.name) == w.name)),
+        (
+            BtfKind::Int {
+                size: a,
+                signed: sa,
+                ..
+            },
+            BtfKind::Int {
+                size: b,
+                signed: sb,
+                ..
+            },
+        ) => a == b && sa == sb,
         (BtfKind::Ptr(a), BtfKind::Ptr(b)) => {
             // Pointees are compared by name only, which also stops recursion through lists.
-            let (a, b) = (local.skip_mods_and_typedefs(*a), target.skip_mods_and_typedefs(*b));
+            let (a, b) = (
+                local.skip_mods_and_typedefs(*a),
+                target.skip_mods_and_typedefs(*b),
+            );
             match (local.type_by_id(a), target.type_by_id(b)) {
                 (Some(x), Some(y)) if is_composite(local, a) => {
                     same_kind_family(&x.kind, &y.kind)
@@ -501,18 +555,38 @@ fn types_match(local: &Btf, l: u32, target: &Btf, t: u32, depth: usize, budget: 
                 _ => types_match(local, a, target, b, depth + 1, budget),
             }
         }
-        (BtfKind::Array { elem: a, len: la, .. }, BtfKind::Array { elem: b, len: lb, .. }) => {
-            la == lb && types_match(local, *a, target, *b, depth + 1, budget)
-        }
-        (BtfKind::FuncProto { ret: lr, params: lp }, BtfKind::FuncProto { ret: tr, params: tp }) => {
+        (
+            BtfKind::Array {
+                elem: a, len: la, ..
+            },
+            BtfKind::Array {
+                elem: b, len: lb, ..
+            },
+        ) => la == lb && types_match(local, *a, target, *b, depth + 1, budget),
+        (
+            BtfKind::FuncProto {
+                ret: lr,
+                params: lp,
+            },
+            BtfKind::FuncProto {
+                ret: tr,
+                params: tp,
+            },
+        ) => {
             lp.len() == tp.len()
                 && types_match(local, *lr, target, *tr, depth + 1, budget)
-                && lp.iter().zip(tp).all(|(a, b)| types_match(local, a.ty, target, b.ty, depth + 1, budget))
+                && lp
+                    .iter()
+                    .zip(tp)
+                    .all(|(a, b)| types_match(local, a.ty, target, b.ty, depth + 1, budget))
         }
         (BtfKind::Float { size: a }, BtfKind::Float { size: b }) => a == b,
         _ => true,
     }
 }
+
+/// Local field size, host field size, and whether a load may be resized between them.
+type SizeInfo = (u32, u32, bool);
 
 /// Resolves one relocation against `target`.
 fn resolve(
@@ -525,12 +599,22 @@ fn resolve(
     let local_root = local.type_by_id(root).ok_or("dangling local type id")?;
     // The local value: what clang compiled in, used to validate the instruction.
     let (local_val, local_size) = if kind.is_field() {
-        let f = spec.field.as_ref().ok_or("field relocation without a field")?;
+        let f = spec
+            .field
+            .as_ref()
+            .ok_or("field relocation without a field")?;
         let (v, s) = field_value(local, kind, f)?;
         (v, Some((s, f.ty)))
     } else if kind.is_enumval() {
         let (_, v) = spec.enumerator.as_ref().ok_or("missing enumerator")?;
-        (if kind == CoreKind::EnumvalExists { 1 } else { *v as u64 }, None)
+        (
+            if kind == CoreKind::EnumvalExists {
+                1
+            } else {
+                *v as u64
+            },
+            None,
+        )
     } else {
         let v = match kind {
             CoreKind::TypeIdLocal | CoreKind::TypeIdTarget => u64::from(root),
@@ -555,21 +639,25 @@ fn resolve(
     if name.is_empty() {
         return Err("anonymous local type cannot be relocated".into());
     }
-    let mut found: Option<(u64, Option<(u32, u32, bool)>)> = None;
+    // (value, field sizes local/host and whether a load may change size)
+    let mut found: Option<(u64, Option<SizeInfo>)> = None;
     for (cand, tt) in target.types().iter().enumerate() {
         let cand = cand as u32;
         if essential_name(&tt.name) != name || !same_kind_family(&local_root.kind, &tt.kind) {
             continue;
         }
         let val = if kind.is_field() {
-            let Some(f) = match_field(local, spec, target, cand) else { continue };
+            let Some(f) = match_field(local, spec, target, cand) else {
+                continue;
+            };
             let (v, sz) = field_value(target, kind, &f)?;
             let (lsz, lty) = local_size.unwrap_or((sz, f.ty));
             let adjust_ok = lsz == sz || size_adjust_allowed(local, lty, target, f.ty);
             (v, Some((lsz, sz, adjust_ok)))
         } else if kind.is_enumval() {
-            let Some(BtfKind::Enum { values, .. }) =
-                target.type_by_id(target.skip_mods_and_typedefs(cand)).map(|t| &t.kind)
+            let Some(BtfKind::Enum { values, .. }) = target
+                .type_by_id(target.skip_mods_and_typedefs(cand))
+                .map(|t| &t.kind)
             else {
                 continue;
             };
@@ -577,7 +665,14 @@ fn resolve(
             let Some(e) = values.iter().find(|v| v.name == essential_name(ename)) else {
                 continue;
             };
-            (if kind == CoreKind::EnumvalExists { 1 } else { e.value as u64 }, None)
+            (
+                if kind == CoreKind::EnumvalExists {
+                    1
+                } else {
+                    e.value as u64
+                },
+                None,
+            )
         } else if kind == CoreKind::TypeMatches {
             if !types_match(local, root, target, cand, 0, &mut 10_000) {
                 continue;
@@ -621,15 +716,20 @@ fn resolve(
 
 /// libbpf allows changing a load's size only for pointers and unsigned integers.
 fn size_adjust_allowed(local: &Btf, l: u32, target: &Btf, t: u32) -> bool {
-    let lk = local.type_by_id(local.skip_mods_and_typedefs(l)).map(|t| &t.kind);
-    let tk = target.type_by_id(target.skip_mods_and_typedefs(t)).map(|t| &t.kind);
-    match (lk, tk) {
-        (Some(BtfKind::Ptr(_)), Some(BtfKind::Ptr(_))) => true,
-        (Some(BtfKind::Int { signed: false, .. }), Some(BtfKind::Int { signed: false, .. })) => {
-            true
-        }
-        _ => false,
-    }
+    let lk = local
+        .type_by_id(local.skip_mods_and_typedefs(l))
+        .map(|t| &t.kind);
+    let tk = target
+        .type_by_id(target.skip_mods_and_typedefs(t))
+        .map(|t| &t.kind);
+    matches!(
+        (lk, tk),
+        (Some(BtfKind::Ptr(_)), Some(BtfKind::Ptr(_)))
+            | (
+                Some(BtfKind::Int { signed: false, .. }),
+                Some(BtfKind::Int { signed: false, .. })
+            )
+    )
 }
 
 fn poison(insns: &mut [Insn], idx: usize) {
@@ -664,7 +764,10 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
     match class {
         op::BPF_ALU | op::BPF_ALU64 if op::source(insn.code) == op::BPF_K => {
             if res.validate && insn.imm as u32 as u64 != res.local & 0xffff_ffff {
-                return Err(format!("instruction imm {} is not the local value {}", insn.imm, res.local));
+                return Err(format!(
+                    "instruction imm {} is not the local value {}",
+                    insn.imm, res.local
+                ));
             }
             insns[idx].imm = i32::try_from(new)
                 .or_else(|_| u32::try_from(new).map(|v| v as i32))
@@ -672,7 +775,10 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
         }
         op::BPF_LDX | BPF_ST | BPF_STX if op::mode(insn.code) == op::BPF_MEM => {
             if res.validate && i64::from(insn.off) != res.local as i64 {
-                return Err(format!("instruction offset {} is not the local value {}", insn.off, res.local));
+                return Err(format!(
+                    "instruction offset {} is not the local value {}",
+                    insn.off, res.local
+                ));
             }
             insns[idx].off =
                 i16::try_from(new).map_err(|_| format!("offset {new} does not fit 16 bits"))?;
@@ -686,7 +792,9 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
                     }
                     let code = size_code(tsz)
                         .filter(|_| res.size_adjust_ok)
-                        .ok_or_else(|| format!("cannot adjust access size {lsz} to host field size {tsz}"))?;
+                        .ok_or_else(|| {
+                            format!("cannot adjust access size {lsz} to host field size {tsz}")
+                        })?;
                     insns[idx].code = (insn.code & !0x18) | code;
                 }
             }
@@ -694,12 +802,20 @@ fn patch(insns: &mut [Insn], idx: usize, kind: CoreKind, res: &Resolution) -> Re
         op::BPF_LD if insn.code == op::LD_IMM64 && idx + 1 < insns.len() => {
             let old = u64::from(insn.imm as u32) | (u64::from(insns[idx + 1].imm as u32) << 32);
             if res.validate && old != res.local {
-                return Err(format!("ld_imm64 value {old} is not the local value {}", res.local));
+                return Err(format!(
+                    "ld_imm64 value {old} is not the local value {}",
+                    res.local
+                ));
             }
             insns[idx].imm = new as u32 as i32;
             insns[idx + 1].imm = (new >> 32) as u32 as i32;
         }
-        _ => return Err(format!("cannot patch instruction with opcode {:#04x}", insn.code)),
+        _ => {
+            return Err(format!(
+                "cannot patch instruction with opcode {:#04x}",
+                insn.code
+            ))
+        }
     }
     Ok(())
 }
@@ -724,17 +840,24 @@ pub(crate) fn apply(
         reason,
     };
     let kind = kind.ok_or_else(|| err("unknown relocation kind".into()))?;
-    if raw.insn_off % 8 != 0 || idx >= insns.len() {
+    if !raw.insn_off.is_multiple_of(8) || idx >= insns.len() {
         return Err(err("instruction offset out of range".into()));
     }
-    let ty = local.type_by_id(raw.type_id).ok_or_else(|| err("dangling type id".into()))?;
+    let ty = local
+        .type_by_id(raw.type_id)
+        .ok_or_else(|| err("dangling type id".into()))?;
     let type_name = ty.name.clone();
     let spec = parse_local(local, kind, raw.type_id, &access).map_err(&err)?;
     let res = resolve(local, target, kind, raw.type_id, &spec).map_err(&err)?;
     patch(insns, idx, kind, &res).map_err(&err)?;
     let outcome = match res.target {
-        Some(t) => CoreOutcome::Value { local: res.local, target: t },
-        None => CoreOutcome::Poisoned { reason: res.poison_reason },
+        Some(t) => CoreOutcome::Value {
+            local: res.local,
+            target: t,
+        },
+        None => CoreOutcome::Poisoned {
+            reason: res.poison_reason,
+        },
     };
     Ok(CoreReloc {
         section: section.to_string(),

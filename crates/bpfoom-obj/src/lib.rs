@@ -126,15 +126,23 @@ impl Program {
     /// The line-info record covering instruction `insn`: the last one at or before it, within
     /// the same function.
     pub fn line_at(&self, insn: usize) -> Option<&LineInfo> {
-        let func_start =
-            self.func_info.iter().map(|f| f.insn).filter(|&s| s <= insn).max().unwrap_or(0);
+        let func_start = self
+            .func_info
+            .iter()
+            .map(|f| f.insn)
+            .filter(|&s| s <= insn)
+            .max()
+            .unwrap_or(0);
         let i = self.line_info.partition_point(|l| l.insn <= insn);
         self.line_info[..i].last().filter(|l| l.insn >= func_start)
     }
 
     /// The function containing instruction `insn`.
     pub fn func_at(&self, insn: usize) -> Option<&FuncInfo> {
-        self.func_info.iter().filter(|f| f.insn <= insn).max_by_key(|f| f.insn)
+        self.func_info
+            .iter()
+            .filter(|f| f.insn <= insn)
+            .max_by_key(|f| f.insn)
     }
 }
 

@@ -25,14 +25,19 @@ pub struct Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("types", &self.btf.len()).finish_non_exhaustive()
+        f.debug_struct("Target")
+            .field("types", &self.btf.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Target {
     /// A target from host types and a kfunc-name-to-id lookup.
     pub fn new(btf: Btf, kfunc_id: impl Fn(&str) -> Option<u32> + Send + Sync + 'static) -> Self {
-        Target { btf, kfunc_id: Box::new(kfunc_id) }
+        Target {
+            btf,
+            kfunc_id: Box::new(kfunc_id),
+        }
     }
 
     /// The bpfoom host: `bpfoom_abi::types::HostTypes` and `bpfoom_abi::kfuncs`.
@@ -70,10 +75,14 @@ struct Section<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SecKind {
     Text,
-    Prog { sleepable: bool },
+    Prog {
+        sleepable: bool,
+    },
     Maps,
     Data,
-    StructOps { link: bool },
+    StructOps {
+        link: bool,
+    },
     License,
     /// `.BTF` / `.BTF.ext`: read, but not loaded as program data.
     Btf,
@@ -108,8 +117,10 @@ fn classify(name: &str, sh_type: u32, flags: u64) -> Result<SecKind, ObjError> {
         section: name.to_string(),
         reason: reason.to_string(),
     };
-    if matches!(sh_type, elf::SHT_NULL | elf::SHT_REL | elf::SHT_RELA | elf::SHT_SYMTAB | elf::SHT_STRTAB)
-    {
+    if matches!(
+        sh_type,
+        elf::SHT_NULL | elf::SHT_REL | elf::SHT_RELA | elf::SHT_SYMTAB | elf::SHT_STRTAB
+    ) {
         return Ok(SecKind::Ignored);
     }
     if flags & u64::from(elf::SHF_EXECINSTR) != 0 {
@@ -120,16 +131,23 @@ fn classify(name: &str, sh_type: u32, flags: u64) -> Result<SecKind, ObjError> {
         } else if name.starts_with("struct_ops/") {
             Ok(SecKind::Prog { sleepable: false })
         } else {
-            Err(unsupported("program type not supported: bpfoom loads struct_ops programs"))
+            Err(unsupported(
+                "program type not supported: bpfoom loads struct_ops programs",
+            ))
         };
     }
-    let data_prefix = |p: &str| name == p || name.strip_prefix(p).is_some_and(|r| r.starts_with('.'));
+    let data_prefix =
+        |p: &str| name == p || name.strip_prefix(p).is_some_and(|r| r.starts_with('.'));
     Ok(match name {
         "license" => SecKind::License,
         ".maps" => SecKind::Maps,
         ".struct_ops" => SecKind::StructOps { link: false },
         ".struct_ops.link" => SecKind::StructOps { link: true },
-        "maps" => return Err(unsupported("legacy map definitions; declare maps in SEC(\".maps\")")),
+        "maps" => {
+            return Err(unsupported(
+                "legacy map definitions; declare maps in SEC(\".maps\")",
+            ))
+        }
         _ if data_prefix(".data") || data_prefix(".rodata") || data_prefix(".bss") => SecKind::Data,
         ".BTF" | ".BTF.ext" => SecKind::Btf,
         "version" => SecKind::Ignored,
@@ -169,16 +187,23 @@ impl<'a> Elf<'a> {
         let mut rels = BTreeMap::new();
         for sh in table.iter() {
             let name = String::from_utf8_lossy(table.section_name(e, sh)?).into_owned();
-            let bad = |reason: String| ObjError::BadSection { section: name.clone(), reason };
+            let bad = |reason: String| ObjError::BadSection {
+                section: name.clone(),
+                reason,
+            };
             let sh_type = sh.sh_type(e);
             let flags = sh.sh_flags(e);
             let kind = classify(&name, sh_type, flags)?;
             let bytes = if sh_type == elf::SHT_NOBITS || kind == SecKind::Ignored {
                 &[][..]
             } else {
-                sh.data(e, data).map_err(|_| bad("data out of file bounds".into()))?
+                sh.data(e, data)
+                    .map_err(|_| bad("data out of file bounds".into()))?
             };
-            if let Some((list, _)) = sh.rel(e, data).map_err(|_| bad("bad relocation table".into()))? {
+            if let Some((list, _)) = sh
+                .rel(e, data)
+                .map_err(|_| bad("bad relocation table".into()))?
+            {
                 let target = sh.sh_info(e) as usize;
                 let v: Vec<Rel> = list
                     .iter()
@@ -190,7 +215,13 @@ impl<'a> Elf<'a> {
                     .collect();
                 rels.insert(target, v);
             }
-            sections.push(Section { name, sh_type, data: bytes, size: sh.sh_size(e), kind });
+            sections.push(Section {
+                name,
+                sh_type,
+                data: bytes,
+                size: sh.sh_size(e),
+                kind,
+            });
         }
         let symtab = table.symbols(e, data, elf::SHT_SYMTAB)?;
         let mut symbols = Vec::with_capacity(symtab.len());
@@ -205,15 +236,25 @@ impl<'a> Elf<'a> {
                 typ: sym.st_type(),
             });
         }
-        Ok(Elf { sections, symbols, rels })
+        Ok(Elf {
+            sections,
+            symbols,
+            rels,
+        })
     }
 
     fn by_name(&self, name: &str) -> Option<(usize, &Section<'a>)> {
-        self.sections.iter().enumerate().find(|(_, s)| s.name == name)
+        self.sections
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
     }
 
     fn sym_name(&self, sym: usize) -> String {
-        self.symbols.get(sym).map(|s| s.name.clone()).unwrap_or_else(|| format!("#{sym}"))
+        self.symbols
+            .get(sym)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| format!("#{sym}"))
     }
 }
 
@@ -223,17 +264,31 @@ impl<'a> Elf<'a> {
 /// as libbpf does.
 fn fixup_datasecs(btf: &mut Btf, elf: &Elf<'_>) {
     let ids: Vec<u32> = (0..btf.len() as u32)
-        .filter(|&i| matches!(btf.type_by_id(i).map(|t| &t.kind), Some(BtfKind::Datasec { .. })))
+        .filter(|&i| {
+            matches!(
+                btf.type_by_id(i).map(|t| &t.kind),
+                Some(BtfKind::Datasec { .. })
+            )
+        })
         .collect();
     for id in ids {
-        let Some(t) = btf.type_by_id(id) else { continue };
-        let Some((sec_idx, sec)) = elf.by_name(&t.name) else { continue };
-        let BtfKind::Datasec { vars, .. } = &t.kind else { continue };
+        let Some(t) = btf.type_by_id(id) else {
+            continue;
+        };
+        let Some((sec_idx, sec)) = elf.by_name(&t.name) else {
+            continue;
+        };
+        let BtfKind::Datasec { vars, .. } = &t.kind else {
+            continue;
+        };
         let offsets: Vec<Option<u32>> = vars
             .iter()
             .map(|v| {
                 let var_name = &btf.type_by_id(v.ty)?.name;
-                let sym = elf.symbols.iter().find(|s| s.shndx == sec_idx && &s.name == var_name)?;
+                let sym = elf
+                    .symbols
+                    .iter()
+                    .find(|s| s.shndx == sec_idx && &s.name == var_name)?;
                 u32::try_from(sym.value).ok()
             })
             .collect();
@@ -259,9 +314,18 @@ struct MapIndex {
 }
 
 fn btf_map(btf: &Btf, var_ty: u32, section: &str) -> Result<MapDef, ObjError> {
-    let var = btf.type_by_id(var_ty).map(|t| t.name.clone()).unwrap_or_default();
-    let err = |reason: String| ObjError::Map { map: var.clone(), reason };
-    let BtfKind::Var { ty, .. } = btf.type_by_id(var_ty).map(|t| &t.kind).unwrap_or(&BtfKind::Void)
+    let var = btf
+        .type_by_id(var_ty)
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let err = |reason: String| ObjError::Map {
+        map: var.clone(),
+        reason,
+    };
+    let BtfKind::Var { ty, .. } = btf
+        .type_by_id(var_ty)
+        .map(|t| &t.kind)
+        .unwrap_or(&BtfKind::Void)
     else {
         return Err(err("`.maps` entry is not a variable".into()));
     };
@@ -273,15 +337,22 @@ fn btf_map(btf: &Btf, var_ty: u32, section: &str) -> Result<MapDef, ObjError> {
             _ => None,
         })
         .ok_or_else(|| err("map definition is not a struct".into()))?;
-    let (mut kind, mut key_size, mut value_size, mut max_entries, mut flags) = (None, None, None, 0, 0);
+    let (mut kind, mut key_size, mut value_size, mut max_entries, mut flags) =
+        (None, None, None, 0, 0);
     let (mut key_type, mut value_type) = (None, None);
     for m in &members {
         // Every map attribute is a pointer: `__uint(x, N)` to `int[N]`, `__type(x, T)` to `T`.
-        let pointee = match btf.type_by_id(btf.skip_mods_and_typedefs(m.ty)).map(|t| &t.kind) {
+        let pointee = match btf
+            .type_by_id(btf.skip_mods_and_typedefs(m.ty))
+            .map(|t| &t.kind)
+        {
             Some(BtfKind::Ptr(p)) => *p,
             _ => return Err(err(format!("attribute `{}` is not a pointer", m.name))),
         };
-        let uint = || match btf.type_by_id(btf.skip_mods_and_typedefs(pointee)).map(|t| &t.kind) {
+        let uint = || match btf
+            .type_by_id(btf.skip_mods_and_typedefs(pointee))
+            .map(|t| &t.kind)
+        {
             Some(BtfKind::Array { len, .. }) => Ok(*len),
             _ => Err(err(format!("attribute `{}` is not __uint()", m.name))),
         };
@@ -292,7 +363,10 @@ fn btf_map(btf: &Btf, var_ty: u32, section: &str) -> Result<MapDef, ObjError> {
         match m.name.as_str() {
             "type" => {
                 let t = uint()?;
-                kind = Some(MapKind::from_linux(t).ok_or_else(|| err(format!("unsupported map type {t}")))?);
+                kind = Some(
+                    MapKind::from_linux(t)
+                        .ok_or_else(|| err(format!("unsupported map type {t}")))?,
+                );
             }
             "max_entries" => max_entries = uint()?,
             "map_flags" => flags = uint()?,
@@ -331,7 +405,9 @@ fn btf_map(btf: &Btf, var_ty: u32, section: &str) -> Result<MapDef, ObjError> {
         ),
     };
     if kind != MapKind::Ringbuf && (key_size == 0 || value_size == 0 || max_entries == 0) {
-        return Err(err("key size, value size and max_entries must be non-zero".into()));
+        return Err(err(
+            "key size, value size and max_entries must be non-zero".into()
+        ));
     }
     Ok(MapDef {
         name: var,
@@ -350,8 +426,16 @@ fn btf_map(btf: &Btf, var_ty: u32, section: &str) -> Result<MapDef, ObjError> {
 
 fn build_maps(elf: &Elf<'_>, btf: &Btf) -> Result<(Vec<MapDef>, MapIndex), ObjError> {
     let mut maps = Vec::new();
-    let mut index = MapIndex { btf_maps: HashMap::new(), data: HashMap::new() };
-    if let Some((_, sec)) = elf.sections.iter().enumerate().find(|(_, s)| s.kind == SecKind::Maps) {
+    let mut index = MapIndex {
+        btf_maps: HashMap::new(),
+        data: HashMap::new(),
+    };
+    if let Some((_, sec)) = elf
+        .sections
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.kind == SecKind::Maps)
+    {
         let ds = btf.datasec(".maps").ok_or_else(|| ObjError::BadSection {
             section: ".maps".into(),
             reason: "no BTF DATASEC describes it".into(),
@@ -375,7 +459,11 @@ fn build_maps(elf: &Elf<'_>, btf: &Btf) -> Result<(Vec<MapDef>, MapIndex), ObjEr
             section: sec.name.clone(),
             reason: "too large for a map value".into(),
         })?;
-        let initial = if sec.sh_type == elf::SHT_NOBITS { vec![0; size as usize] } else { sec.data.to_vec() };
+        let initial = if sec.sh_type == elf::SHT_NOBITS {
+            vec![0; size as usize]
+        } else {
+            sec.data.to_vec()
+        };
         index.data.insert(i, maps.len());
         maps.push(MapDef {
             name: sec.name.clone(),
@@ -395,7 +483,10 @@ fn build_maps(elf: &Elf<'_>, btf: &Btf) -> Result<(Vec<MapDef>, MapIndex), ObjEr
 }
 
 fn unreachable_datasec<T>() -> Result<T, ObjError> {
-    Err(ObjError::BadSection { section: ".maps".into(), reason: "DATASEC lookup mismatch".into() })
+    Err(ObjError::BadSection {
+        section: ".maps".into(),
+        reason: "DATASEC lookup mismatch".into(),
+    })
 }
 
 // ---------------------------------------------------------------- code
@@ -435,8 +526,16 @@ impl Ctx<'_, '_> {
             section: sec.name.clone(),
             reason: format!("size {} is not a multiple of 8", sec.data.len()),
         })?;
-        let mut code = Code { insns, links: BTreeMap::new() };
-        let rels = self.elf.rels.get(&sec_idx).map(Vec::as_slice).unwrap_or(&[]);
+        let mut code = Code {
+            insns,
+            links: BTreeMap::new(),
+        };
+        let rels = self
+            .elf
+            .rels
+            .get(&sec_idx)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         for r in rels {
             self.relocate_insn(sec_idx, &mut code, r)?;
         }
@@ -455,13 +554,14 @@ impl Ctx<'_, '_> {
                 };
                 if let Some(make) = local {
                     let t = i as i64 + i64::from(insn.imm) + 1;
-                    let t = usize::try_from(t).ok().filter(|&t| t < code.insns.len()).ok_or_else(
-                        || ObjError::BadCall {
+                    let t = usize::try_from(t)
+                        .ok()
+                        .filter(|&t| t < code.insns.len())
+                        .ok_or_else(|| ObjError::BadCall {
                             section: sec.name.clone(),
                             insn: i,
                             reason: format!("relative target {} is outside the section", insn.imm),
-                        },
-                    )?;
+                        })?;
                     code.links.insert(i, make(sec_idx, t));
                 }
             }
@@ -480,10 +580,14 @@ impl Ctx<'_, '_> {
             symbol: elf.sym_name(r.sym),
             reason,
         };
-        if r.offset % 8 != 0 || idx >= code.insns.len() {
+        if !r.offset.is_multiple_of(8) || idx >= code.insns.len() {
             return Err(err(format!("offset {:#x} is not an instruction", r.offset)));
         }
-        let sym = elf.symbols.get(r.sym).filter(|_| r.sym != 0).ok_or_else(|| err("dangling symbol index".into()))?;
+        let sym = elf
+            .symbols
+            .get(r.sym)
+            .filter(|_| r.sym != 0)
+            .ok_or_else(|| err("dangling symbol index".into()))?;
         let insn = code.insns[idx];
         let is_wide = insn.code == op::LD_IMM64 && idx + 1 < code.insns.len();
         match r.rtype {
@@ -497,14 +601,21 @@ impl Ctx<'_, '_> {
             }
         }
         if sym.shndx == elf::SHN_UNDEF as usize {
-            return self.relocate_extern(code, idx, sym, is_wide, r.sym).map_err(|e| match e {
-                ObjError::UnknownKfunc { name, .. } => {
-                    ObjError::UnknownKfunc { section: sec.name.clone(), insn: idx, name }
-                }
-                other => other,
-            });
+            return self
+                .relocate_extern(code, idx, sym, is_wide, r.sym)
+                .map_err(|e| match e {
+                    ObjError::UnknownKfunc { name, .. } => ObjError::UnknownKfunc {
+                        section: sec.name.clone(),
+                        insn: idx,
+                        name,
+                    },
+                    other => other,
+                });
         }
-        let target_sec = elf.sections.get(sym.shndx).ok_or_else(|| err("symbol in missing section".into()))?;
+        let target_sec = elf
+            .sections
+            .get(sym.shndx)
+            .ok_or_else(|| err("symbol in missing section".into()))?;
         match target_sec.kind {
             SecKind::Text | SecKind::Prog { .. } => {
                 let byte = if is_wide {
@@ -516,8 +627,14 @@ impl Ctx<'_, '_> {
                 let t = usize::try_from(byte / 8)
                     .ok()
                     .filter(|_| byte % 8 == 0)
-                    .ok_or_else(|| err(format!("target byte offset {byte} is not an instruction")))?;
-                let link = if is_wide { Link::FuncAddr(sym.shndx, t) } else { Link::Call(sym.shndx, t) };
+                    .ok_or_else(|| {
+                        err(format!("target byte offset {byte} is not an instruction"))
+                    })?;
+                let link = if is_wide {
+                    Link::FuncAddr(sym.shndx, t)
+                } else {
+                    Link::Call(sym.shndx, t)
+                };
                 code.links.insert(idx, link);
             }
             SecKind::Maps if is_wide => {
@@ -531,7 +648,11 @@ impl Ctx<'_, '_> {
                 code.insns[idx + 1].imm = 0;
             }
             SecKind::Data if is_wide => {
-                let m = *self.maps.data.get(&sym.shndx).ok_or_else(|| err("empty data section".into()))?;
+                let m = *self
+                    .maps
+                    .data
+                    .get(&sym.shndx)
+                    .ok_or_else(|| err("empty data section".into()))?;
                 let off = i128::from(insn.imm) + i128::from(sym.value);
                 let off = i32::try_from(off)
                     .ok()
@@ -613,16 +734,30 @@ fn collect_funcs(elf: &Elf<'_>, codes: &BTreeMap<usize, Code>) -> Result<Vec<Fun
             section: elf.sections[*sec].name.clone(),
             reason: format!("function `{name}`: {reason}"),
         };
-        if value % 8 != 0 || size % 8 != 0 {
+        if !value.is_multiple_of(8) || !size.is_multiple_of(8) {
             return Err(bad("not instruction aligned".into()));
         }
         let start = (value / 8) as usize;
-        let next = funcs.get(i + 1).filter(|f| f.0 == *sec).map_or(len, |f| (f.1 / 8) as usize);
-        let end = if *size > 0 { start.saturating_add((size / 8) as usize) } else { next };
+        let next = funcs
+            .get(i + 1)
+            .filter(|f| f.0 == *sec)
+            .map_or(len, |f| (f.1 / 8) as usize);
+        let end = if *size > 0 {
+            start.saturating_add((size / 8) as usize)
+        } else {
+            next
+        };
         if start >= end || end > len || end > next {
-            return Err(bad(format!("range {start}..{end} is outside the section or overlaps")));
+            return Err(bad(format!(
+                "range {start}..{end} is outside the section or overlaps"
+            )));
         }
-        out.push(Func { sec: *sec, start, end, name: name.clone() });
+        out.push(Func {
+            sec: *sec,
+            start,
+            end,
+            name: name.clone(),
+        });
     }
     Ok(out)
 }
@@ -637,7 +772,9 @@ struct Layout<'x> {
 
 impl Layout<'_> {
     fn func_at(&self, sec: usize, insn: usize) -> Option<usize> {
-        self.funcs.iter().position(|f| f.sec == sec && f.start <= insn && insn < f.end)
+        self.funcs
+            .iter()
+            .position(|f| f.sec == sec && f.start <= insn && insn < f.end)
     }
 
     fn program(&self, main: usize, sleepable: bool) -> Result<Program, ObjError> {
@@ -652,7 +789,9 @@ impl Layout<'_> {
         while i < order.len() {
             let f = &self.funcs[order[i]];
             for (&j, link) in self.codes[&f.sec].links.range(f.start..f.end) {
-                let (Link::Call(s, t) | Link::FuncAddr(s, t)) = link else { continue };
+                let (Link::Call(s, t) | Link::FuncAddr(s, t)) = link else {
+                    continue;
+                };
                 let bad = |reason: String| ObjError::BadCall {
                     section: self.elf.sections[f.sec].name.clone(),
                     insn: j,
@@ -661,7 +800,12 @@ impl Layout<'_> {
                 let g = self
                     .func_at(*s, *t)
                     .filter(|&g| self.funcs[g].start == *t)
-                    .ok_or_else(|| bad(format!("instruction {t} of {} is not a function start", self.elf.sections[*s].name)))?;
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "instruction {t} of {} is not a function start",
+                            self.elf.sections[*s].name
+                        ))
+                    })?;
                 if let std::collections::hash_map::Entry::Vacant(e) = base.entry(g) {
                     e.insert(insns.len());
                     copy(&mut insns, &self.funcs[g]);
@@ -692,7 +836,10 @@ impl Layout<'_> {
                     }
                     Link::Kfunc(name, id) => {
                         if !kfuncs_used.iter().any(|k| k.id == *id) {
-                            kfuncs_used.push(KfuncRef { name: name.clone(), id: *id });
+                            kfuncs_used.push(KfuncRef {
+                                name: name.clone(),
+                                id: *id,
+                            });
                         }
                     }
                 }
@@ -704,11 +851,25 @@ impl Layout<'_> {
                 .and_then(|v| v.iter().find(|r| (r.insn_off / 8) as usize == f.start))
                 .map(|r| r.type_id)
                 .or_else(|| self.btf.find_func(&f.name));
-            func_info.push(FuncInfo { insn: b, name: f.name.clone(), type_id });
-            for l in self.ext.line_info.get(sec_name).map(Vec::as_slice).unwrap_or(&[]) {
+            func_info.push(FuncInfo {
+                insn: b,
+                name: f.name.clone(),
+                type_id,
+            });
+            for l in self
+                .ext
+                .line_info
+                .get(sec_name)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
                 let j = (l.insn_off / 8) as usize;
                 // Line 0 marks compiler-generated code with no source position.
-                if l.insn_off % 8 != 0 || j < f.start || j >= f.end || l.line_col >> 10 == 0 {
+                if !l.insn_off.is_multiple_of(8)
+                    || j < f.start
+                    || j >= f.end
+                    || l.line_col >> 10 == 0
+                {
                     continue;
                 }
                 line_info.push(LineInfo {
@@ -716,7 +877,12 @@ impl Layout<'_> {
                     file: self.btf.string_at(l.file_off).unwrap_or("").to_string(),
                     line: l.line_col >> 10,
                     column: l.line_col & 0x3ff,
-                    source: self.btf.string_at(l.line_off).unwrap_or("").trim().to_string(),
+                    source: self
+                        .btf
+                        .string_at(l.line_off)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
                 });
             }
         }
@@ -761,7 +927,9 @@ fn struct_ops(
         var: var.to_string(),
         reason,
     };
-    let ds = btf.datasec(&sec.name).ok_or_else(|| err("", "no BTF DATASEC describes the section".into()))?;
+    let ds = btf
+        .datasec(&sec.name)
+        .ok_or_else(|| err("", "no BTF DATASEC describes the section".into()))?;
     let Some(BtfKind::Datasec { vars, .. }) = btf.type_by_id(ds).map(|t| &t.kind) else {
         return Err(err("", "DATASEC lookup mismatch".into()));
     };
@@ -769,15 +937,22 @@ fn struct_ops(
     let mut used = vec![false; rels.len()];
     let mut out = Vec::new();
     for v in vars {
-        let var_t = btf.type_by_id(v.ty).ok_or_else(|| err("", format!("dangling type id {}", v.ty)))?;
+        let var_t = btf
+            .type_by_id(v.ty)
+            .ok_or_else(|| err("", format!("dangling type id {}", v.ty)))?;
         let var = var_t.name.as_str();
         let BtfKind::Var { ty, .. } = var_t.kind else {
             return Err(err(var, "DATASEC entry is not a variable".into()));
         };
         let type_id = btf.skip_mods_and_typedefs(ty);
-        let st = btf.type_by_id(type_id).ok_or_else(|| err(var, "dangling type".into()))?;
+        let st = btf
+            .type_by_id(type_id)
+            .ok_or_else(|| err(var, "dangling type".into()))?;
         let BtfKind::Struct { members, .. } = &st.kind else {
-            return Err(err(var, format!("type is {}, not a struct", st.kind.name())));
+            return Err(err(
+                var,
+                format!("type is {}, not a struct", st.kind.name()),
+            ));
         };
         let start = v.offset as usize;
         let data = start
@@ -806,11 +981,17 @@ fn struct_ops(
                 }
                 Some(BtfKind::Ptr(_)) => {
                     let at = (start + moff) as u64;
-                    let Some(ri) = rels.iter().position(|r| r.offset == at) else { continue };
+                    let Some(ri) = rels.iter().position(|r| r.offset == at) else {
+                        continue;
+                    };
                     used[ri] = true;
                     let r = rels[ri];
                     let bad = |reason: String| err(var, format!("member `{}`: {reason}", m.name));
-                    let sym = elf.symbols.get(r.sym).filter(|_| r.sym != 0).ok_or_else(|| bad("dangling symbol".into()))?;
+                    let sym = elf
+                        .symbols
+                        .get(r.sym)
+                        .filter(|_| r.sym != 0)
+                        .ok_or_else(|| bad("dangling symbol".into()))?;
                     if r.rtype != R_BPF_64_ABS64 {
                         return Err(bad(format!("relocation type {}", r.rtype)));
                     }
@@ -819,9 +1000,9 @@ fn struct_ops(
                         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
                         .unwrap_or(0);
                     let insn = (sym.value.wrapping_add(addend) / 8) as usize;
-                    let p = *prog_at
-                        .get(&(sym.shndx, insn))
-                        .ok_or_else(|| bad(format!("`{}` is not a struct_ops program", sym.name)))?;
+                    let p = *prog_at.get(&(sym.shndx, insn)).ok_or_else(|| {
+                        bad(format!("`{}` is not a struct_ops program", sym.name))
+                    })?;
                     inst.callbacks.push(Callback {
                         member: m.name.clone(),
                         program: p,
@@ -885,7 +1066,9 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
         .unwrap_or_default();
     for (idx, rels) in &elf.rels {
         let Some(sec) = elf.sections.get(*idx) else {
-            return Err(ObjError::Elf(format!("relocation section targets missing section {idx}")));
+            return Err(ObjError::Elf(format!(
+                "relocation section targets missing section {idx}"
+            )));
         };
         if matches!(sec.kind, SecKind::Data | SecKind::Maps) && !rels.is_empty() {
             return Err(ObjError::UnsupportedSection {
@@ -896,7 +1079,11 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
         let _ = (R_BPF_64_ABS32, R_BPF_64_NODYLD32);
     }
     let (maps, map_index) = build_maps(&elf, &btf)?;
-    let ctx = Ctx { elf: &elf, target, maps: &map_index };
+    let ctx = Ctx {
+        elf: &elf,
+        target,
+        maps: &map_index,
+    };
     let mut codes = BTreeMap::new();
     for (i, s) in elf.sections.iter().enumerate() {
         if matches!(s.kind, SecKind::Text | SecKind::Prog { .. }) {
@@ -916,11 +1103,23 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
             reason: format!("CO-RE relocations for non-code section {sec_name}"),
         })?;
         for raw in relos {
-            core_relocs_applied.push(crate::core::apply(&btf, target.btf(), sec_name, &mut code.insns, raw)?);
+            core_relocs_applied.push(crate::core::apply(
+                &btf,
+                target.btf(),
+                sec_name,
+                &mut code.insns,
+                raw,
+            )?);
         }
     }
     let funcs = collect_funcs(&elf, &codes)?;
-    let layout = Layout { elf: &elf, btf: &btf, ext: &ext, codes: &codes, funcs: &funcs };
+    let layout = Layout {
+        elf: &elf,
+        btf: &btf,
+        ext: &ext,
+        codes: &codes,
+        funcs: &funcs,
+    };
     let mut programs = Vec::new();
     let mut prog_at = HashMap::new();
     let mut covered: HashSet<usize> = HashSet::new();
@@ -932,7 +1131,10 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
         }
     }
     for (i, code) in &codes {
-        if matches!(elf.sections[*i].kind, SecKind::Prog { .. }) && !code.insns.is_empty() && !covered.contains(i) {
+        if matches!(elf.sections[*i].kind, SecKind::Prog { .. })
+            && !code.insns.is_empty()
+            && !covered.contains(i)
+        {
             return Err(ObjError::BadSection {
                 section: elf.sections[*i].name.clone(),
                 reason: "code without a function symbol".into(),
@@ -945,5 +1147,12 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
             instances.extend(struct_ops(&elf, &btf, i, link, &programs, &prog_at)?);
         }
     }
-    Ok(Object { license, programs, struct_ops: instances, maps, btf, core_relocs_applied })
+    Ok(Object {
+        license,
+        programs,
+        struct_ops: instances,
+        maps,
+        btf,
+        core_relocs_applied,
+    })
 }

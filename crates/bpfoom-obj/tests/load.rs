@@ -1,9 +1,11 @@
 //! Loading tests/fixtures/basic.bpf.c: every section kind and non-CO-RE relocation kind.
+// Helpers outside #[test] functions panic on broken fixtures too.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
 use bpfoom_insn::opcode as op;
-use bpfoom_obj::{MapKind, Object, ObjError, Program, KFUNC_POISON_BASE};
+use bpfoom_obj::{MapKind, ObjError, Object, Program, KFUNC_POISON_BASE};
 
 fn basic() -> Option<Object> {
     let bytes = common::compile_fixture("basic.bpf.c")?;
@@ -23,7 +25,11 @@ fn insn_on_line(p: &Program, needle: &str) -> usize {
 fn license_programs_and_sleepable_flag() {
     let Some(o) = basic() else { return };
     assert_eq!(o.license, "GPL");
-    let names: Vec<_> = o.programs.iter().map(|p| (p.name.as_str(), p.sleepable)).collect();
+    let names: Vec<_> = o
+        .programs
+        .iter()
+        .map(|p| (p.name.as_str(), p.sleepable))
+        .collect();
     assert_eq!(names, [("handle_oom", true), ("offline", false)]);
     let p = o.program("handle_oom").unwrap();
     assert_eq!(p.section, "struct_ops.s/handle_out_of_memory");
@@ -39,18 +45,33 @@ fn btf_maps_of_every_type() {
     let Some(o) = basic() else { return };
     let get = |n: &str| o.map(n).unwrap_or_else(|| panic!("map {n}")).1;
     let h = get("hashmap");
-    assert_eq!((h.kind, h.key_size, h.value_size, h.max_entries), (MapKind::Hash, 4, 8, 16));
+    assert_eq!(
+        (h.kind, h.key_size, h.value_size, h.max_entries),
+        (MapKind::Hash, 4, 8, 16)
+    );
     assert_eq!(o.btf.type_by_id(h.key_type.unwrap()).unwrap().name, "__u32");
     let a = get("arraymap");
-    assert_eq!((a.kind, a.key_size, a.value_size, a.max_entries), (MapKind::Array, 4, 24, 4));
+    assert_eq!(
+        (a.kind, a.key_size, a.value_size, a.max_entries),
+        (MapKind::Array, 4, 24, 4)
+    );
     assert_eq!(a.value_type, None);
     let p = get("pcpu");
-    assert_eq!((p.kind, p.key_size, p.value_size), (MapKind::PercpuArray, 4, 16));
+    assert_eq!(
+        (p.kind, p.key_size, p.value_size),
+        (MapKind::PercpuArray, 4, 16)
+    );
     assert_eq!(o.btf.type_by_id(p.value_type.unwrap()).unwrap().name, "val");
     let l = get("lru");
-    assert_eq!((l.kind, l.key_size, l.value_size, l.max_entries), (MapKind::LruHash, 8, 4, 128));
+    assert_eq!(
+        (l.kind, l.key_size, l.value_size, l.max_entries),
+        (MapKind::LruHash, 8, 4, 128)
+    );
     let r = get("events");
-    assert_eq!((r.kind, r.key_size, r.value_size, r.max_entries), (MapKind::Ringbuf, 0, 0, 16384));
+    assert_eq!(
+        (r.kind, r.key_size, r.value_size, r.max_entries),
+        (MapKind::Ringbuf, 0, 0, 16384)
+    );
 }
 
 #[test]
@@ -63,16 +84,33 @@ fn global_data_sections_are_single_entry_arrays() {
         (".bss", false, 8),
     ] {
         let m = o.map(name).unwrap_or_else(|| panic!("map {name}")).1;
-        assert_eq!((m.kind, m.key_size, m.max_entries, m.readonly), (MapKind::Array, 4, 1, ro), "{name}");
+        assert_eq!(
+            (m.kind, m.key_size, m.max_entries, m.readonly),
+            (MapKind::Array, 4, 1, ro),
+            "{name}"
+        );
         assert_eq!(m.value_size, size, "{name}");
         assert_eq!(m.initial.as_ref().unwrap().len(), size as usize, "{name}");
         assert!(m.value_type.is_some(), "{name} has a DATASEC");
     }
-    assert_eq!(o.map(".data").unwrap().1.initial.as_deref(), Some(&3i32.to_le_bytes()[..]));
-    assert_eq!(o.map(".data.tuned").unwrap().1.initial.as_deref(), Some(&11u64.to_le_bytes()[..]));
-    assert_eq!(o.map(".bss").unwrap().1.initial.as_deref(), Some(&[0u8; 8][..]));
+    assert_eq!(
+        o.map(".data").unwrap().1.initial.as_deref(),
+        Some(&3i32.to_le_bytes()[..])
+    );
+    assert_eq!(
+        o.map(".data.tuned").unwrap().1.initial.as_deref(),
+        Some(&11u64.to_le_bytes()[..])
+    );
+    assert_eq!(
+        o.map(".bss").unwrap().1.initial.as_deref(),
+        Some(&[0u8; 8][..])
+    );
     // String literals: the .rodata.str1.1 section clang emits.
-    let s = o.maps.iter().find(|m| m.name.starts_with(".rodata.str")).expect("string section map");
+    let s = o
+        .maps
+        .iter()
+        .find(|m| m.name.starts_with(".rodata.str"))
+        .expect("string section map");
     assert!(s.readonly);
     let text = String::from_utf8_lossy(s.initial.as_ref().unwrap()).into_owned();
     assert!(text.contains("killed by basic"), "{text:?}");
@@ -100,19 +138,37 @@ fn map_references_in_ld_imm64() {
         "{lds:?}"
     );
     // Globals: map value form with the variable's offset.
-    let has = |src, map: &str, off| lds.iter().any(|&(_, s, i, o2)| s == src && i == idx(map) && o2 == off);
+    let has = |src, map: &str, off| {
+        lds.iter()
+            .any(|&(_, s, i, o2)| s == src && i == idx(map) && o2 == off)
+    };
     assert!(has(op::BPF_PSEUDO_MAP_VALUE, ".bss", 0), "{lds:?}");
-    assert!(has(op::BPF_PSEUDO_MAP_VALUE, ".rodata", 0), "cfg at .rodata+0: {lds:?}");
+    assert!(
+        has(op::BPF_PSEUDO_MAP_VALUE, ".rodata", 0),
+        "cfg at .rodata+0: {lds:?}"
+    );
     assert!(has(op::BPF_PSEUDO_MAP_VALUE, ".data.tuned", 0), "{lds:?}");
     // bpf_printk's format lives after `cfg` in .rodata: a section-symbol relocation whose
     // addend is the instruction's own imm.
     assert!(has(op::BPF_PSEUDO_MAP_VALUE, ".rodata", 4), "{lds:?}");
-    let str_map = o.maps.iter().position(|m| m.name.starts_with(".rodata.str")).unwrap() as i32;
-    assert!(lds.iter().any(|&(_, s, i, _)| s == op::BPF_PSEUDO_MAP_VALUE && i == str_map));
+    let str_map = o
+        .maps
+        .iter()
+        .position(|m| m.name.starts_with(".rodata.str"))
+        .unwrap() as i32;
+    assert!(lds
+        .iter()
+        .any(|&(_, s, i, _)| s == op::BPF_PSEUDO_MAP_VALUE && i == str_map));
     // Every ld_imm64 in the program was relocated or is a plain/func constant.
     for (n, s, _, _) in &lds {
         assert!(
-            [op::BPF_PSEUDO_MAP_FD, op::BPF_PSEUDO_MAP_VALUE, op::BPF_PSEUDO_FUNC, 0].contains(s),
+            [
+                op::BPF_PSEUDO_MAP_FD,
+                op::BPF_PSEUDO_MAP_VALUE,
+                op::BPF_PSEUDO_FUNC,
+                0
+            ]
+            .contains(s),
             "insn {n}"
         );
     }
@@ -120,9 +176,10 @@ fn map_references_in_ld_imm64() {
     assert!(off.insns.iter().any(|i| i.code == op::LD_IMM64
         && i.src == op::BPF_PSEUDO_MAP_FD
         && i.imm == idx("events")));
-    assert!(off.insns.iter().any(|i| i.code == op::LD_IMM64
-        && i.src == op::BPF_PSEUDO_MAP_FD
-        && i.imm == idx("pcpu")));
+    assert!(off
+        .insns
+        .iter()
+        .any(|i| i.code == op::LD_IMM64 && i.src == op::BPF_PSEUDO_MAP_FD && i.imm == idx("pcpu")));
 }
 
 #[test]
@@ -132,7 +189,12 @@ fn kfuncs_resolved_by_name_and_helpers_listed() {
     let names: Vec<_> = p.kfuncs_used.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(
         names,
-        ["bpf_get_root_mem_cgroup", "bpf_mem_cgroup_usage", "bpf_put_mem_cgroup", "bpf_oom_kill_process"]
+        [
+            "bpf_get_root_mem_cgroup",
+            "bpf_mem_cgroup_usage",
+            "bpf_put_mem_cgroup",
+            "bpf_oom_kill_process"
+        ]
     );
     for k in &p.kfuncs_used {
         let id = bpfoom_abi::kfuncs::by_name(&k.name).unwrap().id;
@@ -158,7 +220,10 @@ fn weak_unknown_kfunc_is_poisoned_not_an_error() {
     // bpf_ksym_exists() of it loads 0, so the guarded call is dead code.
     let guard = insn_on_line(p, "bpf_ksym_exists");
     let ld = p.insns[guard];
-    assert_eq!((ld.code, ld.src, ld.imm, p.insns[guard + 1].imm), (op::LD_IMM64, 0, 0, 0));
+    assert_eq!(
+        (ld.code, ld.src, ld.imm, p.insns[guard + 1].imm),
+        (op::LD_IMM64, 0, 0, 0)
+    );
     assert!(!p.helpers_used.contains(&(c.imm as u32)));
 }
 
@@ -184,7 +249,10 @@ fn subprograms_appended_once_and_calls_fixed_up() {
                 assert!(starts.contains(&target(p, pc)), "{}: call at {pc}", p.name);
             }
         }
-        assert!(names.contains(&"sub") && names.contains(&"leaf"), "{names:?}");
+        assert!(
+            names.contains(&"sub") && names.contains(&"leaf"),
+            "{names:?}"
+        );
         for f in &p.func_info[1..] {
             assert!(f.type_id.is_some(), "func info for {}", f.name);
         }
@@ -224,21 +292,46 @@ fn struct_ops_instances_in_both_sections() {
     let Some(o) = basic() else { return };
     assert_eq!(o.struct_ops.len(), 2);
     let link = &o.struct_ops[0];
-    assert_eq!((link.var.as_str(), link.section.as_str(), link.link), ("basic_ops", ".struct_ops.link", true));
+    assert_eq!(
+        (link.var.as_str(), link.section.as_str(), link.link),
+        ("basic_ops", ".struct_ops.link", true)
+    );
     assert_eq!(link.type_name, "bpf_oom_ops");
     assert_eq!(link.name.as_deref(), Some("basic"));
-    let cbs: Vec<_> = link.callbacks.iter().map(|c| (c.member.as_str(), c.program_name.as_str())).collect();
-    assert_eq!(cbs, [("handle_out_of_memory", "handle_oom"), ("handle_cgroup_offline", "offline")]);
+    let cbs: Vec<_> = link
+        .callbacks
+        .iter()
+        .map(|c| (c.member.as_str(), c.program_name.as_str()))
+        .collect();
+    assert_eq!(
+        cbs,
+        [
+            ("handle_out_of_memory", "handle_oom"),
+            ("handle_cgroup_offline", "offline")
+        ]
+    );
     for c in &link.callbacks {
         assert_eq!(o.programs[c.program].name, c.program_name);
     }
     let plain = &o.struct_ops[1];
-    assert_eq!((plain.var.as_str(), plain.link, plain.name.as_deref()), ("plain_ops", false, Some("plain")));
+    assert_eq!(
+        (plain.var.as_str(), plain.link, plain.name.as_deref()),
+        ("plain_ops", false, Some("plain"))
+    );
     assert_eq!(plain.callbacks.len(), 1);
     // The struct type is the object's own BTF struct, with the host's member names.
     let st = o.btf.type_by_id(link.type_id).unwrap();
-    let members: Vec<_> = st.kind.members().unwrap().iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(members, ["handle_out_of_memory", "handle_cgroup_offline", "name"]);
+    let members: Vec<_> = st
+        .kind
+        .members()
+        .unwrap()
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        members,
+        ["handle_out_of_memory", "handle_cgroup_offline", "name"]
+    );
 }
 
 #[test]
@@ -246,7 +339,9 @@ fn line_info_points_at_source() {
     let Some(o) = basic() else { return };
     let p = o.program("handle_oom").unwrap();
     assert!(p.line_info.windows(2).all(|w| w[0].insn <= w[1].insn));
-    let l = p.line_at(insn_on_line(p, "bpf_map_lookup_elem(&hashmap")).unwrap();
+    let l = p
+        .line_at(insn_on_line(p, "bpf_map_lookup_elem(&hashmap"))
+        .unwrap();
     assert!(l.file.ends_with("basic.bpf.c"), "{}", l.file);
     assert!(l.line > 0 && l.column > 0);
     // Appended subprogram lines are mapped to their new indexes.
@@ -261,9 +356,20 @@ fn core_relocations_against_host_layout() {
     let Some(o) = basic() else { return };
     let host = bpfoom_abi::types::HostTypes::get();
     let p = o.program("handle_oom").unwrap();
-    let recs: Vec<_> = o.core_relocs_applied.iter().filter(|r| r.section == p.section).collect();
-    for spec in ["oom_control.totalpages", "cgroup.level", "oom_control.order"] {
-        let r = recs.iter().find(|r| r.spec == spec).unwrap_or_else(|| panic!("{spec}: {recs:?}"));
+    let recs: Vec<_> = o
+        .core_relocs_applied
+        .iter()
+        .filter(|r| r.section == p.section)
+        .collect();
+    for spec in [
+        "oom_control.totalpages",
+        "cgroup.level",
+        "oom_control.order",
+    ] {
+        let r = recs
+            .iter()
+            .find(|r| r.spec == spec)
+            .unwrap_or_else(|| panic!("{spec}: {recs:?}"));
         let (ty, field) = spec.split_once('.').unwrap();
         let want = host.offset_of(ty, field).unwrap();
         assert_eq!(p.insns[r.insn].off as u32, want, "{spec}");
@@ -283,7 +389,9 @@ fn unknown_kfunc_is_named() {
         "{PRELUDE}extern int bpf_no_such_kfunc(void) __ksym;\n\
          SEC(\"struct_ops/x\") int x(void *ctx) {{ return bpf_no_such_kfunc(); }}\n"
     );
-    let Some(e) = expect_err("unknown_kfunc", &src) else { return };
+    let Some(e) = expect_err("unknown_kfunc", &src) else {
+        return;
+    };
     match &e {
         ObjError::UnknownKfunc { name, section, .. } => {
             assert_eq!(name, "bpf_no_such_kfunc");
@@ -297,7 +405,9 @@ fn unknown_kfunc_is_named() {
 #[test]
 fn unknown_program_section_is_rejected() {
     let src = format!("{PRELUDE}SEC(\"kprobe/foo\") int x(void *ctx) {{ return 0; }}\n");
-    let Some(e) = expect_err("kprobe", &src) else { return };
+    let Some(e) = expect_err("kprobe", &src) else {
+        return;
+    };
     assert!(
         matches!(&e, ObjError::UnsupportedSection { section, .. } if section == "kprobe/foo"),
         "{e}"
@@ -309,8 +419,13 @@ fn unsupported_map_type_is_named() {
     let src = format!(
         "{PRELUDE}struct {{ __uint(type, 12); __uint(max_entries, 4); __type(key, int); __type(value, int); }} pa SEC(\".maps\");\n"
     );
-    let Some(e) = expect_err("maptype", &src) else { return };
-    assert!(matches!(&e, ObjError::Map { map, reason } if map == "pa" && reason.contains("12")), "{e}");
+    let Some(e) = expect_err("maptype", &src) else {
+        return;
+    };
+    assert!(
+        matches!(&e, ObjError::Map { map, reason } if map == "pa" && reason.contains("12")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -320,6 +435,11 @@ fn struct_ops_pointing_at_a_non_program_is_rejected() {
          SEC(\"struct_ops/x\") int x(void *ctx) {{ return helper(); }}\n\
          SEC(\".struct_ops.link\") struct bpf_oom_ops ops = {{ .handle_out_of_memory = (void *)helper }};\n"
     );
-    let Some(e) = expect_err("badops", &src) else { return };
-    assert!(matches!(&e, ObjError::StructOps { var, .. } if var == "ops"), "{e}");
+    let Some(e) = expect_err("badops", &src) else {
+        return;
+    };
+    assert!(
+        matches!(&e, ObjError::StructOps { var, .. } if var == "ops"),
+        "{e}"
+    );
 }

@@ -1,9 +1,11 @@
 //! Malformed input: hand-crafted and corrupted objects give typed errors naming the place,
 //! and mutated objects never panic or hang.
+// Helpers outside #[test] functions panic on broken fixtures too.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
-use bpfoom_obj::{Btf, Object, ObjError};
+use bpfoom_obj::{Btf, ObjError, Object};
 use object::{Object as _, ObjectSection as _};
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 
 fn basic() -> Option<&'static [u8]> {
     static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES.get_or_init(|| common::compile_fixture("basic.bpf.c")).as_deref()
+    BYTES
+        .get_or_init(|| common::compile_fixture("basic.bpf.c"))
+        .as_deref()
 }
 
 fn u16_at(b: &[u8], off: usize) -> usize {
@@ -24,7 +28,11 @@ fn u64_at(b: &[u8], off: usize) -> usize {
 /// File offset of the section header of `name`.
 fn shdr(bytes: &[u8], name: &str) -> usize {
     let f = object::File::parse(bytes).unwrap();
-    let idx = f.section_by_name(name).unwrap_or_else(|| panic!("{name}")).index().0;
+    let idx = f
+        .section_by_name(name)
+        .unwrap_or_else(|| panic!("{name}"))
+        .index()
+        .0;
     u64_at(bytes, 0x28) + idx * u16_at(bytes, 0x3a)
 }
 
@@ -44,7 +52,10 @@ fn patched(f: impl FnOnce(&mut Vec<u8>)) -> Option<Vec<u8>> {
 #[test]
 fn not_elf() {
     assert_eq!(Object::parse(b"").unwrap_err(), ObjError::NotElf);
-    assert_eq!(Object::parse(b"hello, world").unwrap_err(), ObjError::NotElf);
+    assert_eq!(
+        Object::parse(b"hello, world").unwrap_err(),
+        ObjError::NotElf
+    );
     assert_eq!(Object::parse(b"\x7fEL").unwrap_err(), ObjError::NotElf);
 }
 
@@ -68,7 +79,10 @@ fn every_truncation_is_an_error() {
     let Some(b) = basic() else { return };
     assert!(Object::parse(b).is_ok());
     for len in (0..b.len()).step_by(7) {
-        assert!(Object::parse(&b[..len]).is_err(), "prefix of {len} bytes parsed");
+        assert!(
+            Object::parse(&b[..len]).is_err(),
+            "prefix of {len} bytes parsed"
+        );
     }
 }
 
@@ -109,7 +123,10 @@ fn corrupt_btf_and_btf_ext() {
     }) else {
         return;
     };
-    assert!(matches!(Object::parse(&b).unwrap_err(), ObjError::Btf { offset: 0, .. }));
+    assert!(matches!(
+        Object::parse(&b).unwrap_err(),
+        ObjError::Btf { offset: 0, .. }
+    ));
     let b = patched(|b| {
         let r = contents(b, ".BTF.ext");
         // The func_info record size (first word of the func info block).
@@ -119,7 +136,10 @@ fn corrupt_btf_and_btf_ext() {
     })
     .unwrap();
     let e = Object::parse(&b).unwrap_err();
-    assert!(matches!(&e, ObjError::BtfExt { reason, .. } if reason.contains("record size")), "{e}");
+    assert!(
+        matches!(&e, ObjError::BtfExt { reason, .. } if reason.contains("record size")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,7 +153,9 @@ fn dangling_and_misplaced_relocations() {
         return;
     };
     match Object::parse(&b).unwrap_err() {
-        ObjError::Reloc { section, reason, .. } => {
+        ObjError::Reloc {
+            section, reason, ..
+        } => {
             assert_eq!(section, "struct_ops.s/handle_out_of_memory");
             assert!(reason.contains("dangling"), "{reason}");
         }
@@ -176,11 +198,17 @@ fn btf_type_graph_errors() {
     // typedef 2 -> typedef 3 -> typedef 2: a loop.
     let looped = [int.as_slice(), &[5, 8 << 24, 3], &[5, 8 << 24, 2]].concat();
     let e = Btf::parse(&raw(&looped)).unwrap_err();
-    assert!(matches!(&e, ObjError::Btf { type_id: Some(2), reason, .. } if reason.contains("loop")), "{e}");
+    assert!(
+        matches!(&e, ObjError::Btf { type_id: Some(2), reason, .. } if reason.contains("loop")),
+        "{e}"
+    );
     // A pointer to a type that does not exist.
     let dangling = [int.as_slice(), &[0, 2 << 24, 99]].concat();
     let e = Btf::parse(&raw(&dangling)).unwrap_err();
-    assert!(matches!(&e, ObjError::Btf { type_id: Some(2), reason, .. } if reason.contains("99")), "{e}");
+    assert!(
+        matches!(&e, ObjError::Btf { type_id: Some(2), reason, .. } if reason.contains("99")),
+        "{e}"
+    );
     // Unknown kind 30.
     let e = Btf::parse(&raw(&[0, 30 << 24, 0])).unwrap_err();
     assert!(e.to_string().contains("unknown BTF kind 30"), "{e}");
@@ -201,18 +229,28 @@ fn btf_type_graph_errors() {
 fn pointers_in_global_data_are_refused() {
     let src = "#include <bpf_oom.h>\nint x = 1;\nint *px = &x;\n\
                SEC(\"struct_ops/x\") int x_prog(void *ctx) { return *px; }\n";
-    let Some(b) = common::compile_source("data_ptr", src) else { return };
+    let Some(b) = common::compile_source("data_ptr", src) else {
+        return;
+    };
     let e = Object::parse(&b).unwrap_err();
-    assert!(matches!(&e, ObjError::UnsupportedSection { section, .. } if section == ".data"), "{e}");
+    assert!(
+        matches!(&e, ObjError::UnsupportedSection { section, .. } if section == ".data"),
+        "{e}"
+    );
 }
 
 #[test]
 fn legacy_maps_section_is_refused() {
     let src = "#include <bpf_oom.h>\nstruct old { int type, key, value, max; };\n\
                struct old m SEC(\"maps\") = { 1, 4, 4, 1 };\n";
-    let Some(b) = common::compile_source("legacy_maps", src) else { return };
+    let Some(b) = common::compile_source("legacy_maps", src) else {
+        return;
+    };
     let e = Object::parse(&b).unwrap_err();
-    assert!(matches!(&e, ObjError::UnsupportedSection { section, .. } if section == "maps"), "{e}");
+    assert!(
+        matches!(&e, ObjError::UnsupportedSection { section, .. } if section == "maps"),
+        "{e}"
+    );
 }
 
 /// Byte ranges worth mutating: everything but DWARF, where most bytes of a `-g` object live.
@@ -220,7 +258,10 @@ fn interesting(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let f = object::File::parse(bytes).unwrap();
     let mut v: Vec<_> = f
         .sections()
-        .filter(|s| !s.name().unwrap_or("").starts_with(".debug") && !s.name().unwrap_or("").starts_with(".rel.debug"))
+        .filter(|s| {
+            !s.name().unwrap_or("").starts_with(".debug")
+                && !s.name().unwrap_or("").starts_with(".rel.debug")
+        })
         .filter_map(|s| s.file_range())
         .map(|(o, l)| o as usize..(o + l) as usize)
         .filter(|r| !r.is_empty())
@@ -234,7 +275,11 @@ fn interesting(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
 fn check(bytes: &[u8]) {
     let t = Instant::now();
     let _ = Object::parse(bytes);
-    assert!(t.elapsed() < Duration::from_secs(2), "parse took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "parse took {:?}",
+        t.elapsed()
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -269,7 +314,9 @@ fn apply(base: &[u8], ranges: &[std::ops::Range<usize>], muts: &[Mutation]) -> V
             Mutation::Truncate(n) => b.truncate(n % (b.len() + 1)),
             Mutation::Splice { from, to, len } => {
                 let (from, to) = (pick(ranges, from), pick(ranges, to));
-                let len = len.min(b.len().saturating_sub(from)).min(b.len().saturating_sub(to));
+                let len = len
+                    .min(b.len().saturating_sub(from))
+                    .min(b.len().saturating_sub(to));
                 if from < b.len() && to < b.len() {
                     let chunk = b[from..from + len].to_vec();
                     b[to..to + len].copy_from_slice(&chunk);

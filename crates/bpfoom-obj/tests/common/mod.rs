@@ -10,7 +10,10 @@ pub fn fixtures() -> PathBuf {
 
 /// The multiarch include directory, so fixtures may use `<linux/bpf.h>`-style headers too.
 fn extra_flags() -> [String; 2] {
-    ["-I".into(), format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH)]
+    [
+        "-I".into(),
+        format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH),
+    ]
 }
 
 /// Compiles a C file; `None` (after printing why) when clang is missing outside CI.
@@ -29,7 +32,10 @@ pub fn compile_fixture(name: &str) -> Option<Vec<u8>> {
 /// Compiles C source text.
 pub fn compile_source(name: &str, source: &str) -> Option<Vec<u8>> {
     if bpfoom_testutil::clang().is_none() {
-        assert!(std::env::var_os("CI").is_none(), "clang is required under CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "clang is required under CI"
+        );
         eprintln!("SKIP: clang not found; cannot build {name}");
         return None;
     }
