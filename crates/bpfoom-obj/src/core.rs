@@ -870,3 +870,203 @@ pub(crate) fn apply(
         outcome,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::{BtfType, Member};
+
+    fn t(name: &str, kind: BtfKind) -> BtfType {
+        BtfType {
+            name: name.into(),
+            kind,
+        }
+    }
+
+    fn int(name: &str, size: u32, signed: bool) -> BtfType {
+        let kind = BtfKind::Int {
+            size,
+            signed,
+            char: false,
+            bool: false,
+            offset: 0,
+            bits: 8 * size as u8,
+        };
+        t(name, kind)
+    }
+
+    fn member(name: &str, ty: u32, byte: u32) -> Member {
+        Member {
+            name: name.into(),
+            ty,
+            bit_offset: byte * 8,
+            bitfield_size: 0,
+        }
+    }
+
+    /// ids: 1 int, 2 long, 3 struct thing {int x; long y;}, 4 ptr to 3.
+    fn local() -> Btf {
+        Btf::from_types(vec![
+            int("int", 4, true),
+            int("long", 8, true),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 16,
+                    members: vec![member("x", 1, 0), member("y", 2, 8)],
+                },
+            ),
+            t("", BtfKind::Ptr(3)),
+        ])
+        .unwrap()
+    }
+
+    fn resolve_kind(
+        local: &Btf,
+        target: &Btf,
+        kind: CoreKind,
+        root: u32,
+        access: &str,
+    ) -> Option<u64> {
+        let spec = parse_local(local, kind, root, access).unwrap();
+        resolve(local, target, kind, root, &spec).unwrap().target
+    }
+
+    #[test]
+    fn essential_names() {
+        assert_eq!(essential_name("task_struct___v1"), "task_struct");
+        assert_eq!(essential_name("a___b___c"), "a___b");
+        assert_eq!(essential_name("____x"), "____x");
+        assert_eq!(essential_name("x___"), "x___");
+        assert_eq!(essential_name("plain"), "plain");
+    }
+
+    #[test]
+    fn type_matches_requires_every_local_member() {
+        let l = local();
+        // Host: same members plus one more, reordered: matches.
+        let wider = Btf::from_types(vec![
+            int("long", 8, true),
+            int("int", 4, true),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 24,
+                    members: vec![member("y", 1, 0), member("z", 1, 8), member("x", 2, 16)],
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            resolve_kind(&l, &wider, CoreKind::TypeMatches, 3, "0"),
+            Some(1)
+        );
+        // Host lacking `y`, or with `x` of another size: no match (0, not poison).
+        let missing = Btf::from_types(vec![
+            int("int", 4, true),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 4,
+                    members: vec![member("x", 1, 0)],
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            resolve_kind(&l, &missing, CoreKind::TypeMatches, 3, "0"),
+            Some(0)
+        );
+        let resized = Btf::from_types(vec![
+            int("short", 2, true),
+            int("long", 8, true),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 16,
+                    members: vec![member("x", 1, 0), member("y", 2, 8)],
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            resolve_kind(&l, &resized, CoreKind::TypeMatches, 3, "0"),
+            Some(0)
+        );
+        assert_eq!(
+            resolve_kind(&l, &resized, CoreKind::TypeExists, 3, "0"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn ambiguous_candidates_are_an_error() {
+        let l = local();
+        let two = Btf::from_types(vec![
+            int("int", 4, true),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 8,
+                    members: vec![member("x", 1, 0)],
+                },
+            ),
+            t(
+                "thing___other",
+                BtfKind::Struct {
+                    size: 8,
+                    members: vec![member("x", 1, 4)],
+                },
+            ),
+        ])
+        .unwrap();
+        let spec = parse_local(&l, CoreKind::FieldByteOffset, 3, "0:0").unwrap();
+        let e = resolve(&l, &two, CoreKind::FieldByteOffset, 3, &spec)
+            .err()
+            .unwrap();
+        assert!(e.contains("ambiguous"), "{e}");
+    }
+
+    #[test]
+    fn field_kind_mismatch_is_no_candidate() {
+        let l = local();
+        // Host `y` is a struct, local `y` an integer: not compatible, so poisoned.
+        let host = Btf::from_types(vec![
+            t(
+                "inner",
+                BtfKind::Struct {
+                    size: 8,
+                    members: vec![],
+                },
+            ),
+            t(
+                "thing",
+                BtfKind::Struct {
+                    size: 8,
+                    members: vec![member("y", 1, 0)],
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            resolve_kind(&l, &host, CoreKind::FieldByteOffset, 3, "0:1"),
+            None
+        );
+        assert_eq!(
+            resolve_kind(&l, &host, CoreKind::FieldExists, 3, "0:1"),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn bad_access_strings() {
+        let l = local();
+        for bad in ["", "0:", "x", "0:9", "0:0:0"] {
+            assert!(
+                parse_local(&l, CoreKind::FieldByteOffset, 3, bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(parse_local(&l, CoreKind::TypeSize, 3, "1").is_err());
+    }
+}

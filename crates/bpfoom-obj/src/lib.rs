@@ -287,3 +287,77 @@ impl Object {
         self.maps.iter().enumerate().find(|(_, m)| m.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(insn: usize, line: u32) -> LineInfo {
+        LineInfo {
+            insn,
+            file: "f.c".into(),
+            line,
+            column: 1,
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn line_lookup_stays_inside_the_function() {
+        let p = Program {
+            name: "p".into(),
+            section: "struct_ops/p".into(),
+            sleepable: false,
+            insns: vec![Insn::default(); 10],
+            func_btf_id: None,
+            func_info: vec![
+                FuncInfo {
+                    insn: 0,
+                    name: "p".into(),
+                    type_id: None,
+                },
+                FuncInfo {
+                    insn: 6,
+                    name: "sub".into(),
+                    type_id: None,
+                },
+            ],
+            line_info: vec![line(0, 10), line(3, 12), line(7, 40)],
+            kfuncs_used: vec![],
+            helpers_used: vec![],
+        };
+        assert_eq!(p.line_at(4).unwrap().line, 12);
+        assert_eq!(p.line_at(5).unwrap().line, 12);
+        // Insn 6 starts `sub`, which has no line before 7: not p's line 12.
+        assert!(p.line_at(6).is_none());
+        assert_eq!(p.line_at(9).unwrap().line, 40);
+        assert_eq!(p.func_at(7).unwrap().name, "sub");
+        assert_eq!(p.func_at(2).unwrap().name, "p");
+    }
+
+    #[test]
+    fn map_kinds_round_trip() {
+        for k in [
+            MapKind::Hash,
+            MapKind::Array,
+            MapKind::PercpuArray,
+            MapKind::LruHash,
+            MapKind::Ringbuf,
+        ] {
+            assert_eq!(MapKind::from_linux(k.linux_id()), Some(k));
+        }
+        assert_eq!(MapKind::from_linux(12), None);
+    }
+
+    #[test]
+    fn host_target_has_the_abi_types_and_kfuncs() {
+        let t = Target::host();
+        let host = bpfoom_abi::types::HostTypes::get();
+        let id = host.struct_id("oom_control").unwrap();
+        assert_eq!(t.btf().type_by_id(id).unwrap().name, "oom_control");
+        assert_eq!(t.btf().size_of(id), host.size_of(id));
+        let k = bpfoom_abi::kfuncs::by_name("bpf_oom_kill_process").unwrap();
+        assert_eq!(t.kfunc_id("bpf_oom_kill_process"), Some(k.id));
+        assert_eq!(t.kfunc_id("bpf_nope"), None);
+    }
+}

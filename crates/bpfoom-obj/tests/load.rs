@@ -443,3 +443,34 @@ fn struct_ops_pointing_at_a_non_program_is_rejected() {
         "{e}"
     );
 }
+
+#[test]
+fn global_subprogram_and_resolved_ksym_exists() {
+    let src = format!(
+        "{PRELUDE}extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;\n\
+         __attribute__((noinline)) int global_sub(int x) {{ return x * 3; }}\n\
+         SEC(\"struct_ops/x\") int x(void *ctx) {{\n\
+           if (!bpf_task_from_pid) return 1;\n\
+           return global_sub(2);\n\
+         }}\n"
+    );
+    let Some(bytes) = common::compile_source("global_sub", &src) else {
+        return;
+    };
+    let o = Object::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let p = o.program("x").unwrap();
+    let call = p
+        .insns
+        .iter()
+        .position(|i| i.code == op::CALL && i.src == op::BPF_PSEUDO_CALL)
+        .expect("call to global_sub");
+    assert_eq!(p.func_at(target(p, call)).unwrap().name, "global_sub");
+    assert_eq!(p.func_at(target(p, call)).unwrap().insn, target(p, call));
+    let id = bpfoom_abi::kfuncs::by_name("bpf_task_from_pid").unwrap().id;
+    let ld = p.insns.iter().position(|i| i.code == op::LD_IMM64).unwrap();
+    assert_eq!(
+        (p.insns[ld].src, p.insns[ld].imm),
+        (op::BPF_PSEUDO_BTF_ID, id as i32)
+    );
+    assert_eq!(p.kfuncs_used.len(), 1);
+}
