@@ -85,6 +85,10 @@ pub struct Program {
     pub kfuncs_used: Vec<KfuncRef>,
     /// Helper ids called, sorted and deduplicated.
     pub helpers_used: Vec<u32>,
+    /// CO-RE relocations inside this program: (instruction index in [`Program::insns`], index
+    /// into [`Object::core_relocs_applied`]), sorted by instruction. A relocation in a `.text`
+    /// subprogram appears in every program that appends it.
+    pub core_relocs: Vec<(usize, usize)>,
 }
 
 /// A function inside a program's instruction stream.
@@ -325,6 +329,7 @@ mod tests {
             line_info: vec![line(0, 10), line(3, 12), line(7, 40)],
             kfuncs_used: vec![],
             helpers_used: vec![],
+            core_relocs: vec![],
         };
         assert_eq!(p.line_at(4).unwrap().line, 12);
         assert_eq!(p.line_at(5).unwrap().line, 12);

@@ -768,6 +768,7 @@ struct Layout<'x> {
     ext: &'x BtfExt,
     codes: &'x BTreeMap<usize, Code>,
     funcs: &'x [Func],
+    core: &'x [crate::CoreReloc],
 }
 
 impl Layout<'_> {
@@ -817,6 +818,7 @@ impl Layout<'_> {
         let mut kfuncs_used: Vec<KfuncRef> = Vec::new();
         let mut line_info = Vec::new();
         let mut func_info = Vec::new();
+        let mut core_relocs = Vec::new();
         for &fi in &order {
             let f = &self.funcs[fi];
             let b = base[&fi];
@@ -856,6 +858,11 @@ impl Layout<'_> {
                 name: f.name.clone(),
                 type_id,
             });
+            for (k, r) in self.core.iter().enumerate() {
+                if &r.section == sec_name && (f.start..f.end).contains(&r.insn) {
+                    core_relocs.push((b + (r.insn - f.start), k));
+                }
+            }
             for l in self
                 .ext
                 .line_info
@@ -887,6 +894,7 @@ impl Layout<'_> {
             }
         }
         line_info.sort_by_key(|l: &LineInfo| l.insn);
+        core_relocs.sort_unstable();
         let mut helpers_used: Vec<u32> = insns
             .iter()
             .filter(|x| x.code == op::CALL && x.src == op::BPF_PSEUDO_HELPER)
@@ -907,6 +915,7 @@ impl Layout<'_> {
             line_info,
             kfuncs_used,
             helpers_used,
+            core_relocs,
         })
     }
 }
@@ -1119,6 +1128,7 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
         ext: &ext,
         codes: &codes,
         funcs: &funcs,
+        core: &core_relocs_applied,
     };
     let mut programs = Vec::new();
     let mut prog_at = HashMap::new();

@@ -373,7 +373,19 @@ fn core_relocations_against_host_layout() {
         let (ty, field) = spec.split_once('.').unwrap();
         let want = host.offset_of(ty, field).unwrap();
         assert_eq!(p.insns[r.insn].off as u32, want, "{spec}");
+        // The program-level index of the same relocation.
+        let k = o
+            .core_relocs_applied
+            .iter()
+            .position(|x| std::ptr::eq(x, *r))
+            .unwrap();
+        assert!(
+            p.core_relocs.contains(&(r.insn, k)),
+            "{spec}: {:?}",
+            p.core_relocs
+        );
     }
+    assert_eq!(p.core_relocs.len(), recs.len());
 }
 
 fn expect_err(name: &str, src: &str) -> Option<ObjError> {
