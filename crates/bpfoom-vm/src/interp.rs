@@ -4,9 +4,62 @@ use crate::decode::{Op::*, D};
 use crate::mem::MAX_FRAMES;
 use crate::{helpers, Env, Host, HostError, VmError};
 
+#[derive(Clone, Copy, Default)]
 struct Frame {
     ret: usize,
     saved: [u64; 4],
+}
+
+/// Helper dispatch, kept out of line so the hot loop keeps its registers.
+#[inline(never)]
+fn call_helper<H: Host + ?Sized>(
+    env: &mut Env,
+    host: &mut H,
+    id: u32,
+    args: [u64; 5],
+) -> Result<u64, HostError> {
+    match host.helper(id, args, env) {
+        Err(HostError::Unsupported) => {
+            helpers::call(env, id, args).unwrap_or(Err(HostError::Unsupported))
+        }
+        other => other,
+    }
+}
+
+/// Executes an atomic instruction on `[addr, addr+len)`; returns the old value
+/// and the register that receives it, if any.
+#[inline(never)]
+fn exec_atomic(
+    env: &mut Env,
+    addr: u64,
+    wide: bool,
+    aop: i32,
+    src_val: u64,
+    r0: u64,
+    src: usize,
+) -> Result<(u64, Option<usize>), crate::MemError> {
+    let len = if wide { 8 } else { 4 };
+    let p = env.mem.translate(addr, len, true)?;
+    // SAFETY: `translate` checked `len` writable bytes at `p` inside a live VM
+    // allocation; the VM is single-threaded while running, so a plain
+    // read-modify-write is atomic with respect to the program.
+    let old = unsafe {
+        if wide {
+            (p as *const u64).read_unaligned()
+        } else {
+            (p as *const u32).read_unaligned() as u64
+        }
+    };
+    let (new, fetch_into) = atomic(aop, old, src_val, r0, wide, src);
+    // SAFETY: same range as the read above.
+    unsafe {
+        if wide {
+            (p as *mut u64).write_unaligned(new)
+        } else {
+            (p as *mut u32).write_unaligned(new as u32)
+        }
+    }
+    Ok((old, fetch_into))
 }
 
 #[inline(always)]
@@ -69,7 +122,8 @@ pub(crate) fn exec<H: Host + ?Sized>(
     let mut r = [0u64; 16];
     r[1..6].copy_from_slice(&args);
     r[10] = env.mem.frame_pointer(0);
-    let mut frames: Vec<Frame> = Vec::with_capacity(MAX_FRAMES);
+    let mut frames = [Frame::default(); MAX_FRAMES];
+    let mut depth = 0usize;
     // Charged only on backward jumps (by distance) and local calls (by callee
     // size), which bounds the instructions executed without a per-insn cost.
     let mut left = budget as i64;
@@ -220,33 +274,10 @@ pub(crate) fn exec<H: Host + ?Sized>(
             StxW => store!(d, u32, (b as u32).to_le()),
             StxDW => store!(d, u64, b.to_le()),
             Atomic32 | Atomic64 => {
-                let wide = d.op == Atomic64;
-                let len = if wide { 8 } else { 4 };
                 let addr = a.wrapping_add(d.off as i64 as u64);
-                let p = env
-                    .mem
-                    .translate(addr, len, true)
+                let (old, into) = exec_atomic(env, addr, d.op == Atomic64, i as i32, b, r[0], src)
                     .map_err(|e| mem_fault!(e))?;
-                // SAFETY: `translate` checked `len` writable bytes at `p` inside a
-                // live VM allocation; the VM is single-threaded while running, so a
-                // plain read-modify-write is atomic with respect to the program.
-                let old = unsafe {
-                    if wide {
-                        (p as *const u64).read_unaligned()
-                    } else {
-                        (p as *const u32).read_unaligned() as u64
-                    }
-                };
-                let (new, fetch_into) = atomic(i as i32, old, b, r[0], wide, src);
-                // SAFETY: same range as the read above.
-                unsafe {
-                    if wide {
-                        (p as *mut u64).write_unaligned(new)
-                    } else {
-                        (p as *mut u32).write_unaligned(new as u32)
-                    }
-                }
-                if let Some(reg) = fetch_into {
+                if let Some(reg) = into {
                     r[reg] = old;
                 }
             }
@@ -298,13 +329,7 @@ pub(crate) fn exec<H: Host + ?Sized>(
             CallHelper | Callx => {
                 let id = if d.op == Callx { a as u32 } else { i as u32 };
                 let args = [r[1], r[2], r[3], r[4], r[5]];
-                let res = match host.helper(id, args, env) {
-                    Err(HostError::Unsupported) => {
-                        helpers::call(env, id, args).unwrap_or(Err(HostError::Unsupported))
-                    }
-                    other => other,
-                };
-                r[0] = res.map_err(|source| VmError::Helper {
+                r[0] = call_helper(env, host, id, args).map_err(|source| VmError::Helper {
                     pc: pc - 1,
                     id,
                     source,
@@ -320,28 +345,32 @@ pub(crate) fn exec<H: Host + ?Sized>(
                 })?;
             }
             CallLocal => {
-                if frames.len() + 1 >= MAX_FRAMES {
+                // Frame 0 is the main program; `depth` counts callee frames.
+                if depth + 1 >= MAX_FRAMES {
                     return Err(VmError::CallDepth { pc: pc - 1 });
                 }
                 left -= i as i64;
                 if left < 0 {
                     return Err(VmError::Budget { pc: pc - 1, budget });
                 }
-                frames.push(Frame {
+                frames[depth] = Frame {
                     ret: pc,
                     saved: [r[6], r[7], r[8], r[9]],
-                });
-                r[10] = env.mem.frame_pointer(frames.len());
+                };
+                depth += 1;
+                r[10] = env.mem.frame_pointer(depth);
                 pc = d.off as usize;
             }
-            Exit => match frames.pop() {
-                None => return Ok(r[0]),
-                Some(f) => {
-                    r[6..10].copy_from_slice(&f.saved);
-                    r[10] = env.mem.frame_pointer(frames.len());
-                    pc = f.ret;
+            Exit => {
+                if depth == 0 {
+                    return Ok(r[0]);
                 }
-            },
+                depth -= 1;
+                let f = frames[depth];
+                r[6..10].copy_from_slice(&f.saved);
+                r[10] = env.mem.frame_pointer(depth);
+                pc = f.ret;
+            }
             Hole | FellOff => return Err(VmError::FellOff { pc: pc - 1 }),
         }
     }

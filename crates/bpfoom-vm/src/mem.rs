@@ -246,6 +246,12 @@ impl Memory {
         len: u64,
         write: bool,
     ) -> Result<*mut u8, MemError> {
+        // The stack is always writable and checked first; `hot` caches the
+        // last other region, so stack/context or stack/map mixes stay fast.
+        let s = &self.regions[0];
+        if let Some(o) = s.offset(addr, len) {
+            return Ok(s.base.wrapping_add(o as usize));
+        }
         let h = &self.hot;
         if let Some(o) = h.offset(addr, len) {
             if h.writable || !write {
