@@ -523,6 +523,14 @@ impl Btf {
     pub fn datasec(&self, section: &str) -> Option<u32> {
         self.find(section, |k| matches!(k, BtfKind::Datasec { .. }))
     }
+
+    /// The variables of the `DATASEC` describing an ELF section.
+    pub fn datasec_vars(&self, section: &str) -> Option<&[DatasecVar]> {
+        match &self.type_by_id(self.datasec(section)?)?.kind {
+            BtfKind::Datasec { vars, .. } => Some(vars),
+            _ => None,
+        }
+    }
 }
 
 fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {

@@ -436,14 +436,13 @@ fn build_maps(elf: &Elf<'_>, btf: &Btf) -> Result<(Vec<MapDef>, MapIndex), ObjEr
         .enumerate()
         .find(|(_, s)| s.kind == SecKind::Maps)
     {
-        let ds = btf.datasec(".maps").ok_or_else(|| ObjError::BadSection {
-            section: ".maps".into(),
-            reason: "no BTF DATASEC describes it".into(),
-        })?;
-        let Some(BtfKind::Datasec { vars, .. }) = btf.type_by_id(ds).map(|t| &t.kind) else {
-            unreachable_datasec()?
-        };
-        let mut vars = vars.clone();
+        let vars = btf
+            .datasec_vars(".maps")
+            .ok_or_else(|| ObjError::BadSection {
+                section: ".maps".into(),
+                reason: "no BTF DATASEC describes it".into(),
+            })?;
+        let mut vars = vars.to_vec();
         vars.sort_by_key(|v| v.offset);
         for v in vars {
             let map = btf_map(btf, v.ty, &sec.name)?;
@@ -482,13 +481,6 @@ fn build_maps(elf: &Elf<'_>, btf: &Btf) -> Result<(Vec<MapDef>, MapIndex), ObjEr
     Ok((maps, index))
 }
 
-fn unreachable_datasec<T>() -> Result<T, ObjError> {
-    Err(ObjError::BadSection {
-        section: ".maps".into(),
-        reason: "DATASEC lookup mismatch".into(),
-    })
-}
-
 // ---------------------------------------------------------------- code
 
 /// What a relocated instruction of a code section refers to.
@@ -515,8 +507,6 @@ struct Ctx<'e, 'a> {
 
 const R_BPF_64_64: u32 = 1;
 const R_BPF_64_ABS64: u32 = 2;
-const R_BPF_64_ABS32: u32 = 3;
-const R_BPF_64_NODYLD32: u32 = 4;
 const R_BPF_64_32: u32 = 10;
 
 impl Ctx<'_, '_> {
@@ -936,12 +926,9 @@ fn struct_ops(
         var: var.to_string(),
         reason,
     };
-    let ds = btf
-        .datasec(&sec.name)
+    let vars = btf
+        .datasec_vars(&sec.name)
         .ok_or_else(|| err("", "no BTF DATASEC describes the section".into()))?;
-    let Some(BtfKind::Datasec { vars, .. }) = btf.type_by_id(ds).map(|t| &t.kind) else {
-        return Err(err("", "DATASEC lookup mismatch".into()));
-    };
     let rels: &[Rel] = elf.rels.get(&sec_idx).map(Vec::as_slice).unwrap_or(&[]);
     let mut used = vec![false; rels.len()];
     let mut out = Vec::new();
@@ -1085,7 +1072,6 @@ pub(crate) fn load(bytes: &[u8], target: &Target) -> Result<Object, ObjError> {
                 reason: "pointers in data are not supported".into(),
             });
         }
-        let _ = (R_BPF_64_ABS32, R_BPF_64_NODYLD32);
     }
     let (maps, map_index) = build_maps(&elf, &btf)?;
     let ctx = Ctx {
