@@ -1,0 +1,166 @@
+//! The `bpfoom` command line: build, inspect and (soon) verify, simulate and
+//! run BPF OOM policies.
+//!
+//! Exit codes are a contract shared by every verb: 0 success, 1 the policy
+//! was examined and found wanting (e.g. rejected by the verifier), 2 bad
+//! input or usage (with a one-line reason on stderr).
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub mod build;
+pub mod inspect;
+
+/// Everything a verb can fail with; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The input could not be used (unreadable, not a policy, compile error).
+    #[error("{0}")]
+    BadInput(String),
+    /// The policy was examined and rejected (exit 1).
+    #[error("{0}")]
+    Rejected(String),
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Rejected(_) => 1,
+            CliError::BadInput(_) | CliError::Output(_) => 2,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bpfoom",
+    version,
+    about = "BPF OOM policies for today's kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Compile a policy with clang, using the bundled bpf_oom.h.
+    Build(build::BuildArgs),
+    /// Show a compiled policy: struct_ops instances, programs, maps, kfuncs, relocations.
+    Inspect(inspect::InspectArgs),
+    /// Build the bundled example policies and inspect each one.
+    Demo {
+        /// Directory for the compiled objects (default: a fresh temporary directory).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Runs the CLI with the given arguments and returns the exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0, usage errors with 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli.cmd, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("bpfoom: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
+    match cmd {
+        Cmd::Build(a) => build::run(&a, out),
+        Cmd::Inspect(a) => inspect::run(&a, out),
+        Cmd::Demo { out_dir } => demo(out_dir, out),
+    }
+}
+
+/// The bundled examples: the same sources as `bpf/policies/`, compiled in.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "largest_leaf",
+        include_str!("../../../bpf/policies/largest_leaf.bpf.c"),
+    ),
+    (
+        "raise_then_kill",
+        include_str!("../../../bpf/policies/raise_then_kill.bpf.c"),
+    ),
+    (
+        "psi_early",
+        include_str!("../../../bpf/policies/psi_early.bpf.c"),
+    ),
+];
+
+fn demo(out_dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), CliError> {
+    let dir = match out_dir {
+        Some(d) => d,
+        None => build::scratch_dir("demo")?,
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::BadInput(format!("{}: {e}", dir.display())))?;
+    for (name, source) in EXAMPLES {
+        let src = dir.join(format!("{name}.bpf.c"));
+        std::fs::write(&src, source)
+            .map_err(|e| CliError::BadInput(format!("{}: {e}", src.display())))?;
+        let obj = dir.join(format!("{name}.bpf.o"));
+        build::compile(&src, &obj, None)?;
+        writeln!(out, "==> {}", obj.display())?;
+        inspect::run(
+            &inspect::InspectArgs {
+                object: obj,
+                disasm: false,
+            },
+            out,
+        )?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_bundles_every_example_policy() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bpf/policies");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".bpf.c").map(str::to_string))
+            .collect();
+        on_disk.sort();
+        let mut bundled: Vec<String> = EXAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+        bundled.sort();
+        assert_eq!(bundled, on_disk);
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(CliError::Rejected("x".into()).exit_code(), 1);
+        assert_eq!(CliError::BadInput("x".into()).exit_code(), 2);
+    }
+}
