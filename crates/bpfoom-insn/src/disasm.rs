@@ -34,6 +34,30 @@ pub trait Names {
 
 impl Names for () {}
 
+/// What kind of id a [`Names`] closure is asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    /// A helper id.
+    Helper,
+    /// A kfunc id.
+    Kfunc,
+    /// A map index.
+    Map,
+}
+
+/// Any `Fn(IdKind, i32) -> Option<String>` closure names ids.
+impl<F: Fn(IdKind, i32) -> Option<String>> Names for F {
+    fn helper(&self, id: i32) -> Option<String> {
+        self(IdKind::Helper, id)
+    }
+    fn kfunc(&self, id: i32) -> Option<String> {
+        self(IdKind::Kfunc, id)
+    }
+    fn map(&self, index: i32) -> Option<String> {
+        self(IdKind::Map, index)
+    }
+}
+
 /// Disassembles a program, one line `"  pc: text"` per instruction (an
 /// `ld_imm64` is one line; its second slot gets none).
 pub fn disassemble(insns: &[Insn]) -> Vec<String> {
@@ -466,6 +490,18 @@ mod tests {
         assert_eq!(
             disassemble(&[Insn::new(0xff, 1, 2, 3, 4)]),
             ["   0: invalid insn code=0xff dst=r1 src=r2 off=3 imm=4"]
+        );
+    }
+
+    #[test]
+    fn closure_names() {
+        let names = |k: IdKind, id: i32| {
+            (k == IdKind::Helper && id == 5).then(|| "bpf_ktime_get_ns".to_string())
+        };
+        let p = assemble("call 5\ncall 6").expect("asm");
+        assert_eq!(
+            disassemble_with(&p, &names),
+            ["   0: call bpf_ktime_get_ns#5", "   1: call helper#6"]
         );
     }
 

@@ -11,7 +11,7 @@ pub mod disasm;
 pub mod opcode;
 
 pub use asm::{assemble, AsmError, AsmErrorKind};
-pub use disasm::{disassemble, disassemble_with, insn_text, to_asm, Names};
+pub use disasm::{disassemble, disassemble_with, insn_text, to_asm, IdKind, Names};
 
 /// Size of one encoded instruction slot in bytes.
 pub const INSN_SIZE: usize = 8;
