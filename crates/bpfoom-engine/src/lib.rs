@@ -1,0 +1,366 @@
+//! The semantics of BPF OOM policies, once, over a [`Host`] trait.
+//!
+//! An [`Engine`] holds `bpf_oom_ops` and `bpf_psi_ops` instances attached to
+//! cgroups and runs them as the proposed kernel interface does:
+//!
+//! - **Instances.** [`Policy::load`] picks a struct_ops instance out of a
+//!   loaded object and runs a [`PolicyCheck`] (the verifier) over it; only a
+//!   checked policy can be [attached](Engine::attach). At most one instance
+//!   of each kind per cgroup; attaching to the root makes it system-wide.
+//! - **The chain.** An OOM in memcg M runs the handler attached at M, then
+//!   at each ancestor up to the root (a global OOM starts at the root).
+//!   Before each handler `oc->bpf_handler_name` is set and
+//!   `oc->bpf_memory_freed` cleared; a handler succeeds only when it returns
+//!   PROCESSED (1) *and* a memory-releasing kfunc set the flag. If none
+//!   succeeds, the host's kernel OOM killer runs ([`Host::kernel_oom`]).
+//! - **BACKOFF (2).** Honoured without cost while an OOM victim in scope is
+//!   still exiting (bounded by [`EngineConfig::max_victim_waits`]); otherwise
+//!   it spends one unit of the instance's atomic budget
+//!   ([`AttachOptions::backoff_budget`], refilled whenever memory is
+//!   actually freed). At zero it counts as FAILED and the chain goes on. A
+//!   honoured BACKOFF waits up to [`AttachOptions::backoff_timeout`] for
+//!   memory to be released, then re-runs the chain unless the OOM is gone.
+//! - **Limits.** Every run has an instruction budget and a wall-clock limit;
+//!   exceeding either, or faulting, is FAILED with the reason recorded.
+//! - **PSI.** A `bpf_psi_ops` instance's `init` runs at attach and creates
+//!   triggers; [`Engine::psi_stall`] feeds memory stall time, a trigger that
+//!   crosses its threshold runs `handle_psi_event`, whose
+//!   `bpf_out_of_memory` raises an OOM through the same chain.
+//! - **Records.** Every step yields a [`Record`] (serde, JSON field names
+//!   fixed), handed to [`Host::record`] as it happens.
+
+mod engine;
+pub mod host;
+mod kfuncs;
+mod objects;
+pub mod record;
+
+use std::time::Duration;
+
+use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
+use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
+
+pub use engine::{Engine, OomOutcome};
+pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
+pub use record::{Constraint, Record, Verdict};
+
+/// Engine-wide limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Instruction budget of one handler run (charged by the VM at backward
+    /// jumps and calls).
+    pub insn_budget: u64,
+    /// Wall-clock limit of one handler run.
+    pub time_limit: Duration,
+    /// How many times one OOM event may honour a BACKOFF because a victim is
+    /// still exiting, before BACKOFF has to spend budget.
+    pub max_victim_waits: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            insn_budget: 1_000_000,
+            time_limit: Duration::from_millis(250),
+            max_victim_waits: 8,
+        }
+    }
+}
+
+/// Per-instance options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// BACKOFF returns honoured without an exiting victim, before BACKOFF
+    /// counts as FAILED.
+    pub backoff_budget: u32,
+    /// How long a honoured BACKOFF waits for memory to be released.
+    pub backoff_timeout: Duration,
+    /// Bytes `bpf_mem_cgroup_raise_limit` may hand out in total.
+    pub limit_reserve: u64,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        Self {
+            backoff_budget: 3,
+            backoff_timeout: Duration::from_millis(100),
+            limit_reserve: 0,
+        }
+    }
+}
+
+/// The two struct_ops kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsKind {
+    /// `struct bpf_oom_ops`.
+    Oom,
+    /// `struct bpf_psi_ops`.
+    Psi,
+}
+
+impl OpsKind {
+    /// The C struct name.
+    pub fn struct_name(self) -> &'static str {
+        match self {
+            OpsKind::Oom => "bpf_oom_ops",
+            OpsKind::Psi => "bpf_psi_ops",
+        }
+    }
+}
+
+/// An attached instance, for status displays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// Instance name.
+    pub name: String,
+    /// Kind.
+    pub kind: OpsKind,
+    /// Attach point.
+    pub cgroup: CgroupId,
+    /// BACKOFF budget left.
+    pub backoff_budget_left: u32,
+    /// Limit reserve left, bytes.
+    pub limit_reserve_left: u64,
+}
+
+/// Everything that can stop a policy from loading or attaching.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The object holds no usable struct_ops instance.
+    #[error("{0}")]
+    NoInstance(String),
+    /// A mandatory callback is missing.
+    #[error("policy {policy}: mandatory callback {callback} is not set")]
+    MissingCallback {
+        /// Instance name.
+        policy: String,
+        /// Member name.
+        callback: &'static str,
+    },
+    /// The policy check (verifier) rejected a program.
+    #[error("policy {policy} rejected: {reason}")]
+    Rejected {
+        /// Instance name.
+        policy: String,
+        /// The checker's explanation.
+        reason: String,
+    },
+    /// The VM could not take the policy's maps or programs.
+    #[error("policy {policy}: {reason}")]
+    Vm {
+        /// Instance name.
+        policy: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Another instance already holds this cgroup.
+    #[error("cannot attach {policy} to {cgroup}: {holder} is already attached there")]
+    AlreadyAttached {
+        /// The cgroup.
+        cgroup: String,
+        /// The instance holding it.
+        holder: String,
+        /// The instance that was refused.
+        policy: String,
+    },
+    /// No such cgroup.
+    #[error("no cgroup {0}")]
+    NoSuchCgroup(String),
+    /// Nothing is attached there.
+    #[error("nothing attached to {0}")]
+    NotAttached(String),
+    /// A PSI policy's `init` failed.
+    #[error("policy {policy}: init failed: {reason}")]
+    InitFailed {
+        /// Instance name.
+        policy: String,
+        /// What `init` did.
+        reason: String,
+    },
+    /// A global variable to set does not exist.
+    #[error("policy {policy}: no global variable {var} in .rodata/.data/.bss")]
+    NoGlobal {
+        /// Instance name.
+        policy: String,
+        /// Variable name.
+        var: String,
+    },
+}
+
+/// The gate a policy passes before it can attach: the verifier.
+pub trait PolicyCheck {
+    /// Checks every program `instance` uses; `Err` explains the rejection.
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String>;
+}
+
+impl<F: Fn(&Object, &StructOpsInstance) -> Result<(), String>> PolicyCheck for F {
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+        self(object, instance)
+    }
+}
+
+/// The checks the loader's output alone allows, without a verifier: the
+/// struct_ops type is known, mandatory callbacks are set, and each program
+/// calls only kfuncs of its kind (no PSI-only kfunc in an OOM handler) and
+/// no sleepable kfunc from a non-sleepable program. This is NOT memory
+/// safety: use it together with the verifier.
+pub struct ContractCheck;
+
+impl PolicyCheck for ContractCheck {
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+        let ops = struct_ops::by_name(&instance.type_name)
+            .ok_or_else(|| format!("unknown struct_ops type {}", instance.type_name))?;
+        for cb in ops.callbacks.iter().filter(|c| c.mandatory) {
+            if !instance.callbacks.iter().any(|c| c.member == cb.name) {
+                return Err(format!("mandatory callback {} is not set", cb.name));
+            }
+        }
+        for c in &instance.callbacks {
+            let prog = object
+                .programs
+                .get(c.program)
+                .ok_or_else(|| format!("{}: no program {}", c.member, c.program))?;
+            for kf in &prog.kfuncs_used {
+                let k = abi_kfuncs::by_id(kf.id)
+                    .ok_or_else(|| format!("{}: unknown kfunc {}", prog.name, kf.name))?;
+                if k.scope != Scope::Any && k.scope != ops.scope {
+                    return Err(format!(
+                        "{}: {} is not allowed in {} programs",
+                        prog.name, k.name, ops.name
+                    ));
+                }
+                if k.has(abi_kfuncs::KF_SLEEPABLE) && !prog.sleepable {
+                    return Err(format!(
+                        "{}: sleepable kfunc {} in a non-sleepable program",
+                        prog.name, k.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A struct_ops instance taken out of a loaded object and checked.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    name: String,
+    kind: OpsKind,
+    object: Object,
+    callbacks: Vec<(String, usize)>,
+}
+
+impl Policy {
+    /// Picks the struct_ops instance named `instance` (or the object's only
+    /// one), and runs `check` over it.
+    pub fn load(
+        object: Object,
+        instance: Option<&str>,
+        check: &dyn PolicyCheck,
+    ) -> Result<Policy, EngineError> {
+        let known: Vec<&StructOpsInstance> = object
+            .struct_ops
+            .iter()
+            .filter(|s| struct_ops::by_name(&s.type_name).is_some())
+            .collect();
+        let inst = match instance {
+            Some(n) => known
+                .iter()
+                .find(|s| s.var == n || s.name.as_deref() == Some(n))
+                .ok_or_else(|| {
+                    EngineError::NoInstance(format!("no struct_ops instance named {n}"))
+                })?,
+            None => match known.as_slice() {
+                [one] => one,
+                [] => {
+                    return Err(EngineError::NoInstance(
+                        "the object has no bpf_oom_ops or bpf_psi_ops instance".into(),
+                    ))
+                }
+                _ => {
+                    return Err(EngineError::NoInstance(format!(
+                        "the object has {} struct_ops instances; name one",
+                        known.len()
+                    )))
+                }
+            },
+        };
+        let kind = if inst.type_name == "bpf_oom_ops" {
+            OpsKind::Oom
+        } else {
+            OpsKind::Psi
+        };
+        let name = inst
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| struct_ops::by_name(&inst.type_name).map(|s| s.default_name.to_string()))
+            .unwrap_or_else(|| inst.var.clone());
+        check
+            .check(&object, inst)
+            .map_err(|reason| EngineError::Rejected {
+                policy: name.clone(),
+                reason,
+            })?;
+        let callbacks = inst
+            .callbacks
+            .iter()
+            .map(|c| (c.member.clone(), c.program))
+            .collect();
+        Ok(Policy {
+            name,
+            kind,
+            object,
+            callbacks,
+        })
+    }
+
+    /// The instance name (`oc->bpf_handler_name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The struct_ops kind.
+    pub fn kind(&self) -> OpsKind {
+        self.kind
+    }
+
+    /// The program index implementing `member`.
+    fn callback(&self, member: &str) -> Option<usize> {
+        self.callbacks.iter().find(|c| c.0 == member).map(|c| c.1)
+    }
+
+    /// Sets a global variable (`const volatile` tunables in `.rodata`,
+    /// or `.data`/`.bss`) before attach, as libbpf's skeletons do. The value
+    /// is truncated to the variable's size.
+    pub fn set_global(&mut self, var: &str, value: u64) -> Result<(), EngineError> {
+        let btf = &self.object.btf;
+        for map in self.object.maps.iter_mut().filter(|m| m.initial.is_some()) {
+            let Some(sec) = btf.datasec(&map.section).and_then(|id| btf.type_by_id(id)) else {
+                continue;
+            };
+            let BtfKind::Datasec { vars, .. } = &sec.kind else {
+                continue;
+            };
+            let Some(v) = vars
+                .iter()
+                .find(|v| btf.type_by_id(v.ty).is_some_and(|t| t.name == var))
+            else {
+                continue;
+            };
+            let (off, size) = (v.offset as usize, (v.size as usize).min(8));
+            if let Some(dst) = map
+                .initial
+                .as_mut()
+                .and_then(|b| b.get_mut(off..off + size))
+            {
+                dst.copy_from_slice(&value.to_le_bytes()[..size]);
+                return Ok(());
+            }
+        }
+        Err(EngineError::NoGlobal {
+            policy: self.name.clone(),
+            var: var.into(),
+        })
+    }
+}

@@ -1,0 +1,431 @@
+//! The scenario file: TOML, parsed with spans so every error names a line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::SimError;
+
+/// A byte count: an integer, or a string with an optional `K`, `M` or `G`
+/// suffix (powers of 1024).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+/// Parses `"80M"`, `"4096"`, `"1G"`, `"0"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => {
+                    return Err(format!(
+                        "bad size {s:?}: unknown suffix {c:?} (use K, M or G)"
+                    ))
+                }
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected a number with an optional K/M/G suffix"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Parses `"100ms"`, `"2s"`, `"500us"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split]
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: expected e.g. \"100ms\""))?;
+    match &t[split..] {
+        "us" => Ok(Duration::from_micros(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        u => Err(format!(
+            "bad duration {s:?}: unknown unit {u:?} (use us, ms or s)"
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrStr {
+    Int(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match IntOrStr::deserialize(d)? {
+            IntOrStr::Int(n) => u64::try_from(n)
+                .map(Size)
+                .map_err(|_| de::Error::custom("a size cannot be negative")),
+            IntOrStr::Str(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// A duration written as `"100ms"`, `"2s"` or `"500us"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// `[host]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Total RAM.
+    pub memory: Size,
+    /// How long a killed process keeps its memory before it is gone
+    /// (default 0: at once). Models a victim that is slow to exit.
+    #[serde(default)]
+    pub exit_delay: Option<Dur>,
+}
+
+/// `[[cgroup]]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupSpec {
+    /// Path, `/` separated, starting at the root `/`.
+    pub path: String,
+    /// `memory.max`; absent = unlimited.
+    #[serde(default)]
+    pub limit: Option<Size>,
+    /// `memory.oom.group`.
+    #[serde(default)]
+    pub oom_group: bool,
+}
+
+/// `[[process]]`, also the body of a `spawn` step.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// Process id (> 0; 1 is init).
+    pub pid: i32,
+    /// Command name.
+    #[serde(default = "default_comm")]
+    pub comm: String,
+    /// Cgroup path.
+    pub cgroup: String,
+    /// Anonymous memory.
+    #[serde(default)]
+    pub rss: Size,
+    /// Page cache charged to the cgroup: counts in usage, not in badness.
+    #[serde(default)]
+    pub file: Size,
+    /// Swapped-out memory (counts in badness, not in usage).
+    #[serde(default)]
+    pub swap: Size,
+    /// `oom_score_adj`, -1000..=1000.
+    #[serde(default)]
+    pub oom_score_adj: i16,
+    /// A kernel thread (never killed).
+    #[serde(default)]
+    pub kthread: bool,
+}
+
+fn default_comm() -> String {
+    "proc".into()
+}
+
+/// A global variable value: a number, or a cgroup path (its id is used).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum GlobalValue {
+    /// A number.
+    Int(u64),
+    /// A cgroup path.
+    Cgroup(String),
+}
+
+/// `[[attach]]`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    /// Object path, relative to the scenario file or the working directory.
+    pub policy: String,
+    /// Attach point.
+    pub cgroup: String,
+    /// struct_ops instance to use when the object has several.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// BACKOFF budget.
+    #[serde(default)]
+    pub backoff_budget: Option<u32>,
+    /// BACKOFF wait.
+    #[serde(default)]
+    pub backoff_timeout: Option<Dur>,
+    /// Reserve for `bpf_mem_cgroup_raise_limit`.
+    #[serde(default)]
+    pub limit_reserve: Option<Size>,
+    /// Global variables to set before attach (`const volatile` tunables).
+    #[serde(default)]
+    pub globals: BTreeMap<String, GlobalValue>,
+}
+
+/// `{ pid, bytes }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PidBytes {
+    /// Process.
+    pub pid: i32,
+    /// Amount.
+    pub bytes: Size,
+}
+
+/// `{ pid }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PidOnly {
+    /// Process.
+    pub pid: i32,
+}
+
+/// `{ path }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PathOnly {
+    /// Cgroup path.
+    pub path: String,
+}
+
+/// `{ cgroup, some_us, full_us }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PsiSpec {
+    /// Where the stall happens.
+    pub cgroup: String,
+    /// "some" stall time, microseconds.
+    #[serde(default)]
+    pub some_us: u64,
+    /// "full" stall time, microseconds (also counts as "some").
+    #[serde(default)]
+    pub full_us: u64,
+}
+
+/// `[[step]]`: exactly one key.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Charge memory to a process (may OOM).
+    #[serde(default)]
+    pub alloc: Option<PidBytes>,
+    /// Uncharge memory.
+    #[serde(default)]
+    pub free: Option<PidBytes>,
+    /// Start a process (its `rss` is charged like an allocation).
+    #[serde(default)]
+    pub spawn: Option<ProcessSpec>,
+    /// A process exits normally.
+    #[serde(default)]
+    pub exit: Option<PidOnly>,
+    /// Remove an empty cgroup.
+    #[serde(default)]
+    pub rmdir: Option<PathOnly>,
+    /// Memory pressure stall.
+    #[serde(default)]
+    pub psi: Option<PsiSpec>,
+    /// Let simulated time pass.
+    #[serde(default)]
+    pub advance: Option<Dur>,
+}
+
+/// `limit = { path, bytes }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitExpect {
+    /// Cgroup path.
+    pub path: String,
+    /// Expected `memory.max`.
+    pub bytes: Size,
+}
+
+/// `handler = { policy, result }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerExpect {
+    /// Instance name.
+    pub policy: String,
+    /// `processed`, `failed` or `backoff`.
+    pub result: String,
+}
+
+/// `[[expect]]`: every key given must hold.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSpec {
+    /// Pids killed in the whole run, in order.
+    #[serde(default)]
+    pub killed: Option<Vec<i32>>,
+    /// Pids alive (and not dying) at the end.
+    #[serde(default)]
+    pub survivors: Option<Vec<i32>>,
+    /// A final `memory.max`.
+    #[serde(default)]
+    pub limit: Option<LimitExpect>,
+    /// Some run of this handler had this result.
+    #[serde(default)]
+    pub handler: Option<HandlerExpect>,
+    /// Whether the kernel fallback ran at all.
+    #[serde(default)]
+    pub fallback: Option<bool>,
+}
+
+/// The whole file.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// `[host]`.
+    pub host: HostSpec,
+    /// `[[cgroup]]`.
+    #[serde(default)]
+    pub cgroup: Vec<Spanned<CgroupSpec>>,
+    /// `[[process]]`.
+    #[serde(default)]
+    pub process: Vec<Spanned<ProcessSpec>>,
+    /// `[[attach]]`.
+    #[serde(default)]
+    pub attach: Vec<Spanned<AttachSpec>>,
+    /// `[[step]]`.
+    #[serde(default)]
+    pub step: Vec<Spanned<StepSpec>>,
+    /// `[[expect]]`.
+    #[serde(default)]
+    pub expect: Vec<Spanned<ExpectSpec>>,
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+impl Scenario {
+    /// Parses scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, SimError> {
+        let sc: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
+            file: origin.to_string(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            reason: e.message().to_string(),
+        })?;
+        let err = |span: std::ops::Range<usize>, reason: String| SimError::Scenario {
+            file: origin.to_string(),
+            line: line_of(text, span.start),
+            reason,
+        };
+        for s in &sc.step {
+            let v = s.get_ref();
+            let n = [
+                v.alloc.is_some(),
+                v.free.is_some(),
+                v.spawn.is_some(),
+                v.exit.is_some(),
+                v.rmdir.is_some(),
+                v.psi.is_some(),
+                v.advance.is_some(),
+            ]
+            .iter()
+            .filter(|&&b| b)
+            .count();
+            if n != 1 {
+                return Err(err(
+                    s.span(),
+                    format!("a step needs exactly one of alloc, free, spawn, exit, rmdir, psi, advance (found {n})"),
+                ));
+            }
+        }
+        for e in &sc.expect {
+            let v = e.get_ref();
+            if v.killed.is_none()
+                && v.survivors.is_none()
+                && v.limit.is_none()
+                && v.handler.is_none()
+                && v.fallback.is_none()
+            {
+                return Err(err(
+                    e.span(),
+                    "an expect needs at least one of killed, survivors, limit, handler, fallback"
+                        .into(),
+                ));
+            }
+            if let Some(h) = &v.handler {
+                if !["processed", "failed", "backoff"].contains(&h.result.as_str()) {
+                    return Err(err(
+                        e.span(),
+                        format!(
+                            "handler result {:?}: use processed, failed or backoff",
+                            h.result
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(sc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("80M"), Ok(80 << 20));
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
+        assert!(parse_duration("7h").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = "[host]\nmemory = \"8G\"\n\n[[cgroup]]\npath = \"/a\"\nlimit = \"80Q\"\n";
+        match Scenario::parse(text, "x.toml") {
+            Err(SimError::Scenario { line, reason, .. }) => {
+                assert_eq!(line, 6, "{reason}");
+                assert!(reason.contains("suffix"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = "[host]\nmemory = \"8G\"\n[[step]]\nalloc = { pid = 1, bytes = 1 }\nexit = { pid = 1 }\n";
+        match Scenario::parse(text, "x.toml") {
+            Err(SimError::Scenario { line, reason, .. }) => {
+                assert_eq!(line, 3, "{reason}");
+                assert!(reason.contains("exactly one"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = "[host]\nmemory = \"8G\"\nbogus = 1\n";
+        match Scenario::parse(text, "x.toml") {
+            Err(SimError::Scenario { line, reason, .. }) => {
+                assert_eq!(line, 3, "{reason}");
+                assert!(reason.contains("bogus"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

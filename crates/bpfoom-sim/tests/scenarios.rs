@@ -1,0 +1,108 @@
+//! Runs every scenario in `bpf/policies/tests/` against the policies built
+//! from source, and checks that expectations can fail.
+
+#![allow(clippy::unwrap_used)] // test helpers
+
+use std::path::{Path, PathBuf};
+
+use bpfoom_engine::ContractCheck;
+use bpfoom_sim::{run_scenario, Outcome, SimOptions};
+use bpfoom_testutil::{compile_or_skip, repo_root};
+
+/// Resolves `dir/NAME.bpf.o` by compiling `dir/NAME.bpf.c` (relative to the
+/// repository root or the scenario's directory).
+fn load(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
+    let src = policy
+        .strip_suffix(".o")
+        .map(|s| format!("{s}.c"))
+        .ok_or_else(|| format!("{policy}: expected a .bpf.o path"))?;
+    let candidates = [repo_root().join(&src), base.join(&src)];
+    let src = candidates
+        .iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("no source for {policy}"))?;
+    let obj = compile_or_skip(src, &[]).ok_or("clang missing")?;
+    std::fs::read(&obj).map_err(|e| e.to_string())
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("bpf/policies/tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, String) {
+    let opts = SimOptions {
+        base_dir: path.parent().unwrap().to_path_buf(),
+        loader: &load,
+        check: &ContractCheck,
+        engine: Default::default(),
+    };
+    let mut out = Vec::new();
+    let r = run_scenario(text, &path.display().to_string(), &opts, &mut out);
+    (r, String::from_utf8(out).unwrap())
+}
+
+fn have_clang() -> bool {
+    if bpfoom_testutil::clang().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "clang is required under CI"
+        );
+        eprintln!("SKIP: clang not found");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn every_scenario_holds() {
+    if !have_clang() {
+        return;
+    }
+    let all = scenarios();
+    assert!(all.len() >= 8, "{all:?}");
+    for path in all {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (r, out) = run_text(&text, &path);
+        let outcome = r.unwrap_or_else(|e| panic!("{}: {e}\n{out}", path.display()));
+        assert!(
+            outcome.failures.is_empty(),
+            "{}: {:?}\n{out}",
+            path.display(),
+            outcome.failures
+        );
+        assert!(outcome.expects > 0, "{}", path.display());
+        assert_eq!(outcome.leaked_refs, 0, "{}\n{out}", path.display());
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["event"].is_string(), "{line}");
+            assert_ne!(v["event"], "error", "{}: {line}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_its_line() {
+    if !have_clang() {
+        return;
+    }
+    for path in scenarios() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let n = text.lines().count();
+        let wrong = format!("{text}\n[[expect]]\nkilled = [424242]\n");
+        let (r, _) = run_text(&wrong, &path);
+        let o = r.unwrap();
+        assert_eq!(o.exit_code(), 1, "{}", path.display());
+        assert_eq!(o.failures.len(), 1, "{}: {:?}", path.display(), o.failures);
+        assert!(
+            o.failures[0].contains(&format!("line {}", n + 2)),
+            "{:?}",
+            o.failures
+        );
+    }
+}
