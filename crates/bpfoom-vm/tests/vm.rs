@@ -369,3 +369,20 @@ mod fuzz {
         }
     }
 }
+
+/// The program on which the kernel's x86 JIT skipped the zero-extension of r0
+/// after a 32-bit cmpxchg: assembles, runs, and follows RFC 9669 here.
+#[test]
+fn cmpxchg32_zero_extends_r0() {
+    let text = include_str!("data/kernel-cmpxchg32-zext.asm");
+    let mut vm = Vm::new(vec![]).expect("vm");
+    let p = vm.load(&assemble(text).expect("asm")).expect("load");
+    let pkt: Vec<u8> = vec![0; 200];
+    let (obj, addr) = vm.add_object(&pkt, Perm::ReadWrite);
+    vm.run(p, &[addr, addr + 200], &mut ()).expect("runs");
+    let out = vm.env_mut().memory().remove_object(obj).expect("object");
+    assert_eq!(
+        u64::from_le_bytes(out[64..72].try_into().expect("8 bytes")),
+        0xffff_ffd8
+    );
+}
