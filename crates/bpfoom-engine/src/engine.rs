@@ -214,17 +214,7 @@ fn run_prog<H: Host + ?Sized>(
     let start = Instant::now();
     let r = vm.run(prog, ctx, k);
     let elapsed = start.elapsed();
-    let trace = vm.env_mut().take_trace();
-    for line in trace.lines().filter(|l| !l.is_empty()) {
-        let policy = k.policy.to_string();
-        k.st.emit(
-            &mut *k.host,
-            Record::Printk {
-                policy,
-                message: line.to_string(),
-            },
-        );
-    }
+    k.flush_trace(vm.env_mut());
     match r {
         Err(VmError::Budget { budget, pc }) => Err(format!(
             "instruction budget of {budget} exhausted at instruction {pc}"

@@ -159,6 +159,19 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         }
     }
 
+    /// Turns pending `bpf_printk` output into a record.
+    pub(crate) fn flush_trace(&mut self, env: &mut Env) {
+        let text = env.take_trace();
+        let message = text.trim_end_matches('\n');
+        if !message.is_empty() {
+            let policy = self.policy.to_string();
+            self.emit(Record::Printk {
+                policy,
+                message: message.to_string(),
+            });
+        }
+    }
+
     /// Marks `oc->bpf_memory_freed` in the handler's oom_control.
     fn set_freed(&mut self, env: &mut Env) {
         if let Some(o) = &self.oom {
@@ -324,6 +337,15 @@ pub(crate) fn kill_group<H: Host + ?Sized>(
 }
 
 impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
+    fn helper(&mut self, id: u32, _a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+        // Each bpf_trace_printk call is one trace event, as in the kernel:
+        // flush the previous one before the VM formats the next.
+        if id == bpfoom_vm::helpers::ids::TRACE_PRINTK {
+            self.flush_trace(env);
+        }
+        Err(VmHostError::Unsupported)
+    }
+
     fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
         let k = kfuncs::by_id(id).ok_or(VmHostError::Unsupported)?;
         match k.name {
@@ -581,13 +603,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
             order,
         };
         // Keep the policy's log lines ahead of the OOM they lead to.
-        for line in env.take_trace().lines().filter(|l| !l.is_empty()) {
-            let policy = self.policy.to_string();
-            self.emit(Record::Printk {
-                policy,
-                message: line.to_string(),
-            });
-        }
+        self.flush_trace(env);
         let Some(psi) = self.psi.as_mut() else {
             return Ok(0);
         };

@@ -115,6 +115,7 @@ pub struct SimHost {
     /// The charge being attempted: (cgroup, bytes).
     pending: Option<(CgroupId, u64)>,
     lines: Vec<Line>,
+    self_pid: Option<Pid>,
 }
 
 const ROOT: CgroupId = 1;
@@ -139,7 +140,13 @@ impl SimHost {
             exit_delay,
             pending: None,
             lines: Vec::new(),
+            self_pid: None,
         }
+    }
+
+    /// Declares `pid` to be the daemon itself (policies may not kill it).
+    pub fn set_self_pid(&mut self, pid: Option<Pid>) {
+        self.self_pid = pid;
     }
 
     fn cg(&self, id: CgroupId) -> Option<&SimCgroup> {
@@ -569,6 +576,10 @@ impl Host for SimHost {
                 KernelOom::Killed(killed)
             }
         }
+    }
+
+    fn self_pid(&self) -> Option<Pid> {
+        self.self_pid
     }
 
     fn record(&mut self, r: &Record) {

@@ -106,3 +106,71 @@ fn a_wrong_expectation_fails_with_its_line() {
         );
     }
 }
+
+#[test]
+fn bad_scenarios_name_the_line_and_reason() {
+    if !have_clang() {
+        return;
+    }
+    let path = repo_root().join("bpf/policies/tests/bad.toml");
+    let base = "[host]\nmemory = \"8G\"\n[[cgroup]]\npath = \"/job\"\nlimit = \"80M\"\n";
+    let attach =
+        |p: &str| format!("[[attach]]\npolicy = \"bpf/policies/{p}.bpf.o\"\ncgroup = \"/job\"\n");
+    let cases = [
+        // A second instance on the same cgroup: the error names the holder.
+        (
+            format!(
+                "{base}{}{}",
+                attach("largest_leaf"),
+                attach("tests/always_fail")
+            ),
+            9,
+            "largest_leaf is already attached",
+        ),
+        (
+            format!("{base}[[process]]\npid = 5\ncgroup = \"/nope\"\n"),
+            6,
+            "no cgroup /nope",
+        ),
+        (
+            format!("{base}[[process]]\npid = 5\ncgroup = \"/job\"\nrss = \"81M\"\n"),
+            6,
+            "initial usage exceeds",
+        ),
+        (
+            format!("{base}[[step]]\nexit = {{ pid = 77 }}\n"),
+            6,
+            "no process 77",
+        ),
+        (
+            format!("{base}[[step]]\nalloc = {{ pid = 1, bytes = \"1T\" }}\n"),
+            7,
+            "unknown suffix",
+        ),
+        (
+            format!("{base}[[attach]]\npolicy = \"missing.bpf.o\"\ncgroup = \"/job\"\n"),
+            6,
+            "no source for missing.bpf.o",
+        ),
+        (
+            format!("{base}{}globals = {{ nope = 1 }}\n", attach("largest_leaf")),
+            6,
+            "no global variable nope",
+        ),
+        (format!("{base}[[expect]]\n"), 6, "at least one of"),
+    ];
+    for (text, line, reason) in cases {
+        let (r, _) = run_text(&text, &path);
+        match r {
+            Err(bpfoom_sim::SimError::Scenario {
+                line: l,
+                reason: why,
+                ..
+            }) => {
+                assert_eq!(l, line, "{why}\n{text}");
+                assert!(why.contains(reason), "{why}\n{text}");
+            }
+            other => panic!("{other:?}\n{text}"),
+        }
+    }
+}
