@@ -22,6 +22,15 @@ struct Bench {
     executed: u64,
 }
 
+/// Nothing but the return: the fixed cost of one run.
+fn empty() -> Bench {
+    Bench {
+        name: "empty (fixed cost per run)",
+        body: "mov %r0, 0\nexit\n".into(),
+        executed: 2,
+    }
+}
+
 /// ALU-heavy and loop-free: ~300 mixed 64/32-bit ALU operations.
 fn alu_heavy() -> Bench {
     let mut s = String::from(
@@ -111,28 +120,38 @@ fn program(prologue: &str, body: &str) -> Vec<Insn> {
 const XDP_PROLOGUE: &str = "ldxw %r6, [%r1+0]\nldxw %r7, [%r1+4]\nmov %r8, %r6\nadd %r8, 64\njle %r8, %r7, +2\nmov %r0, 0\nexit\n";
 const FLAT_PROLOGUE: &str = "mov %r6, %r1\n";
 
-/// Mean time per call of `f`, running it for about `target`.
-fn time(target: Duration, mut f: impl FnMut()) -> f64 {
+/// Time per call of `f`: the fastest of `samples` batches of about `batch`
+/// each, so that other load on the machine inflates the result as little as
+/// possible.
+fn time(batch: Duration, samples: usize, mut f: impl FnMut()) -> f64 {
     let mut n = 1u64;
     loop {
         let t = Instant::now();
         for _ in 0..n {
             f();
         }
-        let e = t.elapsed();
-        if e >= target {
-            return e.as_nanos() as f64 / n as f64;
+        if t.elapsed() >= batch {
+            break;
         }
-        n = (n * 2).max((n as f64 * target.as_secs_f64() / e.as_secs_f64().max(1e-9) * 1.1) as u64);
+        n *= 2;
     }
+    (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test"); // `cargo test --benches` smoke run
-    let target = if quick {
-        Duration::from_millis(5)
+    let (batch, samples) = if quick {
+        (Duration::from_millis(1), 2)
     } else {
-        Duration::from_millis(400)
+        (Duration::from_millis(20), 25)
     };
     let kernel = available();
     if let Err(why) = &kernel {
@@ -152,7 +171,7 @@ fn main() {
         "ours/kern",
         "rbpf/ours"
     );
-    for b in [alu_heavy(), bounded_loop(), memory_heavy()] {
+    for b in [empty(), alu_heavy(), bounded_loop(), memory_heavy()] {
         let flat = program(FLAT_PROLOGUE, &b.body);
         // Ours.
         let mut vm = Vm::new(Vec::new()).expect("vm");
@@ -161,7 +180,7 @@ fn main() {
         let want = vm
             .run_with_args(id, [addr, 0, 0, 0, 0], &mut ())
             .expect("run");
-        let ours = time(target, || {
+        let ours = time(batch, samples, || {
             black_box(
                 vm.run_with_args(id, [black_box(addr), 0, 0, 0, 0], &mut ())
                     .ok(),
@@ -174,7 +193,7 @@ fn main() {
         let rb_r0 = rvm.execute_program(&mut mem).expect("rbpf run");
         assert_eq!(rb_r0, want, "{}: rbpf and bpfoom disagree", b.name);
         let mut mem = pkt.clone();
-        let rb = time(target, || {
+        let rb = time(batch, samples, || {
             black_box(rvm.execute_program(black_box(&mut mem)).ok());
         });
         // Kernel JIT.
@@ -186,8 +205,10 @@ fn main() {
                 "{}: kernel and bpfoom disagree",
                 b.name
             );
-            let repeat = if quick { 100 } else { 200_000 };
-            kp.test_run(&pkt, repeat).expect("test run").duration_ns as f64
+            let (repeat, samples) = if quick { (100, 2) } else { (20_000, 25) };
+            (0..samples)
+                .map(|_| kp.test_run(&pkt, repeat).expect("test run").duration_ns as f64)
+                .fold(f64::INFINITY, f64::min)
         });
         let e = b.executed as f64;
         let k = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));

@@ -33,6 +33,35 @@
 //!   byte swaps, all atomics, and bpf-to-bpf calls with up to 8 frames of 512
 //!   stack bytes each. A uBPF-style `callx %rN` calls the helper whose id is in
 //!   `rN` (the kernel verifier rejects `callx`; it exists for conformance).
+//!
+//! # Example
+//! ```
+//! use bpfoom_vm::{MapKind, MapSpec, Vm};
+//!
+//! let counters = MapSpec {
+//!     name: "counters".into(),
+//!     kind: MapKind::Array,
+//!     key_size: 4,
+//!     value_size: 8,
+//!     max_entries: 1,
+//!     ..Default::default()
+//! };
+//! let mut vm = Vm::new(vec![counters]).unwrap();
+//! // counters[0] += ctx[0]; return ctx[0] * 2
+//! let prog = bpfoom_insn::assemble(
+//!     "ldxdw %r6, [%r1+0]\n\
+//!      ldmapvalue %r2, 0, 0\n\
+//!      lock add [%r2+0], %r6\n\
+//!      mov %r0, %r6\n\
+//!      mul %r0, 2\n\
+//!      exit",
+//! )
+//! .unwrap();
+//! let id = vm.load(&prog).unwrap();
+//! assert_eq!(vm.run(id, &[21], &mut ()).unwrap(), 42);
+//! let counters = vm.map(vm.map_index("counters").unwrap()).unwrap();
+//! assert_eq!(counters.get(&0u32.to_le_bytes()).unwrap(), Some(&21u64.to_le_bytes()[..]));
+//! ```
 
 mod decode;
 pub mod helpers;
@@ -285,6 +314,16 @@ impl Vm {
     /// The shared environment, mutable.
     pub fn env_mut(&mut self) -> &mut Env {
         &mut self.env
+    }
+
+    /// Map `idx` (read-only access: [`Map::get`], [`Map::keys`]).
+    pub fn map(&self, idx: usize) -> Option<&Map> {
+        self.env.maps.get(idx)
+    }
+
+    /// Index of the map with this name.
+    pub fn map_index(&self, name: &str) -> Option<usize> {
+        self.env.map_index(name)
     }
 
     /// Map `idx`, mutable (for lookups, updates, ring-buffer reads from Rust).

@@ -277,7 +277,22 @@ impl Map {
         }
     }
 
-    /// Looks a value up (array index keys are little-endian `u32`).
+    /// Reads a value without counting as a use (LRU order is unchanged).
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, MapError> {
+        self.check_key(key)?;
+        let vs = self.spec.value_size as usize;
+        let off = match &self.store {
+            Store::Array(_) => {
+                let i = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) as usize;
+                (i < self.spec.max_entries as usize).then_some(i * self.elem)
+            }
+            Store::Hash(h) => h.index.get(key).map(|&s| s as usize * self.elem),
+            Store::Ring(_) => return Err(MapError::Unsupported),
+        };
+        Ok(off.and_then(|o| self.buf().map(|b| &b.bytes()[o..o + vs])))
+    }
+
+    /// Looks a value up and marks it used (array index keys are little-endian `u32`).
     pub fn lookup(&mut self, key: &[u8]) -> Result<Option<&[u8]>, MapError> {
         let vs = self.spec.value_size as usize;
         let off = self.find(key)?;
