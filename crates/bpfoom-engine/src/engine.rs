@@ -671,6 +671,9 @@ impl<H: Host> Engine<H> {
         cgroup: CgroupId,
         opts: AttachOptions,
     ) -> Result<(), EngineError> {
+        if !policy.is_checked() {
+            return Err(EngineError::NotChecked(policy.name));
+        }
         let path = self
             .host
             .path(cgroup)

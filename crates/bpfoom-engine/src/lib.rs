@@ -163,6 +163,9 @@ pub enum EngineError {
         /// The instance that was refused.
         policy: String,
     },
+    /// The policy has not passed its check (or changed since).
+    #[error("policy {0} has not passed the verifier; it cannot attach")]
+    NotChecked(String),
     /// No such cgroup.
     #[error("no cgroup {0}")]
     NoSuchCgroup(String),
@@ -241,37 +244,50 @@ impl PolicyCheck for ContractCheck {
     }
 }
 
-/// A struct_ops instance taken out of a loaded object and checked.
+/// A struct_ops instance taken out of a loaded object. It can attach only
+/// once [`Policy::check`] passed (after any [`Policy::set_global`]: the
+/// verifier reads `.rodata` as constants).
 #[derive(Clone, Debug)]
 pub struct Policy {
     name: String,
     kind: OpsKind,
     object: Object,
+    instance: usize,
     callbacks: Vec<(String, usize)>,
+    checked: bool,
 }
 
 impl Policy {
-    /// Picks the struct_ops instance named `instance` (or the object's only
-    /// one), and runs `check` over it.
+    /// [`Policy::open`], then [`Policy::check`].
     pub fn load(
         object: Object,
         instance: Option<&str>,
         check: &dyn PolicyCheck,
     ) -> Result<Policy, EngineError> {
-        let known: Vec<&StructOpsInstance> = object
-            .struct_ops
-            .iter()
-            .filter(|s| struct_ops::by_name(&s.type_name).is_some())
+        let mut p = Policy::open(object, instance)?;
+        p.check(check)?;
+        Ok(p)
+    }
+
+    /// Picks the struct_ops instance named `instance` (or the object's only
+    /// one), not yet checked.
+    pub fn open(object: Object, instance: Option<&str>) -> Result<Policy, EngineError> {
+        let known: Vec<usize> = (0..object.struct_ops.len())
+            .filter(|&i| struct_ops::by_name(&object.struct_ops[i].type_name).is_some())
             .collect();
-        let inst = match instance {
+        let idx = match instance {
             Some(n) => known
                 .iter()
-                .find(|s| s.var == n || s.name.as_deref() == Some(n))
+                .copied()
+                .find(|&i| {
+                    let s = &object.struct_ops[i];
+                    s.var == n || s.name.as_deref() == Some(n)
+                })
                 .ok_or_else(|| {
                     EngineError::NoInstance(format!("no struct_ops instance named {n}"))
                 })?,
             None => match known.as_slice() {
-                [one] => one,
+                [one] => *one,
                 [] => {
                     return Err(EngineError::NoInstance(
                         "the object has no bpf_oom_ops or bpf_psi_ops instance".into(),
@@ -285,6 +301,7 @@ impl Policy {
                 }
             },
         };
+        let inst = &object.struct_ops[idx];
         let kind = if inst.type_name == "bpf_oom_ops" {
             OpsKind::Oom
         } else {
@@ -296,12 +313,6 @@ impl Policy {
             .filter(|n| !n.is_empty())
             .or_else(|| struct_ops::by_name(&inst.type_name).map(|s| s.default_name.to_string()))
             .unwrap_or_else(|| inst.var.clone());
-        check
-            .check(&object, inst)
-            .map_err(|reason| EngineError::Rejected {
-                policy: name.clone(),
-                reason,
-            })?;
         let callbacks = inst
             .callbacks
             .iter()
@@ -311,8 +322,28 @@ impl Policy {
             name,
             kind,
             object,
+            instance: idx,
             callbacks,
+            checked: false,
         })
+    }
+
+    /// Runs the gate (the verifier) over the programs the instance uses.
+    pub fn check(&mut self, check: &dyn PolicyCheck) -> Result<(), EngineError> {
+        let inst = &self.object.struct_ops[self.instance];
+        check
+            .check(&self.object, inst)
+            .map_err(|reason| EngineError::Rejected {
+                policy: self.name.clone(),
+                reason,
+            })?;
+        self.checked = true;
+        Ok(())
+    }
+
+    /// Whether [`Policy::check`] passed since the policy last changed.
+    pub fn is_checked(&self) -> bool {
+        self.checked
     }
 
     /// The instance name (`oc->bpf_handler_name`).
@@ -355,6 +386,7 @@ impl Policy {
                 .and_then(|b| b.get_mut(off..off + size))
             {
                 dst.copy_from_slice(&value.to_le_bytes()[..size]);
+                self.checked = false;
                 return Ok(());
             }
         }

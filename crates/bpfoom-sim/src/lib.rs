@@ -426,7 +426,7 @@ pub fn run_scenario(
         let bytes = (opts.loader)(&v.policy, &opts.base_dir).map_err(|e| r.err(span.clone(), e))?;
         let obj =
             Object::parse(&bytes).map_err(|e| r.err(span.clone(), format!("{}: {e}", v.policy)))?;
-        let mut policy = bpfoom_engine::Policy::load(obj, v.instance.as_deref(), opts.check)
+        let mut policy = bpfoom_engine::Policy::open(obj, v.instance.as_deref())
             .map_err(|e| r.err(span.clone(), e.to_string()))?;
         for (name, val) in &v.globals {
             let value = match val {
@@ -437,6 +437,9 @@ pub fn run_scenario(
                 .set_global(name, value)
                 .map_err(|e| r.err(span.clone(), e.to_string()))?;
         }
+        policy
+            .check(opts.check)
+            .map_err(|e| r.err(span.clone(), e.to_string()))?;
         let cg = r.cgroup(&v.cgroup, &span)?;
         let defaults = AttachOptions::default();
         let attach = AttachOptions {

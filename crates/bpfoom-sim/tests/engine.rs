@@ -299,3 +299,35 @@ fn removing_the_attach_point_detaches() {
         .iter()
         .any(|r| matches!(r, Record::Detach { policy, reason, .. } if policy == "gone" && reason == "cgroup removed")));
 }
+
+#[test]
+fn only_checked_policies_attach() {
+    let globals = "const volatile u64 knob = 1;";
+    let Some(checked) = policy(
+        "gate",
+        globals,
+        "return knob ? BPF_OOM_FAILED : BPF_OOM_BACKOFF;",
+    ) else {
+        return;
+    };
+    let mut host = SimHost::new(1 << 30, Duration::ZERO);
+    let x = host.mkdir("/x", Some(1 << 20), false).unwrap();
+    let mut e = Engine::new(host, EngineConfig::default());
+    // Changing .rodata after the check invalidates it.
+    let mut changed = checked.clone();
+    changed.set_global("knob", 0).unwrap();
+    assert!(!changed.is_checked());
+    let err = e
+        .attach(changed.clone(), x, AttachOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::NotChecked(ref n) if n == "gate"),
+        "{err}"
+    );
+    // A gate that rejects keeps it out, with the gate's reason.
+    let reject = |_: &Object, _: &bpfoom_obj::StructOpsInstance| Err("no thanks".to_string());
+    let err = changed.check(&reject).unwrap_err();
+    assert!(err.to_string().contains("no thanks"), "{err}");
+    changed.check(&ContractCheck).unwrap();
+    e.attach(changed, x, AttachOptions::default()).unwrap();
+}
