@@ -30,6 +30,8 @@ pub mod ids {
     pub const RINGBUF_SUBMIT: u32 = 132;
     /// `bpf_ringbuf_discard`.
     pub const RINGBUF_DISCARD: u32 = 133;
+    /// `bpf_ringbuf_query`.
+    pub const RINGBUF_QUERY: u32 = 134;
 }
 
 /// Map references are opaque handles in a kernel-like address range that no
@@ -67,6 +69,7 @@ pub(crate) fn call(env: &mut Env, id: u32, a: [u64; 5]) -> Option<Result<u64, Ho
         TRACE_PRINTK => trace_printk(env, a),
         RINGBUF_OUTPUT => ringbuf_output(env, a),
         RINGBUF_RESERVE => ringbuf_reserve(env, a),
+        RINGBUF_QUERY => ring(env, a[0]).map(|(_, r)| r.query(a[1])),
         RINGBUF_SUBMIT | RINGBUF_DISCARD => ringbuf_finish(env, a[0], id == RINGBUF_SUBMIT),
         _ => return None,
     })

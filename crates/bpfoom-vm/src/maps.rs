@@ -132,6 +132,8 @@ struct HashStore {
 pub struct Ring {
     capacity: usize,
     used: usize,
+    /// Bytes ever reserved or output (the kernel's producer position).
+    produced: u64,
     pending: Vec<RawBuf>,
     ready: VecDeque<Vec<u8>>,
 }
@@ -209,6 +211,7 @@ impl Map {
                 Store::Ring(Ring {
                     capacity: n,
                     used: 0,
+                    produced: 0,
                     pending: Vec::new(),
                     ready: VecDeque::new(),
                 })
@@ -437,6 +440,7 @@ impl Ring {
             return None;
         }
         self.used += cost;
+        self.produced += cost as u64;
         let buf = RawBuf::zeroed(len);
         let r = buf.region(Owner::Record(map), true);
         self.pending.push(buf);
@@ -464,8 +468,21 @@ impl Ring {
             return false;
         }
         self.used += cost;
+        self.produced += cost as u64;
         self.ready.push_back(data);
         true
+    }
+
+    /// `bpf_ringbuf_query`: 0 = bytes not yet consumed, 1 = ring size,
+    /// 2 = consumer position, 3 = producer position; other flags give 0.
+    pub(crate) fn query(&self, what: u64) -> u64 {
+        match what {
+            0 => self.used as u64,
+            1 => self.capacity as u64,
+            2 => self.produced - self.used as u64,
+            3 => self.produced,
+            _ => 0,
+        }
     }
 
     /// Drops records a program reserved but never submitted or discarded,

@@ -154,6 +154,11 @@ fn ringbuf_reserve_submit_discard_output() {
     let m = vm.map_mut(0).expect("ring");
     while m.ringbuf_pop().is_some() {}
     assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
+    // bpf_ringbuf_query: available bytes and ring size.
+    let src = "ldmapfd %r1, 0\nmov %r2, 0\ncall 134\nmov %r6, %r0\nldmapfd %r1, 0\nmov %r2, 1\ncall 134\n\
+               lsh %r0, 16\nor %r0, %r6\nexit";
+    let p = vm.load(&assemble(src).expect("asm")).expect("load");
+    assert_eq!(vm.run(p, &[], &mut ()), Ok((64 << 16) | 40));
     // A record pointer is dead after submit.
     let src = "ldmapfd %r1, 0\nmov %r2, 8\nmov %r3, 0\ncall 131\nmov %r6, %r0\nmov %r1, %r0\nmov %r2, 0\n\
                call 133\nstdw [%r6+0], 1\nexit";
