@@ -187,6 +187,13 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
         reason,
     };
     let mut vm = Vm::new(specs).map_err(|e| vm_err(e.to_string()))?;
+    for (idx, key, value) in &policy.preload {
+        let map = vm
+            .map_mut(*idx)
+            .ok_or_else(|| vm_err(format!("no map {idx}")))?;
+        map.update(key, value, bpfoom_vm::BPF_ANY)
+            .map_err(|e| vm_err(e.to_string()))?;
+    }
     // Deterministic prandom: simulated runs must be reproducible.
     vm.env_mut().seed_random(0x5eed);
     Ok(vm)

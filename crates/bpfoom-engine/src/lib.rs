@@ -255,6 +255,8 @@ pub struct Policy {
     instance: usize,
     callbacks: Vec<(String, usize)>,
     checked: bool,
+    /// Map entries to insert at attach: (map index, key, value).
+    preload: Vec<(usize, Vec<u8>, Vec<u8>)>,
 }
 
 impl Policy {
@@ -325,6 +327,7 @@ impl Policy {
             instance: idx,
             callbacks,
             checked: false,
+            preload: Vec::new(),
         })
     }
 
@@ -359,6 +362,33 @@ impl Policy {
     /// The program index implementing `member`.
     fn callback(&self, member: &str) -> Option<usize> {
         self.callbacks.iter().find(|c| c.0 == member).map(|c| c.1)
+    }
+
+    /// Adds an entry to map `map` at attach time (how a daemon hands a
+    /// policy its configuration, e.g. per-cgroup preferences). Key and value
+    /// are integers stored little endian in the map's key and value sizes
+    /// (at most 8 bytes each).
+    pub fn map_entry(&mut self, map: &str, key: u64, value: u64) -> Result<(), EngineError> {
+        let err = |reason: String| EngineError::Vm {
+            policy: self.name.clone(),
+            reason,
+        };
+        let (idx, def) = self
+            .object
+            .map(map)
+            .ok_or_else(|| err(format!("no map {map}")))?;
+        let bytes = |v: u64, size: u32, what: &str| {
+            if size == 0 || size > 8 {
+                return Err(err(format!(
+                    "map {map}: {what} size {size} is not 1..=8 bytes"
+                )));
+            }
+            Ok(v.to_le_bytes()[..size as usize].to_vec())
+        };
+        let k = bytes(key, def.key_size, "key")?;
+        let v = bytes(value, def.value_size, "value")?;
+        self.preload.push((idx, k, v));
+        Ok(())
     }
 
     /// Sets a global variable (`const volatile` tunables in `.rodata`,

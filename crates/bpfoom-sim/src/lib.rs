@@ -219,7 +219,9 @@ impl Runner<'_> {
                 // memory.events: max (2) and oom (3); reclaim scanned first.
                 h.count_event(s, 2, 1);
                 h.count_event(s, 3, 1);
-                h.count_scan(s, bytes.div_ceil(4096));
+                // Reclaim before the OOM: its scanning shows in the
+                // allocator's memcg and above (the model's pressure signal).
+                h.count_scan(cg, bytes.div_ceil(4096));
             }
             h.set_pending(Some((cg, bytes)));
             let outcome = self.engine.out_of_memory(scope);
@@ -435,6 +437,15 @@ pub fn run_scenario(
             };
             policy
                 .set_global(name, value)
+                .map_err(|e| r.err(span.clone(), e.to_string()))?;
+        }
+        for entry in &v.entries {
+            let key = match &entry.key {
+                GlobalValue::Int(n) => *n,
+                GlobalValue::Cgroup(p) => r.cgroup(p, &span)?,
+            };
+            policy
+                .map_entry(&entry.map, key, entry.value)
                 .map_err(|e| r.err(span.clone(), e.to_string()))?;
         }
         policy

@@ -178,6 +178,22 @@ pub struct AttachSpec {
     /// Global variables to set before attach (`const volatile` tunables).
     #[serde(default)]
     pub globals: BTreeMap<String, GlobalValue>,
+    /// Map entries to insert at attach (the daemon's configuration maps).
+    #[serde(default)]
+    pub entries: Vec<MapEntry>,
+}
+
+/// `{ map, key, value }`: one map entry; a string key is a cgroup path
+/// (its id is used).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    /// Map name.
+    pub map: String,
+    /// Key.
+    pub key: GlobalValue,
+    /// Value.
+    pub value: u64,
 }
 
 /// `{ pid, bytes }`.
