@@ -12,7 +12,9 @@ pub mod ids {
     pub const MAP_UPDATE_ELEM: u32 = 2;
     /// `bpf_map_delete_elem`.
     pub const MAP_DELETE_ELEM: u32 = 3;
-    /// `bpf_ktime_get_ns`.
+    /// `bpf_ktime_get_ns`. The built-in returns nanoseconds since the `Vm`
+    /// was created; a [`crate::Host`] that needs the real `CLOCK_MONOTONIC`
+    /// (or a simulated clock) implements this id itself.
     pub const KTIME_GET_NS: u32 = 5;
     /// `bpf_trace_printk`.
     pub const TRACE_PRINTK: u32 = 6;

@@ -126,7 +126,7 @@ pub(crate) fn exec<H: Host + ?Sized>(
     let mut depth = 0usize;
     // Charged only on backward jumps (by distance) and local calls (by callee
     // size), which bounds the instructions executed without a per-insn cost.
-    let mut left = budget as i64;
+    let mut left = budget.min(i64::MAX as u64) as i64;
     let mut pc = 0usize;
 
     macro_rules! mem_fault {

@@ -23,6 +23,19 @@ fn spec(name: &str, kind: MapKind, key: u32, value: u32, n: u32) -> MapSpec {
 }
 
 #[test]
+fn vm_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Vm>();
+}
+
+#[test]
+fn huge_budget_does_not_wrap() {
+    let (mut vm, p) = vm_with(vec![], "mov %r0, 3\nsub %r0, 1\njne %r0, 0, -2\nexit");
+    vm.set_budget(u64::MAX);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
+}
+
+#[test]
 fn ctx_array_and_stack() {
     let (mut vm, p) = vm_with(
         vec![],
