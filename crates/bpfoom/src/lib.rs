@@ -98,20 +98,19 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
     }
 }
 
+macro_rules! examples {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../bpf/policies/", $name, ".bpf.c")))),*]
+    };
+}
+
 /// The bundled examples: the same sources as `bpf/policies/`, compiled in.
-pub const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "largest_leaf",
-        include_str!("../../../bpf/policies/largest_leaf.bpf.c"),
-    ),
-    (
-        "raise_then_kill",
-        include_str!("../../../bpf/policies/raise_then_kill.bpf.c"),
-    ),
-    (
-        "psi_early",
-        include_str!("../../../bpf/policies/psi_early.bpf.c"),
-    ),
+pub const EXAMPLES: &[(&str, &str)] = examples![
+    "largest_leaf",
+    "raise_then_kill",
+    "psi_early",
+    "oomd_like",
+    "k8s_qos"
 ];
 
 fn demo(out_dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), CliError> {
