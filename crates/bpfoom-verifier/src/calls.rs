@@ -1,0 +1,637 @@
+//! Helper, kfunc and bpf-to-bpf calls; references, RCU, iterators.
+
+use bpfoom_abi::helpers::{self, Arg as HArg, Ret as HRet};
+use bpfoom_abi::kfuncs::{self, Arg as KArg, Kfunc, Ret as KRet, *};
+use bpfoom_abi::types::{HostTypes, Type, TypeId};
+use bpfoom_abi::Scope;
+use bpfoom_insn::opcode::*;
+
+use crate::check::{fail, Flow, Verifier, R};
+use crate::scalar::Scalar;
+use crate::state::{
+    Byte, Frame, IterSlot, RefEntry, RefKind, Reg, RegFmt, RegType, Slot, SlotData, State, Trust,
+};
+use crate::{MapKind, RejectKind};
+
+/// Deepest bpf-to-bpf call chain (frames).
+const MAX_FRAMES: usize = 8;
+/// libbpf's poison helper id for unresolved CO-RE relocations.
+const CORE_POISON: i32 = 0x0bad_2310;
+/// libbpf's base helper id for calls to missing weak kfuncs.
+const KFUNC_POISON: i32 = 2_002_000_000;
+
+impl Verifier<'_> {
+    pub(crate) fn call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let i = self.insns[pc];
+        match i.src {
+            BPF_PSEUDO_CALL => self.subprog_call(st, pc),
+            BPF_PSEUDO_KFUNC_CALL => self.kfunc_call(st, pc),
+            _ => self.helper_call(st, pc),
+        }
+    }
+
+    fn subprog_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let target = (pc as i64 + i64::from(self.insns[pc].imm) + 1) as usize;
+        if st.frames.len() >= MAX_FRAMES {
+            return fail(
+                RejectKind::Call,
+                format!(
+                    "the call stack of {} frames is too deep (at most {MAX_FRAMES})",
+                    st.frames.len() + 1
+                ),
+            );
+        }
+        if st.frames.iter().any(|f| f.subprog == target) {
+            return fail(
+                RejectKind::Call,
+                format!("recursive call from insn {pc} to {target}"),
+            );
+        }
+        let n = st.frames.len() as u8;
+        let mut f = Frame::new(pc, target, n);
+        for r in 1..=5 {
+            f.regs[r] = st.cur().regs[r];
+        }
+        st.frames.push(f);
+        Ok(Flow::Next(target))
+    }
+
+    fn clobber(st: &mut State) {
+        for r in 0..=5 {
+            st.cur_mut().regs[r] = Reg::NOT_INIT;
+        }
+    }
+
+    /// Drops a reference and invalidates every pointer that depends on it.
+    fn release(&mut self, st: &mut State, id: u32) -> R<()> {
+        let Some(pos) = st.refs.iter().position(|r| r.id == id) else {
+            return fail(
+                RejectKind::Reference,
+                format!("release of reference id={id} that is not held (double release?)"),
+            );
+        };
+        st.refs.remove(pos);
+        for fr in &mut st.frames {
+            for r in &mut fr.regs {
+                if r.ref_obj_id == id {
+                    *r = Reg::NOT_INIT;
+                }
+            }
+            for s in &mut fr.stack {
+                if matches!(s.data, SlotData::Spill { reg, .. } if reg.ref_obj_id == id) {
+                    s.data = SlotData::None;
+                    for b in s.bytes.iter_mut() {
+                        if *b == Byte::Spill {
+                            *b = Byte::Misc;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn acquire(&mut self, st: &mut State, kind: RefKind, pc: usize) -> u32 {
+        let id = self.new_id();
+        st.refs.push(RefEntry { id, kind, insn: pc });
+        id
+    }
+
+    fn helper_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let imm = self.insns[pc].imm;
+        let Some(h) = helpers::by_id(imm as u32) else {
+            let why = if imm == CORE_POISON {
+                "a CO-RE relocation of this program could not be resolved against the host's types"
+                    .to_string()
+            } else if imm >= KFUNC_POISON {
+                "call to a weak kfunc the host does not provide (guard it with bpf_ksym_exists())"
+                    .to_string()
+            } else {
+                format!("invalid func unknown#{imm}: bpfoom does not provide this helper")
+            };
+            return fail(RejectKind::Call, why);
+        };
+        let mut map: Option<u32> = None;
+        let mut release_id = None;
+        let mut alloc_size = 0u32;
+        for (k, arg) in h.args.iter().enumerate() {
+            let regno = k as u8 + 1;
+            // trace_printk is variadic: C callers leave unused value slots unset.
+            if h.name == "trace_printk" && k >= 2 && !st.cur().regs[regno as usize].is_init() {
+                continue;
+            }
+            let r = self.reg(st, regno)?;
+            let desc = RegFmt(&r, self.input.maps).to_string();
+            match arg {
+                HArg::ConstMapPtr => {
+                    let RegType::ConstMap { map: m } = r.ty else {
+                        return fail(
+                            RejectKind::Call,
+                            format!("R{regno} type={desc} expected=map_ptr"),
+                        );
+                    };
+                    map = Some(m);
+                }
+                HArg::MapKey | HArg::MapValue => {
+                    let info = &self.input.maps[map.unwrap_or(0) as usize];
+                    let sz = if *arg == HArg::MapKey {
+                        info.key_size
+                    } else {
+                        info.value_size
+                    };
+                    self.check_mem_arg(st, regno, i64::from(sz), false)?;
+                }
+                HArg::ReadMem => {
+                    let s = self.reg(st, regno + 1)?;
+                    if !s.is_scalar() {
+                        return fail(
+                            RejectKind::Call,
+                            format!("R{} must be a size (scalar)", regno + 1),
+                        );
+                    }
+                    let zero_ok = h.args.get(k + 1) == Some(&HArg::ConstSizeOrZero);
+                    if s.var.smin < 0 {
+                        return fail(
+                            RejectKind::Call,
+                            format!(
+                                "R{} min value is negative, either use unsigned or 'var &= const'",
+                                regno + 1
+                            ),
+                        );
+                    }
+                    if s.var.umin == 0 && !zero_ok {
+                        return fail(
+                            RejectKind::Call,
+                            format!("R{} invalid zero-sized read", regno + 1),
+                        );
+                    }
+                    if s.var.umax >= 1 << 29 {
+                        return fail(RejectKind::Call, format!("R{} unbounded memory access, use 'var &= const' or 'if (var < const)'", regno + 1));
+                    }
+                    self.check_mem_arg(st, regno, s.var.umax as i64, false)?;
+                }
+                HArg::ConstSize | HArg::ConstSizeOrZero | HArg::Anything => {
+                    if *arg != HArg::Anything && !r.is_scalar() {
+                        return fail(
+                            RejectKind::Call,
+                            format!("R{regno} type={desc} expected=scalar"),
+                        );
+                    }
+                }
+                HArg::ConstAllocSizeOrZero => match r.var.as_const().filter(|_| r.is_scalar()) {
+                    Some(c) if c < 1 << 29 => alloc_size = c as u32,
+                    _ => {
+                        return fail(
+                            RejectKind::Call,
+                            format!("R{regno} is not a known constant size"),
+                        )
+                    }
+                },
+                HArg::ReleaseRingbufRecord => {
+                    if r.maybe_null {
+                        return fail(
+                            RejectKind::NullDeref,
+                            format!("Possibly NULL pointer passed to helper arg{regno}"),
+                        );
+                    }
+                    match r.ty {
+                        RegType::Mem { .. }
+                            if r.ref_obj_id != 0 && r.off == 0 && r.var.as_const() == Some(0) =>
+                        {
+                            release_id = Some(r.ref_obj_id)
+                        }
+                        RegType::Mem { .. } if r.ref_obj_id != 0 => {
+                            return fail(RejectKind::Call, format!("R{regno} must point to the start of the ring buffer record (off={})", r.off));
+                        }
+                        _ => {
+                            return fail(
+                                RejectKind::Call,
+                                format!("R{regno} type={desc} expected=ringbuf_mem"),
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(m) = map {
+            let info = &self.input.maps[m as usize];
+            let ringbuf_fn = h.name.starts_with("ringbuf_");
+            if ringbuf_fn != (info.kind == MapKind::Ringbuf) {
+                return fail(
+                    RejectKind::Call,
+                    format!(
+                        "cannot pass map {} ({:?}) into func bpf_{}#{}",
+                        info.name, info.kind, h.name, h.id
+                    ),
+                );
+            }
+            if info.read_only && matches!(h.name, "map_update_elem" | "map_delete_elem") {
+                return fail(
+                    RejectKind::ReadOnly,
+                    format!("write into map forbidden: {} is read-only", info.name),
+                );
+            }
+        }
+        if let Some(id) = release_id {
+            self.release(st, id)?;
+        }
+        Self::clobber(st);
+        let r0 = match h.ret {
+            HRet::Integer => Reg::scalar(Scalar::UNKNOWN),
+            HRet::Void => Reg::NOT_INIT,
+            HRet::MapValueOrNull => {
+                let id = self.new_id();
+                Reg {
+                    id,
+                    maybe_null: true,
+                    ..Reg::ptr(RegType::MapValue {
+                        map: map.unwrap_or(0),
+                    })
+                }
+            }
+            HRet::RingbufRecordOrNull => {
+                let id = self.new_id();
+                let ref_obj_id = self.acquire(st, RefKind::Ringbuf, pc);
+                Reg {
+                    id,
+                    ref_obj_id,
+                    maybe_null: true,
+                    ..Reg::ptr(RegType::Mem { size: alloc_size })
+                }
+            }
+        };
+        st.cur_mut().regs[0] = r0;
+        Ok(Flow::Next(pc + 1))
+    }
+
+    fn kfunc_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let imm = self.insns[pc].imm;
+        let Some(k) = kfuncs::by_id(imm as u32) else {
+            return fail(
+                RejectKind::Call,
+                format!("invalid kernel function call: unknown kfunc id {imm}"),
+            );
+        };
+        if k.scope != Scope::Any && k.scope != self.hook.scope {
+            return fail(
+                RejectKind::Scope,
+                format!(
+                    "calling kernel function {} is not allowed in {} programs",
+                    k.name, self.hook.ops
+                ),
+            );
+        }
+        if k.has(KF_SLEEPABLE) {
+            if !self.input.sleepable {
+                return fail(RejectKind::Sleepable, format!("program must be sleepable to call sleepable kfunc {} (use SEC(\"struct_ops.s/...\"))", k.name));
+            }
+            if st.rcu_depth > 0 {
+                return fail(
+                    RejectKind::Sleepable,
+                    format!(
+                        "kernel func {} is sleeping within rcu_read_lock region",
+                        k.name
+                    ),
+                );
+            }
+        }
+        if k.has(KF_RCU_PROTECTED) && self.input.sleepable && st.rcu_depth == 0 {
+            return fail(
+                RejectKind::Rcu,
+                format!(
+                    "kernel func {} requires RCU critical section protection",
+                    k.name
+                ),
+            );
+        }
+        match k.name {
+            "bpf_rcu_read_lock" => {
+                st.rcu_depth += 1;
+                Self::clobber(st);
+                return Ok(Flow::Next(pc + 1));
+            }
+            "bpf_rcu_read_unlock" => {
+                if st.rcu_depth == 0 {
+                    return fail(
+                        RejectKind::Rcu,
+                        "unmatched rcu read unlock: bpf_rcu_read_unlock without bpf_rcu_read_lock",
+                    );
+                }
+                st.rcu_depth -= 1;
+                if st.rcu_depth == 0 {
+                    // RCU pointers are only valid inside the section.
+                    st.for_each_reg(|r| {
+                        if let RegType::Btf {
+                            ty,
+                            trust: Trust::Rcu,
+                        } = r.ty
+                        {
+                            r.ty = RegType::Btf {
+                                ty,
+                                trust: Trust::Walked,
+                            };
+                        }
+                    });
+                }
+                Self::clobber(st);
+                return Ok(Flow::Next(pc + 1));
+            }
+            _ => {}
+        }
+        let mut release_id = None;
+        let mut iter_at: Option<(u8, i64, &'static str)> = None;
+        for (a, (pname, arg)) in k.params.iter().enumerate() {
+            let regno = a as u8 + 1;
+            let r = self.reg(st, regno)?;
+            let desc = RegFmt(&r, self.input.maps).to_string();
+            match *arg {
+                KArg::Scalar => {
+                    if !r.is_scalar() {
+                        return fail(
+                            RejectKind::Call,
+                            format!(
+                                "arg#{a} ({pname}) of {} expected a scalar, R{regno} is {desc}",
+                                k.name
+                            ),
+                        );
+                    }
+                }
+                KArg::Object { ty, nullable } => {
+                    if r.is_null_const() {
+                        if nullable {
+                            continue;
+                        }
+                        return fail(
+                            RejectKind::NullDeref,
+                            format!("arg#{a} ({pname}) of {} must not be NULL", k.name),
+                        );
+                    }
+                    let RegType::Btf { ty: rty, trust } = r.ty else {
+                        return fail(RejectKind::Call, format!("arg#{a} ({pname}) of {} expected pointer to struct {ty}, R{regno} is {desc}", k.name));
+                    };
+                    if r.maybe_null && !nullable {
+                        return fail(RejectKind::NullDeref, format!("Possibly NULL pointer passed to trusted arg{a} ({pname}) of {}: check R{regno} first", k.name));
+                    }
+                    if r.var.as_const() != Some(0) || !type_at_matches(rty, r.off, ty) {
+                        return fail(RejectKind::Call, format!("arg#{a} ({pname}) of {} expected pointer to struct {ty}, R{regno} is {desc}", k.name));
+                    }
+                    let release_arg = k.has(KF_RELEASE) && release_id.is_none();
+                    let ok = match trust {
+                        Trust::Trusted => true,
+                        Trust::Rcu => {
+                            k.has(KF_RCU)
+                                || st.rcu_depth > 0
+                                || !self.input.sleepable
+                                || !(k.has(KF_TRUSTED_ARGS) || release_arg)
+                        }
+                        Trust::Walked => !(k.has(KF_TRUSTED_ARGS) || k.has(KF_RCU) || release_arg),
+                    };
+                    if !ok {
+                        return fail(RejectKind::Trust, format!("R{regno} must be referenced or trusted: {desc} was walked from another object and cannot be passed to {}", k.name));
+                    }
+                    if release_arg {
+                        if r.ref_obj_id == 0 || r.off != 0 {
+                            return fail(RejectKind::Reference, format!("release kernel function {} expects a refcounted pointer at offset 0, R{regno} is {desc}", k.name));
+                        }
+                        release_id = Some(r.ref_obj_id);
+                    }
+                }
+                KArg::Str { nullable } => {
+                    if r.is_null_const() && nullable {
+                        continue;
+                    }
+                    self.check_const_str(&r, a, pname, k)?;
+                }
+                KArg::Iter(name) => {
+                    let RegType::Stack { frame } = r.ty else {
+                        return fail(RejectKind::Call, format!("arg#{a} of {} expected pointer to an iterator on the stack, R{regno} is {desc}", k.name));
+                    };
+                    let Some(c) = r.var.as_const() else {
+                        return fail(
+                            RejectKind::Call,
+                            format!(
+                                "arg#{a} of {}: iterator pointer with variable offset",
+                                k.name
+                            ),
+                        );
+                    };
+                    let o = r.off + c as i64;
+                    if o % 8 != 0 {
+                        return fail(
+                            RejectKind::Call,
+                            format!(
+                                "arg#{a} of {}: iterator at fp{o} is not 8-byte aligned",
+                                k.name
+                            ),
+                        );
+                    }
+                    iter_at = Some((frame, o, name));
+                }
+            }
+        }
+        if let Some((frame, o, name)) = iter_at {
+            if let Some(flow) = self.iter_call(st, pc, k, frame, o, name)? {
+                return Ok(flow);
+            }
+        }
+        if let Some(id) = release_id {
+            self.release(st, id)?;
+        }
+        Self::clobber(st);
+        let r0 = match k.ret {
+            KRet::Void => Reg::NOT_INIT,
+            KRet::Scalar { .. } | KRet::Bool => Reg::scalar(Scalar::UNKNOWN),
+            KRet::Object(ty) => {
+                let h = HostTypes::get();
+                let ty = h.struct_id(ty).unwrap_or(0);
+                let mut r = Reg::ptr(RegType::Btf {
+                    ty,
+                    trust: Trust::Trusted,
+                });
+                if k.has(KF_RET_NULL) {
+                    r.maybe_null = true;
+                    r.id = self.new_id();
+                }
+                if k.has(KF_ACQUIRE) {
+                    r.ref_obj_id = self.acquire(st, RefKind::Object, pc);
+                }
+                r
+            }
+        };
+        st.cur_mut().regs[0] = r0;
+        Ok(Flow::Next(pc + 1))
+    }
+
+    fn check_const_str(&self, r: &Reg, a: usize, pname: &str, k: &Kfunc) -> R<()> {
+        let bad = |why: &str| {
+            fail(
+                RejectKind::Call,
+                format!(
+                    "arg#{a} ({pname}) of {} doesn't point to a const string: {why}",
+                    k.name
+                ),
+            )
+        };
+        let RegType::MapValue { map } = r.ty else {
+            return bad("it must point into read-only global data (.rodata)");
+        };
+        if r.maybe_null {
+            return bad("it may be NULL");
+        }
+        let info = &self.input.maps[map as usize];
+        if !info.read_only {
+            return bad("the map is writable");
+        }
+        let Some(c) = r.var.as_const() else {
+            return bad("variable offset");
+        };
+        let o = r.off + c as i64;
+        if o < 0 || o >= i64::from(info.value_size) {
+            return bad("offset outside the map value");
+        }
+        if let Some(init) = &info.initial {
+            if !init.get(o as usize..).is_some_and(|s| s.contains(&0)) {
+                return bad("the string is not NUL-terminated");
+            }
+        }
+        Ok(())
+    }
+
+    /// Iterator constructor, step or destructor. `Some(flow)` when the call is fully handled.
+    fn iter_call(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        k: &'static Kfunc,
+        frame: u8,
+        o: i64,
+        name: &'static str,
+    ) -> R<Option<Flow>> {
+        let h = HostTypes::get();
+        let size = h
+            .struct_id(&format!("bpf_iter_{name}"))
+            .and_then(|t| h.size_of(t))
+            .unwrap_or(8);
+        let nslots = (size as usize).div_ceil(8);
+        if o < -crate::state::STACK_SIZE || o + (nslots as i64) * 8 > 0 {
+            if k.has(KF_ITER_NEW) {
+                return fail(
+                    RejectKind::Stack,
+                    format!("iterator at fp{o} of {size} bytes does not fit the stack"),
+                );
+            }
+            return fail(
+                RejectKind::Reference,
+                format!(
+                    "expected an initialized iter_{name} at fp{o} as arg #0 of {}",
+                    k.name
+                ),
+            );
+        }
+        let first = Frame::locate(o).0; // slot of the lowest address
+        let slots: Vec<usize> = (0..nslots).map(|j| first - j).collect();
+        let fi = frame as usize;
+        if k.has(KF_ITER_NEW) {
+            if slots
+                .iter()
+                .any(|&s| st.frames[fi].slot(s).bytes.contains(&Byte::Iter))
+            {
+                return fail(RejectKind::Reference, format!("iterator at fp{o} is already initialized: destroy it before creating a new one"));
+            }
+            let ref_id = self.acquire(st, RefKind::Iter, pc);
+            for (j, &s) in slots.iter().enumerate() {
+                *st.frames[fi].slot_mut(s) = Slot {
+                    bytes: [Byte::Iter; 8],
+                    data: SlotData::Iter(IterSlot {
+                        kind: name,
+                        index: j as u8,
+                        drained: false,
+                        depth: 0,
+                        ref_id,
+                        rcu: k.has(KF_RCU_PROTECTED),
+                    }),
+                };
+            }
+            return Ok(None);
+        }
+        let it = match st.frames[fi].slot(slots[0]).data {
+            SlotData::Iter(it) if it.kind == name && it.index == 0 => it,
+            _ => {
+                return fail(RejectKind::Reference, format!("expected an initialized iter_{name} at fp{o} as arg #0 of {} (created by bpf_iter_{name}_new and not destroyed)", k.name));
+            }
+        };
+        if k.has(KF_ITER_DESTROY) {
+            self.release(st, it.ref_id)?;
+            for &s in &slots {
+                *st.frames[fi].slot_mut(s) = Slot::EMPTY;
+            }
+            return Ok(None);
+        }
+        // bpf_iter_*_next: either drained (NULL) or one more element.
+        if it.rcu && self.input.sleepable && st.rcu_depth == 0 {
+            return fail(
+                RejectKind::Rcu,
+                format!(
+                    "{} used outside the RCU read section its iterator needs",
+                    k.name
+                ),
+            );
+        }
+        Self::clobber(st);
+        let set_iter = |st: &mut State, drained: bool, depth: u32| {
+            for &s in &slots {
+                if let SlotData::Iter(x) = &mut st.frames[fi].slot_mut(s).data {
+                    x.drained = drained;
+                    x.depth = depth;
+                }
+            }
+        };
+        if it.drained {
+            st.cur_mut().regs[0] = Reg::scalar(Scalar::konst(0));
+            return Ok(Some(Flow::Next(pc + 1)));
+        }
+        // As the kernel does: continue with the drained outcome first and
+        // queue the one with another element.
+        let mut more = st.clone();
+        set_iter(st, true, it.depth);
+        st.cur_mut().regs[0] = Reg::scalar(Scalar::konst(0));
+        set_iter(&mut more, false, it.depth + 1);
+        let KRet::Object(rt) = k.ret else {
+            return fail(
+                RejectKind::Call,
+                format!("{} does not return an object", k.name),
+            );
+        };
+        let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
+        let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
+        more.cur_mut().regs[0] = Reg::ptr(RegType::Btf { ty, trust });
+        self.push_branch(more, pc + 1, pc)?;
+        Ok(Some(Flow::Next(pc + 1)))
+    }
+}
+
+/// True when a pointer to `ty` at byte `off` is (or starts with) a `want`,
+/// following first members, as the kernel's type matching does.
+fn type_at_matches(ty: TypeId, off: i64, want: &str) -> bool {
+    let h = HostTypes::get();
+    let mut ty = h.resolve(ty);
+    let mut off = off;
+    for _ in 0..8 {
+        let Some(Type::Struct(c)) = h.ty(ty) else {
+            return false;
+        };
+        if off == 0 && c.name == want {
+            return true;
+        }
+        let Some(m) = c.members.iter().rfind(|m| i64::from(m.offset) <= off) else {
+            return false;
+        };
+        let mt = h.resolve(m.ty);
+        if !matches!(h.ty(mt), Some(Type::Struct(_))) {
+            return false;
+        }
+        off -= i64::from(m.offset);
+        ty = mt;
+    }
+    false
+}

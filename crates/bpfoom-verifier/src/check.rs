@@ -1,0 +1,943 @@
+//! The exploration driver and the ALU / jump / exit rules.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use bpfoom_abi::struct_ops::{self, Return};
+use bpfoom_abi::types::{HostTypes, Type, TypeId};
+use bpfoom_abi::{helpers, kfuncs, Scope};
+use bpfoom_insn::disasm::{insn_text, Names};
+use bpfoom_insn::opcode::*;
+use bpfoom_insn::Insn;
+
+use crate::cfg::{self, Cfg};
+use crate::scalar::{Cmp, Scalar};
+use crate::state::{self, fmt_regs, Frame, Reg, RegType, State};
+use crate::{Options, ProgramInput, RejectKind, Rejection, Report, VerifyError};
+
+/// Pending branches allowed at once (the kernel's jump-sequence limit).
+const MAX_PENDING: usize = 8192;
+/// Remembered states per instruction beyond which no more are added.
+const MAX_STATES_PER_INSN: usize = 64;
+/// Iterator-loop rounds that join scalar values before widening them to unknown.
+const WIDEN_AFTER: usize = 3;
+
+/// A callback argument's abstract type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Param {
+    Object(TypeId),
+    Scalar,
+}
+
+/// What the program's hook allows.
+pub(crate) struct Hook {
+    pub params: Vec<Param>,
+    pub scope: Scope,
+    pub ret: Return,
+    pub ops: &'static str,
+}
+
+/// Result of stepping one instruction.
+pub(crate) enum Flow {
+    Next(usize),
+    Done,
+}
+
+/// A rejection before it is dressed with context.
+pub(crate) struct Fail {
+    pub kind: RejectKind,
+    pub reason: String,
+}
+
+pub(crate) type R<T> = Result<T, Fail>;
+
+pub(crate) fn fail<T>(kind: RejectKind, reason: impl Into<String>) -> R<T> {
+    Err(Fail {
+        kind,
+        reason: reason.into(),
+    })
+}
+
+struct Pending {
+    st: State,
+    pc: usize,
+    parent: Option<usize>,
+    from: usize,
+}
+
+struct Ckpt {
+    st: State,
+    parent: Option<usize>,
+    branches: u32,
+}
+
+enum Visit {
+    Pruned,
+    New(usize),
+}
+
+pub(crate) struct Verifier<'a> {
+    pub input: &'a ProgramInput<'a>,
+    pub insns: &'a [Insn],
+    pub hook: Hook,
+    cfg: Cfg,
+    opts: &'a Options,
+    pending: Vec<Pending>,
+    ckpts: Vec<Ckpt>,
+    explored: Vec<Vec<usize>>,
+    id_gen: u32,
+    processed: u64,
+    /// `processed` when the last checkpoint was added.
+    last_ckpt: u64,
+    peak: usize,
+    pub log: String,
+    /// Parent checkpoint of the path being explored (for forks).
+    parent: Option<usize>,
+}
+
+struct MapNames<'a>(&'a [crate::MapInfo]);
+
+impl Names for MapNames<'_> {
+    fn helper(&self, id: i32) -> Option<String> {
+        helpers::by_id(id as u32).map(|h| format!("bpf_{}", h.name))
+    }
+    fn kfunc(&self, id: i32) -> Option<String> {
+        kfuncs::by_id(id as u32).map(|k| k.name.to_string())
+    }
+    fn map(&self, index: i32) -> Option<String> {
+        self.0.get(index as usize).map(|m| m.name.clone())
+    }
+}
+
+fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
+    let ops = struct_ops::by_name(input.hook.ops)?;
+    let cb = ops.callback(input.hook.member)?;
+    let h = HostTypes::get();
+    let m = h.member(h.struct_id(ops.name)?, cb.name)?;
+    let Some(Type::Ptr(p)) = h.ty(m.ty) else {
+        return None;
+    };
+    let Some(Type::FuncProto { params, .. }) = h.ty(*p) else {
+        return None;
+    };
+    let params = params
+        .iter()
+        .map(|(_, t)| match h.ty(h.resolve(*t)) {
+            Some(Type::Ptr(to)) if matches!(h.ty(h.resolve(*to)), Some(Type::Struct(_))) => {
+                Param::Object(h.resolve(*to))
+            }
+            _ => Param::Scalar,
+        })
+        .collect();
+    Some(Hook {
+        params,
+        scope: ops.scope,
+        ret: cb.ret,
+        ops: ops.name,
+    })
+}
+
+impl<'a> Verifier<'a> {
+    pub fn run(input: &'a ProgramInput<'a>, opts: &'a Options) -> Result<Report, VerifyError> {
+        let start = Instant::now();
+        let hook = hook_of(input).ok_or_else(|| VerifyError::UnknownHook {
+            ops: input.hook.ops.to_string(),
+            member: input.hook.member.to_string(),
+        })?;
+        let n = input.insns.len();
+        let mut v = Verifier {
+            input,
+            insns: input.insns,
+            hook,
+            cfg: Cfg {
+                prune: vec![],
+                live_in: vec![],
+            },
+            opts,
+            pending: Vec::new(),
+            ckpts: Vec::new(),
+            explored: vec![Vec::new(); n],
+            id_gen: 0,
+            processed: 0,
+            last_ckpt: 0,
+            peak: 0,
+            log: String::new(),
+            parent: None,
+        };
+        match cfg::analyze(input.insns) {
+            Ok(c) => v.cfg = c,
+            Err((pc, kind, reason)) => {
+                let st = v.initial();
+                return Err(v.reject(&st, pc.min(n.saturating_sub(1)), Fail { kind, reason }));
+            }
+        }
+        v.explore()?;
+        Ok(Report {
+            insns_processed: v.processed,
+            states: v.ckpts.len() as u64,
+            peak_states: v.peak as u64,
+            time: start.elapsed(),
+            log: v.log,
+        })
+    }
+
+    fn initial(&self) -> State {
+        let mut f = Frame::new(usize::MAX, 0, 0);
+        f.regs[1] = Reg::ptr(RegType::Ctx);
+        State {
+            frames: vec![f],
+            refs: Vec::new(),
+            rcu_depth: 0,
+        }
+    }
+
+    pub fn new_id(&mut self) -> u32 {
+        self.id_gen += 1;
+        self.id_gen
+    }
+
+    pub fn disasm(&self, pc: usize) -> String {
+        if pc >= self.insns.len() {
+            return String::new();
+        }
+        let i = self.insns[pc];
+        format!(
+            "({:02x}) {}",
+            i.code,
+            insn_text(self.insns, pc, &MapNames(self.input.maps))
+        )
+    }
+
+    fn reject(&self, st: &State, pc: usize, f: Fail) -> VerifyError {
+        let source = {
+            let li = self.input.line_info;
+            let i = li.partition_point(|l| l.insn <= pc);
+            li[..i].last().cloned()
+        };
+        VerifyError::Rejected(Box::new(Rejection {
+            program: self.input.name.to_string(),
+            kind: f.kind,
+            insn: pc,
+            disasm: self.disasm(pc),
+            source,
+            regs: fmt_regs(st, self.input.maps),
+            reason: f.reason,
+            insns_processed: self.processed,
+            log: self.log.clone(),
+        }))
+    }
+
+    /// Queues the other outcome of a branch.
+    pub fn push_branch(&mut self, st: State, pc: usize, from: usize) -> R<()> {
+        if self.pending.len() >= MAX_PENDING {
+            return fail(
+                RejectKind::TooComplex,
+                format!("the sequence of {} jumps is too complex: program too complex / may not terminate", MAX_PENDING),
+            );
+        }
+        if let Some(p) = self.parent {
+            self.ckpts[p].branches += 1;
+        }
+        self.pending.push(Pending {
+            st,
+            pc,
+            parent: self.parent,
+            from,
+        });
+        self.peak = self.peak.max(self.pending.len() + self.ckpts.len());
+        Ok(())
+    }
+
+    fn finish_path(&mut self) {
+        let mut p = self.parent;
+        while let Some(i) = p {
+            self.ckpts[i].branches -= 1;
+            if self.ckpts[i].branches > 0 {
+                break;
+            }
+            p = self.ckpts[i].parent;
+        }
+    }
+
+    fn explore(&mut self) -> Result<(), VerifyError> {
+        let init = self.initial();
+        self.pending.push(Pending {
+            st: init,
+            pc: 0,
+            parent: None,
+            from: usize::MAX,
+        });
+        while let Some(Pending {
+            mut st,
+            mut pc,
+            parent,
+            from,
+        }) = self.pending.pop()
+        {
+            self.parent = parent;
+            if self.opts.log_level > 0 && from != usize::MAX {
+                let _ = writeln!(
+                    self.log,
+                    "from {from} to {pc}: {}",
+                    fmt_regs(&st, self.input.maps)
+                );
+            }
+            loop {
+                if self.cfg.prune[pc] || self.is_iter_next(pc) {
+                    match self.visit(&mut st, pc) {
+                        Ok(None) => {}
+                        Ok(Some(Visit::Pruned)) => {
+                            if self.opts.log_level > 0 {
+                                let _ = writeln!(self.log, "{pc}: safe");
+                            }
+                            self.finish_path();
+                            break;
+                        }
+                        Ok(Some(Visit::New(c))) => self.parent = Some(c),
+                        Err(f) => return Err(self.reject(&st, pc, f)),
+                    }
+                }
+                self.processed += 1;
+                if self.processed > self.opts.max_insns {
+                    let f = Fail {
+                        kind: RejectKind::TooComplex,
+                        reason: format!(
+                            "BPF program is too large: processed {} insns (limit {}): program too complex / may not terminate",
+                            self.processed, self.opts.max_insns
+                        ),
+                    };
+                    return Err(self.reject(&st, pc, f));
+                }
+                if self.opts.log_level > 0 {
+                    let _ = write!(self.log, "{pc}: {}", self.disasm(pc));
+                }
+                let flow = self.step(&mut st, pc);
+                if self.opts.log_level > 1 {
+                    let _ = write!(self.log, " ; {}", fmt_regs(&st, self.input.maps));
+                }
+                if self.opts.log_level > 0 {
+                    self.log.push('\n');
+                }
+                match flow {
+                    Ok(Flow::Next(n)) => pc = n,
+                    Ok(Flow::Done) => {
+                        self.finish_path();
+                        break;
+                    }
+                    Err(f) => return Err(self.reject(&st, pc, f)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_iter_next(&self, pc: usize) -> bool {
+        let i = self.insns[pc];
+        i.code == CALL
+            && i.src == BPF_PSEUDO_KFUNC_CALL
+            && kfuncs::by_id(i.imm as u32).is_some_and(|k| k.has(kfuncs::KF_ITER_NEXT))
+    }
+
+    /// Registers that matter, per frame, when comparing states at `pc`.
+    fn live_masks(&self, st: &State, pc: usize) -> Vec<u16> {
+        let n = st.frames.len();
+        (0..n)
+            .map(|i| {
+                if i + 1 == n {
+                    self.cfg.live_in[pc]
+                } else {
+                    let ret = st.frames[i + 1].callsite + 1;
+                    (self.cfg.live_in.get(ret).copied().unwrap_or(0x7ff) & !0x3f) | (1 << 10)
+                }
+            })
+            .collect()
+    }
+
+    fn visit(&mut self, st: &mut State, pc: usize) -> R<Option<Visit>> {
+        let live = self.live_masks(st, pc);
+        let iter_next = self.is_iter_next(pc);
+        let mut widen_from = None;
+        let mut loop_visits = 0;
+        for &c in &self.explored[pc] {
+            let ck = &self.ckpts[c];
+            if ck.branches == 0 {
+                if state::covers(&ck.st, st, &live, state::Cmp::Subsume) {
+                    return Ok(Some(Visit::Pruned));
+                }
+            } else if iter_next {
+                // An ancestor in the same iterator loop: the iterator bounds the loop.
+                if state::covers(&ck.st, st, &live, state::Cmp::IterLoop) {
+                    return Ok(Some(Visit::Pruned));
+                }
+                if state::covers(&ck.st, st, &live, state::Cmp::Shape) {
+                    widen_from = Some(c);
+                    loop_visits += 1;
+                }
+            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume)
+                && state::covers(st, &ck.st, &live, state::Cmp::Subsume)
+            {
+                return fail(
+                    RejectKind::InfiniteLoop,
+                    format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
+                );
+            }
+        }
+        if let Some(c) = widen_from {
+            // Scalars that changed around an iterator loop are joined with
+            // their earlier values, and after a few rounds made unknown, so the
+            // loop converges (sound: the state only gets more general).
+            state::widen(&self.ckpts[c].st, st, loop_visits > WIDEN_AFTER);
+        }
+        let throttled = self.processed < self.last_ckpt + 8 && !self.explored[pc].is_empty();
+        if !iter_next && (throttled || self.explored[pc].len() >= MAX_STATES_PER_INSN) {
+            return Ok(None);
+        }
+        self.last_ckpt = self.processed;
+        self.ckpts.push(Ckpt {
+            st: st.clone(),
+            parent: self.parent,
+            branches: 1,
+        });
+        let id = self.ckpts.len() - 1;
+        self.explored[pc].push(id);
+        self.peak = self.peak.max(self.pending.len() + self.ckpts.len());
+        Ok(Some(Visit::New(id)))
+    }
+
+    fn step(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let i = self.insns[pc];
+        match class(i.code) {
+            BPF_ALU | BPF_ALU64 => {
+                self.alu(st, i)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            BPF_LD => {
+                self.ld_imm64(st, pc)?;
+                Ok(Flow::Next(pc + 2))
+            }
+            BPF_LDX => {
+                self.ldx(st, i)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            BPF_ST | BPF_STX => {
+                self.store(st, i)?;
+                Ok(Flow::Next(pc + 1))
+            }
+            _ => match op(i.code) {
+                BPF_JA => {
+                    let rel = if class(i.code) == BPF_JMP {
+                        i64::from(i.off)
+                    } else {
+                        i64::from(i.imm)
+                    };
+                    Ok(Flow::Next((pc as i64 + rel + 1) as usize))
+                }
+                BPF_CALL => self.call(st, pc),
+                BPF_EXIT => self.exit(st),
+                _ => self.cond_jump(st, pc),
+            },
+        }
+    }
+
+    pub fn reg(&self, st: &State, r: u8) -> R<Reg> {
+        let reg = st.cur().regs[r as usize];
+        if !reg.is_init() {
+            return fail(
+                RejectKind::UninitRegister,
+                format!("R{r} !read_ok: the register is not initialized (or held a reference that was released)"),
+            );
+        }
+        Ok(reg)
+    }
+
+    pub fn set_reg(&self, st: &mut State, r: u8, v: Reg) -> R<()> {
+        if r == 10 {
+            return fail(
+                RejectKind::FramePointer,
+                "frame pointer is read only: r10 cannot be written",
+            );
+        }
+        st.cur_mut().regs[r as usize] = v;
+        Ok(())
+    }
+
+    fn ld_imm64(&mut self, st: &mut State, pc: usize) -> R<()> {
+        let (i, n) = (self.insns[pc], self.insns[pc + 1]);
+        let map = |m: i32| -> R<u32> {
+            if m < 0 || m as usize >= self.input.maps.len() {
+                return fail(
+                    RejectKind::InvalidInsn,
+                    format!(
+                        "ld_imm64 refers to map {m}, but the program has {} maps",
+                        self.input.maps.len()
+                    ),
+                );
+            }
+            Ok(m as u32)
+        };
+        let v = match i.src {
+            BPF_PSEUDO_MAP_FD => Reg::ptr(RegType::ConstMap { map: map(i.imm)? }),
+            BPF_PSEUDO_MAP_VALUE => {
+                let m = map(i.imm)?;
+                let info = &self.input.maps[m as usize];
+                if !matches!(info.kind, crate::MapKind::Array) || info.max_entries != 1 {
+                    return fail(
+                        RejectKind::InvalidInsn,
+                        format!(
+                            "direct value access needs a single-entry array map, {} is not",
+                            info.name
+                        ),
+                    );
+                }
+                if n.imm < 0 || n.imm as u32 >= info.value_size {
+                    return fail(
+                        RejectKind::InvalidMemAccess,
+                        format!(
+                            "direct value offset {} is outside map {} (value_size={})",
+                            n.imm, info.name, info.value_size
+                        ),
+                    );
+                }
+                Reg {
+                    off: i64::from(n.imm),
+                    ..Reg::ptr(RegType::MapValue { map: m })
+                }
+            }
+            BPF_PSEUDO_BTF_ID => {
+                if kfuncs::by_id(i.imm as u32).is_none() {
+                    return fail(
+                        RejectKind::InvalidInsn,
+                        format!("ld_imm64 of unknown kernel symbol {}", i.imm),
+                    );
+                }
+                // bpf_ksym_exists() of a present kfunc: a non-zero address.
+                Reg::scalar(Scalar::urange(1, u64::MAX))
+            }
+            _ => {
+                let v = (i.imm as u32 as u64) | ((n.imm as u32 as u64) << 32);
+                Reg::scalar(Scalar::konst(v))
+            }
+        };
+        self.set_reg(st, i.dst, v)
+    }
+
+    fn alu(&mut self, st: &mut State, i: Insn) -> R<()> {
+        let w = if class(i.code) == BPF_ALU64 { 64 } else { 32 };
+        let o = op(i.code);
+        let x = source(i.code) == BPF_X;
+        if i.dst == 10 {
+            return fail(
+                RejectKind::FramePointer,
+                "frame pointer is read only: r10 cannot be written",
+            );
+        }
+        let imm = if w == 64 {
+            i.imm as i64 as u64
+        } else {
+            u64::from(i.imm as u32)
+        };
+        let src = if x {
+            self.reg(st, i.src)?
+        } else {
+            Reg::scalar(Scalar::konst(imm))
+        };
+        if o == BPF_MOV {
+            let v = if w == 64 && i.off == 0 {
+                if x && src.is_scalar() && src.id == 0 && src.var.as_const().is_none() {
+                    // Link the copies so a bounds check on one refines both.
+                    let id = self.new_id();
+                    st.cur_mut().regs[i.src as usize].id = id;
+                    Reg { id, ..src }
+                } else {
+                    src
+                }
+            } else if src.is_ptr() {
+                return fail(RejectKind::PointerLeak, format!("R{} partial copy of pointer: 32-bit or sign-extending moves of pointers are not allowed", i.src));
+            } else if i.off != 0 {
+                let s = src.var.sign_extend(i.off as u32);
+                Reg::scalar(if w == 32 { s.truncate(4) } else { s })
+            } else if src.var.umax <= u64::from(u32::MAX) {
+                if src.id == 0 && src.var.as_const().is_none() {
+                    let id = self.new_id();
+                    st.cur_mut().regs[i.src as usize].id = id;
+                    Reg::scalar(src.var).with_id(id)
+                } else {
+                    Reg::scalar(src.var).with_id(src.id)
+                }
+            } else {
+                Reg::scalar(src.var.truncate(4))
+            };
+            return self.set_reg(st, i.dst, v);
+        }
+        let dst = self.reg(st, i.dst)?;
+        let res = match o {
+            BPF_NEG => {
+                if dst.is_ptr() {
+                    return fail(
+                        RejectKind::PointerArith,
+                        format!("R{} pointer arithmetic with neg operator prohibited", i.dst),
+                    );
+                }
+                Reg::scalar(Scalar::alu(BPF_SUB, &Scalar::konst(0), &dst.var, w, false))
+            }
+            BPF_END => {
+                if dst.is_ptr() {
+                    return fail(
+                        RejectKind::PointerArith,
+                        format!("R{} pointer arithmetic with byte swap prohibited", i.dst),
+                    );
+                }
+                let bytes = (i.imm / 8) as u32;
+                let to_le = class(i.code) == BPF_ALU && !x;
+                let v = if to_le {
+                    dst.var.truncate(bytes)
+                } else if let Some(c) = dst.var.as_const() {
+                    let sw = match bytes {
+                        2 => u64::from((c as u16).swap_bytes()),
+                        4 => u64::from((c as u32).swap_bytes()),
+                        _ => c.swap_bytes(),
+                    };
+                    Scalar::konst(sw)
+                } else {
+                    Scalar::sized(bytes)
+                };
+                Reg::scalar(v)
+            }
+            _ => {
+                if !x
+                    && matches!(o, BPF_LSH | BPF_RSH | BPF_ARSH)
+                    && !(0..w as i32).contains(&i.imm)
+                {
+                    return fail(RejectKind::InvalidInsn, format!("invalid shift {}", i.imm));
+                }
+                if !x && matches!(o, BPF_DIV | BPF_MOD) && i.imm == 0 {
+                    return fail(RejectKind::InvalidInsn, "division by zero");
+                }
+                if dst.is_ptr() || src.is_ptr() {
+                    self.ptr_arith(i, w, dst, src)?
+                } else {
+                    Reg::scalar(Scalar::alu(o, &dst.var, &src.var, w, i.off == 1))
+                }
+            }
+        };
+        self.set_reg(st, i.dst, res)
+    }
+
+    fn ptr_arith(&mut self, i: Insn, w: u32, dst: Reg, src: Reg) -> R<Reg> {
+        let o = op(i.code);
+        let d = i.dst;
+        if w == 32 {
+            return fail(
+                RejectKind::PointerArith,
+                format!("R{d} 32-bit pointer arithmetic prohibited"),
+            );
+        }
+        if o != BPF_ADD && o != BPF_SUB {
+            return fail(
+                RejectKind::PointerArith,
+                format!(
+                    "R{d} pointer arithmetic with {} operator prohibited",
+                    op_name(o)
+                ),
+            );
+        }
+        if dst.is_ptr() && src.is_ptr() {
+            if o == BPF_SUB && dst.ty == src.ty && !dst.maybe_null && !src.maybe_null {
+                return Ok(Reg::scalar(Scalar::UNKNOWN));
+            }
+            return fail(
+                RejectKind::PointerArith,
+                format!("R{d} pointer arithmetic between two pointers prohibited"),
+            );
+        }
+        if src.is_ptr() && o == BPF_SUB {
+            return fail(
+                RejectKind::PointerArith,
+                format!("R{d} tried to subtract pointer from scalar"),
+            );
+        }
+        let (ptr, k) = if dst.is_ptr() { (dst, src) } else { (src, dst) };
+        let desc = crate::state::RegFmt(&ptr, self.input.maps).to_string();
+        if matches!(ptr.ty, RegType::ConstMap { .. }) {
+            return fail(
+                RejectKind::PointerArith,
+                format!("R{d} pointer arithmetic on map_ptr prohibited"),
+            );
+        }
+        if ptr.maybe_null {
+            return fail(
+                RejectKind::NullDeref,
+                format!("R{d} pointer arithmetic on {desc} prohibited, null-check it first"),
+            );
+        }
+        const LIMIT: i64 = 1 << 29;
+        let mut out = ptr;
+        if let Some(c) = k.var.as_const() {
+            let c = c as i64;
+            let off = if o == BPF_ADD {
+                ptr.off.checked_add(c)
+            } else {
+                ptr.off.checked_sub(c)
+            };
+            match off {
+                Some(off) if off.abs() < LIMIT => out.off = off,
+                _ => {
+                    return fail(
+                        RejectKind::PointerArith,
+                        format!("R{d} pointer offset {c} is out of range"),
+                    )
+                }
+            }
+        } else {
+            if k.var.smin <= -LIMIT || k.var.smax >= LIMIT {
+                return fail(
+                    RejectKind::PointerArith,
+                    format!("R{d} math between {desc} pointer and register with unbounded value is not allowed (bound it with 'if (x < N)' or 'x &= N' first)"),
+                );
+            }
+            let var = Scalar::alu(o, &ptr.var, &k.var, 64, false);
+            if var.smin <= -LIMIT || var.smax >= LIMIT {
+                return fail(
+                    RejectKind::PointerArith,
+                    format!("R{d} pointer variable offset out of range"),
+                );
+            }
+            out.var = var;
+        }
+        Ok(out)
+    }
+
+    fn cond_jump(&mut self, st: &mut State, pc: usize) -> R<Flow> {
+        let i = self.insns[pc];
+        let w = if class(i.code) == BPF_JMP32 { 32 } else { 64 };
+        let Some(cmp) = Cmp::from_op(op(i.code)) else {
+            return fail(
+                RejectKind::InvalidInsn,
+                format!("unknown opcode {:#04x}", i.code),
+            );
+        };
+        let x = source(i.code) == BPF_X;
+        let target = (pc as i64 + i64::from(i.off) + 1) as usize;
+        let a = self.reg(st, i.dst)?;
+        let imm = if w == 64 {
+            i.imm as i64 as u64
+        } else {
+            u64::from(i.imm as u32)
+        };
+        let b = if x {
+            self.reg(st, i.src)?
+        } else {
+            Reg::scalar(Scalar::konst(imm))
+        };
+        if a.is_scalar() && b.is_scalar() {
+            if x && i.dst == i.src {
+                let always = match cmp {
+                    Cmp::Eq | Cmp::Ge | Cmp::Le | Cmp::Sge | Cmp::Sle => Some(true),
+                    Cmp::Ne | Cmp::Gt | Cmp::Lt | Cmp::Sgt | Cmp::Slt => Some(false),
+                    _ => None,
+                };
+                return self.fork(
+                    st,
+                    pc,
+                    target,
+                    always.map_or((true, true), |t| (t, !t)),
+                    |_, _| {},
+                );
+            }
+            let (mut at, mut bt) = (a.var, b.var);
+            let taken = Scalar::refine(cmp, &mut at, &mut bt, w);
+            let (mut af, mut bf) = (a.var, b.var);
+            let fall = Scalar::refine(cmp.negate(), &mut af, &mut bf, w);
+            let (dst, src) = (i.dst, if x { Some(i.src) } else { None });
+            return self.fork(st, pc, target, (taken, fall), move |s, t| {
+                let (av, bv) = if t { (at, bt) } else { (af, bf) };
+                assign_scalar(s, dst, a.id, av);
+                if let Some(sr) = src {
+                    assign_scalar(s, sr, b.id, bv);
+                }
+            });
+        }
+        if w == 32 {
+            return fail(
+                RejectKind::PointerLeak,
+                format!(
+                    "R{} 32-bit comparison of a pointer prohibited",
+                    if a.is_ptr() { i.dst } else { i.src }
+                ),
+            );
+        }
+        let null_side = if a.is_ptr() && b.is_null_const() {
+            Some(a)
+        } else if b.is_ptr() && a.is_null_const() {
+            Some(b)
+        } else {
+            None
+        };
+        if let (Some(p), Cmp::Eq | Cmp::Ne) = (null_side, cmp) {
+            let eq_taken = cmp == Cmp::Eq;
+            if p.maybe_null {
+                let id = p.id;
+                return self.fork(st, pc, target, (true, true), move |s, t| {
+                    let is_null = t == eq_taken;
+                    mark_null(s, id, is_null);
+                });
+            }
+            if p.not_null() {
+                // The comparison with NULL is known: only one way is possible.
+                return self.fork(st, pc, target, (!eq_taken, eq_taken), |_, _| {});
+            }
+            return self.fork(st, pc, target, (true, true), |_, _| {});
+        }
+        if a.is_ptr() && b.is_ptr() && a.ty == b.ty && !a.maybe_null && !b.maybe_null {
+            return self.fork(st, pc, target, (true, true), |_, _| {});
+        }
+        let r = if a.is_ptr() { i.dst } else { i.src };
+        fail(RejectKind::PointerLeak, format!("R{r} pointer comparison prohibited (only against NULL or a pointer of the same kind)"))
+    }
+
+    /// Continues with the feasible outcomes of a branch: the taken one is
+    /// queued, the fall-through one continues.
+    fn fork(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        target: usize,
+        (taken, fall): (bool, bool),
+        apply: impl Fn(&mut State, bool),
+    ) -> R<Flow> {
+        match (taken, fall) {
+            (true, true) => {
+                let mut other = st.clone();
+                apply(&mut other, true);
+                self.push_branch(other, target, pc)?;
+                apply(st, false);
+                Ok(Flow::Next(pc + 1))
+            }
+            (true, false) => {
+                apply(st, true);
+                Ok(Flow::Next(target))
+            }
+            (false, true) => {
+                apply(st, false);
+                Ok(Flow::Next(pc + 1))
+            }
+            (false, false) => Ok(Flow::Done),
+        }
+    }
+
+    fn exit(&mut self, st: &mut State) -> R<Flow> {
+        if st.frames.len() > 1 {
+            let r0 = st.cur().regs[0];
+            let callee = st.frameno();
+            if r0.ty == (RegType::Stack { frame: callee }) {
+                return fail(
+                    RejectKind::PointerLeak,
+                    "cannot return a pointer to the function's own stack to the caller",
+                );
+            }
+            if st
+                .cur()
+                .stack
+                .iter()
+                .any(|s| matches!(s.data, state::SlotData::Iter(_)))
+            {
+                return fail(RejectKind::Reference, "an iterator on this function's stack is not destroyed before the function returns");
+            }
+            let fr = st.frames.pop().expect("more than one frame");
+            let caller = st.cur_mut();
+            caller.regs[0] = r0;
+            for r in 1..=5 {
+                caller.regs[r] = Reg::NOT_INIT;
+            }
+            return Ok(Flow::Next(fr.callsite + 1));
+        }
+        if let Some(r) = st.refs.first() {
+            let what = match r.kind {
+                state::RefKind::Iter => "iterator (missing destroy)",
+                state::RefKind::Ringbuf => "ring buffer record (missing submit or discard)",
+                state::RefKind::Object => "object (missing release)",
+            };
+            return fail(RejectKind::Reference, format!("Unreleased reference id={} alloc_insn={}: an acquired {what} is still held at exit", r.id, r.insn));
+        }
+        if st.rcu_depth > 0 {
+            return fail(
+                RejectKind::Rcu,
+                "bpf_rcu_read_lock is missing a matching bpf_rcu_read_unlock at exit",
+            );
+        }
+        if let Return::Int { min, max } = self.hook.ret {
+            let r0 = st.cur().regs[0];
+            if !r0.is_init() {
+                return fail(
+                    RejectKind::UninitRegister,
+                    "R0 !read_ok: the return value is not set",
+                );
+            }
+            if r0.is_ptr() {
+                return fail(RejectKind::PointerLeak, "R0 leaks addr as return value");
+            }
+            let (lo, hi) = (i64::from(r0.var.s32min), i64::from(r0.var.s32max));
+            if lo < min || hi > max {
+                return fail(
+                    RejectKind::ReturnValue,
+                    format!("At program exit the register R0 has smin={lo} smax={hi} should have been in [{min}, {max}]"),
+                );
+            }
+        }
+        Ok(Flow::Done)
+    }
+}
+
+impl Reg {
+    fn with_id(self, id: u32) -> Reg {
+        Reg { id, ..self }
+    }
+}
+
+/// Sets a refined scalar in `r` and in every copy linked to it by `id`.
+fn assign_scalar(st: &mut State, r: u8, id: u32, v: Scalar) {
+    st.cur_mut().regs[r as usize].var = v;
+    if id != 0 {
+        st.for_each_reg(|reg| {
+            if reg.is_scalar() && reg.id == id {
+                reg.var = v;
+            }
+        });
+    }
+}
+
+/// Resolves a NULL check on every copy of a maybe-NULL pointer.
+pub(crate) fn mark_null(st: &mut State, id: u32, is_null: bool) {
+    let mut released = None;
+    st.for_each_reg(|reg| {
+        if reg.is_ptr() && reg.maybe_null && reg.id == id {
+            if is_null {
+                if reg.ref_obj_id != 0 {
+                    released = Some(reg.ref_obj_id);
+                }
+                *reg = Reg::scalar(Scalar::konst(0));
+            } else {
+                reg.maybe_null = false;
+            }
+        }
+    });
+    if let Some(r) = released {
+        // A NULL result holds no reference.
+        st.refs.retain(|e| e.id != r);
+    }
+}
+
+pub(crate) fn op_name(o: u8) -> &'static str {
+    match o {
+        BPF_MUL => "*=",
+        BPF_DIV => "/=",
+        BPF_OR => "|=",
+        BPF_AND => "&=",
+        BPF_LSH => "<<=",
+        BPF_RSH => ">>=",
+        BPF_MOD => "%=",
+        BPF_XOR => "^=",
+        BPF_ARSH => "s>>=",
+        _ => "?",
+    }
+}
