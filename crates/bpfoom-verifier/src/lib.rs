@@ -43,6 +43,7 @@ mod calls;
 mod cfg;
 mod check;
 mod mem;
+pub mod object;
 pub mod scalar;
 mod state;
 pub mod tnum;
@@ -51,6 +52,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use bpfoom_insn::Insn;
+pub use object::{verify_object, ProgramReport};
 
 /// Which struct_ops callback a program implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
