@@ -80,6 +80,10 @@ struct SimCgroup {
     /// `memory.events`, indexed like bpfoom-abi's MEMORY_EVENTS.
     events: [u64; 9],
     pgscan_direct: u64,
+    /// Hierarchical charge, kept current on every change: (anon, file, swap).
+    charged: [u64; 3],
+    /// Processes directly in this cgroup.
+    members: std::collections::BTreeSet<Pid>,
 }
 
 /// A simulated process.
@@ -134,6 +138,8 @@ impl SimHost {
                 alive: true,
                 events: [0; 9],
                 pgscan_direct: 0,
+                charged: [0; 3],
+                members: Default::default(),
             }],
             procs: BTreeMap::new(),
             now: Duration::ZERO,
@@ -206,6 +212,8 @@ impl SimHost {
             alive: true,
             events: [0; 9],
             pgscan_direct: 0,
+            charged: [0; 3],
+            members: Default::default(),
         });
         let id = self.cgroups.len() as CgroupId;
         if let Some(par) = self.cg_mut(parent) {
@@ -247,8 +255,30 @@ impl SimHost {
         if self.cg(p.cgroup).is_none() {
             return Err(format!("no cgroup #{}", p.cgroup));
         }
+        self.account(p.cgroup, [p.rss, p.file, p.swap], true);
+        if let Some(c) = self.cg_mut(p.cgroup) {
+            c.members.insert(p.pid);
+        }
         self.procs.insert(p.pid, p);
         Ok(())
+    }
+
+    /// Adds (or removes) a process's memory to its cgroup and every ancestor.
+    fn account(&mut self, cg: CgroupId, amounts: [u64; 3], add: bool) {
+        for c in ancestors(self, cg) {
+            if let Some(c) = c
+                .checked_sub(1)
+                .and_then(|i| self.cgroups.get_mut(i as usize))
+            {
+                for (have, delta) in c.charged.iter_mut().zip(amounts) {
+                    *have = if add {
+                        *have + delta
+                    } else {
+                        have.saturating_sub(delta)
+                    };
+                }
+            }
+        }
     }
 
     /// A process, if alive (exiting ones included).
@@ -256,17 +286,36 @@ impl SimHost {
         self.procs.get(&pid)
     }
 
+    /// Whether `cg` is `top` or below it (no allocation: this is the
+    /// simulator's hot path).
+    fn within(&self, mut cg: CgroupId, top: CgroupId) -> bool {
+        loop {
+            if cg == top {
+                return true;
+            }
+            match cg
+                .checked_sub(1)
+                .and_then(|i| self.cgroups.get(i as usize))
+                .and_then(|c| c.parent)
+            {
+                Some(p) => cg = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// Number of processes directly in `cg`.
+    pub fn process_count(&self, cg: CgroupId) -> usize {
+        self.cg(cg).map_or(0, |c| c.members.len())
+    }
+
     /// Bytes charged to `cg` and its descendants.
     pub fn usage(&self, cg: CgroupId) -> u64 {
-        self.procs
-            .values()
-            .filter(|p| ancestors(self, p.cgroup).contains(&cg))
-            .map(|p| p.rss + p.file)
-            .sum()
+        self.cg(cg).map_or(0, |c| c.charged[0] + c.charged[1])
     }
 
     fn total_usage(&self) -> u64 {
-        self.procs.values().map(|p| p.rss + p.file).sum()
+        self.usage(ROOT)
     }
 
     /// Where charging `bytes` to `cg` would fail: `Some(Some(memcg))` for the
@@ -308,8 +357,15 @@ impl SimHost {
 
     /// Charges or uncharges anonymous memory.
     pub fn set_rss(&mut self, pid: Pid, rss: u64) {
-        if let Some(p) = self.procs.get_mut(&pid) {
-            p.rss = rss;
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let (old, cg) = (p.rss, p.cgroup);
+        p.rss = rss;
+        if rss >= old {
+            self.account(cg, [rss - old, 0, 0], true);
+        } else {
+            self.account(cg, [old - rss, 0, 0], false);
         }
     }
 
@@ -319,15 +375,23 @@ impl SimHost {
     }
 
     fn remove(&mut self, pid: Pid, reason: &str) -> bool {
-        let gone = self.procs.remove(&pid).is_some();
-        if gone {
+        let gone = self.procs.remove(&pid);
+        if let Some(p) = &gone {
+            self.account(p.cgroup, [p.rss, p.file, p.swap], false);
+            if let Some(c) = p
+                .cgroup
+                .checked_sub(1)
+                .and_then(|i| self.cgroups.get_mut(i as usize))
+            {
+                c.members.remove(&pid);
+            }
             self.log(Line::Sim(SimEvent::Exit {
                 pid,
                 reason: reason.into(),
                 t_ms: self.now.as_millis() as u64,
             }));
         }
-        gone
+        gone.is_some()
     }
 
     /// Moves the clock forward, finishing the exits that fall due.
@@ -351,7 +415,7 @@ impl SimHost {
     fn next_exit(&self, scope: Option<CgroupId>) -> Option<Duration> {
         self.procs
             .values()
-            .filter(|p| scope.is_none_or(|s| ancestors(self, p.cgroup).contains(&s)))
+            .filter(|p| scope.is_none_or(|s| self.within(p.cgroup, s)))
             .filter_map(|p| p.exiting_until)
             .min()
     }
@@ -411,18 +475,11 @@ impl Host for SimHost {
     }
 
     fn page_state(&self, cg: CgroupId, item: &StatIndex) -> Option<u64> {
-        self.cg(cg)?;
-        let sum = |f: fn(&SimProc) -> u64| {
-            self.procs
-                .values()
-                .filter(|p| ancestors(self, p.cgroup).contains(&cg))
-                .map(f)
-                .sum()
-        };
+        let [anon, file, swap] = self.cg(cg)?.charged;
         Some(match item.name {
-            "NR_FILE_PAGES" | "NR_FILE_MAPPED" | "NR_ACTIVE_FILE" => sum(|p| p.file),
-            "NR_ANON_MAPPED" | "NR_ACTIVE_ANON" => sum(|p| p.rss),
-            "MEMCG_SWAP" => sum(|p| p.swap),
+            "NR_FILE_PAGES" | "NR_FILE_MAPPED" | "NR_ACTIVE_FILE" => file,
+            "NR_ANON_MAPPED" | "NR_ACTIVE_ANON" => anon,
+            "MEMCG_SWAP" => swap,
             _ => 0,
         })
     }
@@ -441,11 +498,9 @@ impl Host for SimHost {
     }
 
     fn tasks(&self, cg: CgroupId) -> Vec<Pid> {
-        self.procs
-            .values()
-            .filter(|p| p.cgroup == cg)
-            .map(|p| p.pid)
-            .collect()
+        self.cg(cg)
+            .map(|c| c.members.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn task(&self, pid: Pid) -> Option<TaskInfo> {

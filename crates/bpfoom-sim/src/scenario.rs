@@ -1,4 +1,52 @@
 //! The scenario file: TOML, parsed with spans so every error names a line.
+//!
+//! ```toml
+//! [host]
+//! memory = "8G"                  # total RAM: totalpages and the global OOM
+//! exit_delay = "50ms"            # optional: how long a killed process keeps its memory
+//!
+//! [[cgroup]]                     # missing ancestors are created unlimited
+//! path = "/job"
+//! limit = "80M"                  # memory.max; absent = unlimited
+//! oom_group = false              # memory.oom.group
+//!
+//! [[process]]
+//! pid = 101
+//! comm = "worker"
+//! cgroup = "/job/a"
+//! rss = "10M"                    # anonymous memory (usage and badness)
+//! file = "0"                     # page cache: counts in usage, not in badness
+//! swap = "0"                     # counts in badness, not in usage
+//! oom_score_adj = 0
+//! kthread = false
+//!
+//! [[attach]]
+//! policy = "bpf/policies/largest_leaf.bpf.o"   # relative to the scenario file or the cwd
+//! cgroup = "/job"                # "/" = system-wide
+//! instance = "largest_leaf"      # optional: which struct_ops instance
+//! backoff_budget = 3             # optional
+//! backoff_timeout = "100ms"      # optional
+//! limit_reserve = "0"            # optional, for bpf_mem_cgroup_raise_limit
+//! globals = { watch_cgroup_id = "/job" }        # optional: .rodata/.data/.bss values;
+//!                                               # a string is a cgroup path (its id)
+//! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries
+//!
+//! [[step]]                       # exactly one of:
+//! alloc = { pid = 102, bytes = "20M" }   # a charge over a limit is an OOM
+//! # free = { pid, bytes }, spawn = { ...process fields }, exit = { pid },
+//! # rmdir = { path }, psi = { cgroup, some_us, full_us }, advance = "100ms"
+//!
+//! [[expect]]                     # every key given must hold
+//! killed = [104]                 # pids killed in the whole run, in order
+//! survivors = [101]              # alive and not dying at the end
+//! limit = { path = "/job", bytes = "80M" }
+//! handler = { policy = "largest_leaf", result = "processed" }  # or failed, backoff
+//! fallback = false               # whether the kernel OOM killer ran
+//! ```
+//!
+//! Sizes are integers or strings with a `K`, `M` or `G` suffix (powers of
+//! 1024); durations are strings in `us`, `ms` or `s`. Unknown keys are
+//! errors.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
