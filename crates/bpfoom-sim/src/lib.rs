@@ -101,8 +101,14 @@ pub fn read_policy_file(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
             return std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()));
         }
     }
+    let hint = policy
+        .strip_suffix(".o")
+        .map(|s| format!("{s}.c"))
+        .filter(|src| base.join(src).is_file() || Path::new(src).is_file())
+        .map(|src| format!("; build it first: bpfoom build {src}"))
+        .unwrap_or_default();
     Err(format!(
-        "policy {policy:?} not found (looked in {} and the working directory)",
+        "policy {policy:?} not found (looked in {} and the working directory){hint}",
         base.display()
     ))
 }
