@@ -230,7 +230,7 @@ pub struct ProgId(usize);
 
 /// A set of programs sharing maps, memory and host objects.
 pub struct Vm {
-    progs: Vec<Vec<decode::D>>,
+    progs: Vec<Vec<interp::Threaded>>,
     env: Env,
     budget: u64,
 }
@@ -266,7 +266,7 @@ impl Vm {
     /// Decodes a relocated program for execution.
     pub fn load(&mut self, insns: &[Insn]) -> Result<ProgId, LoadError> {
         let code = decode::decode(insns, &self.env.maps)?;
-        self.progs.push(code);
+        self.progs.push(interp::thread(code));
         Ok(ProgId(self.progs.len() - 1))
     }
 

@@ -246,23 +246,37 @@ impl Memory {
         len: u64,
         write: bool,
     ) -> Result<*mut u8, MemError> {
-        // The stack is always writable and checked first; `hot` caches the
-        // last other region, so stack/context or stack/map mixes stay fast.
-        let s = &self.regions[0];
-        if let Some(o) = s.offset(addr, len) {
-            return Ok(s.base.wrapping_add(o as usize));
+        match self.fast(addr, len, write) {
+            Some(p) => Ok(p),
+            None => self.translate_slow(addr, len, write),
         }
-        let h = &self.hot;
-        if let Some(o) = h.offset(addr, len) {
-            if h.writable || !write {
-                return Ok(h.base.wrapping_add(o as usize));
-            }
-        }
-        self.translate_slow(addr, len, write)
     }
 
+    /// The fast path of [`Memory::translate`]: the stack (always writable,
+    /// checked first) and the last other region used. After a successful
+    /// [`Memory::translate_slow`] for the same access, this hits.
+    #[inline(always)]
+    pub(crate) fn fast(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
+        let s = &self.regions[0];
+        if let Some(o) = s.offset(addr, len) {
+            return Some(s.base.wrapping_add(o as usize));
+        }
+        let h = &self.hot;
+        match h.offset(addr, len) {
+            Some(o) if h.writable || !write => Some(h.base.wrapping_add(o as usize)),
+            _ => None,
+        }
+    }
+
+    /// Searches every region, caching the hit as the `hot` region.
     #[cold]
-    fn translate_slow(&mut self, addr: u64, len: u64, write: bool) -> Result<*mut u8, MemError> {
+    #[inline(never)]
+    pub(crate) fn translate_slow(
+        &mut self,
+        addr: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<*mut u8, MemError> {
         let r = self.find(addr, len).ok_or(MemError {
             addr,
             len,

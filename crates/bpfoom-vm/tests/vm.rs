@@ -404,3 +404,20 @@ fn cmpxchg32_zero_extends_r0() {
         0xffff_ffd8
     );
 }
+
+/// Long straight-line code and long runs of taken forward jumps must not grow
+/// the native stack (handlers chain at most 32 deep, even without tail calls).
+#[test]
+fn long_programs_do_not_exhaust_the_stack() {
+    let n = 200_000;
+    let mut text = String::from("mov %r0, 0\n");
+    for _ in 0..n {
+        text.push_str("add %r0, 1\njeq %r0, -1, +0\n");
+    }
+    for _ in 0..n {
+        text.push_str("ja +0\n");
+    }
+    text.push_str("exit\n");
+    let (mut vm, p) = vm_with(vec![], &text);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(n));
+}
