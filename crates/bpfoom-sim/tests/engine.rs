@@ -331,3 +331,78 @@ fn only_checked_policies_attach() {
     changed.check(&ContractCheck).unwrap();
     e.attach(changed, x, AttachOptions::default()).unwrap();
 }
+
+/// Compiles a bpf_psi_ops policy from its callback bodies.
+fn psi_policy(name: &str, init: &str, online: &str, offline: &str) -> Option<Policy> {
+    bpfoom_testutil::clang()?;
+    let src = format!(
+        "{HEADER}\
+         SEC(\"struct_ops.s/init\")\nint BPF_PROG({name}_init, struct bpf_psi *psi)\n{{\n{init}\n}}\n\
+         SEC(\"struct_ops.s/handle_psi_event\")\n\
+         void BPF_PROG({name}_event, struct bpf_psi *psi, struct psi_trigger *t)\n{{\n}}\n\
+         SEC(\"struct_ops.s/handle_cgroup_online\")\n\
+         void BPF_PROG({name}_online, struct bpf_psi *psi, u64 cgroup_id)\n{{\n{online}\n}}\n\
+         SEC(\"struct_ops.s/handle_cgroup_offline\")\n\
+         void BPF_PROG({name}_offline, struct bpf_psi *psi, u64 cgroup_id)\n{{\n{offline}\n}}\n\
+         SEC(\".struct_ops.link\")\nstruct bpf_psi_ops {name} = {{\n\
+         .init = (void *){name}_init,\n.handle_psi_event = (void *){name}_event,\n\
+         .handle_cgroup_online = (void *){name}_online,\n\
+         .handle_cgroup_offline = (void *){name}_offline,\n.name = \"{name}\",\n}};\n"
+    );
+    let obj = bpfoom_testutil::compile_str(name, &src, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let obj = Object::from_path(obj).unwrap();
+    Some(Policy::load(obj, None, &ContractCheck).unwrap())
+}
+
+#[test]
+fn psi_init_online_offline_and_trigger_limits() {
+    // A window below the kernel's 500ms minimum is refused with -EINVAL.
+    let init = "int bad = bpf_psi_create_trigger(psi, 0, PSI_MEM | BPF_PSI_FULL, 1000, 1000);\n\
+                bpf_printk(\"bad window %d\", bad);\n\
+                return bpf_psi_create_trigger(psi, 0, PSI_MEM, 100000, 1000000);";
+    let Some(p) = psi_policy(
+        "lifecycle",
+        init,
+        "bpf_printk(\"online %llu\", cgroup_id);",
+        "bpf_printk(\"offline %llu\", cgroup_id);",
+    ) else {
+        return;
+    };
+    let Some(failing) = psi_policy("failing", "return -22;", "", "") else {
+        return;
+    };
+    let mut host = SimHost::new(1 << 30, Duration::ZERO);
+    let job = host.mkdir("/job", None, false).unwrap();
+    let mut e = Engine::new(host, EngineConfig::default());
+    let err = e.attach(failing, 1, AttachOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InitFailed { reason, .. } if reason.contains("-22")),
+        "{err}"
+    );
+    e.attach(p, 1, AttachOptions::default()).unwrap();
+    let x = e.host_mut().mkdir("/job/x", None, false).unwrap();
+    e.cgroup_online(x);
+    e.cgroup_offline(x);
+    e.host_mut().rmdir(x).unwrap();
+    let printk: Vec<String> = records(&e)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Printk { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        printk,
+        [
+            "bad window -22",
+            &format!("online {x}"),
+            &format!("offline {x}")
+        ]
+    );
+    let triggers = records(&e)
+        .iter()
+        .filter(|r| matches!(r, Record::PsiTrigger { kind, cgroup, .. } if kind == "some" && cgroup == "/"))
+        .count();
+    assert_eq!(triggers, 1);
+    assert_eq!(job, 2);
+}
