@@ -1,0 +1,347 @@
+//! The daemon's TOML configuration.
+//!
+//! ```toml
+//! [daemon]
+//! socket = "/run/bpfoom/bpfoom.sock"   # control socket
+//! state_file = "/run/bpfoom/state"     # restore list for crash recovery
+//! log_format = "json"                  # or "text"
+//! handler_time_limit_ms = 250
+//! insn_budget = 1000000
+//!
+//! [v2]
+//! headroom = "16M"                     # memory.high below memory.max
+//!
+//! [global]
+//! min_available_percent = 5.0          # global OOM below this MemAvailable
+//! max_psi_full_avg10 = 40.0            # ... or above this PSI full avg10
+//! fallback = "sysrq"                   # or "none"
+//!
+//! [[attach]]
+//! policy = "/usr/lib/bpfoom/oomd_like.bpf.o"
+//! cgroup = "/system.slice"
+//! backoff_budget = 3
+//! backoff_timeout_ms = 100
+//! limit_reserve = "256M"
+//! globals = { raise_step = 16777216 }
+//! maps = [{ map = "prefs", key = "/system.slice/cache.service", value = 3 }]
+//! ```
+//!
+//! Unknown keys and bad values are errors naming the file, line and key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A byte size: an integer, or a string with a K/M/G/T suffix (powers of 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => parse_size(&s).map(Size).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "bad size {s:?}: use bytes or a number with K, M, G or T"
+                ))
+            }),
+        }
+    }
+}
+
+/// Parses `123`, `64K`, `16M`, `2G`, `1T` (binary units).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Control socket path.
+    pub socket: Option<PathBuf>,
+    /// State file path.
+    pub state_file: Option<PathBuf>,
+    /// Output format of decision records.
+    pub log_format: Option<LogFormat>,
+    /// Wall-clock limit of one handler run, milliseconds.
+    pub handler_time_limit_ms: Option<u64>,
+    /// Instruction budget of one handler run.
+    pub insn_budget: Option<u64>,
+    /// Run policies without acting.
+    pub dry_run: Option<bool>,
+    /// The memory cgroup hierarchy (default: found in /proc/self/mountinfo).
+    pub cgroup_root: Option<PathBuf>,
+    /// The /proc tree (default `/proc`).
+    pub proc_root: Option<PathBuf>,
+}
+
+/// `[v2]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct V2Section {
+    /// `memory.high` is kept this far below `memory.max`.
+    pub headroom: Option<Size>,
+    /// Stall (µs) between samples that counts as pressure.
+    pub min_stall_us: Option<u64>,
+}
+
+/// What a global OOM falls back to.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackKind {
+    /// `/proc/sysrq-trigger` `f`.
+    Sysrq,
+    /// Nothing.
+    None,
+}
+
+/// `[global]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalSection {
+    /// Global OOM when MemAvailable is below this percentage of MemTotal.
+    pub min_available_percent: Option<f64>,
+    /// Global OOM when memory PSI `full` avg10 exceeds this.
+    pub max_psi_full_avg10: Option<f64>,
+    /// Fallback for global OOMs.
+    pub fallback: Option<FallbackKind>,
+}
+
+/// Record output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// A map key: an integer or a cgroup path (replaced by the cgroup's id).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MapKey {
+    /// A number.
+    Int(u64),
+    /// A cgroup path.
+    Cgroup(String),
+}
+
+/// One map entry handed to a policy at attach.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    /// Map name.
+    pub map: String,
+    /// Key.
+    pub key: MapKey,
+    /// Value.
+    pub value: u64,
+}
+
+/// `[[attach]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSection {
+    /// The compiled policy.
+    pub policy: Spanned<PathBuf>,
+    /// The cgroup (path in the hierarchy, or absolute cgroupfs path).
+    pub cgroup: Spanned<String>,
+    /// The struct_ops instance, when the object has several.
+    pub instance: Option<String>,
+    /// BACKOFF budget.
+    pub backoff_budget: Option<u32>,
+    /// How long a honoured BACKOFF waits, milliseconds.
+    pub backoff_timeout_ms: Option<u64>,
+    /// Bytes `bpf_mem_cgroup_raise_limit` may hand out.
+    pub limit_reserve: Option<Size>,
+    /// Global variables to set before verification.
+    #[serde(default)]
+    pub globals: std::collections::BTreeMap<String, u64>,
+    /// Map entries (e.g. `oomd_like`'s preferences).
+    #[serde(default)]
+    pub maps: Vec<Spanned<MapEntry>>,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[daemon]`.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// `[v2]`.
+    #[serde(default)]
+    pub v2: V2Section,
+    /// `[global]`.
+    #[serde(default)]
+    pub global: GlobalSection,
+    /// `[[attach]]`.
+    #[serde(default)]
+    pub attach: Vec<AttachSection>,
+}
+
+/// A configuration error, located.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{file}:{line}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong (naming the key).
+    pub message: String,
+}
+
+/// The 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Parses configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.into(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        let at = |line, message: String| ConfigError {
+            file: file.into(),
+            line,
+            message,
+        };
+        let key_line = |key: &str| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(1, |i| i + 1)
+        };
+        if let Some(p) = c.global.min_available_percent {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(at(
+                    key_line("min_available_percent"),
+                    format!("global.min_available_percent: {p} is not within 0..=100"),
+                ));
+            }
+        }
+        if let Some(p) = c.global.max_psi_full_avg10 {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(at(
+                    key_line("max_psi_full_avg10"),
+                    format!("global.max_psi_full_avg10: {p} is not within 0..=100"),
+                ));
+            }
+        }
+        if c.daemon.handler_time_limit_ms == Some(0) {
+            return Err(at(
+                key_line("handler_time_limit_ms"),
+                "daemon.handler_time_limit_ms: must be at least 1".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_example_parses() {
+        let text = r#"
+[daemon]
+socket = "/tmp/s"
+log_format = "text"
+handler_time_limit_ms = 50
+
+[v2]
+headroom = "16M"
+
+[global]
+min_available_percent = 5.0
+fallback = "sysrq"
+
+[[attach]]
+policy = "p.bpf.o"
+cgroup = "/a"
+limit_reserve = "1G"
+backoff_budget = 2
+globals = { raise_step = 4096 }
+maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, value = 1 }]
+"#;
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.daemon.log_format, Some(LogFormat::Text));
+        assert_eq!(c.v2.headroom, Some(Size(16 << 20)));
+        assert_eq!(c.global.fallback, Some(FallbackKind::Sysrq));
+        let a = &c.attach[0];
+        assert_eq!(a.limit_reserve, Some(Size(1 << 30)));
+        assert_eq!(a.globals["raise_step"], 4096);
+        assert_eq!(a.maps[1].get_ref().key, MapKey::Int(7));
+        assert_eq!(line_of(text, a.cgroup.span().start), 16);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = Config::parse("[daemon]\nsocket = \"/x\"\nbogus = 1\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = Config::parse("[v2]\n\nheadroom = \"12Q\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.to_string().starts_with("c.toml:3:"), "{e}");
+        assert!(e.message.contains("12Q"), "{e}");
+        let e = Config::parse("[global]\nfallback = \"panic\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("panic"), "{e}");
+        let e = Config::parse("[[attach]]\ncgroup = \"/a\"\n", "c.toml").unwrap_err();
+        assert!(e.message.contains("policy"), "{e}");
+        let e = Config::parse("[global]\nmin_available_percent = 150.0\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("min_available_percent"), "{e}");
+        let e = Config::parse("[daemon\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = Config::parse("x = [\n1,\n\"a\"\n", "c.toml").unwrap_err();
+        assert!(e.line >= 1, "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K"), Some(65536));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("17"), Some(17));
+        assert_eq!(parse_size("99999999999T"), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("-1M"), None);
+    }
+}

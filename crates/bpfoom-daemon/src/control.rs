@@ -1,0 +1,127 @@
+//! The control socket protocol: one JSON request line, one JSON response
+//! line, then the daemon closes the connection.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DaemonError;
+
+/// Longest request line accepted.
+pub const MAX_REQUEST: u64 = 64 * 1024;
+
+/// Per-instance options of an attach request.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachOpts {
+    /// BACKOFF budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_budget: Option<u32>,
+    /// Backoff wait, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_timeout_ms: Option<u64>,
+    /// Limit reserve, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_reserve: Option<u64>,
+    /// Global variables to set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub globals: BTreeMap<String, u64>,
+    /// Map entries: (map, key, value); a key that is not a number is a
+    /// cgroup path, replaced by the cgroup's id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maps: Vec<(String, String, u64)>,
+}
+
+/// A request.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Verify and attach a policy object.
+    Attach {
+        /// Absolute path of the object (read by the daemon).
+        policy: PathBuf,
+        /// The cgroup.
+        cgroup: String,
+        /// Instance name, when the object has several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+        /// Options.
+        #[serde(default)]
+        options: AttachOpts,
+    },
+    /// Detach the instance at a cgroup.
+    Detach {
+        /// The cgroup.
+        cgroup: String,
+    },
+    /// Report the daemon's state.
+    Status,
+}
+
+/// A response.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The exit code a client should use (0, 1 rejected, 2 bad input).
+    pub code: u8,
+    /// The error (for a rejected policy: the verifier log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A human summary of what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `status` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+impl Response {
+    /// Success with a message.
+    pub fn ok(message: impl Into<String>) -> Self {
+        Response {
+            ok: true,
+            message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A failure from an error.
+    pub fn err(e: &DaemonError) -> Self {
+        Response {
+            ok: false,
+            code: e.exit_code(),
+            error: Some(e.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Sends one request and returns the response (bounded by `timeout`).
+pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, DaemonError> {
+    let io = |what: &str, e: std::io::Error| {
+        DaemonError::Control(format!("{what} {}: {e}", socket.display()))
+    };
+    let mut s = UnixStream::connect(socket).map_err(|e| io("connecting to", e))?;
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
+        .map_err(|e| io("configuring", e))?;
+    let mut line = serde_json::to_string(req).map_err(|e| DaemonError::Control(e.to_string()))?;
+    line.push('\n');
+    s.write_all(line.as_bytes())
+        .map_err(|e| io("writing to", e))?;
+    let mut resp = String::new();
+    BufReader::new(&s)
+        .take(16 << 20)
+        .read_line(&mut resp)
+        .map_err(|e| io("reading from", e))?;
+    serde_json::from_str(&resp).map_err(|e| {
+        DaemonError::Control(format!("bad response from {}: {e}", socket.display()))
+    })
+}
+
+use std::io::Read as _;

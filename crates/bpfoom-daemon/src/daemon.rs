@@ -1,0 +1,610 @@
+//! The daemon: set-up, the poll loop, OOM handling, control requests,
+//! shutdown.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bpfoom_engine::{
+    AttachOptions, CgroupId, ContractCheck, Engine, EngineConfig, Host, OpsKind, Policy,
+    PolicyCheck, Record,
+};
+use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
+use bpfoom_host::{restore, sys, GlobalFallback, HostConfig, LinuxHost};
+use bpfoom_obj::{Object, StructOpsInstance};
+
+use crate::config::{Config, FallbackKind, LogFormat, MapKey};
+use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
+use crate::logging::Output;
+use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
+
+/// After acting on an OOM, give the kernel this long to wake the waiters
+/// before the same memcg's OOM is handled again.
+const SETTLE: Duration = Duration::from_millis(150);
+/// A victim that has not exited after this long no longer holds off a new
+/// OOM run in its cgroup.
+const VICTIM_GRACE: Duration = Duration::from_secs(3);
+/// How often the managed subtrees are re-read (inotify catches most).
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// The gate: the contract check, then bpfoom's verifier.
+pub(crate) struct Verifier;
+
+impl PolicyCheck for Verifier {
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+        ContractCheck.check(object, instance)?;
+        bpfoom_verifier::verify_object(object, &bpfoom_verifier::Options::default())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+struct Attached {
+    cgroup: CgroupId,
+    kind: OpsKind,
+    file: PathBuf,
+}
+
+#[derive(Default, serde::Serialize)]
+struct Counters {
+    ooms: u64,
+    resolved_by_policy: u64,
+    resolved_by_backoff: u64,
+    kernel_fallbacks: u64,
+    unresolved: u64,
+    kills: u64,
+    limit_raises: u64,
+    handler_failures: u64,
+    requests: u64,
+    rejected_requests: u64,
+}
+
+struct Daemon {
+    engine: Engine<LinuxHost>,
+    out: Output,
+    attached: Vec<Attached>,
+    counters: Counters,
+    recent: VecDeque<String>,
+    global: GlobalMonitor,
+    last_action: HashMap<Option<CgroupId>, Instant>,
+    dry_run: bool,
+}
+
+fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |e| DaemonError::Setup(format!("{what}: {e}"))
+}
+
+/// Runs the daemon in the foreground until SIGTERM/SIGINT/SIGHUP.
+pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let d = &cfg.daemon;
+    let dry_run = args.dry_run || d.dry_run.unwrap_or(false);
+    let format = args.log_format.or(d.log_format).unwrap_or(LogFormat::Json);
+    let socket = args
+        .socket
+        .clone()
+        .or_else(|| d.socket.clone())
+        .unwrap_or_else(|| DEFAULT_SOCKET.into());
+    let state_file = args
+        .state_file
+        .clone()
+        .or_else(|| d.state_file.clone())
+        .unwrap_or_else(|| DEFAULT_STATE_FILE.into());
+    let proc_root = d.proc_root.clone().unwrap_or_else(|| "/proc".into());
+    let cgroup_root = args
+        .cgroup_root
+        .clone()
+        .or_else(|| d.cgroup_root.clone())
+        .or_else(|| bpfoom_host::find_memory_hierarchy(&proc_root))
+        .ok_or_else(|| DaemonError::Setup("no memory cgroup hierarchy is mounted".into()))?;
+    let attach_specs = parse_attach_args(&args.attach)?;
+    let mut out = Output::stdio(format, dry_run);
+
+    // Leftovers of a crashed daemon first: un-pause what it paused.
+    if let Some(dir) = state_file.parent() {
+        std::fs::create_dir_all(dir).map_err(setup(dir.display()))?;
+    }
+    match restore::reconcile(&state_file) {
+        Ok(v) if !v.is_empty() => out.info(&format!(
+            "restored {} settings left by a previous daemon ({})",
+            v.len(),
+            state_file.display()
+        )),
+        Ok(_) => {}
+        Err(e) => out.info(&format!("reconciling {}: {e}", state_file.display())),
+    }
+    sys::spawn_guardian(&state_file).map_err(setup("starting the guardian"))?;
+
+    let mut hc = HostConfig::new(&cgroup_root);
+    hc.proc_root = proc_root;
+    hc.dry_run = dry_run;
+    hc.state_file = Some(state_file.clone());
+    if let Some(h) = cfg.v2.headroom {
+        hc.v2_headroom = h.0;
+    }
+    if let Some(s) = cfg.v2.min_stall_us {
+        hc.v2_min_stall_us = s;
+    }
+    hc.global_fallback = match cfg.global.fallback {
+        Some(FallbackKind::Sysrq) => GlobalFallback::Sysrq,
+        _ => GlobalFallback::None,
+    };
+    let global = GlobalMonitor::new(GlobalThresholds {
+        min_available_pct: cfg.global.min_available_percent,
+        max_full_avg10: cfg.global.max_psi_full_avg10,
+        ..Default::default()
+    });
+    if let Some(m) = bpfoom_host::procfs::Procfs::new(&hc.proc_root).meminfo() {
+        hc.global_min_available_kb = global.min_available_kb(&m);
+    }
+    let host = LinuxHost::new(hc).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let ecfg = EngineConfig {
+        insn_budget: d.insn_budget.unwrap_or(EngineConfig::default().insn_budget),
+        time_limit: d
+            .handler_time_limit_ms
+            .map_or(EngineConfig::default().time_limit, Duration::from_millis),
+        ..EngineConfig::default()
+    };
+    let mut dm = Daemon {
+        engine: Engine::new(host, ecfg),
+        out,
+        attached: Vec::new(),
+        counters: Counters::default(),
+        recent: VecDeque::new(),
+        global,
+        last_action: HashMap::new(),
+        dry_run,
+    };
+    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
+    let result = result.and_then(|listener| dm.serve(&listener));
+    // Whatever happened, put every cgroup back.
+    let errs = dm.engine.host_mut().restore_all();
+    for e in errs {
+        dm.out.info(&format!("restore failed: {e}"));
+    }
+    let _ = std::fs::remove_file(&socket);
+    notify_systemd("STOPPING=1");
+    result
+}
+
+fn parse_attach_args(v: &[String]) -> Result<Vec<(PathBuf, String)>, DaemonError> {
+    v.iter()
+        .map(|s| {
+            s.rsplit_once('=')
+                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
+                .map(|(p, c)| (PathBuf::from(p), c.to_string()))
+                .ok_or_else(|| {
+                    DaemonError::BadInput(format!("--attach: expected POLICY=CGROUP, got {s:?}"))
+                })
+        })
+        .collect()
+}
+
+/// Sends a state line to systemd when started as a `Type=notify` service.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let p = path.to_string_lossy();
+    let _ = match p.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        }
+        None => sock.send_to(state.as_bytes(), Path::new(&*p)),
+    };
+}
+
+fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(setup(dir.display()))?;
+    }
+    // A live daemon answers; a stale socket file does not.
+    if UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::Setup(format!(
+            "{}: another bpfoom daemon is running",
+            path.display()
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(setup(path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(setup(path.display()))?;
+    l.set_nonblocking(true).map_err(setup(path.display()))?;
+    Ok(l)
+}
+
+impl Daemon {
+    fn start(
+        &mut self,
+        cfg: &Config,
+        cli: &[(PathBuf, String)],
+        socket: &Path,
+        no_mlock: bool,
+    ) -> Result<UnixListener, DaemonError> {
+        let listener = bind_socket(socket)?;
+        for a in &cfg.attach {
+            let opts = AttachOpts {
+                backoff_budget: a.backoff_budget,
+                backoff_timeout_ms: a.backoff_timeout_ms,
+                limit_reserve: a.limit_reserve.map(|s| s.0),
+                globals: a.globals.clone(),
+                maps: Vec::new(),
+            };
+            let maps: Vec<(String, MapKey, u64)> = a
+                .maps
+                .iter()
+                .map(|m| {
+                    let m = m.get_ref();
+                    (m.map.clone(), m.key.clone(), m.value)
+                })
+                .collect();
+            let file = cfg_path(&args_config_dir(), a.policy.get_ref());
+            self.attach(&file, a.cgroup.get_ref(), a.instance.as_deref(), &opts, &maps)
+                .map_err(|e| match e {
+                    DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                    other => DaemonError::BadInput(format!(
+                        "attach entry for {}: {other}",
+                        a.cgroup.get_ref()
+                    )),
+                })?;
+        }
+        for (p, c) in cli {
+            self.attach(p, c, None, &AttachOpts::default(), &[])?;
+        }
+        if !no_mlock {
+            if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
+                self.out.info(&format!("mlockall failed ({e}); continuing unlocked"));
+            }
+        }
+        self.flush();
+        self.out.info(&format!(
+            "running (pid {}, socket {}, {} instances{})",
+            std::process::id(),
+            socket.display(),
+            self.attached.len(),
+            if self.dry_run { ", dry run" } else { "" }
+        ));
+        notify_systemd("READY=1");
+        Ok(listener)
+    }
+
+    fn serve(&mut self, listener: &UnixListener) -> Result<(), DaemonError> {
+        let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
+        let mut last_rescan = Instant::now();
+        loop {
+            let busy = !self.last_action.is_empty();
+            let timeout = if busy {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(250)
+            };
+            let ready = {
+                let host = self.engine.host();
+                let mut fds = vec![sigfd.as_fd(), listener.as_fd(), host.inotify().as_fd()];
+                fds.extend(host.notify_fds().into_iter().map(|(_, f)| f));
+                sys::poll_readable(&fds, Some(timeout)).map_err(setup("poll"))?
+            };
+            let now = Instant::now();
+            if ready[0] {
+                let sig = sys::read_signal(&sigfd).unwrap_or(0);
+                self.out.info(&format!("signal {sig}: restoring cgroups and exiting"));
+                return Ok(());
+            }
+            if ready[2] || now.duration_since(last_rescan) >= RESCAN {
+                self.engine.host_mut().drain_inotify();
+                self.rescan();
+                last_rescan = now;
+            }
+            if ready.iter().skip(3).any(|&r| r) || busy {
+                self.handle_memcg_ooms(now);
+            }
+            if self.global.enabled() {
+                let p = bpfoom_host::procfs::Procfs::new(&self.engine.host().config().proc_root);
+                if let Some(why) = self
+                    .global
+                    .sample(now, p.meminfo().as_ref(), p.memory_pressure().as_ref())
+                {
+                    self.out.info(&format!("global OOM: {why}"));
+                    self.handle_oom(None, now);
+                }
+            }
+            if ready[1] {
+                self.accept(listener);
+            }
+            self.engine.host_mut().tick();
+            self.last_action
+                .retain(|_, t| now.saturating_duration_since(*t) < VICTIM_GRACE);
+            self.flush();
+        }
+    }
+
+    fn rescan(&mut self) {
+        let r = self.engine.host_mut().rescan();
+        for c in r.added {
+            self.engine.cgroup_online(c);
+        }
+        for c in r.removed {
+            self.engine.cgroup_offline(c);
+            self.attached.retain(|a| a.cgroup != c);
+        }
+        self.engine.host_mut().forget_gone();
+    }
+
+    fn handle_memcg_ooms(&mut self, now: Instant) {
+        let pending = self.engine.host_mut().pending_ooms();
+        for cg in pending {
+            let host = self.engine.host();
+            if host.holding(cg) {
+                continue;
+            }
+            if let Some(&t) = self.last_action.get(&Some(cg)) {
+                let since = now.saturating_duration_since(t);
+                if since < SETTLE || (host.live_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
+                    continue;
+                }
+            }
+            self.handle_oom(Some(cg), now);
+        }
+    }
+
+    fn handle_oom(&mut self, cg: Option<CgroupId>, notified: Instant) {
+        self.counters.ooms += 1;
+        self.engine.host_mut().begin_oom(notified);
+        let outcome = self.engine.out_of_memory(cg);
+        self.engine.host_mut().end_oom();
+        self.last_action.insert(cg, Instant::now());
+        let _ = outcome;
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        self.engine.take_records();
+        for r in self.engine.host_mut().take_records() {
+            match &r.record {
+                Record::Kill { .. } => self.counters.kills += 1,
+                Record::LimitRaised { .. } => self.counters.limit_raises += 1,
+                Record::Handler { ret, .. } if *ret == bpfoom_engine::Verdict::Failed => {
+                    self.counters.handler_failures += 1
+                }
+                Record::Resolved { by } => match by.as_str() {
+                    "kernel" => self.counters.kernel_fallbacks += 1,
+                    "backoff" => self.counters.resolved_by_backoff += 1,
+                    "none" => self.counters.unresolved += 1,
+                    _ => self.counters.resolved_by_policy += 1,
+                },
+                _ => {}
+            }
+            if !matches!(r.record, Record::Printk { .. }) {
+                if self.recent.len() >= 20 {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(r.to_json(self.dry_run));
+            }
+            self.out.record(&r);
+        }
+    }
+
+    fn accept(&mut self, listener: &UnixListener) {
+        // A bounded number per wake-up: a flood cannot starve OOM handling.
+        for _ in 0..16 {
+            let Ok((s, _)) = listener.accept() else {
+                return;
+            };
+            if let Err(e) = self.serve_client(s) {
+                self.out.info(&format!("control connection: {e}"));
+            }
+        }
+    }
+
+    fn serve_client(&mut self, s: UnixStream) -> std::io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let (uid, pid) = sys::peer_cred(&s)?;
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let resp = if uid != 0 && uid != me {
+            self.counters.rejected_requests += 1;
+            Response::err(&DaemonError::Rejected(format!(
+                "permission denied: uid {uid} (pid {pid}) is not root"
+            )))
+        } else {
+            let mut line = String::new();
+            BufReader::new(&s).take(MAX_REQUEST).read_line(&mut line)?;
+            self.counters.requests += 1;
+            let r = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => self.request(req),
+                Err(e) => Response::err(&DaemonError::BadInput(format!("bad request: {e}"))),
+            };
+            if !r.ok {
+                self.counters.rejected_requests += 1;
+            }
+            r
+        };
+        let mut text = serde_json::to_string(&resp).unwrap_or_default();
+        text.push('\n');
+        (&s).write_all(text.as_bytes())
+    }
+
+    fn request(&mut self, req: Request) -> Response {
+        let r = match req {
+            Request::Attach {
+                policy,
+                cgroup,
+                instance,
+                options,
+            } => {
+                let maps: Vec<(String, MapKey, u64)> = options
+                    .maps
+                    .iter()
+                    .map(|(m, k, v)| {
+                        let key = k.parse().map_or(MapKey::Cgroup(k.clone()), MapKey::Int);
+                        (m.clone(), key, *v)
+                    })
+                    .collect();
+                self.attach(&policy, &cgroup, instance.as_deref(), &options, &maps)
+                    .map(|name| Response::ok(format!("attached {name} to {cgroup}")))
+            }
+            Request::Detach { cgroup } => self
+                .detach(&cgroup)
+                .map(|n| Response::ok(format!("detached {n} from {cgroup}"))),
+            Request::Status => Ok(Response {
+                ok: true,
+                status: Some(self.status()),
+                ..Default::default()
+            }),
+        };
+        self.flush();
+        r.unwrap_or_else(|e| Response::err(&e))
+    }
+
+    fn resolve(&self, cgroup: &str) -> Result<CgroupId, DaemonError> {
+        self.engine
+            .host()
+            .cgroupfs()
+            .resolve(cgroup)
+            .map_err(|e| DaemonError::BadInput(e.to_string()))
+    }
+
+    /// Loads, configures, verifies and attaches; returns the instance name.
+    fn attach(
+        &mut self,
+        file: &Path,
+        cgroup: &str,
+        instance: Option<&str>,
+        opts: &AttachOpts,
+        maps: &[(String, MapKey, u64)],
+    ) -> Result<String, DaemonError> {
+        let bad = DaemonError::BadInput;
+        let cg = self.resolve(cgroup)?;
+        let bytes = std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        let obj = Object::parse(&bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        let mut policy =
+            Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        for (var, v) in &opts.globals {
+            policy.set_global(var, *v).map_err(|e| bad(e.to_string()))?;
+        }
+        for (map, key, value) in maps {
+            let k = match key {
+                MapKey::Int(k) => *k,
+                MapKey::Cgroup(p) => self.resolve(p)?,
+            };
+            policy
+                .map_entry(map, k, *value)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        policy
+            .check(&Verifier)
+            .map_err(|e| DaemonError::Rejected(format!("{}: {e}", file.display())))?;
+        let name = policy.name().to_string();
+        let kind = policy.kind();
+        let defaults = AttachOptions::default();
+        let aopts = AttachOptions {
+            backoff_budget: opts.backoff_budget.unwrap_or(defaults.backoff_budget),
+            backoff_timeout: opts
+                .backoff_timeout_ms
+                .map_or(defaults.backoff_timeout, Duration::from_millis),
+            limit_reserve: opts.limit_reserve.unwrap_or(defaults.limit_reserve),
+        };
+        self.engine
+            .attach(policy, cg, aopts)
+            .map_err(|e| DaemonError::Rejected(e.to_string()))?;
+        self.attached.push(Attached {
+            cgroup: cg,
+            kind,
+            file: file.to_path_buf(),
+        });
+        let r = self.engine.host_mut().manage(cg);
+        for c in r.added {
+            self.engine.cgroup_online(c);
+        }
+        Ok(name)
+    }
+
+    fn detach(&mut self, cgroup: &str) -> Result<String, DaemonError> {
+        let cg = self.resolve(cgroup)?;
+        let Some(i) = self.attached.iter().position(|a| a.cgroup == cg) else {
+            return Err(DaemonError::BadInput(format!("nothing attached to {cgroup}")));
+        };
+        let a = self.attached.remove(i);
+        let name = self
+            .engine
+            .instances()
+            .into_iter()
+            .find(|x| x.cgroup == cg && x.kind == a.kind)
+            .map(|x| x.name)
+            .unwrap_or_default();
+        self.engine
+            .detach(cg, a.kind, "detached by request")
+            .map_err(|e| DaemonError::BadInput(e.to_string()))?;
+        if !self.attached.iter().any(|x| x.cgroup == cg) {
+            self.engine.host_mut().unmanage(cg);
+        }
+        Ok(name)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let host = self.engine.host();
+        let files: BTreeMap<(CgroupId, bool), String> = self
+            .attached
+            .iter()
+            .map(|a| {
+                (
+                    (a.cgroup, a.kind == OpsKind::Oom),
+                    a.file.display().to_string(),
+                )
+            })
+            .collect();
+        let instances: Vec<serde_json::Value> = self
+            .engine
+            .instances()
+            .into_iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": i.name,
+                    "kind": i.kind.struct_name(),
+                    "cgroup": host.path(i.cgroup),
+                    "cgroup_id": i.cgroup,
+                    "backoff_budget_left": i.backoff_budget_left,
+                    "limit_reserve_left": i.limit_reserve_left,
+                    "policy_file": files.get(&(i.cgroup, i.kind == OpsKind::Oom)),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "pid": std::process::id(),
+            "hierarchy": host.cgroupfs().root_dir().display().to_string(),
+            "version": format!("{:?}", host.cgroupfs().version()),
+            "dry_run": self.dry_run,
+            "watched": host.restore_entries().len(),
+            "instances": instances,
+            "counters": self.counters,
+            "last_decisions": self.recent.iter().collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Config paths are relative to the working directory (as given on the
+/// command line); kept as a function so a config-relative rule can come later.
+fn args_config_dir() -> PathBuf {
+    PathBuf::new()
+}
+
+fn cfg_path(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

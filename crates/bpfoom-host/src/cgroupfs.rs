@@ -1,0 +1,254 @@
+//! A cgroup hierarchy in the file system: paths, ids and files.
+//!
+//! A cgroup's id is its directory's inode number, which is the kernfs node
+//! id policies see as `cgrp->kn->id` on 64-bit kernels. Fixture trees made of
+//! plain directories get ids the same way, so tests exercise the same code.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bpfoom_engine::CgroupId;
+
+/// Which memory controller interface a hierarchy speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// cgroup v1 (`memory.limit_in_bytes`, `memory.oom_control`).
+    V1,
+    /// cgroup v2 (`memory.max`, `memory.events`).
+    V2,
+}
+
+/// Why a hierarchy or cgroup could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The root is not a memory cgroup hierarchy.
+    #[error("{0}: not a cgroup v1 memory hierarchy or a cgroup v2 hierarchy")]
+    NotAHierarchy(PathBuf),
+    /// The cgroup does not exist.
+    #[error("no cgroup {path} under {root}")]
+    NoSuchCgroup {
+        /// As given.
+        path: String,
+        /// The hierarchy root.
+        root: PathBuf,
+    },
+    /// The path leaves the hierarchy.
+    #[error("{path} is outside the cgroup hierarchy at {root}")]
+    Outside {
+        /// As given.
+        path: String,
+        /// The hierarchy root.
+        root: PathBuf,
+    },
+}
+
+/// Bounds the directory walk that finds an id not seen before.
+const MAX_WALK: usize = 100_000;
+
+/// One mounted (or fixture) cgroup hierarchy.
+#[derive(Debug)]
+pub struct Cgroupfs {
+    root: PathBuf,
+    version: CgroupVersion,
+    root_id: CgroupId,
+    /// id -> path relative to the root ("" for the root itself).
+    ids: RefCell<BTreeMap<CgroupId, String>>,
+}
+
+impl Cgroupfs {
+    /// Opens the hierarchy at `root`, detecting its version.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, CgroupError> {
+        let root = root.into();
+        let version = if root.join("cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else if root.join("memory.usage_in_bytes").exists() {
+            CgroupVersion::V1
+        } else {
+            return Err(CgroupError::NotAHierarchy(root));
+        };
+        let root_id = std::fs::metadata(&root)
+            .map_err(|_| CgroupError::NotAHierarchy(root.clone()))?
+            .ino();
+        let ids = RefCell::new(BTreeMap::from([(root_id, String::new())]));
+        Ok(Self {
+            root,
+            version,
+            root_id,
+            ids,
+        })
+    }
+
+    /// The hierarchy's mount point (or fixture directory).
+    pub fn root_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The interface version.
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The root cgroup's id.
+    pub fn root_id(&self) -> CgroupId {
+        self.root_id
+    }
+
+    /// The directory of a relative path.
+    pub fn dir_of(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    fn learn(&self, rel: &str) -> Option<CgroupId> {
+        let id = std::fs::metadata(self.dir_of(rel)).ok()?.ino();
+        self.ids.borrow_mut().insert(id, rel.to_string());
+        Some(id)
+    }
+
+    /// Resolves a cgroup given as an absolute path inside the hierarchy, or
+    /// as a path relative to its root ("/" or "" is the root).
+    pub fn resolve(&self, given: &str) -> Result<CgroupId, CgroupError> {
+        let p = Path::new(given);
+        let rel = match p.strip_prefix(&self.root) {
+            Ok(r) => r.to_path_buf(),
+            Err(_) => p
+                .strip_prefix("/")
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.to_path_buf()),
+        };
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(CgroupError::Outside {
+                path: given.into(),
+                root: self.root.clone(),
+            });
+        }
+        let rel = rel.to_string_lossy().trim_end_matches('/').to_string();
+        let dir = self.dir_of(&rel);
+        let ok = dir.is_dir()
+            && (dir.join("cgroup.procs").exists() || dir.join("tasks").exists());
+        ok.then(|| self.learn(&rel))
+            .flatten()
+            .ok_or_else(|| CgroupError::NoSuchCgroup {
+                path: given.into(),
+                root: self.root.clone(),
+            })
+    }
+
+    /// The relative path of an id ("" for the root), `None` when it no
+    /// longer exists. Unknown ids trigger a bounded walk of the hierarchy.
+    pub fn rel(&self, id: CgroupId) -> Option<String> {
+        let known = self.ids.borrow().get(&id).cloned();
+        if let Some(rel) = known {
+            if std::fs::metadata(self.dir_of(&rel)).is_ok_and(|m| m.ino() == id) {
+                return Some(rel);
+            }
+            self.ids.borrow_mut().remove(&id);
+            return None;
+        }
+        let mut stack = vec![String::new()];
+        let mut seen = 0;
+        while let Some(rel) = stack.pop() {
+            for child in self.child_names(&rel) {
+                seen += 1;
+                if seen > MAX_WALK {
+                    return None;
+                }
+                if self.learn(&child) == Some(id) {
+                    return Some(child);
+                }
+                stack.push(child);
+            }
+        }
+        None
+    }
+
+    /// The last known relative path of an id, even if it is gone now (for
+    /// records about removed cgroups).
+    pub fn last_rel(&self, id: CgroupId) -> Option<String> {
+        self.ids.borrow().get(&id).cloned()
+    }
+
+    fn child_names(&self, rel: &str) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.dir_of(rel)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(i64, String)> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let md = e.metadata().ok()?;
+                md.is_dir().then(|| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let rel = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    (md.ctime() * 1_000_000_000 + md.ctime_nsec(), rel)
+                })
+            })
+            .collect();
+        // Creation order, approximated by ctime then name.
+        v.sort();
+        v.into_iter().map(|x| x.1).collect()
+    }
+
+    /// Child cgroups of `id`.
+    pub fn children(&self, id: CgroupId) -> Vec<CgroupId> {
+        let Some(rel) = self.rel(id) else {
+            return Vec::new();
+        };
+        self.child_names(&rel)
+            .iter()
+            .filter_map(|c| self.learn(c))
+            .collect()
+    }
+
+    /// Parent of `id` (`None` for the root).
+    pub fn parent(&self, id: CgroupId) -> Option<CgroupId> {
+        let rel = self.rel(id)?;
+        if rel.is_empty() {
+            return None;
+        }
+        let parent = rel.rsplit_once('/').map_or("", |p| p.0).to_string();
+        self.learn(&parent)
+    }
+
+    /// "/"-prefixed path of `id` relative to the root, as records show it.
+    pub fn display(&self, id: CgroupId) -> Option<String> {
+        self.rel(id).map(|r| format!("/{r}"))
+    }
+
+    /// A file of a cgroup.
+    pub fn file(&self, id: CgroupId, name: &str) -> Option<PathBuf> {
+        self.rel(id).map(|r| self.dir_of(&r).join(name))
+    }
+
+    /// Reads a file of a cgroup.
+    pub fn read(&self, id: CgroupId, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.file(id, name)?).ok()
+    }
+
+    /// Writes a file of a cgroup (one write, as cgroupfs expects).
+    pub fn write(&self, id: CgroupId, name: &str, value: &str) -> io::Result<()> {
+        let path = self
+            .file(id, name)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        std::fs::write(path, value)
+    }
+}
+
+/// The memory cgroup of a process, relative to the hierarchy root, from
+/// `PROC/PID/cgroup` ("self" for the caller).
+pub fn memory_cgroup_of(proc_root: &Path, pid: &str, version: CgroupVersion) -> Option<String> {
+    let text = std::fs::read_to_string(proc_root.join(pid).join("cgroup")).ok()?;
+    crate::parse::parse_proc_cgroup(&text, version == CgroupVersion::V2)
+}

@@ -1,0 +1,834 @@
+//! [`LinuxHost`]: the engine's [`Host`] over cgroupfs and /proc.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bpfoom_abi::stats::{by_name, StatIndex, MEMORY_EVENTS};
+use bpfoom_engine::host::{subtree_pre, EINVAL, ENOENT, ESRCH};
+use bpfoom_engine::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, Record, TaskInfo};
+
+use crate::cgroupfs::{CgroupVersion, Cgroupfs};
+use crate::parse::{kv_get, parse_limit, parse_pids};
+use crate::procfs::Procfs;
+use crate::restore::RestoreList;
+use crate::sys;
+
+/// What a global OOM falls back to when no policy freed memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalFallback {
+    /// The kernel's OOM killer, through `/proc/sysrq-trigger` `f`.
+    Sysrq,
+    /// Nothing: the kernel acts by itself when it really runs out.
+    None,
+}
+
+/// How a [`LinuxHost`] behaves.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The memory cgroup hierarchy (v1 memory mount or v2 root).
+    pub cgroup_root: PathBuf,
+    /// The /proc tree.
+    pub proc_root: PathBuf,
+    /// Run policies but neither kill nor change limits, and never pause.
+    pub dry_run: bool,
+    /// cgroup v2: `memory.high` is kept this many bytes below `memory.max`.
+    pub v2_headroom: u64,
+    /// cgroup v2: stall time (µs of `some` memory pressure) between two
+    /// samples that, with usage above `memory.high`, makes an OOM event.
+    pub v2_min_stall_us: u64,
+    /// What a global OOM falls back to.
+    pub global_fallback: GlobalFallback,
+    /// A global OOM is over once MemAvailable is back above this (KiB).
+    pub global_min_available_kb: u64,
+    /// v1: after falling back to the kernel, `oom_kill_disable` is set back
+    /// to 1 once the kernel killed, or after this long without an OOM.
+    pub fallback_hold: Duration,
+    /// Where the restore list is persisted (read by the guardian and at
+    /// start-up); `None` keeps it in memory only.
+    pub state_file: Option<PathBuf>,
+}
+
+impl HostConfig {
+    /// Defaults for a hierarchy at `cgroup_root` and the real /proc.
+    pub fn new(cgroup_root: impl Into<PathBuf>) -> Self {
+        Self {
+            cgroup_root: cgroup_root.into(),
+            proc_root: "/proc".into(),
+            dry_run: false,
+            v2_headroom: 16 << 20,
+            v2_min_stall_us: 10_000,
+            global_fallback: GlobalFallback::None,
+            global_min_available_kb: 0,
+            fallback_hold: Duration::from_secs(5),
+            state_file: None,
+        }
+    }
+}
+
+/// A process bpfoom killed, held by pidfd until it has exited.
+struct Victim {
+    pidfd: OwnedFd,
+    cgroup: CgroupId,
+}
+
+/// A watched memory cgroup.
+struct Watch {
+    /// v1: the eventfd registered for OOM notifications.
+    efd: Option<File>,
+    /// v2: counters at the previous sample.
+    last_high: u64,
+    last_oom: u64,
+    last_stall_us: u64,
+}
+
+/// A fallback in progress: the kernel OOM killer is enabled on `cg` until
+/// it has killed (or `since + hold` passed without an OOM).
+struct Hold {
+    cg: CgroupId,
+    oom_kill_before: u64,
+    since: Instant,
+}
+
+/// A decision record with the time since the OOM notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedRecord {
+    /// The record.
+    pub record: Record,
+    /// Microseconds from the OOM notification, when one is in progress.
+    pub latency_us: Option<u64>,
+}
+
+impl TimedRecord {
+    /// One JSON line: the engine's JSON plus `latency_us` (and `dry_run`).
+    pub fn to_json(&self, dry_run: bool) -> String {
+        let mut v = serde_json::to_value(&self.record).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(l) = self.latency_us {
+                obj.insert("latency_us".into(), l.into());
+            }
+            if dry_run {
+                obj.insert("dry_run".into(), true.into());
+            }
+        }
+        v.to_string()
+    }
+}
+
+/// Changes to cgroups discovered by [`LinuxHost::rescan`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rescan {
+    /// Newly watched cgroups.
+    pub added: Vec<CgroupId>,
+    /// Watched cgroups that disappeared (their paths stay known until
+    /// [`LinuxHost::forget_gone`]).
+    pub removed: Vec<CgroupId>,
+}
+
+/// The engine's host on a real (or fixture) Linux machine.
+pub struct LinuxHost {
+    fs: Cgroupfs,
+    proc: Procfs,
+    cfg: HostConfig,
+    start: Instant,
+    page_size: u64,
+    /// Attach points whose subtrees are watched.
+    managed: BTreeSet<CgroupId>,
+    watches: BTreeMap<CgroupId, Watch>,
+    gone: BTreeSet<CgroupId>,
+    victims: RefCell<BTreeMap<Pid, Victim>>,
+    /// pid -> start time when the engine last looked at it.
+    seen: RefCell<HashMap<Pid, u64>>,
+    restore: RestoreList,
+    holds: Vec<Hold>,
+    inotify: File,
+    wd_dirs: BTreeMap<i32, CgroupId>,
+    oom_start: Option<Instant>,
+    records: Vec<TimedRecord>,
+}
+
+fn herr(e: &io::Error, what: impl std::fmt::Display) -> HostError {
+    HostError::new(e.raw_os_error().unwrap_or(EINVAL), format!("{what}: {e}"))
+}
+
+impl LinuxHost {
+    /// Opens the hierarchy and /proc named in `cfg`.
+    pub fn new(cfg: HostConfig) -> Result<Self, crate::Error> {
+        let fs = Cgroupfs::open(&cfg.cgroup_root)?;
+        let proc = Procfs::new(&cfg.proc_root);
+        let restore = RestoreList::new(cfg.state_file.clone());
+        Ok(Self {
+            fs,
+            proc,
+            start: Instant::now(),
+            page_size: 4096,
+            managed: BTreeSet::new(),
+            watches: BTreeMap::new(),
+            gone: BTreeSet::new(),
+            victims: RefCell::default(),
+            seen: RefCell::default(),
+            restore,
+            holds: Vec::new(),
+            inotify: sys::inotify_init().map_err(crate::Error::Sys)?,
+            wd_dirs: BTreeMap::new(),
+            oom_start: None,
+            records: Vec::new(),
+            cfg,
+        })
+    }
+
+    /// The hierarchy.
+    pub fn cgroupfs(&self) -> &Cgroupfs {
+        &self.fs
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.cfg
+    }
+
+    /// Starts watching the subtree under `cg` (an attach point).
+    pub fn manage(&mut self, cg: CgroupId) -> Rescan {
+        self.managed.insert(cg);
+        self.rescan()
+    }
+
+    /// Stops watching under `cg` unless another attach point covers it;
+    /// restores what watching changed.
+    pub fn unmanage(&mut self, cg: CgroupId) {
+        self.managed.remove(&cg);
+        let keep: BTreeSet<CgroupId> = self
+            .managed
+            .iter()
+            .flat_map(|&m| subtree_pre(self, m))
+            .collect();
+        let drop: Vec<CgroupId> = self
+            .watches
+            .keys()
+            .copied()
+            .filter(|c| !keep.contains(c))
+            .collect();
+        for c in drop {
+            self.unwatch(c);
+        }
+    }
+
+    /// Re-reads the managed subtrees: new cgroups are watched, vanished
+    /// ones dropped.
+    pub fn rescan(&mut self) -> Rescan {
+        let mut out = Rescan::default();
+        let mut live = BTreeSet::new();
+        for m in self.managed.clone() {
+            if self.fs.rel(m).is_none() {
+                continue;
+            }
+            for c in subtree_pre(self, m) {
+                live.insert(c);
+                if !self.watches.contains_key(&c) && self.watch(c) {
+                    out.added.push(c);
+                }
+            }
+        }
+        let gone: Vec<CgroupId> = self
+            .watches
+            .keys()
+            .copied()
+            .filter(|c| !live.contains(c) && self.fs.rel(*c).is_none())
+            .collect();
+        for c in gone {
+            self.watches.remove(&c);
+            self.wd_dirs.retain(|_, v| *v != c);
+            self.gone.insert(c);
+            out.removed.push(c);
+        }
+        // Restore entries of vanished cgroups are moot.
+        let _ = self.restore.retain(|p| p.exists());
+        out
+    }
+
+    /// Forgets the paths of cgroups reported removed.
+    pub fn forget_gone(&mut self) {
+        self.gone.clear();
+    }
+
+    fn watch(&mut self, cg: CgroupId) -> bool {
+        let Some(dir) = self.fs.file(cg, "") else {
+            return false;
+        };
+        if let Ok(wd) = sys::inotify_add_watch(
+            &self.inotify,
+            &dir,
+            libc::IN_CREATE | libc::IN_DELETE | libc::IN_ONLYDIR,
+        ) {
+            self.wd_dirs.insert(wd, cg);
+        }
+        let mut w = Watch {
+            efd: None,
+            last_high: 0,
+            last_oom: 0,
+            last_stall_us: 0,
+        };
+        match self.fs.version() {
+            CgroupVersion::V1 => {
+                // The root memcg cannot be paused; global OOMs are handled
+                // by the pressure monitor instead.
+                if cg != self.fs.root_id() {
+                    match self.watch_v1(cg) {
+                        Ok(efd) => w.efd = Some(efd),
+                        Err(e) => {
+                            self.log_error(format!(
+                                "cannot watch {}: {e}",
+                                self.path_or_id(cg)
+                            ));
+                        }
+                    }
+                }
+            }
+            CgroupVersion::V2 => {
+                if let Some(ev) = self.fs.file(cg, "memory.events") {
+                    if let Ok(wd) = sys::inotify_add_watch(&self.inotify, &ev, libc::IN_MODIFY) {
+                        self.wd_dirs.insert(wd, cg);
+                    }
+                }
+                self.apply_headroom(cg);
+                let (high, oom, stall) = self.v2_counters(cg);
+                (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
+            }
+        }
+        self.watches.insert(cg, w);
+        true
+    }
+
+    /// Pauses OOMs in `cg` (`oom_kill_disable` 1, unless dry-running) and
+    /// registers an eventfd for its OOM notifications.
+    fn watch_v1(&mut self, cg: CgroupId) -> io::Result<File> {
+        let ctl = self
+            .fs
+            .file(cg, "memory.oom_control")
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let text = std::fs::read_to_string(&ctl)?;
+        let prior = kv_get(&text, "oom_kill_disable").unwrap_or(0);
+        if !self.cfg.dry_run {
+            // Write-ahead: the guardian must know before the kernel pauses.
+            self.restore.add(ctl.clone(), prior.to_string())?;
+            std::fs::write(&ctl, "1")?;
+        }
+        let efd = sys::eventfd()?;
+        let ctl_file = File::open(&ctl)?;
+        self.fs.write(
+            cg,
+            "cgroup.event_control",
+            &format!("{} {}", efd.as_raw_fd(), ctl_file.as_raw_fd()),
+        )?;
+        Ok(efd)
+    }
+
+    fn unwatch(&mut self, cg: CgroupId) {
+        self.watches.remove(&cg);
+        self.wd_dirs.retain(|_, v| *v != cg);
+        let file = match self.fs.version() {
+            CgroupVersion::V1 => "memory.oom_control",
+            CgroupVersion::V2 => "memory.high",
+        };
+        if let Some(p) = self.fs.file(cg, file) {
+            if let Err(e) = self.restore.restore_one(&p) {
+                self.log_error(format!("restoring {}: {e}", p.display()));
+            }
+        }
+    }
+
+    /// v2: keeps `memory.high` the configured headroom below `memory.max`.
+    fn apply_headroom(&mut self, cg: CgroupId) {
+        let Some(Some(max)) = self.fs.read(cg, "memory.max").and_then(|t| parse_limit(&t)) else {
+            return;
+        };
+        let Some(path) = self.fs.file(cg, "memory.high") else {
+            return;
+        };
+        let target = max.saturating_sub(self.cfg.v2_headroom).max(max / 2);
+        if self.cfg.dry_run {
+            return;
+        }
+        if !self.restore.contains(&path) {
+            let prior = std::fs::read_to_string(&path).unwrap_or_else(|_| "max".into());
+            if let Err(e) = self.restore.add(path.clone(), prior.trim().to_string()) {
+                self.log_error(format!("state file: {e}"));
+                return;
+            }
+        }
+        if let Err(e) = std::fs::write(&path, target.to_string()) {
+            self.log_error(format!("{}: {e}", path.display()));
+        }
+    }
+
+    fn v2_counters(&self, cg: CgroupId) -> (u64, u64, u64) {
+        let ev = self.fs.read(cg, "memory.events").unwrap_or_default();
+        let stall = self
+            .fs
+            .read(cg, "memory.pressure")
+            .and_then(|t| crate::parse::parse_pressure(&t))
+            .map_or(0, |p| p.some.total_us);
+        (
+            kv_get(&ev, "high").unwrap_or(0),
+            kv_get(&ev, "oom").unwrap_or(0),
+            stall,
+        )
+    }
+
+    /// The inotify descriptor to poll (new/removed cgroups, v2 events).
+    pub fn inotify(&self) -> &File {
+        &self.inotify
+    }
+
+    /// Drains inotify; true when anything happened.
+    pub fn drain_inotify(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        while let Ok(n) = (&self.inotify).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// The v1 eventfds to poll, with their cgroups.
+    pub fn notify_fds(&self) -> Vec<(CgroupId, std::os::fd::BorrowedFd<'_>)> {
+        self.watches
+            .iter()
+            .filter_map(|(&c, w)| w.efd.as_ref().map(|f| (c, f.as_fd())))
+            .collect()
+    }
+
+    fn under_oom(&self, cg: CgroupId) -> bool {
+        self.fs
+            .read(cg, "memory.oom_control")
+            .and_then(|t| kv_get(&t, "under_oom"))
+            .is_some_and(|v| v == 1)
+    }
+
+    /// Memory cgroups in OOM now: v1 reads the eventfds and `under_oom`
+    /// (the topmost under_oom memcgs are the OOM'ing ones: the kernel marks
+    /// the whole subtree); v2 samples `memory.events` and PSI.
+    pub fn pending_ooms(&mut self) -> Vec<CgroupId> {
+        match self.fs.version() {
+            CgroupVersion::V1 => {
+                let mut buf = [0u8; 8];
+                for w in self.watches.values() {
+                    if let Some(mut f) = w.efd.as_ref() {
+                        let _ = f.read(&mut buf);
+                    }
+                }
+                let under: BTreeSet<CgroupId> = self
+                    .watches
+                    .keys()
+                    .copied()
+                    .filter(|&c| self.under_oom(c))
+                    .collect();
+                under
+                    .iter()
+                    .copied()
+                    .filter(|&c| self.fs.parent(c).is_none_or(|p| !under.contains(&p)))
+                    .collect()
+            }
+            CgroupVersion::V2 => {
+                let ids: Vec<CgroupId> = self.watches.keys().copied().collect();
+                ids.into_iter().filter(|&c| self.sample_v2(c)).collect()
+            }
+        }
+    }
+
+    /// v2: an OOM event is usage above `memory.high`, a new `high` (or
+    /// `oom`) event since the last sample, and enough memory stall.
+    fn sample_v2(&mut self, cg: CgroupId) -> bool {
+        let (high, oom, stall) = self.v2_counters(cg);
+        let Some(w) = self.watches.get_mut(&cg) else {
+            return false;
+        };
+        let new_events = high > w.last_high || oom > w.last_oom;
+        let stalled = stall.saturating_sub(w.last_stall_us) >= self.cfg.v2_min_stall_us;
+        (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
+        let current = self
+            .fs
+            .read(cg, "memory.current")
+            .and_then(|t| crate::parse::parse_u64(&t));
+        let high_limit = self
+            .fs
+            .read(cg, "memory.high")
+            .and_then(|t| parse_limit(&t))
+            .flatten();
+        let above = matches!((current, high_limit), (Some(c), Some(h)) if c >= h);
+        new_events && stalled && above
+    }
+
+    /// Housekeeping: ends fallbacks whose OOM the kernel resolved (v1:
+    /// `oom_kill_disable` back to 1; v2: headroom re-applied) and forgets
+    /// exited victims.
+    pub fn tick(&mut self) {
+        self.prune_victims();
+        let holds = std::mem::take(&mut self.holds);
+        for h in holds {
+            if self.fs.rel(h.cg).is_none() {
+                continue;
+            }
+            let over = match self.fs.version() {
+                CgroupVersion::V1 => {
+                    let text = self.fs.read(h.cg, "memory.oom_control").unwrap_or_default();
+                    let killed = kv_get(&text, "oom_kill").unwrap_or(0) > h.oom_kill_before;
+                    let under = kv_get(&text, "under_oom") == Some(1);
+                    !under && (killed || h.since.elapsed() >= self.cfg.fallback_hold)
+                }
+                CgroupVersion::V2 => h.since.elapsed() >= self.cfg.fallback_hold,
+            };
+            if !over {
+                self.holds.push(h);
+                continue;
+            }
+            match self.fs.version() {
+                CgroupVersion::V1 => {
+                    if let Err(e) = self.fs.write(h.cg, "memory.oom_control", "1") {
+                        self.log_error(format!("re-pausing {}: {e}", self.path_or_id(h.cg)));
+                    }
+                }
+                CgroupVersion::V2 => self.apply_headroom(h.cg),
+            }
+        }
+    }
+
+    /// True while a fallback to the kernel is in progress in `cg`.
+    pub fn holding(&self, cg: CgroupId) -> bool {
+        self.holds.iter().any(|h| h.cg == cg)
+    }
+
+    fn prune_victims(&self) {
+        let mut v = self.victims.borrow_mut();
+        v.retain(|_, vic| {
+            !sys::poll_readable(&[vic.pidfd.as_fd()], Some(Duration::ZERO))
+                .map(|r| r[0])
+                .unwrap_or(true)
+        });
+    }
+
+    /// Live victims of bpfoom's kills inside `scope` (everywhere for `None`).
+    pub fn live_victims(&self, scope: Option<CgroupId>) -> usize {
+        self.prune_victims();
+        self.victims
+            .borrow()
+            .values()
+            .filter(|v| scope.is_none_or(|s| bpfoom_engine::host::is_within(self, v.cgroup, s)))
+            .count()
+    }
+
+    /// Marks the start of an OOM event (for `latency_us`).
+    pub fn begin_oom(&mut self, at: Instant) {
+        self.oom_start = Some(at);
+    }
+
+    /// Ends the OOM event.
+    pub fn end_oom(&mut self) {
+        self.oom_start = None;
+    }
+
+    /// Records made since the last call.
+    pub fn take_records(&mut self) -> Vec<TimedRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    fn log_error(&mut self, message: String) {
+        self.records.push(TimedRecord {
+            record: Record::Error {
+                policy: "bpfoom".into(),
+                message,
+            },
+            latency_us: None,
+        });
+    }
+
+    fn path_or_id(&self, cg: CgroupId) -> String {
+        self.path(cg).unwrap_or_else(|| format!("#{cg}"))
+    }
+
+    /// Restores everything bpfoom changed (clean shutdown).
+    pub fn restore_all(&mut self) -> Vec<String> {
+        self.watches.clear();
+        self.holds.clear();
+        self.restore.restore_all()
+    }
+
+    /// The restore list, as `(file, value)` pairs.
+    pub fn restore_entries(&self) -> Vec<(PathBuf, String)> {
+        self.restore.entries()
+    }
+
+    fn scope_dir_file(&self, cg: CgroupId, name: &str) -> Result<PathBuf, HostError> {
+        self.fs
+            .file(cg, name)
+            .ok_or_else(|| HostError::new(ENOENT, format!("cgroup #{cg} is gone")))
+    }
+}
+
+impl Host for LinuxHost {
+    fn root(&self) -> CgroupId {
+        self.fs.root_id()
+    }
+
+    fn parent(&self, cg: CgroupId) -> Option<CgroupId> {
+        self.fs.parent(cg)
+    }
+
+    fn children(&self, cg: CgroupId) -> Vec<CgroupId> {
+        self.fs.children(cg)
+    }
+
+    fn path(&self, cg: CgroupId) -> Option<String> {
+        self.fs.display(cg).or_else(|| {
+            self.gone
+                .contains(&cg)
+                .then(|| self.fs.last_rel(cg).map(|r| format!("/{r}")))
+                .flatten()
+        })
+    }
+
+    fn memcg(&self, cg: CgroupId) -> Option<MemcgInfo> {
+        let (usage_f, limit_f) = match self.fs.version() {
+            CgroupVersion::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+            CgroupVersion::V2 => ("memory.current", "memory.max"),
+        };
+        let usage = crate::parse::parse_u64(&self.fs.read(cg, usage_f)?)?;
+        // The v2 root has no memory.max: unlimited.
+        let limit = self
+            .fs
+            .read(cg, limit_f)
+            .and_then(|t| parse_limit(&t))
+            .flatten();
+        let oom_group = self.fs.version() == CgroupVersion::V2
+            && self
+                .fs
+                .read(cg, "memory.oom.group")
+                .is_some_and(|t| t.trim() == "1");
+        Some(MemcgInfo {
+            usage,
+            limit,
+            oom_group,
+        })
+    }
+
+    fn page_state(&self, cg: CgroupId, item: &StatIndex) -> Option<u64> {
+        let stat = self.fs.read(cg, "memory.stat")?;
+        match self.fs.version() {
+            // v1's total_* keys are hierarchical, like v2's memory.stat.
+            CgroupVersion::V1 => {
+                let k = item.v1?;
+                kv_get(&stat, &format!("total_{k}")).or_else(|| kv_get(&stat, k))
+            }
+            CgroupVersion::V2 => kv_get(&stat, item.v2),
+        }
+    }
+
+    fn vm_event(&self, cg: CgroupId, item: &StatIndex) -> Option<u64> {
+        self.page_state(cg, item)
+    }
+
+    fn memory_event(&self, cg: CgroupId, item: &StatIndex) -> Option<u64> {
+        match self.fs.version() {
+            CgroupVersion::V1 => match item.v1? {
+                "failcnt" => crate::parse::parse_u64(&self.fs.read(cg, "memory.failcnt")?),
+                k => kv_get(&self.fs.read(cg, "memory.oom_control")?, k),
+            },
+            CgroupVersion::V2 => kv_get(&self.fs.read(cg, "memory.events")?, item.v2),
+        }
+    }
+
+    fn tasks(&self, cg: CgroupId) -> Vec<Pid> {
+        self.fs
+            .read(cg, "cgroup.procs")
+            .map(|t| parse_pids(&t))
+            .unwrap_or_default()
+    }
+
+    fn task(&self, pid: Pid) -> Option<TaskInfo> {
+        if let Some(v) = self.victims.borrow().get(&pid) {
+            if sys::poll_readable(&[v.pidfd.as_fd()], Some(Duration::ZERO)).map_or(true, |r| r[0])
+            {
+                return None;
+            }
+        }
+        let v2 = self.fs.version() == CgroupVersion::V2;
+        let e = self.proc.entry(pid, v2, self.page_size)?;
+        self.seen.borrow_mut().insert(pid, e.starttime);
+        let mut info = e.info;
+        info.cgroup = match e.cgroup_path {
+            Some(p) => self.fs.resolve(&p).ok()?,
+            None => self.fs.root_id(),
+        };
+        Some(info)
+    }
+
+    fn kill(&mut self, pid: Pid) -> Result<(), HostError> {
+        let gone = |why: &str| HostError::new(ESRCH, format!("pid {pid}: {why}"));
+        let pidfd = sys::pidfd_open(pid).map_err(|e| herr(&e, format!("pidfd_open({pid})")))?;
+        // The pidfd pins one process; make sure it is the one the policy saw
+        // (a pid recycled since then has another start time).
+        let now = self.proc.starttime(pid).ok_or_else(|| gone("exited"))?;
+        if self.seen.borrow().get(&pid).is_some_and(|&s| s != now) {
+            return Err(gone("recycled since the policy looked at it"));
+        }
+        let cgroup = self.task(pid).map_or(self.fs.root_id(), |t| t.cgroup);
+        if self.cfg.dry_run {
+            return Ok(());
+        }
+        sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL)
+            .map_err(|e| herr(&e, format!("pidfd_send_signal({pid})")))?;
+        // Older kernels lack it (ENOSYS); the exit frees the memory anyway.
+        let _ = sys::process_mrelease(pidfd.as_fd());
+        self.victims
+            .borrow_mut()
+            .insert(pid, Victim { pidfd, cgroup });
+        Ok(())
+    }
+
+    fn reap(&mut self, pid: Pid) {
+        if self.cfg.dry_run {
+            return;
+        }
+        if let Some(v) = self.victims.borrow().get(&pid) {
+            let _ = sys::process_mrelease(v.pidfd.as_fd());
+        }
+    }
+
+    fn set_limit(&mut self, cg: CgroupId, bytes: u64) -> Result<(), HostError> {
+        let file = match self.fs.version() {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        let path = self.scope_dir_file(cg, file)?;
+        if self.cfg.dry_run {
+            return Ok(());
+        }
+        std::fs::write(&path, bytes.to_string()).map_err(|e| herr(&e, path.display()))?;
+        if self.fs.version() == CgroupVersion::V2 {
+            self.apply_headroom(cg);
+        }
+        Ok(())
+    }
+
+    fn total_pages(&self) -> u64 {
+        self.proc.meminfo().map_or(0, |m| {
+            (m.total_kb.saturating_add(m.swap_total_kb)).saturating_mul(1024) / self.page_size
+        })
+    }
+
+    fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn wait_for_release(&mut self, scope: Option<CgroupId>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let before = self.live_victims(scope);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.oom_resolved(scope) {
+                return true;
+            }
+            if left.is_zero() {
+                return false;
+            }
+            let step = left.min(Duration::from_millis(20));
+            {
+                let v = self.victims.borrow();
+                let fds: Vec<_> = v.values().map(|x| x.pidfd.as_fd()).collect();
+                if fds.is_empty() {
+                    std::thread::sleep(step);
+                } else {
+                    let _ = sys::poll_readable(&fds, Some(step));
+                }
+            }
+            if self.live_victims(scope) < before {
+                return true;
+            }
+        }
+    }
+
+    fn oom_resolved(&self, scope: Option<CgroupId>) -> bool {
+        match scope {
+            Some(cg) => match self.fs.version() {
+                CgroupVersion::V1 => self.fs.rel(cg).is_none() || !self.under_oom(cg),
+                CgroupVersion::V2 => {
+                    let cur = self
+                        .fs
+                        .read(cg, "memory.current")
+                        .and_then(|t| crate::parse::parse_u64(&t));
+                    let high = self
+                        .fs
+                        .read(cg, "memory.high")
+                        .and_then(|t| parse_limit(&t))
+                        .flatten();
+                    matches!((cur, high), (Some(c), Some(h)) if c < h) || cur.is_none()
+                }
+            },
+            None => self
+                .proc
+                .meminfo()
+                .is_some_and(|m| m.available_kb > self.cfg.global_min_available_kb),
+        }
+    }
+
+    fn kernel_oom(&mut self, scope: Option<CgroupId>, _totalpages: u64) -> KernelOom {
+        let Some(cg) = scope else {
+            return match self.cfg.global_fallback {
+                GlobalFallback::None => KernelOom::NoVictim,
+                GlobalFallback::Sysrq => {
+                    match std::fs::write(self.proc.root().join("sysrq-trigger"), "f") {
+                        Ok(()) => KernelOom::Delegated,
+                        Err(e) => {
+                            self.log_error(format!("sysrq-trigger: {e}"));
+                            KernelOom::NoVictim
+                        }
+                    }
+                }
+            };
+        };
+        let r = match self.fs.version() {
+            // Waiters retry their charge and the kernel kills.
+            CgroupVersion::V1 => self.fs.write(cg, "memory.oom_control", "0"),
+            // Let usage reach memory.max, where the kernel kills.
+            CgroupVersion::V2 => self.fs.write(cg, "memory.high", "max"),
+        };
+        if let Err(e) = r {
+            self.log_error(format!("fallback in {}: {e}", self.path_or_id(cg)));
+            return KernelOom::NoVictim;
+        }
+        let oom_kill_before = by_name(MEMORY_EVENTS, "MEMCG_OOM_KILL")
+            .and_then(|k| self.memory_event(cg, k))
+            .unwrap_or(0);
+        self.holds.push(Hold {
+            cg,
+            oom_kill_before,
+            since: Instant::now(),
+        });
+        KernelOom::Delegated
+    }
+
+    fn record(&mut self, r: &Record) {
+        let latency_us = self
+            .oom_start
+            .map(|s| s.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+        self.records.push(TimedRecord {
+            record: r.clone(),
+            latency_us,
+        });
+    }
+
+    fn self_pid(&self) -> Option<Pid> {
+        Some(std::process::id() as Pid)
+    }
+}

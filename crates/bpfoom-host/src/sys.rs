@@ -1,0 +1,293 @@
+//! Every system call bpfoom needs that std does not wrap. This is the only
+//! module of the host and daemon crates with `unsafe`; each wrapper checks
+//! its arguments and turns the C convention into `io::Result`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = cvt(fd)? as RawFd;
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_open(pid, 0)`: a handle on the process that stays valid (and
+/// keeps naming the same process) even after the pid is recycled.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    if pid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: plain integer arguments; the result is checked.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a valid descriptor, a NULL siginfo (allowed) and flags 0.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `process_mrelease(pidfd, 0)`: frees a dying process's memory now.
+pub fn process_mrelease(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a valid descriptor and flags 0.
+    cvt(unsafe { libc::syscall(libc::SYS_process_mrelease, pidfd.as_raw_fd(), 0) }).map(drop)
+}
+
+/// A non-blocking, close-on-exec eventfd, as a file (read 8 bytes to reset).
+pub fn eventfd() -> io::Result<File> {
+    // SAFETY: no pointers; the result is checked.
+    let fd = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) } as _)?;
+    Ok(File::from(fd))
+}
+
+/// A non-blocking, close-on-exec inotify instance.
+pub fn inotify_init() -> io::Result<File> {
+    // SAFETY: no pointers; the result is checked.
+    let fd = owned(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) } as _)?;
+    Ok(File::from(fd))
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// `inotify_add_watch`; returns the watch descriptor.
+pub fn inotify_add_watch(ino: &File, path: &Path, mask: u32) -> io::Result<i32> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::inotify_add_watch(ino.as_raw_fd(), c.as_ptr(), mask) } as _).map(|w| w as i32)
+}
+
+/// `inotify_rm_watch` (errors ignored: the watch may already be gone).
+pub fn inotify_rm_watch(ino: &File, wd: i32) {
+    // SAFETY: integer arguments only.
+    unsafe { libc::inotify_rm_watch(ino.as_raw_fd(), wd) };
+}
+
+/// Waits until one of `fds` is readable (or hung up); returns, per fd,
+/// whether it is. An interrupted wait returns all false.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    // SAFETY: `p` is a live array of `p.len()` pollfd structures.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter().map(|x| x.revents != 0).collect())
+}
+
+/// Locks current and future memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`),
+/// so the daemon is not paged out while the machine is out of memory.
+pub fn mlockall() -> io::Result<()> {
+    // SAFETY: flag arguments only.
+    cvt(unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } as _).map(drop)
+}
+
+/// The uid and pid of the process at the other end of a Unix socket.
+pub fn peer_cred(sock: &UnixStream) -> io::Result<(u32, i32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    cvt(r as _)?;
+    Ok((cred.uid, cred.pid))
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP and returns a signalfd that receives
+/// them instead, so the daemon handles them in its poll loop.
+pub fn termination_signalfd() -> io::Result<File> {
+    // SAFETY: `set` is initialised by sigemptyset before use; all pointers
+    // point to that local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        cvt(libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) as _)
+            .map_err(|_| io::Error::other("pthread_sigmask failed"))?;
+        let fd = owned(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) as _)?;
+        Ok(File::from(fd))
+    }
+}
+
+/// Reads one signal from a signalfd; `None` when none is pending.
+pub fn read_signal(sfd: &File) -> Option<i32> {
+    use std::io::Read;
+    let mut buf = [0u8; 128]; // sizeof(struct signalfd_siginfo)
+    let mut f = sfd;
+    match f.read(&mut buf) {
+        Ok(128) => Some(i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]])),
+        _ => None,
+    }
+}
+
+/// Starts the guardian: a forked child that waits for this process to die
+/// (by pidfd, so even SIGKILL is seen at once), then applies the restore
+/// list in `state_file` (lines `PATH VALUE`: write VALUE to PATH) and exits.
+/// On a clean exit the daemon empties the file first, so the guardian does
+/// nothing. Returns the guardian's pid.
+///
+/// The child runs no Rust code that allocates or locks: after `fork` in a
+/// process that may have threads, only async-signal-safe calls are sound.
+pub fn spawn_guardian(state_file: &Path) -> io::Result<i32> {
+    let path = cpath(state_file)?;
+    let me = pidfd_open(std::process::id() as i32)?;
+    let devnull = c"/dev/null";
+    // SAFETY: fork has no memory-safety preconditions; the child only calls
+    // async-signal-safe functions on buffers that live on its own stack or
+    // were allocated before the fork, and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    // SAFETY: the guardian child; see above.
+    unsafe { guardian_child(me.as_raw_fd(), path.as_ptr(), devnull.as_ptr()) }
+}
+
+/// The guardian's body (never returns).
+///
+/// # Safety
+/// Call only in a freshly forked child; `state` and `devnull` must be
+/// NUL-terminated strings.
+unsafe fn guardian_child(
+    daemon: RawFd,
+    state: *const libc::c_char,
+    devnull: *const libc::c_char,
+) -> ! {
+    // SAFETY (whole body): raw libc calls on integers, on the caller's
+    // NUL-terminated strings and on local stack buffers with their sizes.
+    unsafe {
+        // Drop every inherited descriptor but the daemon's pidfd: holding the
+        // control socket or the daemon's stdout would make clients and
+        // readers wait for us.
+        for fd in 0..4096 {
+            if fd != daemon {
+                libc::close(fd);
+            }
+        }
+        let null = libc::open(devnull, libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+        }
+        libc::setsid();
+        libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE);
+        let adj = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+        if adj >= 0 {
+            libc::write(adj, b"-1000".as_ptr().cast(), 5);
+            libc::close(adj);
+        }
+        let mut p = libc::pollfd {
+            fd: daemon,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        while libc::poll(&mut p, 1, -1) <= 0 {}
+        let mut buf = [0u8; 65536];
+        let fd = libc::open(state, libc::O_RDONLY);
+        let mut len = 0usize;
+        if fd >= 0 {
+            while len < buf.len() {
+                let n = libc::read(fd, buf.as_mut_ptr().add(len).cast(), buf.len() - len);
+                if n <= 0 {
+                    break;
+                }
+                len += n as usize;
+            }
+            libc::close(fd);
+        }
+        let mut start = 0;
+        while start < len {
+            let mut end = start;
+            while end < len && buf[end] != b'\n' {
+                end += 1;
+            }
+            restore_line(&mut buf[start..end.min(len)]);
+            start = end + 1;
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Applies one `PATH VALUE` line in place (the space becomes the NUL).
+///
+/// # Safety
+/// Only async-signal-safe calls; `line` is a live buffer.
+unsafe fn restore_line(line: &mut [u8]) {
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return;
+    };
+    let mut path = [0u8; 4096];
+    if sp == 0 || sp >= path.len() {
+        return;
+    }
+    path[..sp].copy_from_slice(&line[..sp]);
+    let value = &line[sp + 1..];
+    // SAFETY: `path` is NUL-terminated (zero-filled beyond `sp`); `value` is
+    // a live slice of `value.len()` bytes.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
+        if fd >= 0 {
+            libc::write(fd, value.as_ptr().cast(), value.len());
+            libc::close(fd);
+        }
+    }
+}
+
+/// Borrows a raw descriptor for polling.
+pub fn borrow(f: &impl AsFd) -> BorrowedFd<'_> {
+    f.as_fd()
+}
