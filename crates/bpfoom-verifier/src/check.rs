@@ -69,6 +69,9 @@ struct Ckpt {
     st: State,
     parent: Option<usize>,
     branches: u32,
+    /// Comparisons that pruned / failed (to forget useless states).
+    hits: u32,
+    misses: u32,
 }
 
 enum Visit {
@@ -358,11 +361,19 @@ impl<'a> Verifier<'a> {
         let iter_next = self.is_iter_next(pc);
         let mut widen_from = None;
         let mut loop_visits = 0;
-        for &c in &self.explored[pc] {
-            let ck = &self.ckpts[c];
+        let mut useless = Vec::new();
+        let mut pruned = false;
+        for &c in self.explored[pc].iter().rev() {
+            let ck = &mut self.ckpts[c];
             if ck.branches == 0 {
                 if state::covers(&ck.st, st, &live, state::Cmp::Subsume) {
-                    return Ok(Some(Visit::Pruned));
+                    ck.hits += 1;
+                    pruned = true;
+                    break;
+                }
+                ck.misses += 1;
+                if ck.misses > ck.hits * 3 + 256 {
+                    useless.push(c);
                 }
             } else if iter_next {
                 // An ancestor in the same iterator loop: the iterator bounds the loop.
@@ -382,6 +393,16 @@ impl<'a> Verifier<'a> {
                 );
             }
         }
+        if !useless.is_empty() {
+            // Like the kernel, forget completed states that keep failing to prune.
+            self.explored[pc].retain(|c| !useless.contains(c));
+            for c in useless {
+                self.ckpts[c].st = State::default();
+            }
+        }
+        if pruned {
+            return Ok(Some(Visit::Pruned));
+        }
         if let Some(c) = widen_from {
             // Scalars that changed around an iterator loop are joined with
             // their earlier values, and after a few rounds made unknown, so the
@@ -397,6 +418,8 @@ impl<'a> Verifier<'a> {
             st: st.clone(),
             parent: self.parent,
             branches: 1,
+            hits: 0,
+            misses: 0,
         });
         let id = self.ckpts.len() - 1;
         self.explored[pc].push(id);

@@ -227,7 +227,7 @@ pub(crate) struct RefEntry {
 }
 
 /// The whole abstract state of one path.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct State {
     pub frames: Vec<Frame>,
     pub refs: Vec<RefEntry>,
@@ -405,16 +405,21 @@ fn slot_covers(old: &Slot, cur: &Slot, ids: &mut IdMap, mode: Cmp) -> bool {
     }
 }
 
-/// Generalises every scalar of `cur` that differs from `old`: to the join
-/// of both, or to unknown when `hard`.
+/// Generalises `cur` against `old` around an iterator loop: scalars that
+/// differ become the join of both (unknown when `hard`), and links between
+/// scalar copies are dropped, so the loop reaches a state that covers the
+/// next round.
 pub(crate) fn widen(old: &State, cur: &mut State, hard: bool) {
     let w = |o: &Reg, c: &mut Reg| {
-        if o.is_scalar() && c.is_scalar() && o.var != c.var {
-            *c = Reg::scalar(if hard {
+        if o.is_scalar() && c.is_scalar() {
+            let v = if o.var == c.var {
+                c.var
+            } else if hard {
                 Scalar::UNKNOWN
             } else {
                 o.var.join(&c.var)
-            });
+            };
+            *c = Reg::scalar(v);
         }
     };
     for (fo, fc) in old.frames.iter().zip(cur.frames.iter_mut()) {
@@ -429,6 +434,25 @@ pub(crate) fn widen(old: &State, cur: &mut State, hard: bool) {
             }
         }
     }
+}
+
+/// Drops scalar ids that only one register or slot holds: they link
+/// nothing, and would only make states look different.
+pub(crate) fn clear_singular_ids(st: &mut State) {
+    let mut count: Vec<(u32, u32)> = Vec::new();
+    st.for_each_reg(|r| {
+        if r.is_scalar() && r.id != 0 {
+            match count.iter_mut().find(|(id, _)| *id == r.id) {
+                Some((_, n)) => *n += 1,
+                None => count.push((r.id, 1)),
+            }
+        }
+    });
+    st.for_each_reg(|r| {
+        if r.is_scalar() && r.id != 0 && count.iter().any(|&(id, n)| id == r.id && n == 1) {
+            r.id = 0;
+        }
+    });
 }
 
 /// Formats registers like the kernel log: `R1=ctx() R10=fp0`.
