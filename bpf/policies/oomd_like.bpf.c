@@ -40,6 +40,13 @@ struct candidate {
 	bool found;
 };
 
+/*
+ * The best candidate so far lives in global data rather than on the stack:
+ * the verifier then sees each load as an unknown value, so the loop's
+ * states converge instead of multiplying with every refined comparison.
+ */
+struct candidate best;
+
 /* Ranks a preference: higher loses first. */
 static u32 pref_class(u32 pref)
 {
@@ -64,7 +71,6 @@ int BPF_PROG(oomd_like_oom, struct oom_control *oc, struct cgroup *cgrp)
 {
 	struct mem_cgroup *root = oc->memcg, *memcg;
 	struct cgroup_subsys_state *pos;
-	struct candidate best = {};
 	struct cgroup *victim;
 	u64 id, scan, delta, usage, *last;
 	u32 *pref, class;
@@ -77,6 +83,11 @@ int BPF_PROG(oomd_like_oom, struct oom_control *oc, struct cgroup *cgrp)
 	if (!root)
 		return BPF_OOM_FAILED;
 
+	best.id = 0;
+	best.delta = 0;
+	best.usage = 0;
+	best.class = 0;
+	best.found = false;
 	bpf_rcu_read_lock();
 	bpf_for_each(css, pos, &root->css, BPF_CGROUP_ITER_DESCENDANTS_PRE) {
 		memcg = bpf_get_mem_cgroup(pos);

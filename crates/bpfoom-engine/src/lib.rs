@@ -34,6 +34,7 @@ pub mod host;
 mod kfuncs;
 mod objects;
 pub mod record;
+mod verify;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 pub use engine::{Engine, OomOutcome};
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use record::{Constraint, Record, Verdict};
+pub use verify::Verifier;
 
 /// Engine-wide limits.
 #[derive(Clone, Debug, PartialEq, Eq)]

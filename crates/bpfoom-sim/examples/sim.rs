@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bpfoom_engine::ContractCheck;
+use bpfoom_engine::Verifier;
 use bpfoom_sim::{run_scenario, SimOptions};
 
 fn load(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let opts = SimOptions {
         base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         loader: &load,
-        check: &ContractCheck,
+        check: &Verifier::default(),
         engine: Default::default(),
     };
     match run_scenario(

@@ -126,8 +126,15 @@ pub struct SimOptions<'a> {
 }
 
 /// Runs a scenario file with the default loader ([`read_policy_file`]) and
-/// `check` as the gate, printing JSON lines to `out`.
-pub fn run_scenario_file(
+/// the bpfoom verifier as the gate, printing JSON lines to `out`. This is
+/// `bpfoom sim FILE`: exit with [`Outcome::exit_code`] or
+/// [`SimError::exit_code`].
+pub fn run_scenario_file(path: &Path, out: &mut dyn Write) -> Result<Outcome, SimError> {
+    run_scenario_file_with(path, &bpfoom_engine::Verifier::default(), out)
+}
+
+/// [`run_scenario_file`] with another gate.
+pub fn run_scenario_file_with(
     path: &Path,
     check: &dyn PolicyCheck,
     out: &mut dyn Write,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bpfoom_engine::ContractCheck;
+use bpfoom_engine::Verifier;
 use bpfoom_sim::{run_scenario, Outcome, SimOptions};
 use bpfoom_testutil::{compile_or_skip, repo_root};
 
@@ -39,7 +39,7 @@ fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, 
     let opts = SimOptions {
         base_dir: path.parent().unwrap().to_path_buf(),
         loader: &load,
-        check: &ContractCheck,
+        check: &Verifier::default(),
         engine: Default::default(),
     };
     let mut out = Vec::new();
@@ -158,6 +158,12 @@ fn bad_scenarios_name_the_line_and_reason() {
             "no global variable nope",
         ),
         (format!("{base}[[expect]]\n"), 6, "at least one of"),
+        // The verifier is the gate: a reference leak never attaches.
+        (
+            format!("{base}{}", attach("tests/leaky")),
+            6,
+            "policy leaky rejected",
+        ),
     ];
     for (text, line, reason) in cases {
         let (r, _) = run_text(&text, &path);
