@@ -414,8 +414,10 @@ impl<'a> Verifier<'a> {
             return Ok(None);
         }
         self.last_ckpt = self.processed;
+        let mut saved = st.clone();
+        state::clear_singular_ids(&mut saved);
         self.ckpts.push(Ckpt {
-            st: st.clone(),
+            st: saved,
             parent: self.parent,
             branches: 1,
             hits: 0,
