@@ -180,3 +180,37 @@ fn bad_scenarios_name_the_line_and_reason() {
         }
     }
 }
+
+/// Every kind of expectation in the scenarios is live: flipping it fails.
+#[test]
+fn mutated_expectations_fail() {
+    if !have_clang() {
+        return;
+    }
+    let mutations: [(&str, &str); 5] = [
+        ("fallback = true", "fallback = false"),
+        ("fallback = false", "fallback = true"),
+        ("result = \"processed\"", "result = \"failed\""),
+        ("survivors = [", "survivors = [424242, "),
+        ("bytes = \"228M\"", "bytes = \"164M\""),
+    ];
+    let mut tried = 0;
+    for path in scenarios() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in mutations {
+            if !text.contains(from) {
+                continue;
+            }
+            tried += 1;
+            let (r, _) = run_text(&text.replacen(from, to, 1), &path);
+            let o = r.unwrap();
+            assert_eq!(
+                o.exit_code(),
+                1,
+                "{} with {from:?} -> {to:?}",
+                path.display()
+            );
+        }
+    }
+    assert!(tried >= 20, "{tried}");
+}
