@@ -8,6 +8,7 @@
 //! `oc->bpf_memory_freed`.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use bpfoom_abi::{kfuncs, stats, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_PSI_FULL};
 use bpfoom_vm::{Env, HostError as VmHostError, ObjId};
@@ -15,7 +16,7 @@ use bpfoom_vm::{Env, HostError as VmHostError, ObjId};
 use crate::engine::{run_chain, OomInstance, OomRequest, State, Trigger};
 use crate::host::{
     ancestors, is_within, oom_badness, subtree_post, subtree_pre, CgroupId, Host, HostError, Pid,
-    EINVAL, ENOENT, ENOSPC, EPERM, ESRCH, OOM_SCORE_ADJ_MIN,
+    EBUSY, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH, OOM_SCORE_ADJ_MIN,
 };
 use crate::objects::{put, Key, Layout, Objects};
 use crate::record::{Constraint, Record};
@@ -50,6 +51,7 @@ pub(crate) struct Kctx<'a, H: Host + ?Sized> {
     rcu: i32,
     iters: HashMap<u64, VecDeque<Key>>,
     next_iter: u64,
+    started: Instant,
 }
 
 fn errno(e: i32) -> u64 {
@@ -86,6 +88,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
             rcu: 0,
             iters: HashMap::new(),
             next_iter: ITER_BASE,
+            started: Instant::now(),
         }
     }
 
@@ -405,7 +408,10 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                 let Some(limit) = self.host.memcg(cg).and_then(|m| m.limit) else {
                     return Ok(errno(EINVAL));
                 };
-                if bytes == 0 || bytes > *self.reserve {
+                if bytes == 0 {
+                    return Ok(errno(EINVAL));
+                }
+                if bytes > *self.reserve {
                     return Ok(errno(ENOSPC));
                 }
                 let new = limit.saturating_add(bytes);
@@ -590,6 +596,11 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
         let order = a[1] as u32 as i32;
         if !(0..=10).contains(&order) || a[2] & !BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK != 0 {
             return Ok(errno(EINVAL));
+        }
+        // A handler past its time limit may not start another OOM event:
+        // each one runs the whole chain.
+        if self.started.elapsed() > self.cfg.time_limit {
+            return Ok(errno(EBUSY));
         }
         let text = if a[3] == 0 {
             None
