@@ -1,0 +1,353 @@
+//! Differential check against the running kernel's verifier.
+//!
+//! Programs that do not depend on bpfoom's context (ALU, jumps, bounded
+//! loops, stack; registers r0 and r2-r9 only) are generated from a fixed seed,
+//! verified here (as `bpf_psi_ops.init`, whose `int` return accepts any
+//! value) and loaded into the kernel as socket filters with `BPF_PROG_LOAD`.
+//! The verdicts must agree, except for these documented classes where
+//! bpfoom is deliberately stricter or simply differently bounded:
+//!
+//! - **uninitialised stack reads**: the kernel lets privileged loaders read
+//!   uninitialised stack (`allow_uninit_stack`); bpfoom never does.
+//! - **complexity**: the kernel prunes with precision tracking and its own
+//!   checkpoint heuristics, bpfoom compares all scalars exactly, so the two
+//!   may hit "too complex" on different programs. Only a "too complex" or
+//!   "infinite loop" verdict on one side (kernel: `E2BIG`, or a log that says
+//!   so) is allowed to disagree.
+//!
+//! Needs root; skips with a printed reason otherwise.
+
+mod common;
+
+use bpfoom_insn::opcode::*;
+use bpfoom_insn::Insn;
+use bpfoom_verifier::{verify, Hook, Options, ProgramInput, RejectKind, VerifyError};
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+
+/// The leading fields of `union bpf_attr` for `BPF_PROG_LOAD`, padded with
+/// zeros (the kernel requires unknown trailing bytes to be zero).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    pad: [u64; 12],
+}
+
+/// Loads a program into the kernel: `Ok(())` if accepted, else errno and log.
+fn kernel_load(insns: &[Insn], with_log: bool) -> Result<(), (i32, String)> {
+    let raw: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
+    let license = b"GPL\0";
+    let mut log = vec![0u8; if with_log { 1 << 20 } else { 0 }];
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
+        insn_cnt: insns.len() as u32,
+        insns: raw.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: u32::from(with_log),
+        log_size: log.len() as u32,
+        log_buf: if with_log { log.as_mut_ptr() as u64 } else { 0 },
+        ..ProgLoadAttr::default()
+    };
+    // SAFETY: `attr` is a valid, zero-padded bpf_attr whose pointers (insns,
+    // license, log buffer) outlive the call; the kernel only reads the
+    // instructions and license and writes at most `log_size` log bytes.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: `fd` is a file descriptor the kernel just returned to us.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    Err((errno, String::from_utf8_lossy(&log[..end]).into_owned()))
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn reg(&mut self) -> u8 {
+        [0u8, 2, 3, 4, 5, 6, 7, 8, 9][self.below(9) as usize]
+    }
+    fn imm(&mut self) -> i32 {
+        match self.below(4) {
+            0 => self.below(8) as i32,
+            1 => self.below(100) as i32 - 50,
+            2 => [0, 1, -1, 255, 4096, i32::MAX, i32::MIN][self.below(7) as usize],
+            _ => self.next() as i32,
+        }
+    }
+}
+
+const ALU: [u8; 12] = [
+    BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH, BPF_MOD, BPF_XOR,
+    BPF_MOV, BPF_ARSH,
+];
+const JMP: [u8; 11] = [
+    BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT, BPF_JSGE, BPF_JLT, BPF_JLE, BPF_JSLT,
+    BPF_JSLE,
+];
+const SIZES: [u8; 4] = [BPF_B, BPF_H, BPF_W, BPF_DW];
+
+/// One generated program: a body of random instructions, then `exit`.
+fn generate(rng: &mut Rng) -> Vec<Insn> {
+    let len = 4 + rng.below(24) as usize;
+    let mut v: Vec<Insn> = Vec::new();
+    // Usually initialise a few registers so that more programs get past the first read.
+    for r in [0u8, 2, 3, 4, 5, 6, 7, 8, 9] {
+        if rng.below(16) != 0 {
+            v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, r, 0, 0, rng.imm()));
+        }
+    }
+    for slot in 1..=8i16 {
+        if rng.below(3) != 0 {
+            v.push(Insn::new(
+                BPF_ST | BPF_MEM | BPF_DW,
+                10,
+                0,
+                -8 * slot,
+                rng.imm(),
+            ));
+        }
+    }
+    let body_start = v.len();
+    while v.len() < body_start + len {
+        let here = v.len();
+        let left = (body_start + len - here) as i64;
+        match rng.below(10) {
+            0..=3 => {
+                let class = if rng.below(3) == 0 {
+                    BPF_ALU
+                } else {
+                    BPF_ALU64
+                };
+                let op = ALU[rng.below(ALU.len() as u64) as usize];
+                let dst = rng.reg();
+                let mut imm = rng.imm();
+                if matches!(op, BPF_LSH | BPF_RSH | BPF_ARSH) && rng.below(8) != 0 {
+                    imm = rng.below(if class == BPF_ALU { 32 } else { 64 }) as i32;
+                }
+                if matches!(op, BPF_DIV | BPF_MOD) && imm == 0 && rng.below(4) != 0 {
+                    imm = 3;
+                }
+                if rng.below(2) == 0 {
+                    v.push(Insn::new(class | op | BPF_K, dst, 0, 0, imm));
+                } else {
+                    v.push(Insn::new(class | op | BPF_X, dst, rng.reg(), 0, 0));
+                }
+            }
+            4 => {
+                let dst = rng.reg();
+                let class = if rng.below(2) == 0 {
+                    BPF_ALU
+                } else {
+                    BPF_ALU64
+                };
+                v.push(Insn::new(class | BPF_NEG, dst, 0, 0, 0));
+            }
+            5 | 6 => {
+                let size = SIZES[rng.below(4) as usize];
+                let n = size_bytes(size) as i64;
+                let off = -(n * (1 + rng.below(8) as i64));
+                if rng.below(2) == 0 {
+                    v.push(Insn::new(
+                        BPF_ST | BPF_MEM | size,
+                        10,
+                        0,
+                        off as i16,
+                        rng.imm(),
+                    ));
+                } else {
+                    v.push(Insn::new(
+                        BPF_STX | BPF_MEM | size,
+                        10,
+                        rng.reg(),
+                        off as i16,
+                        0,
+                    ));
+                }
+            }
+            7 => {
+                let size = SIZES[rng.below(4) as usize];
+                let n = size_bytes(size) as i64;
+                let off = -(n * (1 + rng.below(8) as i64));
+                v.push(Insn::new(
+                    BPF_LDX | BPF_MEM | size,
+                    rng.reg(),
+                    10,
+                    off as i16,
+                    0,
+                ));
+            }
+            8 => {
+                // Forward conditional jump (never past the final exit).
+                let class = if rng.below(3) == 0 {
+                    BPF_JMP32
+                } else {
+                    BPF_JMP
+                };
+                let op = JMP[rng.below(JMP.len() as u64) as usize];
+                let off = 1 + rng.below(left.clamp(1, 4) as u64) as i16;
+                let off = off.min(left as i16);
+                if rng.below(2) == 0 {
+                    v.push(Insn::new(class | op | BPF_K, rng.reg(), 0, off, rng.imm()));
+                } else {
+                    v.push(Insn::new(class | op | BPF_X, rng.reg(), rng.reg(), off, 0));
+                }
+            }
+            _ => {
+                // A counted loop: r9 counts to a small bound around a short body.
+                let bound = 1 + rng.below(20) as i32;
+                v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 9, 0, 0, 0));
+                let head = v.len();
+                let body = rng.below(3);
+                for _ in 0..body {
+                    let r = [0u8, 2, 3, 4][rng.below(4) as usize];
+                    v.push(Insn::new(BPF_ALU64 | BPF_ADD | BPF_X, r, 9, 0, 0));
+                }
+                v.push(Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, 9, 0, 0, 1));
+                let back = head as i64 - v.len() as i64 - 1;
+                let op = if rng.below(8) == 0 { BPF_JNE } else { BPF_JLT };
+                v.push(Insn::new(BPF_JMP | op | BPF_K, 9, 0, back as i16, bound));
+            }
+        }
+    }
+    v.push(Insn::new(EXIT, 0, 0, 0, 0));
+    v
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    Agree,
+    UninitStack,
+    Complexity,
+    Mismatch,
+}
+
+#[test]
+fn verdicts_match_the_kernel() {
+    if !bpfoom_testutil::is_root() {
+        eprintln!("SKIP: differential test needs root to call bpf(BPF_PROG_LOAD)");
+        return;
+    }
+    if kernel_load(
+        &[
+            Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0),
+            Insn::new(EXIT, 0, 0, 0, 0),
+        ],
+        false,
+    )
+    .is_err()
+    {
+        eprintln!("SKIP: the kernel refuses BPF_PROG_LOAD here (no BPF syscall or locked down)");
+        return;
+    }
+    let mut rng = Rng(0x5eed_0f_b0f0_0f00);
+    let opts = Options::default();
+    let (mut agree, mut both_accept, mut uninit, mut complexity) = (0, 0, 0, 0);
+    let mut mismatches = Vec::new();
+    const N: usize = 600;
+    for n in 0..N {
+        let insns = generate(&mut rng);
+        let input = ProgramInput {
+            name: "gen",
+            insns: &insns,
+            hook: Hook {
+                ops: "bpf_psi_ops",
+                member: "init",
+            },
+            sleepable: false,
+            maps: &[],
+            line_info: &[],
+        };
+        let ours = verify(&input, &opts);
+        let kernel = kernel_load(&insns, false);
+        let class = match (&ours, &kernel) {
+            (Ok(_), Ok(())) => {
+                both_accept += 1;
+                Class::Agree
+            }
+            (Err(_), Err(_)) => Class::Agree,
+            (Err(VerifyError::Rejected(r)), Ok(())) => match r.kind {
+                RejectKind::Stack if r.reason.contains("uninitialized") => Class::UninitStack,
+                RejectKind::TooComplex | RejectKind::InfiniteLoop => Class::Complexity,
+                _ => Class::Mismatch,
+            },
+            (Ok(_), Err((errno, _))) => {
+                let (_, log) = kernel_load(&insns, true).err().unwrap_or_default();
+                if *errno == libc::E2BIG
+                    || log.contains("too large")
+                    || log.contains("infinite loop")
+                {
+                    Class::Complexity
+                } else {
+                    Class::Mismatch
+                }
+            }
+            (Err(e), _) => panic!("program {n}: {e}"),
+        };
+        match class {
+            Class::Agree => agree += 1,
+            Class::UninitStack => uninit += 1,
+            Class::Complexity => complexity += 1,
+            Class::Mismatch => {
+                let (_, klog) = kernel_load(&insns, true).err().unwrap_or_default();
+                let text = bpfoom_insn::disasm::disassemble(&insns).join("\n");
+                let ours = match &ours {
+                    Ok(_) => "accepted".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let tail: Vec<&str> = klog.lines().rev().take(6).collect();
+                mismatches.push(format!(
+                    "program {n}:\n{text}\n-- bpfoom: {ours}\n-- kernel: {}",
+                    if kernel.is_ok() {
+                        "accepted".to_string()
+                    } else {
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    }
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "differential: {N} programs, {agree} agree ({both_accept} accepted by both), {uninit} uninitialised-stack, {complexity} complexity, {} mismatches",
+        mismatches.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} verdict mismatches:\n\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+    assert!(
+        both_accept > N / 10,
+        "the generator should produce accepted programs too"
+    );
+    assert!(agree > N / 2);
+}
