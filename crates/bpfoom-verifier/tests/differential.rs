@@ -268,7 +268,7 @@ fn verdicts_match_the_kernel() {
         eprintln!("SKIP: the kernel refuses BPF_PROG_LOAD here (no BPF syscall or locked down)");
         return;
     }
-    let mut rng = Rng(0x5eed_0f_b0f0_0f00);
+    let mut rng = Rng(0x005e_ed0f_b0f0_0f00);
     let opts = Options::default();
     let (mut agree, mut both_accept, mut uninit, mut complexity) = (0, 0, 0, 0);
     let mut mismatches = Vec::new();
