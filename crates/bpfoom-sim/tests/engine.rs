@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bpfoom_engine::{
-    AttachOptions, ContractCheck, Engine, EngineConfig, EngineError, OomOutcome, Policy, Record,
-    Verdict,
+    AttachOptions, ContractCheck, Engine, EngineConfig, EngineError, Host, OomOutcome, Policy,
+    Record, Verdict,
 };
 use bpfoom_obj::Object;
 use bpfoom_sim::{SimHost, SimProc};
@@ -412,4 +412,39 @@ fn psi_init_online_offline_and_trigger_limits() {
         .count();
     assert_eq!(triggers, 1);
     assert_eq!(job, 2);
+}
+
+#[test]
+fn backoff_budget_is_spent_then_refilled_when_memory_is_freed() {
+    let Some(p) = policy("always_backoff", "", "return BPF_OOM_BACKOFF;") else {
+        return;
+    };
+    let (host, job) = one_job();
+    let mut e = Engine::new(host, EngineConfig::default());
+    let opts = AttachOptions {
+        backoff_budget: 2,
+        backoff_timeout: Duration::from_millis(30),
+        limit_reserve: 0,
+    };
+    e.attach(p, job, opts).unwrap();
+    // The OOM holds while a 20M charge to /job does not fit.
+    e.host_mut().set_pending(Some((job, 20 << 20)));
+    let start = e.host().now();
+    // Nothing frees memory: two honoured waits, then FAILED and the kernel kills.
+    assert_eq!(e.out_of_memory(Some(job)), OomOutcome::Kernel(vec![10]));
+    assert_eq!(
+        e.host().now() - start,
+        Duration::from_millis(60),
+        "budget x timeout"
+    );
+    let honoured: Vec<bool> = records(&e)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Backoff { honoured, .. } => Some(honoured),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(honoured, [true, true, false]);
+    // The kill freed memory: the budget is full again.
+    assert_eq!(e.instances()[0].backoff_budget_left, 2);
 }
