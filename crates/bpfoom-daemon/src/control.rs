@@ -119,9 +119,8 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
         .take(16 << 20)
         .read_line(&mut resp)
         .map_err(|e| io("reading from", e))?;
-    serde_json::from_str(&resp).map_err(|e| {
-        DaemonError::Control(format!("bad response from {}: {e}", socket.display()))
-    })
+    serde_json::from_str(&resp)
+        .map_err(|e| DaemonError::Control(format!("bad response from {}: {e}", socket.display())))
 }
 
 use std::io::Read as _;

@@ -1,12 +1,14 @@
 //! The daemon: set-up, the poll loop, OOM handling, control requests,
 //! shutdown.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bpfoom_engine::{
@@ -65,7 +67,7 @@ struct Counters {
 
 struct Daemon {
     engine: Engine<LinuxHost>,
-    out: Output,
+    out: Rc<RefCell<Output>>,
     attached: Vec<Attached>,
     counters: Counters,
     recent: VecDeque<String>,
@@ -105,20 +107,21 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         .or_else(|| bpfoom_host::find_memory_hierarchy(&proc_root))
         .ok_or_else(|| DaemonError::Setup("no memory cgroup hierarchy is mounted".into()))?;
     let attach_specs = parse_attach_args(&args.attach)?;
-    let mut out = Output::stdio(format, dry_run);
+    let out = Rc::new(RefCell::new(Output::stdio(format, dry_run)));
+    let info = |m: &str| out.borrow_mut().info(m);
 
     // Leftovers of a crashed daemon first: un-pause what it paused.
     if let Some(dir) = state_file.parent() {
         std::fs::create_dir_all(dir).map_err(setup(dir.display()))?;
     }
     match restore::reconcile(&state_file) {
-        Ok(v) if !v.is_empty() => out.info(&format!(
+        Ok(v) if !v.is_empty() => info(&format!(
             "restored {} settings left by a previous daemon ({})",
             v.len(),
             state_file.display()
         )),
         Ok(_) => {}
-        Err(e) => out.info(&format!("reconciling {}: {e}", state_file.display())),
+        Err(e) => info(&format!("reconciling {}: {e}", state_file.display())),
     }
     sys::spawn_guardian(&state_file).map_err(setup("starting the guardian"))?;
 
@@ -144,7 +147,9 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     if let Some(m) = bpfoom_host::procfs::Procfs::new(&hc.proc_root).meminfo() {
         hc.global_min_available_kb = global.min_available_kb(&m);
     }
-    let host = LinuxHost::new(hc).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let mut host = LinuxHost::new(hc).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let sink_out = out.clone();
+    host.set_sink(Box::new(move |r| sink_out.borrow_mut().record(r)));
     let ecfg = EngineConfig {
         insn_budget: d.insn_budget.unwrap_or(EngineConfig::default().insn_budget),
         time_limit: d
@@ -167,7 +172,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
     for e in errs {
-        dm.out.info(&format!("restore failed: {e}"));
+        dm.info(&format!("restore failed: {e}"));
     }
     let _ = std::fs::remove_file(&socket);
     notify_systemd("STOPPING=1");
@@ -233,7 +238,6 @@ impl Daemon {
         socket: &Path,
         no_mlock: bool,
     ) -> Result<UnixListener, DaemonError> {
-        let listener = bind_socket(socket)?;
         for a in &cfg.attach {
             let opts = AttachOpts {
                 backoff_budget: a.backoff_budget,
@@ -251,25 +255,33 @@ impl Daemon {
                 })
                 .collect();
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
-            self.attach(&file, a.cgroup.get_ref(), a.instance.as_deref(), &opts, &maps)
-                .map_err(|e| match e {
-                    DaemonError::Rejected(m) => DaemonError::Rejected(m),
-                    other => DaemonError::BadInput(format!(
-                        "attach entry for {}: {other}",
-                        a.cgroup.get_ref()
-                    )),
-                })?;
+            self.attach(
+                &file,
+                a.cgroup.get_ref(),
+                a.instance.as_deref(),
+                &opts,
+                &maps,
+            )
+            .map_err(|e| match e {
+                DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                other => DaemonError::BadInput(format!(
+                    "attach entry for {}: {other}",
+                    a.cgroup.get_ref()
+                )),
+            })?;
         }
         for (p, c) in cli {
             self.attach(p, c, None, &AttachOpts::default(), &[])?;
         }
         if !no_mlock {
             if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
-                self.out.info(&format!("mlockall failed ({e}); continuing unlocked"));
+                self.info(&format!("mlockall failed ({e}); continuing unlocked"));
             }
         }
+        // Bound last: a client that can connect sees the initial attachments.
+        let listener = bind_socket(socket)?;
         self.flush();
-        self.out.info(&format!(
+        self.info(&format!(
             "running (pid {}, socket {}, {} instances{})",
             std::process::id(),
             socket.display(),
@@ -299,7 +311,7 @@ impl Daemon {
             let now = Instant::now();
             if ready[0] {
                 let sig = sys::read_signal(&sigfd).unwrap_or(0);
-                self.out.info(&format!("signal {sig}: restoring cgroups and exiting"));
+                self.info(&format!("signal {sig}: restoring cgroups and exiting"));
                 return Ok(());
             }
             if ready[2] || now.duration_since(last_rescan) >= RESCAN {
@@ -312,11 +324,11 @@ impl Daemon {
             }
             if self.global.enabled() {
                 let p = bpfoom_host::procfs::Procfs::new(&self.engine.host().config().proc_root);
-                if let Some(why) = self
-                    .global
-                    .sample(now, p.meminfo().as_ref(), p.memory_pressure().as_ref())
+                if let Some(why) =
+                    self.global
+                        .sample(now, p.meminfo().as_ref(), p.memory_pressure().as_ref())
                 {
-                    self.out.info(&format!("global OOM: {why}"));
+                    self.info(&format!("global OOM: {why}"));
                     self.handle_oom(None, now);
                 }
             }
@@ -392,8 +404,11 @@ impl Daemon {
                 }
                 self.recent.push_back(r.to_json(self.dry_run));
             }
-            self.out.record(&r);
         }
+    }
+
+    fn info(&self, msg: &str) {
+        self.out.borrow_mut().info(msg);
     }
 
     fn accept(&mut self, listener: &UnixListener) {
@@ -403,7 +418,7 @@ impl Daemon {
                 return;
             };
             if let Err(e) = self.serve_client(s) {
-                self.out.info(&format!("control connection: {e}"));
+                self.info(&format!("control connection: {e}"));
             }
         }
     }
@@ -413,7 +428,9 @@ impl Daemon {
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.set_write_timeout(Some(Duration::from_secs(2)))?;
         let (uid, pid) = sys::peer_cred(&s)?;
-        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let me = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
         let resp = if uid != 0 && uid != me {
             self.counters.rejected_requests += 1;
             Response::err(&DaemonError::Rejected(format!(
@@ -422,6 +439,10 @@ impl Daemon {
         } else {
             let mut line = String::new();
             BufReader::new(&s).take(MAX_REQUEST).read_line(&mut line)?;
+            if line.is_empty() {
+                // A connection probe (or a client that gave up).
+                return Ok(());
+            }
             self.counters.requests += 1;
             let r = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => self.request(req),
@@ -535,7 +556,9 @@ impl Daemon {
     fn detach(&mut self, cgroup: &str) -> Result<String, DaemonError> {
         let cg = self.resolve(cgroup)?;
         let Some(i) = self.attached.iter().position(|a| a.cgroup == cg) else {
-            return Err(DaemonError::BadInput(format!("nothing attached to {cgroup}")));
+            return Err(DaemonError::BadInput(format!(
+                "nothing attached to {cgroup}"
+            )));
         };
         let a = self.attached.remove(i);
         let name = self

@@ -232,9 +232,9 @@ pub fn attach(a: &AttachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     }
     for m in &a.maps {
         let (mk, v) = split_kv(m, "--map")?;
-        let (map, key) = mk
-            .split_once(':')
-            .ok_or_else(|| DaemonError::BadInput(format!("--map: expected MAP:KEY=VALUE, got {m:?}")))?;
+        let (map, key) = mk.split_once(':').ok_or_else(|| {
+            DaemonError::BadInput(format!("--map: expected MAP:KEY=VALUE, got {m:?}"))
+        })?;
         options
             .maps
             .push((map.into(), key.into(), number(v, "--map")?));
@@ -273,7 +273,11 @@ pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         st["pid"],
         st["hierarchy"].as_str().unwrap_or("?"),
         st["watched"],
-        if st["dry_run"] == true { ", dry run" } else { "" }
+        if st["dry_run"] == true {
+            ", dry run"
+        } else {
+            ""
+        }
     )?;
     for i in st["instances"].as_array().into_iter().flatten() {
         writeln!(

@@ -133,8 +133,7 @@ impl Cgroupfs {
         }
         let rel = rel.to_string_lossy().trim_end_matches('/').to_string();
         let dir = self.dir_of(&rel);
-        let ok = dir.is_dir()
-            && (dir.join("cgroup.procs").exists() || dir.join("tasks").exists());
+        let ok = dir.is_dir() && (dir.join("cgroup.procs").exists() || dir.join("tasks").exists());
         ok.then(|| self.learn(&rel))
             .flatten()
             .ok_or_else(|| CgroupError::NoSuchCgroup {

@@ -104,18 +104,21 @@ pub struct TimedRecord {
 }
 
 impl TimedRecord {
-    /// One JSON line: the engine's JSON plus `latency_us` (and `dry_run`).
+    /// One JSON line: the engine's JSON (field order kept) plus
+    /// `latency_us` and, in a dry run, `"dry_run":true`.
     pub fn to_json(&self, dry_run: bool) -> String {
-        let mut v = serde_json::to_value(&self.record).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(l) = self.latency_us {
-                obj.insert("latency_us".into(), l.into());
-            }
-            if dry_run {
-                obj.insert("dry_run".into(), true.into());
-            }
+        let mut s = self.record.to_json();
+        let mut extra = String::new();
+        if let Some(l) = self.latency_us {
+            extra.push_str(&format!(",\"latency_us\":{l}"));
         }
-        v.to_string()
+        if dry_run {
+            extra.push_str(",\"dry_run\":true");
+        }
+        if s.ends_with('}') && !extra.is_empty() {
+            s.insert_str(s.len() - 1, &extra);
+        }
+        s
     }
 }
 
@@ -149,7 +152,12 @@ pub struct LinuxHost {
     wd_dirs: BTreeMap<i32, CgroupId>,
     oom_start: Option<Instant>,
     records: Vec<TimedRecord>,
+    sink: Option<RecordSink>,
 }
+
+/// Receives records the moment they are made (the daemon prints them even
+/// while a handler waits in BACKOFF).
+pub type RecordSink = Box<dyn FnMut(&TimedRecord)>;
 
 fn herr(e: &io::Error, what: impl std::fmt::Display) -> HostError {
     HostError::new(e.raw_os_error().unwrap_or(EINVAL), format!("{what}: {e}"))
@@ -177,6 +185,7 @@ impl LinuxHost {
             wd_dirs: BTreeMap::new(),
             oom_start: None,
             records: Vec::new(),
+            sink: None,
             cfg,
         })
     }
@@ -280,10 +289,7 @@ impl LinuxHost {
                     match self.watch_v1(cg) {
                         Ok(efd) => w.efd = Some(efd),
                         Err(e) => {
-                            self.log_error(format!(
-                                "cannot watch {}: {e}",
-                                self.path_or_id(cg)
-                            ));
+                            self.log_error(format!("cannot watch {}: {e}", self.path_or_id(cg)));
                         }
                     }
                 }
@@ -478,9 +484,8 @@ impl LinuxHost {
             }
             let over = match self.fs.version() {
                 CgroupVersion::V1 => {
-                    let text = self.fs.read(h.cg, "memory.oom_control").unwrap_or_default();
-                    let killed = kv_get(&text, "oom_kill").unwrap_or(0) > h.oom_kill_before;
-                    let under = kv_get(&text, "under_oom") == Some(1);
+                    let killed = self.oom_kills_in(h.cg) > h.oom_kill_before;
+                    let under = self.under_oom(h.cg);
                     !under && (killed || h.since.elapsed() >= self.cfg.fallback_hold)
                 }
                 CgroupVersion::V2 => h.since.elapsed() >= self.cfg.fallback_hold,
@@ -534,19 +539,46 @@ impl LinuxHost {
         self.oom_start = None;
     }
 
+    /// Sends every record to `sink` as it is made, besides queueing it.
+    pub fn set_sink(&mut self, sink: RecordSink) {
+        self.sink = Some(sink);
+    }
+
+    fn push(&mut self, r: TimedRecord) {
+        if let Some(s) = self.sink.as_mut() {
+            s(&r);
+        }
+        self.records.push(r);
+    }
+
     /// Records made since the last call.
     pub fn take_records(&mut self) -> Vec<TimedRecord> {
         std::mem::take(&mut self.records)
     }
 
     fn log_error(&mut self, message: String) {
-        self.records.push(TimedRecord {
+        self.push(TimedRecord {
             record: Record::Error {
                 policy: "bpfoom".into(),
                 message,
             },
             latency_us: None,
         });
+    }
+
+    /// OOM kills the kernel counted in `cg`'s subtree (v1 counts them in
+    /// the victim's memcg only; v2's memory.events is hierarchical).
+    fn oom_kills_in(&self, cg: CgroupId) -> u64 {
+        let Some(k) = by_name(MEMORY_EVENTS, "MEMCG_OOM_KILL") else {
+            return 0;
+        };
+        match self.fs.version() {
+            CgroupVersion::V1 => subtree_pre(self, cg)
+                .into_iter()
+                .filter_map(|c| self.memory_event(c, k))
+                .sum(),
+            CgroupVersion::V2 => self.memory_event(cg, k).unwrap_or(0),
+        }
     }
 
     fn path_or_id(&self, cg: CgroupId) -> String {
@@ -653,8 +685,7 @@ impl Host for LinuxHost {
 
     fn task(&self, pid: Pid) -> Option<TaskInfo> {
         if let Some(v) = self.victims.borrow().get(&pid) {
-            if sys::poll_readable(&[v.pidfd.as_fd()], Some(Duration::ZERO)).map_or(true, |r| r[0])
-            {
+            if sys::poll_readable(&[v.pidfd.as_fd()], Some(Duration::ZERO)).map_or(true, |r| r[0]) {
                 return None;
             }
         }
@@ -807,9 +838,7 @@ impl Host for LinuxHost {
             self.log_error(format!("fallback in {}: {e}", self.path_or_id(cg)));
             return KernelOom::NoVictim;
         }
-        let oom_kill_before = by_name(MEMORY_EVENTS, "MEMCG_OOM_KILL")
-            .and_then(|k| self.memory_event(cg, k))
-            .unwrap_or(0);
+        let oom_kill_before = self.oom_kills_in(cg);
         self.holds.push(Hold {
             cg,
             oom_kill_before,
@@ -822,7 +851,7 @@ impl Host for LinuxHost {
         let latency_us = self
             .oom_start
             .map(|s| s.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
-        self.records.push(TimedRecord {
+        self.push(TimedRecord {
             record: r.clone(),
             latency_us,
         });

@@ -126,11 +126,19 @@ mod tests {
         let t0 = Instant::now();
         assert!(m.sample(t0, Some(&mem(500)), None).is_none());
         assert!(m.sample(t0, Some(&mem(50)), None).is_some());
-        assert!(m.sample(t0 + Duration::from_millis(10), Some(&mem(50)), None).is_none());
-        assert!(m.sample(t0 + Duration::from_secs(1), Some(&mem(50)), None).is_some());
+        assert!(m
+            .sample(t0 + Duration::from_millis(10), Some(&mem(50)), None)
+            .is_none());
+        assert!(m
+            .sample(t0 + Duration::from_secs(1), Some(&mem(50)), None)
+            .is_some());
         // Cleared, then low again: fires at once.
-        assert!(m.sample(t0 + Duration::from_millis(1100), Some(&mem(500)), None).is_none());
-        assert!(m.sample(t0 + Duration::from_millis(1200), Some(&mem(99)), None).is_some());
+        assert!(m
+            .sample(t0 + Duration::from_millis(1100), Some(&mem(500)), None)
+            .is_none());
+        assert!(m
+            .sample(t0 + Duration::from_millis(1200), Some(&mem(99)), None)
+            .is_some());
         // Exactly at the threshold is not below it.
         assert!(m.condition(Some(&mem(100)), None).is_none());
     }

@@ -79,7 +79,8 @@ fn cpath(path: &Path) -> io::Result<CString> {
 pub fn inotify_add_watch(ino: &File, path: &Path, mask: u32) -> io::Result<i32> {
     let c = cpath(path)?;
     // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::inotify_add_watch(ino.as_raw_fd(), c.as_ptr(), mask) } as _).map(|w| w as i32)
+    cvt(unsafe { libc::inotify_add_watch(ino.as_raw_fd(), c.as_ptr(), mask) } as _)
+        .map(|w| w as i32)
 }
 
 /// `inotify_rm_watch` (errors ignored: the watch may already be gone).

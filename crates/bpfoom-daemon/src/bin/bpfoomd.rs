@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "bpfoomd", version, about = "The bpfoom daemon and its control client")]
+#[command(
+    name = "bpfoomd",
+    version,
+    about = "The bpfoom daemon and its control client"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: bpfoom_daemon::DaemonCmd,
