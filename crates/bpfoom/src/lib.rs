@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod inspect;
+pub mod verify;
 
 /// Everything a verb can fail with; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ enum Cmd {
     Build(build::BuildArgs),
     /// Show a compiled policy: struct_ops instances, programs, maps, kfuncs, relocations.
     Inspect(inspect::InspectArgs),
+    /// Check every struct_ops callback of a policy with the verifier (exit 1 when rejected).
+    Verify(verify::VerifyArgs),
     /// Build the bundled example policies and inspect each one.
     Demo {
         /// Directory for the compiled objects (default: a fresh temporary directory).
@@ -94,6 +97,7 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         Cmd::Build(a) => build::run(&a, out),
         Cmd::Inspect(a) => inspect::run(&a, out),
+        Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Demo { out_dir } => demo(out_dir, out),
     }
 }

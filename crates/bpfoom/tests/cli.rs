@@ -159,3 +159,104 @@ fn demo_runs_on_the_bundled_examples() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn verify_accepts_every_example_policy() {
+    for src in bpfoom_testutil::policy_sources() {
+        let Some(obj) = bpfoom_testutil::compile_or_skip(&src, &[]) else {
+            return;
+        };
+        let o = bpfoom(&["verify", obj.to_str().unwrap()]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{}: {out}{}", src.display(), stderr(&o));
+        assert!(out.contains(": verified: "), "{out}");
+        assert!(
+            out.contains("insns processed") && out.contains("peak"),
+            "{out}"
+        );
+    }
+}
+
+/// Compiles a one-callback OOM policy whose handler body is `body`.
+fn oom_policy(name: &str, body: &str) -> Option<std::path::PathBuf> {
+    if bpfoom_testutil::clang().is_none() {
+        eprintln!("SKIP: clang not found");
+        return None;
+    }
+    let code = format!(
+        "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\
+         SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+         int BPF_PROG(h, struct oom_control *oc, struct cgroup *cgrp)\n{{\n{body}\n}}\n\
+         SEC(\".struct_ops.link\") struct bpf_oom_ops p = {{ .handle_out_of_memory = (void *)h }};\n"
+    );
+    Some(bpfoom_testutil::compile_str(name, &code, &[]).expect("compile"))
+}
+
+#[test]
+fn verify_rejects_with_a_kernel_style_log_and_exit_1() {
+    let cases = [
+        ("null_memcg", "return oc->memcg->oom_group;", "may be NULL"),
+        // clang 14 reloads `oc->memcg` after the check; each load is a new
+        // maybe-NULL pointer, as in the kernel, so this is rejected too.
+        (
+            "reloaded",
+            "return oc->memcg ? oc->memcg->oom_group : 0;",
+            "may be NULL",
+        ),
+        // A bool field is 0..255 to the verifier: not a valid return code.
+        (
+            "ret_range",
+            "struct mem_cgroup *m = oc->memcg; if (!m) return 0; return m->oom_group;",
+            "should have been in [0, 2]",
+        ),
+        (
+            "past_oc",
+            "return (oc + 1)->bpf_memory_freed;",
+            "beyond struct oom_control",
+        ),
+        (
+            "leak",
+            "struct mem_cgroup *m = bpf_get_root_mem_cgroup(); if (!m) return 0; return 1;",
+            "Unreleased reference",
+        ),
+    ];
+    for (name, body, reason) in cases {
+        let Some(obj) = oom_policy(name, body) else {
+            return;
+        };
+        let o = bpfoom(&["verify", obj.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("verification failed"), "{name}: {out}");
+        assert!(out.contains(reason), "{name}: {out}");
+        assert!(
+            out.contains(".bpf.c:"),
+            "{name}: C source line missing: {out}"
+        );
+        assert!(
+            stderr(&o).contains("rejected at insn"),
+            "{name}: {}",
+            stderr(&o)
+        );
+    }
+    // The accepted neighbour of the NULL case.
+    let Some(obj) = oom_policy(
+        "null_checked",
+        "struct mem_cgroup *m = oc->memcg; if (m && m->oom_group) return 1; return 0;",
+    ) else {
+        return;
+    };
+    let o = bpfoom(&["verify", "-v", obj.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).lines().count() > 3,
+        "-v prints the log: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn verify_bad_object_exits_2() {
+    let o = bpfoom(&["verify", "/nonexistent.bpf.o"]);
+    assert_eq!(o.status.code(), Some(2));
+}
