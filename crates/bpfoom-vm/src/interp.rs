@@ -14,8 +14,9 @@ use crate::decode::{Op, D};
 use crate::mem::MAX_FRAMES;
 use crate::{helpers, Env, Host, HostError, VmError};
 
+/// A caller's state saved by a local call.
 #[derive(Clone, Copy, Default)]
-struct Frame {
+pub(crate) struct Frame {
     ret: usize,
     saved: [u64; 4],
 }
@@ -159,8 +160,6 @@ pub(crate) struct Cpu<'a> {
     /// per-instruction cost.
     left: i64,
     budget: u64,
-    depth: usize,
-    frames: [Frame; MAX_FRAMES],
     err: Option<VmError>,
 }
 
@@ -219,6 +218,8 @@ pub(crate) fn exec<H: Host + ?Sized>(
     budget: u64,
 ) -> Result<u64, VmError> {
     let mut host = DynHost(host);
+    // Reused across runs so a run allocates and zeroes nothing.
+    env.frames.clear();
     let mut r = [0u64; 16];
     r[1..6].copy_from_slice(&args);
     r[10] = env.mem.frame_pointer(0);
@@ -229,8 +230,6 @@ pub(crate) fn exec<H: Host + ?Sized>(
         host: &mut host,
         left: budget.min(i64::MAX as u64) as i64,
         budget,
-        depth: 0,
-        frames: [Frame::default(); MAX_FRAMES],
         err: None,
     };
     let mut pc = 0;
@@ -521,8 +520,8 @@ mod ops {
     }
     pub(super) fn CallLocal(c: &mut Cpu<'_>, pc: usize) -> usize {
         let d = c.code[pc].d;
-        // Frame 0 is the main program; `depth` counts callee frames.
-        if c.depth + 1 >= MAX_FRAMES {
+        // Frame 0 is the main program; `frames` holds the callers of the rest.
+        if c.env.frames.len() + 1 >= MAX_FRAMES {
             return c.fail(VmError::CallDepth { pc });
         }
         c.left -= d.imm as i64;
@@ -533,22 +532,19 @@ mod ops {
             });
         }
         let r = &c.r;
-        c.frames[c.depth] = Frame {
+        c.env.frames.push(Frame {
             ret: pc + 1,
             saved: [r[6], r[7], r[8], r[9]],
-        };
-        c.depth += 1;
-        c.r[10] = c.env.mem.frame_pointer(c.depth);
+        });
+        c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         d.off as usize
     }
     pub(super) fn Exit(c: &mut Cpu<'_>, _pc: usize) -> usize {
-        if c.depth == 0 {
+        let Some(f) = c.env.frames.pop() else {
             return STOP;
-        }
-        c.depth -= 1;
-        let f = c.frames[c.depth];
+        };
         c.r[6..10].copy_from_slice(&f.saved);
-        c.r[10] = c.env.mem.frame_pointer(c.depth);
+        c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         f.ret
     }
     pub(super) fn Hole(c: &mut Cpu<'_>, pc: usize) -> usize {

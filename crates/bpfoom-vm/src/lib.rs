@@ -184,6 +184,7 @@ pub struct Env {
     pub(crate) trace: String,
     rng: u64,
     pub(crate) epoch: Instant,
+    pub(crate) frames: Vec<interp::Frame>,
 }
 
 impl Env {
@@ -258,6 +259,7 @@ impl Vm {
                 trace: String::new(),
                 rng: seed | 1,
                 epoch,
+                frames: Vec::with_capacity(MAX_FRAMES),
             },
             budget: DEFAULT_BUDGET,
         })

@@ -178,6 +178,8 @@ pub const MAX_FRAMES: usize = 8;
 /// The VM's memory: owned buffers plus the region table.
 pub struct Memory {
     regions: Vec<Region>,
+    /// Copy of `regions[0]`, the stack, so the fast path needs no indexing.
+    stack_region: Region,
     /// Last region hit; the common case is many accesses to one region.
     hot: Region,
     stack: RawBuf,
@@ -194,6 +196,7 @@ impl Memory {
         let c = ctx.region(Owner::Ctx, false);
         Self {
             regions: vec![s, c],
+            stack_region: s,
             hot: s,
             stack,
             ctx,
@@ -257,7 +260,7 @@ impl Memory {
     /// [`Memory::translate_slow`] for the same access, this hits.
     #[inline(always)]
     pub(crate) fn fast(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
-        let s = &self.regions[0];
+        let s = &self.stack_region;
         if let Some(o) = s.offset(addr, len) {
             return Some(s.base.wrapping_add(o as usize));
         }
