@@ -275,6 +275,15 @@ impl Runner<'_> {
         } else if let Some(e) = &s.exit {
             known(self, e.pid)?;
             self.host().exit(e.pid);
+        } else if let Some(m) = &s.mkdir {
+            if self.engine.host().lookup(&m.path).is_some() {
+                return Err(self.err(span.clone(), format!("mkdir {}: it exists", m.path)));
+            }
+            let cg = self
+                .host()
+                .mkdir(&m.path, m.limit.map(|l| l.0), m.oom_group)
+                .map_err(|e| self.err(span.clone(), e))?;
+            self.engine.cgroup_online(cg);
         } else if let Some(r) = &s.rmdir {
             let cg = self.cgroup(&r.path, span)?;
             if self.engine.host().tasks_in(cg) {

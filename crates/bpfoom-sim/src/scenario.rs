@@ -34,7 +34,8 @@
 //! [[step]]                       # exactly one of:
 //! alloc = { pid = 102, bytes = "20M" }   # a charge over a limit is an OOM
 //! # free = { pid, bytes }, spawn = { ...process fields }, exit = { pid },
-//! # rmdir = { path }, psi = { cgroup, some_us, full_us }, advance = "100ms"
+//! # mkdir = { path, limit, oom_group }, rmdir = { path },
+//! # psi = { cgroup, some_us, full_us }, advance = "100ms"
 //!
 //! [[expect]]                     # every key given must hold
 //! killed = [104]                 # pids killed in the whole run, in order
@@ -303,6 +304,9 @@ pub struct StepSpec {
     /// Remove an empty cgroup.
     #[serde(default)]
     pub rmdir: Option<PathOnly>,
+    /// Create a cgroup at run time (PSI policies hear `handle_cgroup_online`).
+    #[serde(default)]
+    pub mkdir: Option<CgroupSpec>,
     /// Memory pressure stall.
     #[serde(default)]
     pub psi: Option<PsiSpec>,
@@ -402,6 +406,7 @@ impl Scenario {
                 v.spawn.is_some(),
                 v.exit.is_some(),
                 v.rmdir.is_some(),
+                v.mkdir.is_some(),
                 v.psi.is_some(),
                 v.advance.is_some(),
             ]
@@ -411,7 +416,7 @@ impl Scenario {
             if n != 1 {
                 return Err(err(
                     s.span(),
-                    format!("a step needs exactly one of alloc, free, spawn, exit, rmdir, psi, advance (found {n})"),
+                    format!("a step needs exactly one of alloc, free, spawn, exit, mkdir, rmdir, psi, advance (found {n})"),
                 ));
             }
         }
