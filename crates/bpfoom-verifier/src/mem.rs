@@ -315,6 +315,10 @@ impl Verifier<'_> {
                     trust: Trust::Walked,
                 }));
             }
+            if let Some(Type::Int { is_bool: true, .. }) = h.ty(mt) {
+                // The host only ever stores 0 or 1 in a _Bool field.
+                return Ok(Reg::scalar(Scalar::urange(0, 1)));
+            }
             ty = mt;
             o = rel;
         }
