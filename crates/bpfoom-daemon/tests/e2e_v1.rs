@@ -214,7 +214,7 @@ fn raise_then_kill_raises_then_kills() {
     );
     assert!(d.events("kill").is_empty());
     // The reserve is spent: the next OOM kills the largest task.
-    let mut more = Alloc::start(&t.top.join("job"), 30, 0, 60);
+    let more = Alloc::start(&t.top.join("job"), 30, 0, 60);
     let kill = d
         .wait_record(20 * S, |r| r["event"] == "kill")
         .unwrap_or_else(|| panic!("no kill: {}", d.stderr()));

@@ -56,6 +56,8 @@ pub struct Cgroupfs {
     root_id: CgroupId,
     /// id -> path relative to the root ("" for the root itself).
     ids: RefCell<BTreeMap<CgroupId, String>>,
+    /// Paths of ids that vanished, for records about removed cgroups.
+    gone: RefCell<BTreeMap<CgroupId, String>>,
 }
 
 impl Cgroupfs {
@@ -78,6 +80,7 @@ impl Cgroupfs {
             version,
             root_id,
             ids,
+            gone: RefCell::default(),
         })
     }
 
@@ -150,8 +153,13 @@ impl Cgroupfs {
             if std::fs::metadata(self.dir_of(&rel)).is_ok_and(|m| m.ino() == id) {
                 return Some(rel);
             }
+            // Gone, or the inode number was reused elsewhere: walk.
             self.ids.borrow_mut().remove(&id);
-            return None;
+            let mut gone = self.gone.borrow_mut();
+            if gone.len() > MAX_WALK {
+                gone.clear();
+            }
+            gone.insert(id, rel);
         }
         let mut stack = vec![String::new()];
         let mut seen = 0;
@@ -173,7 +181,8 @@ impl Cgroupfs {
     /// The last known relative path of an id, even if it is gone now (for
     /// records about removed cgroups).
     pub fn last_rel(&self, id: CgroupId) -> Option<String> {
-        self.ids.borrow().get(&id).cloned()
+        let known = self.ids.borrow().get(&id).cloned();
+        known.or_else(|| self.gone.borrow().get(&id).cloned())
     }
 
     fn child_names(&self, rel: &str) -> Vec<String> {

@@ -631,7 +631,16 @@ impl Host for LinuxHost {
             CgroupVersion::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
             CgroupVersion::V2 => ("memory.current", "memory.max"),
         };
-        let usage = crate::parse::parse_u64(&self.fs.read(cg, usage_f)?)?;
+        let usage = match self.fs.read(cg, usage_f) {
+            Some(t) => crate::parse::parse_u64(&t)?,
+            // The v2 root has no memory.current: the machine's usage.
+            None if cg == self.fs.root_id() => self.proc.meminfo().map(|m| {
+                m.total_kb
+                    .saturating_sub(m.available_kb)
+                    .saturating_mul(1024)
+            })?,
+            None => return None,
+        };
         // The v2 root has no memory.max: unlimited.
         let limit = self
             .fs

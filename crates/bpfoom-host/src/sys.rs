@@ -207,8 +207,8 @@ unsafe fn guardian_child(
     state: *const libc::c_char,
     devnull: *const libc::c_char,
 ) -> ! {
-    // SAFETY (whole body): raw libc calls on integers, on the caller's
-    // NUL-terminated strings and on local stack buffers with their sizes.
+    // SAFETY: raw libc calls on integers, on the caller's NUL-terminated
+    // strings and on local stack buffers with their sizes (whole body).
     unsafe {
         // Drop every inherited descriptor but the daemon's pidfd: holding the
         // control socket or the daemon's stdout would make clients and
