@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub mod build;
 pub mod inspect;
+pub mod sim;
 pub mod verify;
 
 /// Everything a verb can fail with; each maps to an exit code.
@@ -58,7 +59,10 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Check every struct_ops callback of a policy with the verifier (exit 1 when rejected).
     Verify(verify::VerifyArgs),
-    /// Build the bundled example policies and inspect each one.
+    /// Run a simulator scenario (TOML); JSON lines out; exit 1 when an expectation fails.
+    Sim(sim::SimArgs),
+    /// Build and verify the bundled example policies, then simulate the
+    /// upstream largest-leaf selftest tree with them.
     Demo {
         /// Directory for the compiled objects (default: a fresh temporary directory).
         #[arg(long)]
@@ -98,6 +102,7 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Build(a) => build::run(&a, out),
         Cmd::Inspect(a) => inspect::run(&a, out),
         Cmd::Verify(a) => verify::run(&a, out),
+        Cmd::Sim(a) => sim::run(&a, out),
         Cmd::Demo { out_dir } => demo(out_dir, out),
     }
 }
@@ -118,29 +123,59 @@ pub const EXAMPLES: &[(&str, &str)] = examples![
 ];
 
 fn demo(out_dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), CliError> {
-    let dir = match out_dir {
-        Some(d) => d,
-        None => build::scratch_dir("demo")?,
+    let (dir, scratch) = match out_dir {
+        Some(d) => (d, false),
+        None => (build::scratch_dir("demo")?, true),
     };
-    std::fs::create_dir_all(&dir)
+    let result = demo_in(&dir, out);
+    if scratch {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn demo_in(dir: &std::path::Path, out: &mut dyn Write) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir)
         .map_err(|e| CliError::BadInput(format!("{}: {e}", dir.display())))?;
+    writeln!(
+        out,
+        "# building and verifying the example policies in {}",
+        dir.display()
+    )?;
     for (name, source) in EXAMPLES {
         let src = dir.join(format!("{name}.bpf.c"));
         std::fs::write(&src, source)
             .map_err(|e| CliError::BadInput(format!("{}: {e}", src.display())))?;
         let obj = dir.join(format!("{name}.bpf.o"));
         build::compile(&src, &obj, None)?;
-        writeln!(out, "==> {}", obj.display())?;
-        inspect::run(
-            &inspect::InspectArgs {
+        verify::run(
+            &verify::VerifyArgs {
                 object: obj,
-                disasm: false,
+                verbose: 0,
             },
             out,
         )?;
-        writeln!(out)?;
     }
-    Ok(())
+    writeln!(
+        out,
+        "# simulating the upstream selftest tree with largest_leaf (JSON lines)"
+    )?;
+    // The scenario names `bpf/policies/NAME.bpf.o`; serve it from the demo dir.
+    let objects = dir.to_path_buf();
+    let loader = move |policy: &str, _base: &std::path::Path| -> Result<Vec<u8>, String> {
+        let file = std::path::Path::new(policy)
+            .file_name()
+            .ok_or_else(|| format!("bad policy path {policy:?}"))?;
+        let p = objects.join(file);
+        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    sim::run_text(
+        bpfoom_sim::DEMO_SCENARIO,
+        "demo:largest_leaf.toml",
+        dir,
+        &loader,
+        out,
+    )
 }
 
 #[cfg(test)]
