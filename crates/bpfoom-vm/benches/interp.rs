@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bpfoom_insn::{assemble, Insn};
-use bpfoom_vm::linux::{available, load_xdp};
+use bpfoom_vm::linux::{available, load_xdp, thread_cpu_ns};
 use bpfoom_vm::{Perm, Vm};
 
 const PKT: usize = 64;
@@ -120,9 +120,10 @@ fn program(prologue: &str, body: &str) -> Vec<Insn> {
 const XDP_PROLOGUE: &str = "ldxw %r6, [%r1+0]\nldxw %r7, [%r1+4]\nmov %r8, %r6\nadd %r8, 64\njle %r8, %r7, +2\nmov %r0, 0\nexit\n";
 const FLAT_PROLOGUE: &str = "mov %r6, %r1\n";
 
-/// Time per call of `f`: the fastest of `samples` batches of about `batch`
-/// each, so that other load on the machine inflates the result as little as
-/// possible.
+/// Thread CPU time per call of `f`: the fastest of `samples` batches of
+/// about `batch` each. CPU time rather than wall time, and the minimum rather
+/// than the mean, so that other load on the shared machine counts as little
+/// as possible.
 fn time(batch: Duration, samples: usize, mut f: impl FnMut()) -> f64 {
     let mut n = 1u64;
     loop {
@@ -137,11 +138,11 @@ fn time(batch: Duration, samples: usize, mut f: impl FnMut()) -> f64 {
     }
     (0..samples)
         .map(|_| {
-            let t = Instant::now();
+            let t = thread_cpu_ns();
             for _ in 0..n {
                 f();
             }
-            t.elapsed().as_nanos() as f64 / n as f64
+            (thread_cpu_ns() - t) as f64 / n as f64
         })
         .fold(f64::INFINITY, f64::min)
 }

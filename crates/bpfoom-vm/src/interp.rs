@@ -4,8 +4,9 @@
 //! instruction. A straight-line handler ends by calling the next
 //! instruction's handler in tail position, which the optimiser turns into an
 //! indirect jump: each handler then has its own dispatch branch, which the CPU
-//! predicts better than the single branch of a `match` loop (1.2x to 1.6x
-//! faster than the `match` loop it replaced; see BENCH.md). Jumps, calls,
+//! predicts better than the single branch of a `match` loop (1.4x to 1.5x
+//! faster than the `match` loop it replaced on ALU code; see BENCH.md).
+//! Jumps, calls,
 //! exits and every 32nd
 //! instruction return to the driver loop instead, so the native stack depth
 //! stays bounded even where no tail call is made (debug builds).
