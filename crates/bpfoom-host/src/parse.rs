@@ -169,6 +169,9 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     let state = rest.first()?.chars().next()?;
     let flags = u32::try_from(parse_u64(rest.get(6)?)?).ok()?;
     let starttime = parse_u64(rest.get(19)?)?;
+    // The field after the start time must be there too, so a file cut
+    // inside the start time is rejected rather than read short.
+    parse_u64(rest.get(20)?)?;
     Some(ProcStat {
         comm,
         state,
