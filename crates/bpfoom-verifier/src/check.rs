@@ -363,6 +363,8 @@ impl<'a> Verifier<'a> {
         let mut loop_visits = 0;
         let mut useless = Vec::new();
         let mut pruned = false;
+        // `st` with unshared ids dropped, as saved states have them.
+        let mut normalized: Option<State> = None;
         for &c in self.explored[pc].iter().rev() {
             let ck = &mut self.ckpts[c];
             if ck.branches == 0 {
@@ -384,9 +386,14 @@ impl<'a> Verifier<'a> {
                     widen_from = Some(c);
                     loop_visits += 1;
                 }
-            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume)
-                && state::covers(st, &ck.st, &live, state::Cmp::Subsume)
-            {
+            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume) && {
+                let cur = normalized.get_or_insert_with(|| {
+                    let mut c = st.clone();
+                    state::clear_singular_ids(&mut c);
+                    c
+                });
+                state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
+            } {
                 return fail(
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
@@ -568,7 +575,11 @@ impl<'a> Verifier<'a> {
         };
         if o == BPF_MOV {
             let v = if w == 64 && i.off == 0 {
-                if x && src.is_scalar() && src.id == 0 && src.var.as_const().is_none() {
+                if x && i.src != i.dst
+                    && src.is_scalar()
+                    && src.id == 0
+                    && src.var.as_const().is_none()
+                {
                     // Link the copies so a bounds check on one refines both.
                     let id = self.new_id();
                     st.cur_mut().regs[i.src as usize].id = id;
@@ -582,7 +593,7 @@ impl<'a> Verifier<'a> {
                 let s = src.var.sign_extend(i.off as u32);
                 Reg::scalar(if w == 32 { s.truncate(4) } else { s })
             } else if src.var.umax <= u64::from(u32::MAX) {
-                if src.id == 0 && src.var.as_const().is_none() {
+                if src.id == 0 && src.var.as_const().is_none() && i.src != i.dst {
                     let id = self.new_id();
                     st.cur_mut().regs[i.src as usize].id = id;
                     Reg::scalar(src.var).with_id(id)
