@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bpfoom_abi::stats::{by_name, StatIndex, MEMORY_EVENTS};
-use bpfoom_engine::host::{subtree_pre, EINVAL, ENOENT, ESRCH};
+use bpfoom_engine::host::{subtree_pre, EINVAL, ENOENT, EPERM, ESRCH};
 use bpfoom_engine::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, Record, TaskInfo};
 
 use crate::cgroupfs::{CgroupVersion, Cgroupfs};
@@ -711,12 +711,22 @@ impl Host for LinuxHost {
 
     fn kill(&mut self, pid: Pid) -> Result<(), HostError> {
         let gone = |why: &str| HostError::new(ESRCH, format!("pid {pid}: {why}"));
+        if pid <= 1 {
+            return Err(HostError::new(EPERM, format!("refusing to kill pid {pid}")));
+        }
         let pidfd = sys::pidfd_open(pid).map_err(|e| herr(&e, format!("pidfd_open({pid})")))?;
         // The pidfd pins one process; make sure it is the one the policy saw
         // (a pid recycled since then has another start time).
-        let now = self.proc.starttime(pid).ok_or_else(|| gone("exited"))?;
-        if self.seen.borrow().get(&pid).is_some_and(|&s| s != now) {
-            return Err(gone("recycled since the policy looked at it"));
+        // The kernel's /proc is the truth about the pidfd's process; a
+        // fixture /proc (tests) must agree with it too.
+        let seen = self.seen.borrow().get(&pid).copied();
+        let real = Procfs::new("/proc").starttime(pid);
+        let mine = self.proc.starttime(pid);
+        match (real, mine, seen) {
+            (Some(r), Some(m), Some(s)) if r == s && m == s => {}
+            (Some(r), Some(m), None) if r == m => {}
+            (None, _, _) | (_, None, _) => return Err(gone("exited")),
+            _ => return Err(gone("recycled since the policy looked at it")),
         }
         let cgroup = self.task(pid).map_or(self.fs.root_id(), |t| t.cgroup);
         if self.cfg.dry_run {

@@ -287,12 +287,16 @@ fn kills_only_the_process_the_policy_saw() {
     let pid = child.id() as i32;
     let pdir = base.join("proc").join(pid.to_string());
     copy_dir(&base.join("proc/4101"), &pdir);
-    let stat = read(&pdir.join("stat")).replacen("4101", &pid.to_string(), 1);
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
     set(&pdir.join("stat"), &stat);
     let mut h = LinuxHost::new(cfg).unwrap();
     assert!(h.task(pid).is_some());
     // The pid now names a different process (another start time).
-    set(&pdir.join("stat"), &stat.replace(" 1000 ", " 2000 "));
+    let start = bpfoom_host::parse::parse_proc_stat(&stat).unwrap().starttime;
+    let (head, tail) = stat.rsplit_once(')').unwrap();
+    let mut f: Vec<String> = tail.split_whitespace().map(String::from).collect();
+    f[19] = (start + 1).to_string();
+    set(&pdir.join("stat"), &format!("{head}) {}", f.join(" ")));
     let e = h.kill(pid).unwrap_err();
     assert_eq!(e.errno, bpfoom_engine::host::ESRCH, "{e}");
     assert!(child.try_wait().unwrap().is_none(), "not killed");
