@@ -2,7 +2,9 @@
 //!
 //! Random valid programs (ALU/ALU64 with every operation including signed
 //! division, `movsx` and byte swaps; forward JMP/JMP32 jumps; loads, stores
-//! and atomics on the stack and on a packet buffer) run as XDP programs under
+//! and atomics on the stack and on a packet buffer; bpf-to-bpf calls of a
+//! subprogram that uses its own stack frame and clobbers r6-r9, which the
+//! caller must get back) run as XDP programs under
 //! `BPF_PROG_TEST_RUN` and in our VM; the 64-bit registers and the stack are
 //! dumped into the packet, and the packet bytes and return value must match.
 //!
@@ -77,6 +79,39 @@ enum Item {
     Wide(Insn, Insn),
     /// A jump to item index `to` (or the epilogue when `to` == body length).
     Jump(Insn, usize, bool),
+    /// A bpf-to-bpf call of the subprogram (its offset patched at layout),
+    /// followed by instructions that reinitialise the clobbered r1-r5.
+    Call(Vec<Insn>),
+}
+
+/// What a body may use: the main program or the subprogram.
+struct Scope {
+    regs: &'static [u8],
+    /// Initialised stack bytes below r10.
+    stack: i16,
+    /// Packet accesses through r6, jumps and calls are allowed.
+    main: bool,
+}
+
+const MAIN: Scope = Scope {
+    regs: &SCALARS,
+    stack: 64,
+    main: true,
+};
+/// The subprogram: its arguments r1-r5, r6-r9 once it has set them (the
+/// caller must see its own r6-r9 again), and its own stack.
+const CALLEE: Scope = Scope {
+    regs: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    stack: 48,
+    main: false,
+};
+
+fn slots_of(it: &Item) -> usize {
+    match it {
+        Item::Wide(..) => 2,
+        Item::Call(v) => v.len(),
+        _ => 1,
+    }
 }
 
 fn lddw(dst: u8, v: u64) -> Item {
@@ -90,10 +125,15 @@ fn size_code(r: &mut Rng) -> (u8, i16) {
     r.pick(&[(BPF_B, 1), (BPF_H, 2), (BPF_W, 4), (BPF_DW, 8)])
 }
 
-fn gen_item(r: &mut Rng, idx: usize, len: usize) -> Item {
-    let dst = r.reg();
-    let src = r.reg();
-    match r.below(20) {
+fn gen_item(r: &mut Rng, idx: usize, len: usize, sc: &Scope) -> Item {
+    let dst = r.pick(sc.regs);
+    let src = r.pick(sc.regs);
+    let kind = if sc.main {
+        r.below(21)
+    } else {
+        r.pick(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15])
+    };
+    match kind {
         0..=7 => {
             let class = if r.below(2) == 0 { BPF_ALU64 } else { BPF_ALU };
             let width = if class == BPF_ALU64 { 64 } else { 32 };
@@ -140,7 +180,7 @@ fn gen_item(r: &mut Rng, idx: usize, len: usize) -> Item {
         9..=11 => {
             // Stack access, aligned to its size, inside the 64 initialised bytes.
             let (sz, n) = size_code(r);
-            let off = -(n * (1 + r.below((64 / n) as u64) as i16));
+            let off = -(n * (1 + r.below((sc.stack / n) as u64) as i16));
             mem_item(r, sz, BPF_REG_FP, off, dst, src)
         }
         12..=14 => {
@@ -150,7 +190,7 @@ fn gen_item(r: &mut Rng, idx: usize, len: usize) -> Item {
         }
         15 => {
             let (sz, n) = r.pick(&[(BPF_W, 4), (BPF_DW, 8)]);
-            let off = -(n * (1 + r.below((64 / n) as u64) as i16));
+            let off = -(n * (1 + r.below((sc.stack / n) as u64) as i16));
             let op = r.pick(&[
                 0x00,
                 0x01,
@@ -174,6 +214,15 @@ fn gen_item(r: &mut Rng, idx: usize, len: usize) -> Item {
                 return Item::Wide(insn, Insn::new(BPF_ALU | BPF_MOV | BPF_X, 0, 0, 0, 0));
             }
             Item::Plain(insn)
+        }
+        20 => {
+            let mut v = vec![Insn::new(CALL, 0, BPF_PSEUDO_CALL, 0, 0)];
+            for reg in 1..=5 {
+                if let Item::Wide(a, b) = lddw(reg, r.value()) {
+                    v.extend([a, b]);
+                }
+            }
+            Item::Call(v)
         }
         _ => {
             let to = idx + 1 + r.below((len - idx) as u64) as usize;
@@ -233,7 +282,7 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
     let fixed = body.len();
     let n = 10 + r.below(50) as usize;
     for i in 0..n {
-        body.push(gen_item(r, fixed + i, fixed + n));
+        body.push(gen_item(r, fixed + i, fixed + n, &MAIN));
     }
     // The kernel rejects unreachable code: an unconditional jump that makes
     // the next item unreachable becomes a conditional one.
@@ -256,7 +305,13 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
             break;
         };
         if let Item::Jump(_, to, _) = body[u - 1] {
-            let x = Insn::new(BPF_JMP32 | BPF_JSGT | BPF_K, r.reg(), 0, 0, r.imm());
+            let x = Insn::new(
+                BPF_JMP32 | BPF_JSGT | BPF_K,
+                r.pick(&SCALARS),
+                0,
+                0,
+                r.imm(),
+            );
             body[u - 1] = Item::Jump(x, to, false);
         }
     }
@@ -265,14 +320,22 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
     let mut s = 0usize;
     for it in &body {
         slot.push(s);
-        s += if matches!(it, Item::Wide(..)) { 2 } else { 1 };
+        s += slots_of(it);
     }
     slot.push(s);
+    // Main = body + epilogue (9 register stores, 8 load/store pairs, and, exit).
+    let callee_at = s + SCALARS.len() + 16 + 2;
     let mut code = Vec::new();
     for (i, it) in body.iter().enumerate() {
         match it {
             Item::Plain(x) => code.push(*x),
             Item::Wide(a, b) => code.extend([*a, *b]),
+            Item::Call(v) => {
+                let mut call = v[0];
+                call.imm = (callee_at - slot[i] - 1) as i32;
+                code.push(call);
+                code.extend_from_slice(&v[1..]);
+            }
             Item::Jump(x, to, gotol) => {
                 let rel = (slot[*to] - slot[i] - 1) as i32;
                 let mut x = *x;
@@ -313,6 +376,38 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
     }
     code.push(Insn::new(BPF_ALU64 | BPF_AND | BPF_K, 0, 0, 0, 3));
     code.push(Insn::new(EXIT, 0, 0, 0, 0));
+    assert_eq!(code.len(), callee_at);
+    // The kernel rejects a subprogram nothing calls (unreachable code).
+    let has_call = body.iter().any(|it| matches!(it, Item::Call(_)));
+    // The subprogram: r0 = r1, its stack initialised from r0-r5, random
+    // straight-line work on r0-r5 and its stack, return r0.
+    if has_call {
+        code.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_X, 0, 1, 0, 0));
+        for k in 0..6u8 {
+            code.push(Insn::new(
+                BPF_STX | BPF_MEM | BPF_DW,
+                BPF_REG_FP,
+                k,
+                -8 * (k as i16 + 1),
+                0,
+            ));
+        }
+        for reg in 6..=9 {
+            if let Item::Wide(a, b) = lddw(reg, r.value()) {
+                code.extend([a, b]);
+            }
+        }
+        for _ in 0..5 + r.below(20) {
+            match gen_item(r, 0, 0, &CALLEE) {
+                Item::Plain(x) => code.push(x),
+                Item::Wide(a, b) => code.extend([a, b]),
+                Item::Jump(..) | Item::Call(_) => {
+                    unreachable!("the callee scope has no jumps or calls")
+                }
+            }
+        }
+        code.push(Insn::new(EXIT, 0, 0, 0, 0));
+    }
 
     let guard = |ld_size: u8, end_off: i16| {
         vec![
