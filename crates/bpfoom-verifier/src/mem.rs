@@ -536,7 +536,12 @@ impl Verifier<'_> {
                         format!("invalid indirect read from stack R{regno} off {lo}+0 size {size}"),
                     );
                 }
-                let fr = &st.frames[frame as usize];
+                let Some(fr) = st.frames.get(frame as usize) else {
+                    return fail(
+                        RejectKind::Stack,
+                        format!("R{regno} points to a stack frame that no longer exists"),
+                    );
+                };
                 for o in lo..hi {
                     let (s, b) = Frame::locate(o);
                     let slot = fr.slot(s);
