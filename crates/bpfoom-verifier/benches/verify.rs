@@ -1,3 +1,5 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 //! Verification time of hand-built programs (the example policies are
 //! benchmarked through the CLI crate).
 
@@ -92,5 +94,9 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = bench
+}
 criterion_main!(benches);
