@@ -198,9 +198,9 @@ pub struct Config {
     pub attach: Vec<AttachSection>,
 }
 
-/// A configuration error, located.
+/// A configuration error, located (line 0: the file itself, e.g. unreadable).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{file}:{line}: {message}")]
+#[error("{}", self.located())]
 pub struct ConfigError {
     /// The file.
     pub file: String,
@@ -208,6 +208,15 @@ pub struct ConfigError {
     pub line: usize,
     /// What is wrong (naming the key).
     pub message: String,
+}
+
+impl ConfigError {
+    fn located(&self) -> String {
+        match self.line {
+            0 => format!("{}: {}", self.file, self.message),
+            l => format!("{}:{l}: {}", self.file, self.message),
+        }
+    }
 }
 
 /// The 1-based line of a byte offset.

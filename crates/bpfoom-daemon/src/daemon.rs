@@ -16,7 +16,7 @@ use bpfoom_engine::{
     PolicyCheck, Record,
 };
 use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
-use bpfoom_host::{restore, sys, GlobalFallback, HostConfig, LinuxHost};
+use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
 use bpfoom_obj::{Object, StructOpsInstance};
 
 use crate::config::{Config, FallbackKind, LogFormat, MapKey};
@@ -319,7 +319,10 @@ impl Daemon {
                 self.rescan();
                 last_rescan = now;
             }
-            if ready.iter().skip(3).any(|&r| r) || busy {
+            // v1 wakes us by eventfd; v2 is sampled on every pass (inotify
+            // on memory.events makes a pass happen at once).
+            let v2 = self.engine.host().cgroupfs().version() == CgroupVersion::V2;
+            if ready.iter().skip(3).any(|&r| r) || busy || v2 {
                 self.handle_memcg_ooms(now);
             }
             if self.global.enabled() {

@@ -292,7 +292,9 @@ fn kills_only_the_process_the_policy_saw() {
     let mut h = LinuxHost::new(cfg).unwrap();
     assert!(h.task(pid).is_some());
     // The pid now names a different process (another start time).
-    let start = bpfoom_host::parse::parse_proc_stat(&stat).unwrap().starttime;
+    let start = bpfoom_host::parse::parse_proc_stat(&stat)
+        .unwrap()
+        .starttime;
     let (head, tail) = stat.rsplit_once(')').unwrap();
     let mut f: Vec<String> = tail.split_whitespace().map(String::from).collect();
     f[19] = (start + 1).to_string();

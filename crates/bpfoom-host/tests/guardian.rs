@@ -77,7 +77,10 @@ fn sigkill_of_the_daemon_is_repaired_within_a_second() {
     c.kill().unwrap();
     c.wait().unwrap();
     while read(&dir.join("a")) != "0" || read(&dir.join("b")) != "0" {
-        assert!(t.elapsed() < Duration::from_secs(1), "not restored within 1 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "not restored within 1 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     eprintln!("restored {:?} after SIGKILL", t.elapsed());
@@ -110,5 +113,7 @@ fn reconcile_restores_a_crashed_daemons_leftovers() {
     assert_eq!(done.len(), 2);
     assert_eq!(read(&dir.join("x")), "0");
     assert_eq!(read(&dir.join("state")), "");
-    assert!(bpfoom_host::restore::reconcile(&dir.join("missing")).unwrap().is_empty());
+    assert!(bpfoom_host::restore::reconcile(&dir.join("missing"))
+        .unwrap()
+        .is_empty());
 }

@@ -9,17 +9,27 @@ use proptest::prelude::*;
 fn meminfo_truncated_huge_and_garbage() {
     let good = "MemTotal:       24684092 kB\nMemFree: 1 kB\nMemAvailable:   22711488 kB\nSwapTotal: 8 kB\n";
     let m = parse_meminfo(good).unwrap();
-    assert_eq!((m.total_kb, m.available_kb, m.swap_total_kb, m.swap_free_kb), (24684092, 22711488, 8, 0));
+    assert_eq!(
+        (m.total_kb, m.available_kb, m.swap_total_kb, m.swap_free_kb),
+        (24684092, 22711488, 8, 0)
+    );
     // Truncated in the middle of the MemAvailable line.
     assert_eq!(parse_meminfo("MemTotal:       24684092 kB\nMemAvail"), None);
-    assert_eq!(parse_meminfo("MemTotal:       24684092 kB\nMemAvailable:"), None);
+    assert_eq!(
+        parse_meminfo("MemTotal:       24684092 kB\nMemAvailable:"),
+        None
+    );
     // A value beyond u64 is not a value.
     assert_eq!(
         parse_meminfo("MemTotal: 99999999999999999999999 kB\nMemAvailable: 1 kB\n"),
         None
     );
     assert_eq!(parse_meminfo("MemTotal: -5 kB\nMemAvailable: 1 kB\n"), None);
-    assert_eq!(parse_meminfo("MemTotal: 12 MB\nMemAvailable: 1 kB\n"), None, "unit");
+    assert_eq!(
+        parse_meminfo("MemTotal: 12 MB\nMemAvailable: 1 kB\n"),
+        None,
+        "unit"
+    );
     // A prefix of a key is not the key.
     assert_eq!(parse_meminfo("MemTotalX: 5 kB\nMemAvailable: 1 kB\n"), None);
     assert_eq!(parse_meminfo(""), None);
@@ -40,7 +50,11 @@ fn key_value_files() {
     assert_eq!(kv_get(stat, "extra"), None, "trailing garbage");
     assert_eq!(kv_get(stat, "bare"), None);
     assert_eq!(kv_get(stat, "missing"), None);
-    assert_eq!(kv_get("oom_kill_disable 1\nunder_oom", "under_oom"), None, "truncated");
+    assert_eq!(
+        kv_get("oom_kill_disable 1\nunder_oom", "under_oom"),
+        None,
+        "truncated"
+    );
     assert_eq!(kv_get("under_oom 1x", "under_oom"), None);
 }
 
@@ -48,7 +62,10 @@ fn key_value_files() {
 fn pid_lists() {
     assert_eq!(parse_pids("3\n1\n2\n"), vec![1, 2, 3]);
     assert_eq!(parse_pids("1\n1\n"), vec![1]);
-    assert_eq!(parse_pids("0\n-4\nabc\n2147483648\n99999999999999999999\n12"), vec![12]);
+    assert_eq!(
+        parse_pids("0\n-4\nabc\n2147483648\n99999999999999999999\n12"),
+        vec![12]
+    );
     assert_eq!(parse_pids(""), Vec::<i32>::new());
     assert_eq!(parse_pids("12\n34"), vec![12, 34], "no final newline");
 }
@@ -62,8 +79,15 @@ fn proc_stat() {
     // Truncated before the start time.
     assert_eq!(parse_proc_stat("42 (a) R 1 42 42 0 -1 4194560 0 0"), None);
     assert_eq!(parse_proc_stat("42 (a R 1"), None);
-    assert_eq!(parse_proc_stat("42 )a( R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0"), None);
-    assert_eq!(parse_proc_stat("42 (a) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77"), None, "cut");
+    assert_eq!(
+        parse_proc_stat("42 )a( R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0"),
+        None
+    );
+    assert_eq!(
+        parse_proc_stat("42 (a) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77"),
+        None,
+        "cut"
+    );
     // flags beyond u32.
     assert_eq!(
         parse_proc_stat("42 (a) R 1 42 42 0 -1 4294967296 0 0 0 0 0 0 0 0 20 0 1 0 777 0"),
@@ -75,7 +99,9 @@ fn proc_stat() {
 
 #[test]
 fn proc_status_and_cgroup() {
-    let m = parse_proc_status("RssAnon:\t100 kB\nRssFile: 20 kB\nRssShmem: 3 kB\nVmSwap: 5 kB\nVmPTE: 8 kB\n");
+    let m = parse_proc_status(
+        "RssAnon:\t100 kB\nRssFile: 20 kB\nRssShmem: 3 kB\nVmSwap: 5 kB\nVmPTE: 8 kB\n",
+    );
     assert_eq!((m.rss_kb, m.swap_kb, m.pte_kb), (123, 5, 8));
     // Kernel threads and garbage: zeros, not errors.
     assert_eq!(parse_proc_status("Name: kthreadd\n"), ProcMem::default());
@@ -87,7 +113,10 @@ fn proc_status_and_cgroup() {
     assert_eq!(parse_proc_cgroup("4:memoryx:/a\n", false), None);
     assert_eq!(parse_proc_cgroup("4:memory:relative\n", false), None);
     assert_eq!(parse_proc_cgroup("4:memory", false), None, "truncated");
-    assert_eq!(parse_proc_cgroup("0::/a:b\n", true).as_deref(), Some("/a:b"));
+    assert_eq!(
+        parse_proc_cgroup("0::/a:b\n", true).as_deref(),
+        Some("/a:b")
+    );
 }
 
 #[test]
@@ -99,16 +128,37 @@ fn pressure_files() {
     assert_eq!(p.some.total_us, 123456);
     assert_eq!(p.full.unwrap().avg10, 0.75);
     // CPU-style file without "full".
-    assert!(parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n").unwrap().full.is_none());
-    assert_eq!(parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 tot"), None);
-    assert_eq!(parse_pressure("some avg10=nan avg60=0.00 avg300=0.00 total=0\n"), None);
-    assert_eq!(parse_pressure("some avg10=inf avg60=0.00 avg300=0.00 total=0\n"), None);
-    assert_eq!(parse_pressure("some avg10=-1 avg60=0.00 avg300=0.00 total=0\n"), None);
+    assert!(
+        parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+            .unwrap()
+            .full
+            .is_none()
+    );
+    assert_eq!(
+        parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 tot"),
+        None
+    );
+    assert_eq!(
+        parse_pressure("some avg10=nan avg60=0.00 avg300=0.00 total=0\n"),
+        None
+    );
+    assert_eq!(
+        parse_pressure("some avg10=inf avg60=0.00 avg300=0.00 total=0\n"),
+        None
+    );
+    assert_eq!(
+        parse_pressure("some avg10=-1 avg60=0.00 avg300=0.00 total=0\n"),
+        None
+    );
     assert_eq!(
         parse_pressure("some avg10=0 avg60=0 avg300=0 total=99999999999999999999\n"),
         None
     );
-    assert_eq!(parse_pressure("full avg10=0 avg60=0 avg300=0 total=1\n"), None, "no some");
+    assert_eq!(
+        parse_pressure("full avg10=0 avg60=0 avg300=0 total=1\n"),
+        None,
+        "no some"
+    );
 }
 
 proptest! {

@@ -337,6 +337,11 @@ pub fn scratch(name: &str) -> PathBuf {
 impl DaemonProc {
     /// Starts `bpfoomd run` with `args` plus a private socket and state file.
     pub fn start(name: &str, args: &[String]) -> DaemonProc {
+        Self::start_env(name, args, &[])
+    }
+
+    /// Like [`DaemonProc::start`] with extra environment variables.
+    pub fn start_env(name: &str, args: &[String], env: &[(&str, &Path)]) -> DaemonProc {
         let dir = scratch(name);
         let socket = dir.join("sock");
         let state = dir.join("state");
@@ -347,6 +352,7 @@ impl DaemonProc {
             .arg("--state-file")
             .arg(&state)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

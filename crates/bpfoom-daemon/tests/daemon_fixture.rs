@@ -1,0 +1,190 @@
+//! The daemon over a cgroup v2 fixture tree (no root needed): systemd
+//! readiness, the control socket, v2 OOM events with the kernel fallback,
+//! status, dry run, SIGTERM restoring everything, bad start-up input.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+const S: Duration = Duration::from_secs(1);
+const M: u64 = 1 << 20;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// A private copy of the host crate's fixtures and a config using them.
+fn fixture(name: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let base = scratch(&format!("fx-{name}"));
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpfoom-host/tests/fixtures"),
+        &base,
+    );
+    let cfg = base.join("bpfoom.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\ncgroup_root = \"{}\"\nproc_root = \"{}\"\n\n[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n{extra}",
+            base.join("v2").display(),
+            base.join("proc").display()
+        ),
+    )
+    .unwrap();
+    (base, cfg)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+#[test]
+fn v2_fixture_daemon_end_to_end() {
+    let Some(fail) = policy("tests/always_fail.bpf.c") else {
+        return;
+    };
+    let (base, cfg) = fixture("v2", "");
+    let notify_path = base.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(10 * S)).unwrap();
+    let mut d = DaemonProc::start_env(
+        "d-v2",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+        &[("NOTIFY_SOCKET", &notify_path)],
+    );
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 from the daemon");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let sock = d.socket.display().to_string();
+    let job = base.join("v2/job");
+
+    let (code, out, err) = client(&[
+        "attach",
+        &fail.display().to_string(),
+        "--cgroup",
+        "/job",
+        "--socket",
+        &sock,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("attached always_fail to /job"), "{out}");
+    assert_eq!(read(&job.join("memory.high")).trim(), (84 * M).to_string());
+    assert!(
+        read(&d.state).contains("memory.high max"),
+        "{}",
+        read(&d.state)
+    );
+
+    // usage above memory.high, new high events, stall: an OOM event.
+    std::fs::write(job.join("memory.current"), (90 * M).to_string()).unwrap();
+    std::fs::write(
+        job.join("memory.pressure"),
+        "some avg10=9.00 avg60=1.00 avg300=0.10 total=90000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        job.join("memory.events"),
+        "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    )
+    .unwrap();
+    let oom = d
+        .wait_record(5 * S, |r| r["event"] == "oom")
+        .unwrap_or_else(|| panic!("no OOM event: {}", d.stderr()));
+    assert_eq!(oom["memcg"], "/job");
+    assert!(oom["latency_us"].as_u64().is_some());
+    let done = d
+        .wait_record(5 * S, |r| r["event"] == "resolved")
+        .expect("resolved");
+    assert_eq!(done["by"], "kernel");
+    assert_eq!(d.events("handler")[0]["ret"], "failed");
+    // The fallback lifts memory.high so the kernel acts at memory.max.
+    assert_eq!(read(&job.join("memory.high")).trim(), "max");
+
+    let (code, out, err) = client(&["status", "--json", "--socket", &sock]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(st["version"], "V2");
+    assert_eq!(st["instances"][0]["name"], "always_fail");
+    assert_eq!(st["instances"][0]["cgroup"], "/job");
+    assert_eq!(st["counters"]["ooms"], 1);
+    assert_eq!(st["counters"]["kernel_fallbacks"], 1);
+    assert!(!st["last_decisions"].as_array().unwrap().is_empty());
+
+    d.signal(libc::SIGTERM);
+    let st = d.wait_exit(5 * S).expect("exits on SIGTERM");
+    assert!(st.success(), "{}", d.stderr());
+    assert_eq!(read(&job.join("memory.high")).trim(), "max");
+    assert_eq!(read(&d.state), "");
+    assert!(!d.socket.exists());
+}
+
+#[test]
+fn v2_fixture_dry_run_changes_nothing() {
+    let Some(fail) = policy("tests/always_fail.bpf.c") else {
+        return;
+    };
+    let (base, cfg) = fixture("dry", "");
+    let mut d = DaemonProc::start(
+        "d-dry",
+        &[
+            format!("--config={}", cfg.display()),
+            "--no-mlock".into(),
+            "--dry-run".into(),
+            format!("--attach={}=/job", fail.display()),
+        ],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    assert_eq!(read(&base.join("v2/job/memory.high")).trim(), "max");
+    let a = d.wait_record(2 * S, |r| r["event"] == "attach").unwrap();
+    assert_eq!(a["dry_run"], true);
+}
+
+#[test]
+fn bad_start_up_input_exits_2_with_a_reason() {
+    let (base, cfg) = fixture("badstart", "");
+    let run = |args: &[&str]| {
+        let mut v = vec!["run", "--no-mlock", "--socket"];
+        let sock = base.join("sock").display().to_string();
+        let state = base.join("state").display().to_string();
+        let cfgs = format!("--config={}", cfg.display());
+        let mut all: Vec<String> = v.drain(..).map(String::from).collect();
+        all.extend([sock, "--state-file".into(), state, cfgs]);
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        client(&refs)
+    };
+    let (code, _, err) = run(&["--attach=nonsense"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("POLICY=CGROUP"), "{err}");
+    let (code, _, err) = run(&["--attach=/nonexistent.bpf.o=/job"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent.bpf.o"), "{err}");
+    if let Some(fail) = policy("tests/always_fail.bpf.c") {
+        let (code, _, err) = run(&[&format!("--attach={}=/no/such/cgroup", fail.display())]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("no cgroup /no/such/cgroup"), "{err}");
+    }
+    // Nothing was left changed by the failed starts.
+    assert_eq!(read(&base.join("v2/job/memory.high")).trim(), "max");
+    let (code, _, err) = client(&["run", "--config", "/nonexistent/bpfoom.toml"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = client(&[
+        "status",
+        "--socket",
+        &base.join("none.sock").display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("none.sock"), "{err}");
+}
