@@ -2,6 +2,8 @@
 //! readiness, the control socket, v2 OOM events with the kernel fallback,
 //! status, dry run, SIGTERM restoring everything, bad start-up input.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::net::UnixDatagram;

@@ -2,6 +2,8 @@
 //! daemon binary, real allocating processes, real OOMs. Each test builds its
 //! own subtree below this process's memcg (80M limit) and removes it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The host over fixture trees (tests/fixtures): cgroup v1 and v2 files,
 //! /proc entries. Each test works on a private copy, so the host may write.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

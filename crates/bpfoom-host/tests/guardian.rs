@@ -2,6 +2,8 @@
 //! started it dies, even by SIGKILL, and does nothing after a clean exit.
 //! Runs without root: the "cgroup files" are plain files here.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -2,6 +2,8 @@
 //! truncated lines, huge numbers, garbage. Bad input makes an item absent;
 //! it never panics and never yields a wrong number.
 
+#![allow(clippy::unwrap_used)]
+
 use bpfoom_host::parse::*;
 use proptest::prelude::*;
 
