@@ -872,4 +872,85 @@ mod tests {
         assert!(Scalar::refine(Cmp::Slt, &mut a, &mut Scalar::konst(16), 64));
         assert_eq!((a.umin, a.umax), (0, 15));
     }
+
+    fn member(s: &Scalar, v: u64) -> bool {
+        s.contains(&Scalar::konst(v))
+    }
+
+    /// An abstract value built around the concrete `x` in one of several ways.
+    fn around(x: u64, how: u8, a: u64, b: u64) -> Scalar {
+        match how % 5 {
+            0 => Scalar::konst(x),
+            1 => Scalar::urange(x.saturating_sub(a % 1000), x.saturating_add(b % 1000)),
+            2 => Scalar::from_tnum(Tnum {
+                value: x & !a,
+                mask: a,
+            }),
+            3 => {
+                let mut s = Scalar {
+                    smin: (x as i64).saturating_sub((a % 5000) as i64),
+                    smax: (x as i64).saturating_add((b % 5000) as i64),
+                    ..Scalar::UNKNOWN
+                };
+                assert!(s.sync());
+                s
+            }
+            _ => Scalar::UNKNOWN,
+        }
+    }
+
+    fn interesting() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u64>(),
+            0u64..64,
+            (0u64..64).prop_map(|v| v.wrapping_neg()),
+            (0u64..64).prop_map(|v| (1 << 31) + v - 32),
+            (0u64..64).prop_map(|v| (1 << 32) + v - 32),
+            (0u64..64).prop_map(|v| (1 << 63) + v - 32),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4000, ..Default::default() })]
+
+        /// Every ALU result and branch refinement keeps the concrete values.
+        #[test]
+        fn alu_and_refine_are_sound(
+            x in interesting(), y in interesting(),
+            hx in 0u8..5, hy in 0u8..5,
+            a in proptest::prelude::any::<u64>(), b in proptest::prelude::any::<u64>(),
+            opi in 0usize..13, cmpi in 0usize..12, w64 in proptest::prelude::any::<bool>(),
+            signed in proptest::prelude::any::<bool>(),
+        ) {
+            let (sa, sb) = (around(x, hx, a, b), around(y, hy, b, a));
+            proptest::prop_assert!(member(&sa, x) && member(&sb, y));
+            let w = if w64 { 64 } else { 32 };
+            let ops = [BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH,
+                       BPF_MOD, BPF_XOR, BPF_ARSH, BPF_DIV, BPF_MOD];
+            let op = ops[opi];
+            let signed = signed && matches!(op, BPF_DIV | BPF_MOD);
+            if let Some(c) = eval_alu(op, x, y, w, signed) {
+                let r = Scalar::alu(op, &sa, &sb, w, signed);
+                proptest::prop_assert!(member(&r, c), "{op:#x} w{w} {sa} {sb}: {c:#x} not in {r}");
+            }
+            let cmps = [Cmp::Eq, Cmp::Ne, Cmp::Gt, Cmp::Ge, Cmp::Lt, Cmp::Le, Cmp::Sgt, Cmp::Sge,
+                        Cmp::Slt, Cmp::Sle, Cmp::Set, Cmp::NotSet];
+            let cmp = cmps[cmpi];
+            let m = if w == 32 { 0xffff_ffff } else { u64::MAX };
+            if cmp.eval(x & m, y & m, w) {
+                let (mut ra, mut rb) = (sa, sb);
+                let ok = Scalar::refine(cmp, &mut ra, &mut rb, w);
+                proptest::prop_assert!(ok, "{cmp:?} w{w} wrongly impossible for {x:#x} {y:#x} in {sa} {sb}");
+                proptest::prop_assert!(member(&ra, x) && member(&rb, y),
+                    "{cmp:?} w{w}: {x:#x},{y:#x} lost: {ra} {rb} (from {sa} {sb})");
+            }
+            let t = sa.truncate(4);
+            proptest::prop_assert!(member(&t, x & 0xffff_ffff));
+            let e = sa.sign_extend(16);
+            proptest::prop_assert!(member(&e, (x as u16 as i16) as i64 as u64));
+            let j = sa.join(&sb);
+            proptest::prop_assert!(member(&j, x) && member(&j, y));
+        }
+    }
 }
