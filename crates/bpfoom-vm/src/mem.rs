@@ -317,9 +317,10 @@ impl Memory {
 
     /// Reads `len` bytes of program-visible memory at `addr`.
     pub fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemError> {
-        let mut v = vec![0; len];
-        self.read_into(addr, &mut v)?;
-        Ok(v)
+        // Check first: `len` comes from the program and may be huge.
+        let p = self.translate(addr, len as u64, false)?;
+        // SAFETY: `translate` proved `[p, p+len)` lies in a live VM allocation.
+        Ok(unsafe { std::slice::from_raw_parts(p, len) }.to_vec())
     }
 
     /// Writes bytes into writable program-visible memory at `addr`.

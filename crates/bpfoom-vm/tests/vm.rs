@@ -279,6 +279,19 @@ fn trace_printk_and_builtins() {
     let (mut vm, p) = vm_with(vec![], src);
     assert_eq!(vm.run(p, &[], &mut ()), Ok(6));
     assert_eq!(vm.env_mut().take_trace(), "x= -5\n");
+    // A huge format size is a typed fault, not an allocation.
+    let (mut vm, p) = vm_with(
+        vec![],
+        "mov %r1, %r10\nadd %r1, -8\nlddw %r2, 0x7fffffffffff\ncall 6\nexit",
+    );
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Helper {
+            id: 6,
+            source: HostError::Memory(_),
+            ..
+        })
+    ));
     let (mut vm, p) = vm_with(vec![], "call 9999\nexit");
     assert!(matches!(
         vm.run(p, &[], &mut ()),
