@@ -106,15 +106,22 @@ fn failed_child_instance_falls_through_to_parent() {
         return;
     };
     let t = TestTree::new(&root, &own, "chain", 80 << 20);
-    for d in ["job", "job/a", "job/b", "other"] {
-        t.mkdir(d);
-    }
-    t.write("job", "memory.limit_in_bytes", &(40u64 << 20).to_string());
+    t.mkdir("job");
     let mut d = DaemonProc::start(
         "chain",
         &[attach_arg(&ll, &t.cg("")), attach_arg(&fail, &t.cg("job"))],
     );
     assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
+    // Cgroups created while the daemon runs are picked up (inotify).
+    for d in ["job/a", "job/b", "other"] {
+        t.mkdir(d);
+    }
+    t.write("job", "memory.limit_in_bytes", &(40u64 << 20).to_string());
+    let deadline = std::time::Instant::now() + 2 * S;
+    while t.oom_control("job/b", "oom_kill_disable") != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "job/b not watched");
+        std::thread::sleep(S / 100);
+    }
     let mut other = Alloc::start(&t.top.join("other"), 10, 0, 60);
     assert!(other.ready(10 * S));
     let mut a = Alloc::start(&t.top.join("job/a"), 10, 0, 60);
@@ -421,4 +428,44 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
         Some(0),
         "detach un-pauses"
     );
+}
+
+/// --dry-run: policies run and say what they would do; nothing is paused,
+/// the kernel OOM killer does its normal job.
+#[test]
+fn dry_run_observes_and_the_kernel_acts() {
+    let Some((root, own)) = v1_or_skip("dry_run_observes_and_the_kernel_acts") else {
+        return;
+    };
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "dry", 80 << 20);
+    t.mkdir("job");
+    let mut d = DaemonProc::start("dry", &[attach_arg(&ll, &t.cg("")), "--dry-run".into()]);
+    assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
+    assert_eq!(t.oom_control("", "oom_kill_disable"), Some(0));
+    let mut hog = Alloc::start(&t.top.join("job"), 120, 0, 60);
+    assert!(
+        hog.wait(20 * S).is_some(),
+        "the kernel did not kill the hog"
+    );
+    let oom = d
+        .wait_record(5 * S, |r| r["event"] == "oom")
+        .unwrap_or_else(|| panic!("the OOM was not observed: {}", d.stderr()));
+    assert_eq!(oom["dry_run"], true);
+    assert!(ends_with(&oom, "memcg", &t.top_rel));
+    d.drain(S / 2);
+    dump(&d);
+    assert_eq!(
+        t.oom_control("job", "oom_kill"),
+        Some(1),
+        "the kernel killed"
+    );
+    assert_eq!(
+        t.oom_control("", "oom_kill_disable"),
+        Some(0),
+        "never paused"
+    );
+    assert!(d.seen.iter().all(|r| r["dry_run"] == true));
 }

@@ -425,21 +425,28 @@ impl LinuxHost {
         match self.fs.version() {
             CgroupVersion::V1 => {
                 let mut buf = [0u8; 8];
-                for w in self.watches.values() {
-                    if let Some(mut f) = w.efd.as_ref() {
-                        let _ = f.read(&mut buf);
-                    }
-                }
-                let under: BTreeSet<CgroupId> = self
+                let fired: BTreeSet<CgroupId> = self
+                    .watches
+                    .iter()
+                    .filter(|(_, w)| w.efd.as_ref().is_some_and(|mut f| f.read(&mut buf).is_ok()))
+                    .map(|(&c, _)| c)
+                    .collect();
+                // Paused memcgs stay under_oom until resolved. Unpaused ones
+                // (dry run) are under_oom only for an instant: there the
+                // notification itself says which memcgs were in OOM (the
+                // OOM'ing one and its whole subtree are notified).
+                let hit: BTreeSet<CgroupId> = self
                     .watches
                     .keys()
                     .copied()
-                    .filter(|&c| self.under_oom(c))
+                    .filter(|&c| {
+                        (self.cfg.dry_run && fired.contains(&c) && self.fs.rel(c).is_some())
+                            || self.under_oom(c)
+                    })
                     .collect();
-                under
-                    .iter()
+                hit.iter()
                     .copied()
-                    .filter(|&c| self.fs.parent(c).is_none_or(|p| !under.contains(&p)))
+                    .filter(|&c| self.fs.parent(c).is_none_or(|p| !hit.contains(&p)))
                     .collect()
             }
             CgroupVersion::V2 => {
@@ -503,6 +510,11 @@ impl LinuxHost {
                 CgroupVersion::V2 => self.apply_headroom(h.cg),
             }
         }
+    }
+
+    /// How many cgroups are watched.
+    pub fn watched(&self) -> usize {
+        self.watches.len()
     }
 
     /// True while a fallback to the kernel is in progress in `cg`.
@@ -847,6 +859,10 @@ impl Host for LinuxHost {
                 }
             };
         };
+        if self.cfg.dry_run {
+            // Nothing was paused: the kernel does its normal job.
+            return KernelOom::Delegated;
+        }
         let r = match self.fs.version() {
             // Waiters retry their charge and the kernel kills.
             CgroupVersion::V1 => self.fs.write(cg, "memory.oom_control", "0"),
