@@ -122,9 +122,10 @@ fn smod32(a: u64, b: u64) -> u64 {
     }
 }
 
-/// A handler: runs the instruction at `pc` (and possibly its successors) and
-/// returns the next index for the driver, or [`STOP`].
-pub(crate) type Handler = for<'a, 'b> fn(&'b mut Cpu<'a>, usize) -> usize;
+/// A handler: runs the instruction `t` at `pc` (and possibly its successors)
+/// and returns the next index for the driver, or [`STOP`]. The caller has
+/// already bounds-checked `pc` to fetch `t`, so the handler need not.
+pub(crate) type Handler = for<'a, 'b> fn(&'b mut Cpu<'a>, usize, &'a Threaded) -> usize;
 
 /// Returned by a handler when the run is over (result in `r0` or `err`).
 const STOP: usize = usize::MAX;
@@ -192,8 +193,9 @@ fn next(c: &mut Cpu<'_>, pc: usize) -> usize {
     if pc.is_multiple_of(CHAIN) {
         return pc;
     }
-    let h = c.code[pc].h;
-    h(c, pc)
+    let code = c.code;
+    let t = &code[pc];
+    (t.h)(c, pc, t)
 }
 
 /// Forwards to a possibly unsized host through a sized value, so handlers
@@ -234,8 +236,9 @@ pub(crate) fn exec<H: Host + ?Sized>(
     };
     let mut pc = 0;
     loop {
-        let h = c.code[pc].h;
-        pc = h(&mut c, pc);
+        let code = c.code;
+        let t = &code[pc];
+        pc = (t.h)(&mut c, pc, t);
         if pc == STOP {
             return match c.err.take() {
                 Some(e) => Err(e),
@@ -247,8 +250,8 @@ pub(crate) fn exec<H: Host + ?Sized>(
 
 macro_rules! alu {
     ($name:ident, |$a:tt, $b:tt, $i:tt| $e:expr) => {
-        pub(super) fn $name(c: &mut Cpu<'_>, pc: usize) -> usize {
-            let d = c.code[pc].d;
+        pub(super) fn $name<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+            let d = t.d;
             let dst = (d.dst & 15) as usize;
             let ($a, $b, $i) = (c.r[dst], c.r[(d.src & 15) as usize], d.imm);
             c.r[dst] = $e;
@@ -259,8 +262,8 @@ macro_rules! alu {
 
 macro_rules! jmp {
     ($name:ident, |$a:tt, $b:tt, $i:tt| $e:expr) => {
-        pub(super) fn $name(c: &mut Cpu<'_>, pc: usize) -> usize {
-            let d = c.code[pc].d;
+        pub(super) fn $name<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+            let d = t.d;
             let ($a, $b, $i) = (c.r[(d.dst & 15) as usize], c.r[(d.src & 15) as usize], d.imm);
             if $e {
                 c.jump(pc, d.off as usize)
@@ -273,8 +276,8 @@ macro_rules! jmp {
 
 macro_rules! load {
     ($name:ident, $ty:ty, |$v:ident| $e:expr) => {
-        pub(super) fn $name(c: &mut Cpu<'_>, pc: usize) -> usize {
-            let d = c.code[pc].d;
+        pub(super) fn $name<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+            let d = t.d;
             let a = c.r[(d.src & 15) as usize].wrapping_add(d.off as i64 as u64);
             let Some(p) = c.env.mem.fast(a, size_of::<$ty>() as u64, false) else {
                 return slow_access(c, pc, a, size_of::<$ty>() as u64, false);
@@ -290,8 +293,8 @@ macro_rules! load {
 
 macro_rules! store {
     ($name:ident, $ty:ty, |$d:ident, $b:ident| $e:expr) => {
-        pub(super) fn $name(c: &mut Cpu<'_>, pc: usize) -> usize {
-            let $d = c.code[pc].d;
+        pub(super) fn $name<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+            let $d = t.d;
             let a = c.r[($d.dst & 15) as usize].wrapping_add($d.off as i64 as u64);
             let $b = c.r[($d.src & 15) as usize];
             let Some(p) = c.env.mem.fast(a, size_of::<$ty>() as u64, true) else {
@@ -313,8 +316,9 @@ macro_rules! store {
 fn slow_access(c: &mut Cpu<'_>, pc: usize, addr: u64, len: u64, write: bool) -> usize {
     match c.env.mem.translate_slow(addr, len, write) {
         Ok(_) => {
-            let h = c.code[pc].h;
-            h(c, pc)
+            let code = c.code;
+            let t = &code[pc];
+            (t.h)(c, pc, t)
         }
         Err(source) => c.fail(VmError::Memory { pc, source }),
     }
@@ -413,8 +417,8 @@ mod ops {
     store!(StxW, u32, |_d, b| b);
     store!(StxDW, u64, |_d, b| b);
 
-    fn atomic_op(c: &mut Cpu<'_>, pc: usize, wide: bool) -> usize {
-        let d = c.code[pc].d;
+    fn atomic_op(c: &mut Cpu<'_>, pc: usize, t: &Threaded, wide: bool) -> usize {
+        let d = t.d;
         let src = (d.src & 15) as usize;
         let addr = c.r[(d.dst & 15) as usize].wrapping_add(d.off as i64 as u64);
         match exec_atomic(c.env, addr, wide, d.imm as i32, c.r[src], c.r[0], src) {
@@ -427,15 +431,15 @@ mod ops {
             Err(source) => c.fail(VmError::Memory { pc, source }),
         }
     }
-    pub(super) fn Atomic32(c: &mut Cpu<'_>, pc: usize) -> usize {
-        atomic_op(c, pc, false)
+    pub(super) fn Atomic32<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        atomic_op(c, pc, t, false)
     }
-    pub(super) fn Atomic64(c: &mut Cpu<'_>, pc: usize) -> usize {
-        atomic_op(c, pc, true)
+    pub(super) fn Atomic64<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        atomic_op(c, pc, t, true)
     }
 
-    pub(super) fn Ja(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let t = c.code[pc].d.off as usize;
+    pub(super) fn Ja<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let t = t.d.off as usize;
         c.jump(pc, t)
     }
     jmp!(Jeq64I, |a, _, i| a == i);
@@ -483,8 +487,8 @@ mod ops {
     jmp!(Jsle32I, |a, _, i| (a as i32) <= (i as i32));
     jmp!(Jsle32R, |a, b, _| (a as i32) <= (b as i32));
 
-    pub(super) fn LdDw(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let d = c.code[pc].d;
+    pub(super) fn LdDw<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let d = t.d;
         c.r[(d.dst & 15) as usize] = d.imm;
         next(c, pc + 2)
     }
@@ -499,16 +503,16 @@ mod ops {
             Err(source) => c.fail(VmError::Helper { pc, id, source }),
         }
     }
-    pub(super) fn CallHelper(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let id = c.code[pc].d.imm as u32;
+    pub(super) fn CallHelper<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let id = t.d.imm as u32;
         helper_call(c, pc, id)
     }
-    pub(super) fn Callx(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let id = c.r[(c.code[pc].d.dst & 15) as usize] as u32;
+    pub(super) fn Callx<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let id = c.r[(t.d.dst & 15) as usize] as u32;
         helper_call(c, pc, id)
     }
-    pub(super) fn CallKfunc(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let id = c.code[pc].d.imm as u32;
+    pub(super) fn CallKfunc<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let id = t.d.imm as u32;
         let args = [c.r[1], c.r[2], c.r[3], c.r[4], c.r[5]];
         match c.host.kfunc(id, args, c.env) {
             Ok(v) => {
@@ -518,8 +522,8 @@ mod ops {
             Err(source) => c.fail(VmError::Kfunc { pc, id, source }),
         }
     }
-    pub(super) fn CallLocal(c: &mut Cpu<'_>, pc: usize) -> usize {
-        let d = c.code[pc].d;
+    pub(super) fn CallLocal<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
+        let d = t.d;
         // Frame 0 is the main program; `frames` holds the callers of the rest.
         if c.env.frames.len() + 1 >= MAX_FRAMES {
             return c.fail(VmError::CallDepth { pc });
@@ -539,7 +543,7 @@ mod ops {
         c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         d.off as usize
     }
-    pub(super) fn Exit(c: &mut Cpu<'_>, _pc: usize) -> usize {
+    pub(super) fn Exit<'a>(c: &mut Cpu<'a>, _pc: usize, _t: &'a Threaded) -> usize {
         let Some(f) = c.env.frames.pop() else {
             return STOP;
         };
@@ -547,10 +551,10 @@ mod ops {
         c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         f.ret
     }
-    pub(super) fn Hole(c: &mut Cpu<'_>, pc: usize) -> usize {
+    pub(super) fn Hole<'a>(c: &mut Cpu<'a>, pc: usize, _t: &'a Threaded) -> usize {
         c.fail(VmError::FellOff { pc })
     }
-    pub(super) fn FellOff(c: &mut Cpu<'_>, pc: usize) -> usize {
+    pub(super) fn FellOff<'a>(c: &mut Cpu<'a>, pc: usize, _t: &'a Threaded) -> usize {
         c.fail(VmError::FellOff { pc })
     }
 }

@@ -22,7 +22,9 @@ const DATA: i16 = 64;
 const REGS_AT: i16 = DATA;
 /// Where the epilogue dumps the 64 stack bytes.
 const STACK_AT: i16 = REGS_AT + 8 * SCALARS.len() as i16;
-const PKT_LEN: i16 = STACK_AT + 64;
+/// Where values fetched by atomics are logged (8 slots).
+const FETCH_AT: i16 = STACK_AT + 64;
+const PKT_LEN: i16 = FETCH_AT + 64;
 /// Registers the body computes with; r6 holds the packet pointer.
 const SCALARS: [u8; 9] = [0, 1, 2, 3, 4, 5, 7, 8, 9];
 
@@ -79,6 +81,8 @@ enum Item {
     Wide(Insn, Insn),
     /// A jump to item index `to` (or the epilogue when `to` == body length).
     Jump(Insn, usize, bool),
+    /// Several instructions that belong together (never a jump target inside).
+    Seq(Vec<Insn>),
     /// A bpf-to-bpf call of the subprogram (its offset patched at layout),
     /// followed by instructions that reinitialise the clobbered r1-r5.
     Call(Vec<Insn>),
@@ -109,7 +113,7 @@ const CALLEE: Scope = Scope {
 fn slots_of(it: &Item) -> usize {
     match it {
         Item::Wide(..) => 2,
-        Item::Call(v) => v.len(),
+        Item::Call(v) | Item::Seq(v) => v.len(),
         _ => 1,
     }
 }
@@ -191,29 +195,52 @@ fn gen_item(r: &mut Rng, idx: usize, len: usize, sc: &Scope) -> Item {
         15 => {
             let (sz, n) = r.pick(&[(BPF_W, 4), (BPF_DW, 8)]);
             let off = -(n * (1 + r.below((sc.stack / n) as u64) as i16));
-            let op = r.pick(&[
-                0x00,
-                0x01,
-                0x40,
-                0x41,
-                0x50,
-                0x51,
-                0xa0,
-                0xa1,
-                BPF_XCHG,
-                BPF_CMPXCHG,
-            ]);
+            let ops: &[i32] = if sc.main {
+                &[
+                    0x00,
+                    0x01,
+                    0x40,
+                    0x41,
+                    0x50,
+                    0x51,
+                    0xa0,
+                    0xa1,
+                    BPF_XCHG,
+                    BPF_CMPXCHG,
+                ]
+            } else {
+                &[0x00, 0x40, 0x50, 0xa0]
+            };
+            let op = r.pick(ops);
             let insn = Insn::new(BPF_STX | BPF_ATOMIC | sz, BPF_REG_FP, src, off, op);
+            if op & BPF_FETCH == 0 {
+                return Item::Plain(insn);
+            }
+            // A fetched value goes to the packet and the register is reset.
+            // Kernel 6.18's verifier does not propagate precision from a
+            // register loaded by an atomic fetch back to the stack slot it
+            // came from, so a branch on that register can be pruned with the
+            // wrong constant and the JIT then skips code the program does run
+            // (tests/data/kernel-atomic-fetch-precision.asm). Logging and
+            // resetting keeps fetched values out of control flow while still
+            // comparing them. The subprogram (no packet) uses no fetches.
+            let fetched = if op == BPF_CMPXCHG { 0 } else { src };
+            let mut v = vec![insn];
             if op == BPF_CMPXCHG && sz == BPF_W {
                 // RFC 9669 and the kernel interpreter zero-extend r0 after a
-                // 32-bit cmpxchg; the x86 JIT leaves r0 untouched on success and
-                // relies on a verifier-inserted zext that kernel 6.18 sometimes
-                // omits (tests/data/kernel-cmpxchg32-zext.asm). Our VM follows
-                // the spec; an explicit zext keeps that divergence out of the
-                // comparison while still checking memory and the low half.
-                return Item::Wide(insn, Insn::new(BPF_ALU | BPF_MOV | BPF_X, 0, 0, 0, 0));
+                // 32-bit cmpxchg; the x86 JIT leaves r0 untouched on success
+                // and relies on a verifier-inserted zext that kernel 6.18
+                // sometimes omits (tests/data/kernel-cmpxchg32-zext.asm). Our
+                // VM follows the spec; this explicit zext keeps the divergence
+                // out of the comparison.
+                v.push(Insn::new(BPF_ALU | BPF_MOV | BPF_X, 0, 0, 0, 0));
             }
-            Item::Plain(insn)
+            let slot = FETCH_AT + 8 * r.below(8) as i16;
+            v.push(Insn::new(BPF_STX | BPF_MEM | BPF_DW, 6, fetched, slot, 0));
+            if let Item::Wide(a, b) = lddw(fetched, r.value()) {
+                v.extend([a, b]);
+            }
+            Item::Seq(v)
         }
         20 => {
             let mut v = vec![Insn::new(CALL, 0, BPF_PSEUDO_CALL, 0, 0)];
@@ -330,6 +357,7 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
         match it {
             Item::Plain(x) => code.push(*x),
             Item::Wide(a, b) => code.extend([*a, *b]),
+            Item::Seq(v) => code.extend_from_slice(v),
             Item::Call(v) => {
                 let mut call = v[0];
                 call.imm = (callee_at - slot[i] - 1) as i32;
@@ -401,6 +429,7 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
             match gen_item(r, 0, 0, &CALLEE) {
                 Item::Plain(x) => code.push(x),
                 Item::Wide(a, b) => code.extend([a, b]),
+                Item::Seq(v) => code.extend(v),
                 Item::Jump(..) | Item::Call(_) => {
                     unreachable!("the callee scope has no jumps or calls")
                 }
@@ -481,12 +510,13 @@ fn random_programs_match_the_kernel() {
                     .collect()
             };
             panic!(
-                "seed {seed} program {n}: mismatch\nkernel r0&3={} regs(r0-5,r7-9)={:?}\nvm     r0&3={ours} regs={:?}\nkernel pkt={:02x?}\nvm     pkt={:02x?}\nprogram (VM form):\n{}",
+                "seed {seed} program {n}: mismatch\nkernel r0&3={} regs(r0-5,r7-9)={:?}\nvm     r0&3={ours} regs={:?}\nkernel pkt={:02x?}\nvm     pkt={:02x?}\ninput  pkt={:02x?}\nprogram (VM form):\n{}",
                 k.retval,
                 regs(&k.data_out),
                 regs(&out),
                 k.data_out,
                 out,
+                pkt,
                 show()
             );
         }

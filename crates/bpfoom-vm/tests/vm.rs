@@ -434,3 +434,24 @@ fn long_programs_do_not_exhaust_the_stack() {
     let (mut vm, p) = vm_with(vec![], &text);
     assert_eq!(vm.run(p, &[], &mut ()), Ok(n));
 }
+
+/// The program on which kernel 6.18's verifier pruned a branch using a wrong
+/// constant for a value loaded by an atomic cmpxchg: the VM runs the store
+/// the program really performs.
+#[test]
+fn atomic_fetch_result_drives_the_branch() {
+    let text = include_str!("data/kernel-atomic-fetch-precision.asm");
+    let pkt_line = text.lines().nth(2).expect("packet line");
+    let pkt: Vec<u8> = pkt_line
+        .trim_start_matches('#')
+        .split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+        .collect();
+    assert_eq!(pkt.len(), 200);
+    let mut vm = Vm::new(vec![]).expect("vm");
+    let p = vm.load(&assemble(text).expect("asm")).expect("load");
+    let (obj, addr) = vm.add_object(&pkt, Perm::ReadWrite);
+    vm.run(p, &[addr, addr + 200], &mut ()).expect("runs");
+    let out = vm.env_mut().memory().remove_object(obj).expect("object");
+    assert_eq!(out[46..50], [0xff, 0xff, 0xff, 0x7f]);
+}
