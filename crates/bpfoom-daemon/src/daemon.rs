@@ -16,6 +16,7 @@ use bpfoom_engine::{
     PolicyCheck, Record,
 };
 use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
+use bpfoom_host::sys::Wait;
 use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
 use bpfoom_obj::{Object, StructOpsInstance};
 
@@ -74,6 +75,7 @@ struct Daemon {
     global: GlobalMonitor,
     last_action: HashMap<Option<CgroupId>, Instant>,
     dry_run: bool,
+    global_full_avg10: Option<f64>,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -166,6 +168,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         global,
         last_action: HashMap::new(),
         dry_run,
+        global_full_avg10: cfg.global.max_psi_full_avg10,
     };
     let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
     let result = result.and_then(|listener| dm.serve(&listener));
@@ -294,6 +297,7 @@ impl Daemon {
 
     fn serve(&mut self, listener: &UnixListener) -> Result<(), DaemonError> {
         let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
+        let global_psi = self.global_trigger();
         let mut last_rescan = Instant::now();
         loop {
             let busy = !self.last_action.is_empty();
@@ -304,9 +308,20 @@ impl Daemon {
             };
             let ready = {
                 let host = self.engine.host();
-                let mut fds = vec![sigfd.as_fd(), listener.as_fd(), host.inotify().as_fd()];
-                fds.extend(host.notify_fds().into_iter().map(|(_, f)| f));
-                sys::poll_readable(&fds, Some(timeout)).map_err(setup("poll"))?
+                let mut fds = vec![
+                    (sigfd.as_fd(), Wait::Readable),
+                    (listener.as_fd(), Wait::Readable),
+                    (host.inotify().as_fd(), Wait::Readable),
+                ];
+                // Wake-ups only: what they mean is sampled below.
+                fds.extend(global_psi.iter().map(|f| (f.as_fd(), Wait::Priority)));
+                fds.extend(host.psi_fds().into_iter().map(|f| (f, Wait::Priority)));
+                fds.extend(
+                    host.notify_fds()
+                        .into_iter()
+                        .map(|(_, f)| (f, Wait::Readable)),
+                );
+                sys::poll(&fds, Some(timeout)).map_err(setup("poll"))?
             };
             let now = Instant::now();
             if ready[0] {
@@ -342,6 +357,34 @@ impl Daemon {
             self.last_action
                 .retain(|_, t| now.saturating_duration_since(*t) < VICTIM_GRACE);
             self.flush();
+        }
+    }
+
+    /// A PSI trigger on the system's memory pressure for the `full`
+    /// threshold, so a stall wakes the loop at once (sampling decides).
+    fn global_trigger(&self) -> Option<std::fs::File> {
+        let pct = self.global_full_avg10?;
+        let path = self
+            .engine
+            .host()
+            .config()
+            .proc_root
+            .join("pressure/memory");
+        if !sys::fs_magic(&path).is_ok_and(|m| m == sys::PROC_MAGIC) {
+            return None;
+        }
+        // avg10 above pct% means that share of the time stalled.
+        let window = bpfoom_host::pressure::PSI_WINDOW_US;
+        let stall_us = (pct / 100.0 * window as f64) as u64;
+        match bpfoom_host::pressure::psi_trigger(&path, "full", stall_us, window) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.info(&format!(
+                    "no PSI trigger on {} ({e}); sampling",
+                    path.display()
+                ));
+                None
+            }
         }
     }
 

@@ -190,3 +190,90 @@ fn bad_start_up_input_exits_2_with_a_reason() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("none.sock"), "{err}");
 }
+
+/// A global OOM (MemAvailable below the threshold) runs the chain from the
+/// root; with no system-wide instance and fallback "none" nothing is done,
+/// and the event is not repeated while the condition merely persists.
+#[test]
+fn global_pressure_raises_a_global_oom() {
+    // The fixture's MemAvailable is 92% of MemTotal.
+    let (base, cfg) = fixture(
+        "global",
+        "\n[global]\nmin_available_percent = 95.0\nfallback = \"none\"\n",
+    );
+    let mut d = DaemonProc::start(
+        "d-global",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let oom = d
+        .wait_record(5 * S, |r| r["event"] == "oom")
+        .unwrap_or_else(|| panic!("no global OOM: {}", d.stderr()));
+    assert_eq!(oom["memcg"], serde_json::Value::Null);
+    assert_eq!(oom["constraint"], "none");
+    let fb = d.wait_record(S, |r| r["event"] == "fallback").unwrap();
+    assert_eq!(fb["reason"], "no bpf_oom_ops instance in the chain");
+    assert!(d
+        .wait_record(S, |r| r["event"] == "resolved" && r["by"] == "none")
+        .is_some());
+    assert!(d.stderr().contains("MemAvailable"), "{}", d.stderr());
+    // Edge-triggered with a cooldown: at most one more within ~1 s.
+    d.drain(S);
+    assert!(d.events("oom").len() <= 2, "{:?}", d.events("oom"));
+    let _ = base;
+}
+
+/// oomd_like gets its preferences from the config (cgroup paths become
+/// ids); a bad map entry is a start-up error naming it.
+#[test]
+fn config_preference_maps_for_oomd_like() {
+    let Some(oomd) = policy("oomd_like.bpf.c") else {
+        return;
+    };
+    let attach = |maps: &str| {
+        format!(
+            "\n[[attach]]\npolicy = \"{}\"\ncgroup = \"/job\"\nbackoff_budget = 1\nmaps = [{maps}]\n",
+            oomd.display()
+        )
+    };
+    let (_b, cfg) = fixture(
+        "oomd",
+        &attach(
+            r#"{ map = "prefs", key = "/job/a", value = 3 }, { map = "prefs", key = "/job/b", value = 1 }"#,
+        ),
+    );
+    let mut d = DaemonProc::start(
+        "d-oomd",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let (code, out, err) = client(&[
+        "status",
+        "--json",
+        "--socket",
+        &d.socket.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(st["instances"][0]["name"], "oomd_like");
+    assert_eq!(st["instances"][0]["backoff_budget_left"], 1);
+    drop(d);
+    for (maps, want) in [
+        (r#"{ map = "nope", key = 1, value = 1 }"#, "no map nope"),
+        (
+            r#"{ map = "prefs", key = "/job/zz", value = 1 }"#,
+            "no cgroup /job/zz",
+        ),
+    ] {
+        let (base, cfg) = fixture("oomd-bad", &attach(maps));
+        let (code, _, err) = client(&[
+            "run",
+            "--no-mlock",
+            &format!("--config={}", cfg.display()),
+            &format!("--socket={}", base.join("s").display()),
+            &format!("--state-file={}", base.join("state").display()),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+}

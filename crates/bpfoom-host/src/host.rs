@@ -80,6 +80,8 @@ struct Victim {
 struct Watch {
     /// v1: the eventfd registered for OOM notifications.
     efd: Option<File>,
+    /// v2: a PSI trigger on `memory.pressure`, where the kernel took one.
+    psi: Option<File>,
     /// v2: counters at the previous sample.
     last_high: u64,
     last_oom: u64,
@@ -277,6 +279,7 @@ impl LinuxHost {
         }
         let mut w = Watch {
             efd: None,
+            psi: None,
             last_high: 0,
             last_oom: 0,
             last_stall_us: 0,
@@ -301,6 +304,19 @@ impl LinuxHost {
                     }
                 }
                 self.apply_headroom(cg);
+                // A trigger wakes the daemon as soon as the stall builds up;
+                // fixture trees (not cgroup2) and refusals leave sampling.
+                if let Some(p) = self.fs.file(cg, "memory.pressure") {
+                    if sys::fs_magic(&p).is_ok_and(|m| m == sys::CGROUP2_MAGIC) {
+                        w.psi = crate::pressure::psi_trigger(
+                            &p,
+                            "some",
+                            self.cfg.v2_min_stall_us,
+                            crate::pressure::PSI_WINDOW_US,
+                        )
+                        .ok();
+                    }
+                }
                 let (high, oom, stall) = self.v2_counters(cg);
                 (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
             }
@@ -409,6 +425,27 @@ impl LinuxHost {
             .iter()
             .filter_map(|(&c, w)| w.efd.as_ref().map(|f| (c, f.as_fd())))
             .collect()
+    }
+
+    /// v2 PSI trigger descriptors to poll for [`sys::Wait::Priority`].
+    pub fn psi_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.watches
+            .values()
+            .filter_map(|w| w.psi.as_ref().map(|f| f.as_fd()))
+            .collect()
+    }
+
+    /// Kills every process of a cgroup v2 cgroup at once (`cgroup.kill`),
+    /// as `memory.oom.group` kills do; v1 has no such file (`EINVAL`).
+    pub fn kill_cgroup(&mut self, cg: CgroupId) -> Result<(), HostError> {
+        if self.fs.version() != CgroupVersion::V2 {
+            return Err(HostError::new(EINVAL, "cgroup.kill needs cgroup v2"));
+        }
+        let path = self.scope_dir_file(cg, "cgroup.kill")?;
+        if self.cfg.dry_run {
+            return Ok(());
+        }
+        std::fs::write(&path, "1").map_err(|e| herr(&e, path.display()))
     }
 
     fn under_oom(&self, cg: CgroupId) -> bool {

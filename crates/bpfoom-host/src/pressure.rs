@@ -1,8 +1,39 @@
 //! Global memory pressure: when to raise a system-wide OOM (memcg NULL).
 
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::parse::{MemInfo, Pressure};
+
+/// Registers a PSI trigger (`Documentation/accounting/psi.rst`): the
+/// returned file becomes ready for [`crate::sys::Wait::Priority`] whenever
+/// `kind` ("some" or "full") stall reaches `stall_us` within a `window_us`
+/// window. The kernel refuses windows outside 0.5 s..10 s, and without
+/// CAP_SYS_RESOURCE windows that are not a multiple of 2 s ([`PSI_WINDOW_US`]
+/// always works); the caller then samples instead.
+pub fn psi_trigger(path: &Path, kind: &str, stall_us: u64, window_us: u64) -> io::Result<File> {
+    if kind != "some" && kind != "full" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "kind is some or full",
+        ));
+    }
+    let stall = stall_us.clamp(1, window_us.max(1));
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    // One write, NUL-terminated, as the kernel's parser expects.
+    f.write_all(format!("{kind} {stall} {window_us}\0").as_bytes())?;
+    Ok(f)
+}
+
+/// A trigger window every kernel accepts, privileged or not.
+pub const PSI_WINDOW_US: u64 = 2_000_000;
 
 /// Thresholds of the global monitor; either may be off.
 #[derive(Clone, Copy, Debug, PartialEq)]

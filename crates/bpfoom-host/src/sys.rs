@@ -89,14 +89,26 @@ pub fn inotify_rm_watch(ino: &File, wd: i32) {
     unsafe { libc::inotify_rm_watch(ino.as_raw_fd(), wd) };
 }
 
-/// Waits until one of `fds` is readable (or hung up); returns, per fd,
-/// whether it is. An interrupted wait returns all false.
-pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+/// What to wait for on a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Data to read (eventfd, inotify, sockets, an exited pidfd).
+    Readable,
+    /// An exceptional condition (`POLLPRI`): a PSI trigger firing.
+    Priority,
+}
+
+/// Waits until one of `fds` is ready (or in error or hung up); returns,
+/// per fd, whether it is. An interrupted wait returns all false.
+pub fn poll(fds: &[(BorrowedFd<'_>, Wait)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
-        .map(|f| libc::pollfd {
+        .map(|(f, w)| libc::pollfd {
             fd: f.as_raw_fd(),
-            events: libc::POLLIN,
+            events: match w {
+                Wait::Readable => libc::POLLIN,
+                Wait::Priority => libc::POLLPRI,
+            },
             revents: 0,
         })
         .collect();
@@ -112,6 +124,27 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
     }
     Ok(p.iter().map(|x| x.revents != 0).collect())
 }
+
+/// [`poll`] for readability only.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let v: Vec<_> = fds.iter().map(|f| (*f, Wait::Readable)).collect();
+    poll(&v, timeout)
+}
+
+/// `statfs(path).f_type`: which file system holds `path`.
+pub fn fs_magic(path: &Path) -> io::Result<i64> {
+    let c = cpath(path)?;
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is writable, both live.
+    cvt(unsafe { libc::statfs(c.as_ptr(), &mut st) } as _)?;
+    Ok(st.f_type as i64)
+}
+
+/// `CGROUP2_SUPER_MAGIC`.
+pub const CGROUP2_MAGIC: i64 = 0x6367_7270;
+/// `PROC_SUPER_MAGIC`.
+pub const PROC_MAGIC: i64 = 0x9fa0;
 
 /// Locks current and future memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`),
 /// so the daemon is not paged out while the machine is out of memory.

@@ -315,3 +315,39 @@ fn kills_only_the_process_the_policy_saw() {
     assert!(h.kill(i32::MAX).is_err());
     assert!(h.kill(-1).is_err());
 }
+
+#[test]
+fn cgroup_kill_is_v2_only() {
+    let (base, cfg) = fixture("cgkill", "v2");
+    let mut h = LinuxHost::new(cfg).unwrap();
+    let b = h.cgroupfs().resolve("/job/b").unwrap();
+    h.kill_cgroup(b).unwrap();
+    assert_eq!(read(&base.join("v2/job/b/cgroup.kill")), "1");
+    let (_b, cfg) = fixture("cgkill1", "v1");
+    let mut h = LinuxHost::new(cfg).unwrap();
+    let job = h.cgroupfs().resolve("/job").unwrap();
+    assert_eq!(h.kill_cgroup(job).unwrap_err().errno, libc::EINVAL);
+}
+
+/// The PSI trigger format is the kernel's: it accepts ours on the real
+/// system file and refuses a window below 500 ms.
+#[test]
+fn psi_triggers_on_the_real_kernel() {
+    use bpfoom_host::pressure::{psi_trigger, PSI_WINDOW_US};
+    use bpfoom_host::sys::{fs_magic, poll, Wait, PROC_MAGIC};
+    use std::os::fd::AsFd;
+    let p = Path::new("/proc/pressure/memory");
+    if !bpfoom_testutil::is_root() || !fs_magic(p).is_ok_and(|m| m == PROC_MAGIC) {
+        eprintln!("SKIP: needs root and /proc/pressure/memory");
+        return;
+    }
+    let t = psi_trigger(p, "full", 1_000_000, PSI_WINDOW_US).unwrap();
+    // Idle machine: no full stall of 1 s in 2 s, so no event yet.
+    let r = poll(&[(t.as_fd(), Wait::Priority)], Some(Duration::ZERO)).unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(
+        psi_trigger(p, "some", 10_000, 100_000).is_err(),
+        "window too small"
+    );
+    assert!(psi_trigger(p, "most", 10_000, PSI_WINDOW_US).is_err());
+}
