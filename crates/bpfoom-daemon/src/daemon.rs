@@ -276,6 +276,11 @@ impl Daemon {
         for (p, c) in cli {
             self.attach(p, c, None, &AttachOpts::default(), &[])?;
         }
+        // The daemon must outlive the OOMs it handles (needs
+        // CAP_SYS_RESOURCE; the unit file sets it too).
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+            self.info(&format!("cannot set oom_score_adj -1000 ({e})"));
+        }
         if !no_mlock {
             if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
                 self.info(&format!("mlockall failed ({e}); continuing unlocked"));
