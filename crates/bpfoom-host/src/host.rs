@@ -351,7 +351,16 @@ impl LinuxHost {
 
     fn unwatch(&mut self, cg: CgroupId) {
         self.watches.remove(&cg);
-        self.wd_dirs.retain(|_, v| *v != cg);
+        let wds: Vec<i32> = self
+            .wd_dirs
+            .iter()
+            .filter(|(_, &v)| v == cg)
+            .map(|(&w, _)| w)
+            .collect();
+        for wd in wds {
+            sys::inotify_rm_watch(&self.inotify, wd);
+            self.wd_dirs.remove(&wd);
+        }
         let file = match self.fs.version() {
             CgroupVersion::V1 => "memory.oom_control",
             CgroupVersion::V2 => "memory.high",
