@@ -277,3 +277,41 @@ fn config_preference_maps_for_oomd_like() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// The control socket serves root only (SO_PEERCRED), even when its file
+/// permissions would let others connect.
+#[test]
+fn non_root_clients_are_refused() {
+    if !bpfoom_testutil::is_root() {
+        eprintln!("SKIP non_root_clients_are_refused: not root");
+        return;
+    }
+    let (_base, cfg) = fixture("peercred", "");
+    let mut d = DaemonProc::start(
+        "d-peercred",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_bpfoomd"))
+        .args(["status", "--socket"])
+        .arg(&d.socket)
+        .output();
+    let Ok(o) = o else {
+        eprintln!("SKIP non_root_clients_are_refused: no setpriv");
+        return;
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    if matches!(o.status.code(), Some(126 | 127)) || err.contains("setpriv:") {
+        eprintln!("SKIP non_root_clients_are_refused: nobody cannot run the binary: {err}");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied: uid 65534"), "{err}");
+    // Root still gets served.
+    let (code, _, err) = client(&["status", "--socket", &d.socket.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+}
