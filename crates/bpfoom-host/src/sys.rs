@@ -270,37 +270,47 @@ unsafe fn guardian_child(
             revents: 0,
         };
         while libc::poll(&mut p, 1, -1) <= 0 {}
-        let mut buf = [0u8; 65536];
-        let fd = libc::open(state, libc::O_RDONLY);
+        // Stream the file line by line: any number of entries, fixed memory.
+        let mut chunk = [0u8; 8192];
+        let mut line = [0u8; 4096];
         let mut len = 0usize;
+        let mut overlong = false;
+        let fd = libc::open(state, libc::O_RDONLY);
         if fd >= 0 {
-            while len < buf.len() {
-                let n = libc::read(fd, buf.as_mut_ptr().add(len).cast(), buf.len() - len);
+            loop {
+                let n = libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len());
                 if n <= 0 {
                     break;
                 }
-                len += n as usize;
+                for &b in &chunk[..n as usize] {
+                    if b == b'\n' {
+                        if !overlong {
+                            restore_line(&line[..len]);
+                        }
+                        len = 0;
+                        overlong = false;
+                    } else if len < line.len() {
+                        line[len] = b;
+                        len += 1;
+                    } else {
+                        overlong = true;
+                    }
+                }
             }
             libc::close(fd);
-        }
-        let mut start = 0;
-        while start < len {
-            let mut end = start;
-            while end < len && buf[end] != b'\n' {
-                end += 1;
+            if len > 0 && !overlong {
+                restore_line(&line[..len]);
             }
-            restore_line(&mut buf[start..end.min(len)]);
-            start = end + 1;
         }
         libc::_exit(0)
     }
 }
 
-/// Applies one `PATH VALUE` line in place (the space becomes the NUL).
+/// Applies one `PATH VALUE` line.
 ///
 /// # Safety
 /// Only async-signal-safe calls; `line` is a live buffer.
-unsafe fn restore_line(line: &mut [u8]) {
+unsafe fn restore_line(line: &[u8]) {
     let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
         return;
     };
@@ -319,9 +329,4 @@ unsafe fn restore_line(line: &mut [u8]) {
             libc::close(fd);
         }
     }
-}
-
-/// Borrows a raw descriptor for polling.
-pub fn borrow(f: &impl AsFd) -> BorrowedFd<'_> {
-    f.as_fd()
 }

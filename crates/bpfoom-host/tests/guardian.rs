@@ -21,6 +21,20 @@ fn guardian_helper() {
     };
     let (dir, mode) = spec.rsplit_once(':').expect("spec");
     let dir = PathBuf::from(dir);
+    if mode == "many" {
+        // More entries than any fixed buffer would hold (~150 KB).
+        let mut text = String::new();
+        for i in 0..1500 {
+            let f = dir.join(format!("f{i:04}-{}", "x".repeat(60)));
+            std::fs::write(&f, "1").unwrap();
+            text.push_str(&format!("{} 0\n", f.display()));
+        }
+        std::fs::write(dir.join("state"), text).unwrap();
+        bpfoom_host::sys::spawn_guardian(&dir.join("state")).unwrap();
+        println!("READY");
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
     let mut list = bpfoom_host::restore::RestoreList::new(Some(dir.join("state")));
     for name in ["a", "b"] {
         std::fs::write(dir.join(name), "1").unwrap();
@@ -86,6 +100,28 @@ fn sigkill_of_the_daemon_is_repaired_within_a_second() {
         std::thread::sleep(Duration::from_millis(5));
     }
     eprintln!("restored {:?} after SIGKILL", t.elapsed());
+}
+
+#[test]
+fn a_long_restore_list_is_applied_in_full() {
+    let dir = scratch("many");
+    let mut c = start(&dir, "many");
+    let t = Instant::now();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let last = dir.join(format!("f1499-{}", "x".repeat(60)));
+    while read(&last) != "0" {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "not restored within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..1500 {
+        let f = dir.join(format!("f{i:04}-{}", "x".repeat(60)));
+        assert_eq!(read(&f), "0", "{}", f.display());
+    }
+    eprintln!("1500 entries restored {:?} after SIGKILL", t.elapsed());
 }
 
 #[test]
