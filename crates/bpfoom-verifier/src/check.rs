@@ -767,18 +767,25 @@ impl<'a> Verifier<'a> {
         };
         if a.is_scalar() && b.is_scalar() {
             if x && i.dst == i.src {
-                let always = match cmp {
-                    Cmp::Eq | Cmp::Ge | Cmp::Le | Cmp::Sge | Cmp::Sle => Some(true),
-                    Cmp::Ne | Cmp::Gt | Cmp::Lt | Cmp::Sgt | Cmp::Slt => Some(false),
-                    _ => None,
+                // A register against itself: the order tests are decided;
+                // `x & x` is `x`, so JSET tests `x != 0`.
+                let test = match cmp {
+                    Cmp::Eq | Cmp::Ge | Cmp::Le | Cmp::Sge | Cmp::Sle => {
+                        return self.fork(st, pc, target, (true, false), |_, _| {})
+                    }
+                    Cmp::Ne | Cmp::Gt | Cmp::Lt | Cmp::Sgt | Cmp::Slt => {
+                        return self.fork(st, pc, target, (false, true), |_, _| {})
+                    }
+                    Cmp::Set => Cmp::Ne,
+                    Cmp::NotSet => Cmp::Eq,
                 };
-                return self.fork(
-                    st,
-                    pc,
-                    target,
-                    always.map_or((true, true), |t| (t, !t)),
-                    |_, _| {},
-                );
+                let (mut at, mut af) = (a.var, a.var);
+                let taken = Scalar::refine(test, &mut at, &mut Scalar::konst(0), w);
+                let fall = Scalar::refine(test.negate(), &mut af, &mut Scalar::konst(0), w);
+                let (dst, id) = (i.dst, a.id);
+                return self.fork(st, pc, target, (taken, fall), move |s, t| {
+                    assign_scalar(s, dst, id, if t { at } else { af });
+                });
             }
             let (mut at, mut bt) = (a.var, b.var);
             let taken = Scalar::refine(cmp, &mut at, &mut bt, w);

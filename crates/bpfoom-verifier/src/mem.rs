@@ -363,6 +363,19 @@ impl Verifier<'_> {
                 }
             }
         }
+        // Like the kernel, stack accesses are always size-aligned: spill
+        // tracking works on aligned slots.
+        let at = r.var.var_off + crate::tnum::Tnum::konst((r.off + off) as u64);
+        if (at.value | at.mask) & (size as u64 - 1) != 0 {
+            return fail(
+                RejectKind::Stack,
+                format!(
+                    "misaligned stack access off {}+{} size {size}",
+                    r.off + off,
+                    r.var
+                ),
+            );
+        }
         let var = r.var.as_const().is_none();
         let base = lo;
         let span = if var { hi - lo + size } else { size };
@@ -420,6 +433,13 @@ impl Verifier<'_> {
                             }
                             if reg.is_ptr() {
                                 return fail(RejectKind::Stack, format!("invalid size of register fill: partial read of a spilled pointer at fp{base}"));
+                            }
+                            // The low bytes of a spilled constant (as the kernel
+                            // reads them).
+                            if let Some(c) = reg.var.as_const() {
+                                if b0 == start as usize && size < i64::from(ssz) {
+                                    return Ok(Reg::scalar(Scalar::konst(c).truncate(size as u32)));
+                                }
                             }
                         }
                     }
