@@ -124,6 +124,26 @@ fn v2_fixture_daemon_end_to_end() {
     assert_eq!(st["counters"]["kernel_fallbacks"], 1);
     assert!(!st["last_decisions"].as_array().unwrap().is_empty());
 
+    // Removing an attach point detaches its instance.
+    let (code, _, err) = client(&[
+        "attach",
+        &fail.display().to_string(),
+        "--cgroup",
+        "/job/a",
+        "--socket",
+        &sock,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_dir_all(job.join("a")).unwrap();
+    let det = d
+        .wait_record(5 * S, |r| r["event"] == "detach")
+        .unwrap_or_else(|| panic!("no detach: {}", d.stderr()));
+    assert_eq!(det["cgroup"], "/job/a");
+    assert_eq!(det["reason"], "cgroup removed");
+    let (_, out, _) = client(&["status", "--json", "--socket", &sock]);
+    let st: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(st["instances"].as_array().unwrap().len(), 1, "{st}");
+
     d.signal(libc::SIGTERM);
     let st = d.wait_exit(5 * S).expect("exits on SIGTERM");
     assert!(st.success(), "{}", d.stderr());
