@@ -32,12 +32,31 @@
 //! which also lets open-coded iterator loops converge. A budget of processed
 //! instructions bounds the work.
 //!
-//! Differences from Linux worth knowing: no precision back-tracking (all
-//! scalars are compared exactly when pruning, so some programs take more
-//! states than in Linux), uninitialised stack reads are always rejected
-//! (Linux allows them for privileged loaders), and an RCU pointer is
-//! accepted by a `KF_TRUSTED_ARGS` kfunc inside the RCU read section that
-//! produced it.
+//! Loops: bounded loops are explored iteration by iteration (an identical
+//! state at a loop head is an "infinite loop"); open-coded iterator loops
+//! converge because, at `bpf_iter_*_next`, a state covered by an ancestor in
+//! the same loop (iterator depth ignored) is pruned, and scalars that keep
+//! changing around the loop are joined, then widened to unknown.
+//!
+//! # Differences from Linux worth knowing
+//! - No precision back-tracking and no stack liveness: scalars are compared
+//!   exactly when pruning (register liveness is used), so some programs need
+//!   more states than in Linux; iterator loops rely on widening instead.
+//! - Uninitialised stack reads are always rejected (Linux allows them for
+//!   privileged loaders), as are pointer comparisons other than NULL checks
+//!   and comparisons of two pointers of the same kind,
+//!   and pointers returned, stored into maps or partially spilled.
+//! - An RCU pointer is accepted by a `KF_TRUSTED_ARGS` kfunc inside the RCU
+//!   read section that produced it (e.g. an element of a css iterator passed
+//!   to `bpf_iter_css_task_new`); walked pointers never are.
+//! - A `_Bool` field of a host object loads as 0 or 1 (bpfoom owns the host
+//!   objects); div/mod and stack bytes are tracked more exactly than Linux.
+//! - `PTR_TO_MAP_KEY` does not exist: no helper bpfoom offers produces it.
+//! - Return values are checked on the low 32 bits (the callbacks return `int`).
+//!
+//! The differential test (`tests/differential.rs`) loads generated programs
+//! into the running kernel and checks that the verdicts agree, classifying
+//! the deliberate differences above.
 
 mod calls;
 mod cfg;
