@@ -125,7 +125,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         Ok(_) => {}
         Err(e) => info(&format!("reconciling {}: {e}", state_file.display())),
     }
-    sys::spawn_guardian(&state_file).map_err(setup("starting the guardian"))?;
+    let guardian = Guardian::start(&state_file)?;
 
     let mut hc = HostConfig::new(&cgroup_root);
     hc.proc_root = proc_root;
@@ -171,7 +171,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         global_full_avg10: cfg.global.max_psi_full_avg10,
     };
     let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
-    let result = result.and_then(|listener| dm.serve(&listener));
+    let result = result.and_then(|listener| dm.serve(&listener, guardian));
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
     for e in errs {
@@ -180,6 +180,32 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&socket);
     notify_systemd("STOPPING=1");
     result
+}
+
+/// The guardian process, watched so a dead one is replaced.
+struct Guardian {
+    pid: i32,
+    pidfd: std::os::fd::OwnedFd,
+    state_file: PathBuf,
+}
+
+impl Guardian {
+    fn start(state_file: &Path) -> Result<Guardian, DaemonError> {
+        let pid = sys::spawn_guardian(state_file).map_err(setup("starting the guardian"))?;
+        let pidfd = sys::pidfd_open(pid).map_err(setup("watching the guardian"))?;
+        Ok(Guardian {
+            pid,
+            pidfd,
+            state_file: state_file.to_path_buf(),
+        })
+    }
+
+    /// Replaces a guardian that died (it is never expected to).
+    fn restart(&mut self) -> Result<(), DaemonError> {
+        sys::reap_child(self.pid);
+        *self = Guardian::start(&self.state_file)?;
+        Ok(())
+    }
 }
 
 fn parse_attach_args(v: &[String]) -> Result<Vec<(PathBuf, String)>, DaemonError> {
@@ -300,7 +326,11 @@ impl Daemon {
         Ok(listener)
     }
 
-    fn serve(&mut self, listener: &UnixListener) -> Result<(), DaemonError> {
+    fn serve(
+        &mut self,
+        listener: &UnixListener,
+        mut guardian: Guardian,
+    ) -> Result<(), DaemonError> {
         let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
         let global_psi = self.global_trigger();
         let mut last_rescan = Instant::now();
@@ -317,6 +347,7 @@ impl Daemon {
                     (sigfd.as_fd(), Wait::Readable),
                     (listener.as_fd(), Wait::Readable),
                     (host.inotify().as_fd(), Wait::Readable),
+                    (guardian.pidfd.as_fd(), Wait::Readable),
                 ];
                 // Wake-ups only: what they mean is sampled below.
                 fds.extend(global_psi.iter().map(|f| (f.as_fd(), Wait::Priority)));
@@ -334,6 +365,13 @@ impl Daemon {
                 self.info(&format!("signal {sig}: restoring cgroups and exiting"));
                 return Ok(());
             }
+            if ready[3] {
+                self.info(&format!(
+                    "guardian (pid {}) died; starting a new one",
+                    guardian.pid
+                ));
+                guardian.restart()?;
+            }
             if ready[2] || now.duration_since(last_rescan) >= RESCAN {
                 self.engine.host_mut().drain_inotify();
                 self.rescan();
@@ -342,7 +380,7 @@ impl Daemon {
             // v1 wakes us by eventfd; v2 is sampled on every pass (inotify
             // on memory.events makes a pass happen at once).
             let v2 = self.engine.host().cgroupfs().version() == CgroupVersion::V2;
-            if ready.iter().skip(3).any(|&r| r) || busy || v2 {
+            if ready.iter().skip(4).any(|&r| r) || busy || v2 {
                 self.handle_memcg_ooms(now);
             }
             if self.global.enabled() {
@@ -479,6 +517,14 @@ impl Daemon {
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.set_write_timeout(Some(Duration::from_secs(2)))?;
         let (uid, pid) = sys::peer_cred(&s)?;
+        // Read first, so even a refused client gets its answer (closing with
+        // unread data would reset the connection under it).
+        let mut line = String::new();
+        BufReader::new(&s).take(MAX_REQUEST).read_line(&mut line)?;
+        if line.is_empty() {
+            // A connection probe (or a client that gave up).
+            return Ok(());
+        }
         let me = std::fs::metadata("/proc/self")
             .map(|m| m.uid())
             .unwrap_or(0);
@@ -488,12 +534,6 @@ impl Daemon {
                 "permission denied: uid {uid} (pid {pid}) is not root"
             )))
         } else {
-            let mut line = String::new();
-            BufReader::new(&s).take(MAX_REQUEST).read_line(&mut line)?;
-            if line.is_empty() {
-                // A connection probe (or a client that gave up).
-                return Ok(());
-            }
             self.counters.requests += 1;
             let r = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => self.request(req),

@@ -335,3 +335,64 @@ fn non_root_clients_are_refused() {
     let (code, _, err) = client(&["status", "--socket", &d.socket.display().to_string()]);
     assert_eq!(code, 0, "{err}");
 }
+
+fn children(pid: u32) -> Vec<i32> {
+    read(Path::new(&format!("/proc/{pid}/task/{pid}/children")))
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A guardian that dies is replaced, and the new one does the job: the
+/// daemon's SIGKILL is repaired within a second.
+#[test]
+fn a_dead_guardian_is_replaced() {
+    let Some(fail) = policy("tests/always_fail.bpf.c") else {
+        return;
+    };
+    let (base, cfg) = fixture("guard", "");
+    let mut d = DaemonProc::start(
+        "d-guard",
+        &[
+            format!("--config={}", cfg.display()),
+            "--no-mlock".into(),
+            format!("--attach={}=/job", fail.display()),
+        ],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let high = base.join("v2/job/memory.high");
+    assert_eq!(read(&high).trim(), (84 * M).to_string());
+    let first = children(d.child.id());
+    assert_eq!(first.len(), 1, "one guardian: {first:?}");
+    use std::os::fd::AsFd;
+    let fd = bpfoom_host::sys::pidfd_open(first[0]).unwrap();
+    bpfoom_host::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + 5 * S;
+    let second = loop {
+        let c = children(d.child.id());
+        if c.len() == 1 && c[0] != first[0] {
+            break c[0];
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new guardian: {}",
+            d.stderr()
+        );
+        std::thread::sleep(S / 50);
+    };
+    assert!(d.stderr().contains("starting a new one"), "{}", d.stderr());
+    assert_eq!(
+        read(&high).trim(),
+        (84 * M).to_string(),
+        "nothing restored yet"
+    );
+    let t = std::time::Instant::now();
+    d.signal(libc::SIGKILL);
+    while read(&high).trim() != "max" {
+        assert!(
+            t.elapsed() < S,
+            "guardian {second} did not restore within 1 s"
+        );
+        std::thread::sleep(S / 200);
+    }
+}

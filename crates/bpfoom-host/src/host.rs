@@ -86,7 +86,12 @@ struct Watch {
     last_high: u64,
     last_oom: u64,
     last_stall_us: u64,
+    /// v2: when the counters above were taken.
+    since: Instant,
 }
+
+/// How long v2 OOM signals (events, stall) are added up.
+const V2_WINDOW: Duration = Duration::from_secs(2);
 
 /// A fallback in progress: the kernel OOM killer is enabled on `cg` until
 /// it has killed (or `since + hold` passed without an OOM).
@@ -283,6 +288,7 @@ impl LinuxHost {
             last_high: 0,
             last_oom: 0,
             last_stall_us: 0,
+            since: Instant::now(),
         };
         match self.fs.version() {
             CgroupVersion::V1 => {
@@ -502,16 +508,13 @@ impl LinuxHost {
         }
     }
 
-    /// v2: an OOM event is usage above `memory.high`, a new `high` (or
-    /// `oom`) event since the last sample, and enough memory stall.
+    /// v2: an OOM event is usage above `memory.high`, with new `high` (or
+    /// `oom`) events and enough memory stall since the baseline. The
+    /// baseline moves on when an event fires or after [`V2_WINDOW`], so
+    /// signals that arrive in different samples still add up, and old ones
+    /// expire.
     fn sample_v2(&mut self, cg: CgroupId) -> bool {
         let (high, oom, stall) = self.v2_counters(cg);
-        let Some(w) = self.watches.get_mut(&cg) else {
-            return false;
-        };
-        let new_events = high > w.last_high || oom > w.last_oom;
-        let stalled = stall.saturating_sub(w.last_stall_us) >= self.cfg.v2_min_stall_us;
-        (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
         let current = self
             .fs
             .read(cg, "memory.current")
@@ -522,7 +525,18 @@ impl LinuxHost {
             .and_then(|t| parse_limit(&t))
             .flatten();
         let above = matches!((current, high_limit), (Some(c), Some(h)) if c >= h);
-        new_events && stalled && above
+        let min_stall = self.cfg.v2_min_stall_us;
+        let Some(w) = self.watches.get_mut(&cg) else {
+            return false;
+        };
+        let new_events = high > w.last_high || oom > w.last_oom;
+        let stalled = stall.saturating_sub(w.last_stall_us) >= min_stall;
+        let fire = new_events && stalled && above;
+        if fire || w.since.elapsed() >= V2_WINDOW {
+            (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
+            w.since = Instant::now();
+        }
+        fire
     }
 
     /// Housekeeping: ends fallbacks whose OOM the kernel resolved (v1:

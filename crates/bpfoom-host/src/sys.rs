@@ -230,6 +230,13 @@ pub fn spawn_guardian(state_file: &Path) -> io::Result<i32> {
     unsafe { guardian_child(me.as_raw_fd(), path.as_ptr(), devnull.as_ptr()) }
 }
 
+/// Collects an exited child (`waitpid(pid, WNOHANG)`); true if it was.
+pub fn reap_child(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: `status` is a live int for the call.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
 /// The guardian's body (never returns).
 ///
 /// # Safety
@@ -320,10 +327,12 @@ unsafe fn restore_line(line: &[u8]) {
     }
     path[..sp].copy_from_slice(&line[..sp]);
     let value = &line[sp + 1..];
+    // O_TRUNC as a shell's `>` does: cgroupfs ignores it, plain files (test
+    // fixtures) need it.
     // SAFETY: `path` is NUL-terminated (zero-filled beyond `sp`); `value` is
     // a live slice of `value.len()` bytes.
     unsafe {
-        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
+        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_TRUNC);
         if fd >= 0 {
             libc::write(fd, value.as_ptr().cast(), value.len());
             libc::close(fd);

@@ -37,7 +37,9 @@ fn guardian_helper() {
     }
     let mut list = bpfoom_host::restore::RestoreList::new(Some(dir.join("state")));
     for name in ["a", "b"] {
+        // Longer than the value put back: the write must replace it all.
         std::fs::write(dir.join(name), "1").unwrap();
+        std::fs::write(dir.join(name), "11111").unwrap();
         list.add(dir.join(name), "0".into()).unwrap();
     }
     bpfoom_host::sys::spawn_guardian(&dir.join("state")).unwrap();
@@ -88,7 +90,7 @@ fn read(p: &Path) -> String {
 fn sigkill_of_the_daemon_is_repaired_within_a_second() {
     let dir = scratch("kill");
     let mut c = start(&dir, "kill");
-    assert_eq!(read(&dir.join("a")), "1");
+    assert_eq!(read(&dir.join("a")), "11111");
     let t = Instant::now();
     c.kill().unwrap();
     c.wait().unwrap();
