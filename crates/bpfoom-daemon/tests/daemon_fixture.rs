@@ -236,7 +236,7 @@ fn global_pressure_raises_a_global_oom() {
     assert!(d
         .wait_record(S, |r| r["event"] == "resolved" && r["by"] == "none")
         .is_some());
-    assert!(d.stderr().contains("MemAvailable"), "{}", d.stderr());
+    assert!(d.wait_stderr("MemAvailable", 2 * S), "{}", d.stderr());
     // Edge-triggered with a cooldown: at most one more within ~1 s.
     d.drain(S);
     assert!(d.events("oom").len() <= 2, "{:?}", d.events("oom"));
@@ -380,7 +380,7 @@ fn a_dead_guardian_is_replaced() {
         );
         std::thread::sleep(S / 50);
     };
-    assert!(d.stderr().contains("starting a new one"), "{}", d.stderr());
+    assert!(d.wait_stderr("starting a new one", 2 * S), "{}", d.stderr());
     assert_eq!(
         read(&high).trim(),
         (84 * M).to_string(),

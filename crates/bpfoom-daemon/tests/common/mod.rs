@@ -403,6 +403,18 @@ impl DaemonProc {
         false
     }
 
+    /// Waits until stderr contains `what`.
+    pub fn wait_stderr(&self, what: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(what) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// stderr so far.
     pub fn stderr(&self) -> String {
         self.errs.lock().map(|s| s.clone()).unwrap_or_default()
