@@ -1,5 +1,7 @@
 //! The host over fixture trees (tests/fixtures): cgroup v1 and v2 files,
 //! /proc entries. Each test works on a private copy, so the host may write.
+//! Fixture pids are above PID_MAX_LIMIT (4194304): no real process can have
+//! them, so nothing here can ever signal a stranger.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,15 +90,15 @@ fn v2_reads_memcgs_stats_and_tasks() {
     assert_eq!(h.memory_event(b, kills), Some(2));
     let swap_fail = by_name(MEMORY_EVENTS, "MEMCG_SWAP_FAIL").unwrap();
     assert_eq!(h.memory_event(b, swap_fail), None, "absent key");
-    assert_eq!(h.tasks(b), vec![4102, 4103], "sorted");
-    let t = h.task(4102).unwrap();
+    assert_eq!(h.tasks(b), vec![5000002, 5000003], "sorted");
+    let t = h.task(5000002).unwrap();
     assert_eq!(t.comm, "evil) (name");
     assert_eq!(t.cgroup, b);
     assert_eq!(t.oom_score_adj, 500);
     assert_eq!(t.rss_pages, 30000 / 4);
     assert_eq!(t.pgtables_pages, 10);
     assert_eq!(t.flags & PF_EXITING, 0);
-    assert!(h.task(4103).is_none(), "a zombie is gone");
+    assert!(h.task(5000003).is_none(), "a zombie is gone");
     assert!(h.task(4999).is_none());
     assert_eq!(h.total_pages(), 24_684_092 / 4);
     assert!(h.cgroupfs().resolve("/job/../..").is_err());
@@ -218,7 +220,7 @@ fn v1_reads_and_finds_the_ooming_memcg() {
     let high = by_name(MEMORY_EVENTS, "MEMCG_HIGH").unwrap();
     assert_eq!(h.memory_event(a, high), None, "v1 has no high events");
     assert_eq!(
-        h.task(4102).unwrap().cgroup,
+        h.task(5000002).unwrap().cgroup,
         h.cgroupfs().resolve("/other").unwrap()
     );
 
@@ -288,7 +290,7 @@ fn kills_only_the_process_the_policy_saw() {
         .unwrap();
     let pid = child.id() as i32;
     let pdir = base.join("proc").join(pid.to_string());
-    copy_dir(&base.join("proc/4101"), &pdir);
+    copy_dir(&base.join("proc/5000001"), &pdir);
     let stat = read(Path::new(&format!("/proc/{pid}/stat")));
     set(&pdir.join("stat"), &stat);
     let mut h = LinuxHost::new(cfg).unwrap();
