@@ -514,7 +514,8 @@ impl Daemon {
 
     fn serve_client(&mut self, s: UnixStream) -> std::io::Result<()> {
         s.set_nonblocking(false)?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        // Short: the OOM loop waits while a client is served.
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
         s.set_write_timeout(Some(Duration::from_secs(2)))?;
         let (uid, pid) = sys::peer_cred(&s)?;
         // Read first, so even a refused client gets its answer (closing with

@@ -396,3 +396,45 @@ fn a_dead_guardian_is_replaced() {
         std::thread::sleep(S / 200);
     }
 }
+
+/// A system-wide instance runs for a global OOM; a handler over its
+/// instruction budget counts as FAILED and the fallback follows.
+#[test]
+fn handler_over_budget_fails_and_the_chain_goes_on() {
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let (_base, cfg) = fixture(
+        "budget",
+        &format!(
+            "\n[global]\nmin_available_percent = 95.0\nfallback = \"none\"\n\n[[attach]]\npolicy = \"{}\"\ncgroup = \"/\"\n",
+            ll.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[daemon]\n", "[daemon]\ninsn_budget = 1\n"),
+    )
+    .unwrap();
+    let mut d = DaemonProc::start(
+        "d-budget",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let h = d
+        .wait_record(5 * S, |r| r["event"] == "handler")
+        .unwrap_or_else(|| panic!("no handler run: {}", d.stderr()));
+    assert_eq!(h["policy"], "largest_leaf");
+    assert_eq!(h["cgroup"], "/");
+    assert_eq!(h["ret"], "failed");
+    assert!(
+        h["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("instruction budget"),
+        "{h}"
+    );
+    assert!(d.wait_record(S, |r| r["event"] == "fallback").is_some());
+    assert!(d.events("kill").is_empty());
+}
