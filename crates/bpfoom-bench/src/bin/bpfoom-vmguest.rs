@@ -1,0 +1,72 @@
+//! `bpfoom-vmguest`: the one binary the VM initramfs carries besides
+//! busybox. `daemon ...` is the bpfoom daemon itself (the same code as
+//! `bpfoom run`), `alloc` the allocating test process, `suite` the test
+//! driver that `/init` runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bpfoom-vmguest",
+    about = "bpfoom VM guest: daemon, allocator, test suites"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The bpfoom daemon verbs (run, attach, detach, status).
+    Daemon {
+        #[command(subcommand)]
+        cmd: bpfoom_daemon::DaemonCmd,
+    },
+    /// Join CGROUP, allocate MB MiB, print "ready", hold for HOLD_S seconds.
+    Alloc {
+        cgroup: PathBuf,
+        mb: usize,
+        adj: i32,
+        hold_s: u64,
+        step_ms: u64,
+    },
+    /// Run the cgroup v2 suite (tests whose name contains FILTER).
+    Suite {
+        #[arg(default_value = "")]
+        filter: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Daemon { cmd } => match bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bpfoom: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
+        Cmd::Alloc {
+            cgroup,
+            mb,
+            adj,
+            hold_s,
+            step_ms,
+        } => match bpfoom_bench::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("alloc: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Suite { filter } => {
+            let failed = bpfoom_bench::guest::run_suite(bpfoom_bench::guest::V2_SUITE, &filter);
+            println!("BPFOOM-VM-DONE failed={failed}");
+            ExitCode::from(u8::from(failed > 0))
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! The side of the VM tests that runs inside the guest (as `bpfoom-vmguest`,
+//! started by the initramfs's `/init`): cgroup helpers, an allocating
+//! process, a daemon wrapper, and the cgroup v2 end-to-end suite.
+//!
+//! Every test prints one line `BPFOOM-VM {json}` on stdout (the serial
+//! console) with at least `test` and `ok`; the host side
+//! ([`crate::vm::parse_results`]) reads them back.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The prefix of result lines on the serial console.
+pub const RESULT_PREFIX: &str = "BPFOOM-VM ";
+
+/// Where the guest mounts cgroup2.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where `/init` puts the compiled policies.
+pub const POLICY_DIR: &str = "/policies";
+
+const S: Duration = Duration::from_secs(1);
+
+/// A failed check inside a guest test.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fail(pub String);
+
+type R<T> = Result<T, Fail>;
+
+fn fail<T>(msg: impl Into<String>) -> R<T> {
+    Err(Fail(msg.into()))
+}
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> R<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Fail(msg()))
+    }
+}
+
+/// A cgroup v2 directory.
+#[derive(Clone, Debug)]
+pub struct Cg {
+    /// Absolute cgroupfs path.
+    pub dir: PathBuf,
+    /// Path relative to the hierarchy root, with a leading `/`.
+    pub rel: String,
+}
+
+impl Cg {
+    /// Creates (if needed) `rel` below the cgroup2 root.
+    pub fn make(rel: &str) -> R<Cg> {
+        let dir = Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
+        Ok(Cg {
+            dir,
+            rel: format!("/{}", rel.trim_start_matches('/')),
+        })
+    }
+
+    /// A child cgroup; enables the memory controller for this one's children.
+    pub fn child(&self, name: &str) -> R<Cg> {
+        self.write("cgroup.subtree_control", "+memory")?;
+        Cg::make(&format!("{}/{name}", self.rel))
+    }
+
+    /// Writes a control file.
+    pub fn write(&self, file: &str, val: &str) -> R<()> {
+        std::fs::write(self.dir.join(file), val)
+            .map_err(|e| Fail(format!("write {val:?} to {}/{file}: {e}", self.rel)))
+    }
+
+    /// Reads a control file ("" when unreadable).
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// A `key value` entry of a flat-keyed file such as `memory.events`.
+    pub fn key(&self, file: &str, key: &str) -> Option<u64> {
+        self.read(file).lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+    }
+
+    /// The cgroup id (its directory's inode on cgroup2).
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.dir).map_or(0, |m| m.ino())
+    }
+
+    /// PIDs in `cgroup.procs`.
+    pub fn procs(&self) -> Vec<i32> {
+        self.read("cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// `some`/`full` total stall (µs) from `memory.pressure`.
+    pub fn stall_us(&self, kind: &str) -> u64 {
+        self.read("memory.pressure")
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills everything below and removes the subtree (best effort).
+    pub fn destroy(&self) {
+        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + 5 * S;
+        while Instant::now() < deadline && remove_tree(&self.dir).is_err() {
+            std::thread::sleep(S / 20);
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            remove_tree(&e.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// The allocating helper: joins `cg`, sets `oom_score_adj`, touches `mb`
+/// MiB one MiB at a time (`step_ms` apart), prints `ready`, then holds the
+/// memory for `hold_s` seconds.
+pub fn alloc_main(cg: &Path, mb: usize, adj: i32, hold_s: u64, step_ms: u64) -> R<()> {
+    std::fs::write(cg.join("cgroup.procs"), "0")
+        .map_err(|e| Fail(format!("join {}: {e}", cg.display())))?;
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        .map_err(|e| Fail(format!("oom_score_adj {adj}: {e}")))?;
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mb);
+    for i in 0..mb {
+        // Non-zero bytes on every page: no page may stay unbacked.
+        chunks.push(vec![(i % 251 + 1) as u8; 1 << 20]);
+        if step_ms > 0 {
+            std::thread::sleep(Duration::from_millis(step_ms));
+        }
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    std::thread::sleep(Duration::from_secs(hold_s));
+    std::hint::black_box(&chunks);
+    Ok(())
+}
+
+/// A running allocating helper.
+pub struct Alloc {
+    child: Child,
+    ready: Receiver<()>,
+    /// When it was started.
+    pub started: Instant,
+}
+
+impl Alloc {
+    /// Starts `bpfoom-vmguest alloc` in `cg`.
+    pub fn start(cg: &Cg, mb: usize, adj: i32, step_ms: u64) -> R<Alloc> {
+        let exe = std::env::current_exe().map_err(|e| Fail(format!("current_exe: {e}")))?;
+        let mut child = Command::new(exe)
+            // "--": the oom_score_adj may be negative.
+            .args(["alloc", "--"])
+            .arg(&cg.dir)
+            .args([
+                mb.to_string(),
+                adj.to_string(),
+                "600".into(),
+                step_ms.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Fail(format!("spawn alloc: {e}")))?;
+        let (tx, ready) = channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    if l == "ready" {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+        Ok(Alloc {
+            child,
+            ready,
+            started: Instant::now(),
+        })
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until it has allocated everything (false: died or timed out).
+    pub fn ready(&mut self, timeout: Duration) -> bool {
+        self.ready.recv_timeout(timeout).is_ok()
+    }
+
+    /// Waits for its exit; `Some(signal or code)` when it exited.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Alloc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running daemon (`bpfoom-vmguest daemon run`), its records collected.
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every record read so far.
+    pub seen: Vec<Value>,
+    socket: PathBuf,
+    err_file: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `config` (the `[[attach]]` and other sections) after a
+    /// `[daemon]` section naming this test's socket and state file, and
+    /// starts the daemon; waits for its control socket.
+    pub fn start(name: &str, config: &str) -> R<Daemon> {
+        let run = Path::new("/run/bpfoom");
+        let _ = std::fs::create_dir_all(run);
+        let socket = run.join(format!("{name}.sock"));
+        let cfg = run.join(format!("{name}.toml"));
+        let err_file = run.join(format!("{name}.err"));
+        let text = format!(
+            "[daemon]\nsocket = \"{}\"\nstate_file = \"{}\"\nlog_format = \"json\"\nhandler_time_limit_ms = 5000\n\n{config}",
+            socket.display(),
+            run.join(format!("{name}.state")).display()
+        );
+        std::fs::write(&cfg, text).map_err(|e| Fail(format!("config: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| Fail(format!("current_exe: {e}")))?;
+        let err = std::fs::File::create(&err_file).map_err(|e| Fail(format!("stderr: {e}")))?;
+        let mut child = Command::new(exe)
+            .args(["daemon", "run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Fail(format!("spawn daemon: {e}")))?;
+        let (tx, lines) = channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut d = Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+            socket,
+            err_file,
+        };
+        let deadline = Instant::now() + 30 * S;
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if Instant::now() > deadline || !matches!(d.child.try_wait(), Ok(None)) {
+                return fail(format!("daemon not ready: {}", d.stderr()));
+            }
+            std::thread::sleep(S / 50);
+        }
+        Ok(d)
+    }
+
+    /// The daemon's stderr so far (last 2 KiB).
+    pub fn stderr(&self) -> String {
+        let s = std::fs::read_to_string(&self.err_file).unwrap_or_default();
+        let cut = s.len().saturating_sub(2048);
+        s[s.char_indices()
+            .find(|&(i, _)| i >= cut)
+            .map_or(0, |(i, _)| i)..]
+            .to_string()
+    }
+
+    fn pump(&mut self, wait: Duration) -> bool {
+        match self.lines.recv_timeout(wait) {
+            Ok(l) => {
+                let v = serde_json::from_str(&l).unwrap_or_else(|_| json!({ "raw": l }));
+                self.seen.push(v);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits for a record matching `pred` (earlier ones included).
+    pub fn wait_record(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+                return Some(v.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.pump(left.min(S / 10));
+        }
+    }
+
+    /// Reads records for `d`.
+    pub fn drain(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            self.pump(S / 20);
+        }
+    }
+
+    /// Records of one event kind.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Stops the daemon with SIGTERM (it restores what it changed).
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + 5 * S;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(S / 50);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.drain(Duration::ZERO);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy(name: &str) -> String {
+    format!("{POLICY_DIR}/{name}.bpf.o")
+}
+
+fn attach(policy_name: &str, cg: &Cg, extra: &str) -> String {
+    format!(
+        "[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n{extra}\n",
+        policy(policy_name),
+        cg.rel
+    )
+}
+
+fn str_ends(v: &Value, key: &str, suffix: &str) -> bool {
+    v[key].as_str().is_some_and(|s| s.ends_with(suffix))
+}
+
+const V2_SECTION: &str = "[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n\n";
+
+/// (1) The upstream selftest tree with `largest_leaf` at the parent: cg4 dies.
+fn largest_leaf_tree(m: &mut Value) -> R<()> {
+    let top = Cg::make("ll")?;
+    // Upstream's 80M limit plus the 16M headroom: memory.high sits at 80M,
+    // where cg1 + cg2 + cg4 (80M and the helpers' own pages) cross it and
+    // cg1 + cg2 + cg5 (70M) do not.
+    top.write("memory.max", &(96u64 << 20).to_string())?;
+    let cg1 = top.child("cg1")?;
+    let cg2 = top.child("cg2")?;
+    let cg3 = top.child("cg3")?;
+    let cg4 = cg3.child("cg4")?;
+    let cg5 = cg3.child("cg5")?;
+    let mut d = Daemon::start(
+        "ll",
+        &format!("{V2_SECTION}{}", attach("largest_leaf", &top, "")),
+    )?;
+    let mut a1 = Alloc::start(&cg1, 10, 0, 0)?;
+    check(a1.ready(20 * S), || "cg1 could not allocate".into())?;
+    let mut a2 = Alloc::start(&cg2, 40, -1000, 0)?;
+    check(a2.ready(20 * S), || "cg2 could not allocate".into())?;
+    let mut a4 = Alloc::start(&cg4, 30, 0, 0)?;
+    let t0 = a4.started;
+    let st = a4.wait(60 * S);
+    check(st.is_some(), || {
+        format!("cg4 was not killed: {}", d.stderr())
+    })?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    let kill = d
+        .wait_record(10 * S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {:?}", d.seen)))?;
+    m["latency_us"] = kill["latency_us"].clone();
+    check(kill["pid"] == a4.pid(), || format!("wrong victim: {kill}"))?;
+    check(str_ends(&kill, "cgroup", "/cg3/cg4"), || format!("{kill}"))?;
+    check(
+        kill["by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("policy:")),
+        || format!("{kill}"),
+    )?;
+    let mut a5 = Alloc::start(&cg5, 20, 0, 0)?;
+    check(a5.ready(20 * S), || {
+        "cg5 could not allocate after cg4 died".into()
+    })?;
+    d.drain(S / 2);
+    check(d.events("kill").len() == 1, || {
+        format!("{:?}", d.events("kill"))
+    })?;
+    check(a1.alive() && a2.alive() && a5.alive(), || {
+        "a survivor died".into()
+    })?;
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// (2) Chain fall-through: the child's instance fails, the parent's kills.
+fn chain_fallthrough(m: &mut Value) -> R<()> {
+    let top = Cg::make("chain")?;
+    top.write("memory.max", &(80u64 << 20).to_string())?;
+    let job = top.child("job")?;
+    job.write("memory.max", &(40u64 << 20).to_string())?;
+    let a = job.child("a")?;
+    let b = job.child("b")?;
+    let other = top.child("other")?;
+    let cfg = format!(
+        "{V2_SECTION}{}{}",
+        attach("largest_leaf", &top, ""),
+        attach("always_fail", &job, "")
+    );
+    let mut d = Daemon::start("chain", &cfg)?;
+    let mut ao = Alloc::start(&other, 10, 0, 0)?;
+    check(ao.ready(20 * S), || "other could not allocate".into())?;
+    let mut aa = Alloc::start(&a, 8, 0, 0)?;
+    check(aa.ready(20 * S), || "a could not allocate".into())?;
+    let mut ab = Alloc::start(&b, 35, 0, 0)?;
+    let t0 = ab.started;
+    check(ab.wait(60 * S).is_some(), || {
+        format!("b was not killed: {}", d.stderr())
+    })?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    let kill = d
+        .wait_record(10 * S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {:?}", d.seen)))?;
+    d.drain(S / 2);
+    m["latency_us"] = kill["latency_us"].clone();
+    check(kill["pid"] == ab.pid(), || format!("wrong victim: {kill}"))?;
+    check(kill["by"] == "policy:largest_leaf", || format!("{kill}"))?;
+    let h = d.events("handler");
+    check(h.len() >= 2, || format!("handlers: {h:?}"))?;
+    check(
+        h[0]["policy"] == "always_fail" && h[0]["ret"] == "failed",
+        || format!("first handler: {}", h[0]),
+    )?;
+    check(
+        h[1]["policy"] == "largest_leaf" && h[1]["ret"] == "processed",
+        || format!("second handler: {}", h[1]),
+    )?;
+    check(aa.alive() && ao.alive(), || "a survivor died".into())?;
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// (3) No instance frees memory: the kernel OOM killer acts at memory.max.
+fn kernel_fallback(m: &mut Value) -> R<()> {
+    let top = Cg::make("fb")?;
+    top.write("memory.max", &(80u64 << 20).to_string())?;
+    let job = top.child("job")?;
+    let mut d = Daemon::start(
+        "fb",
+        &format!("{V2_SECTION}{}", attach("always_fail", &top, "")),
+    )?;
+    let mut hog = Alloc::start(&job, 120, 0, 0)?;
+    let t0 = hog.started;
+    let st = hog
+        .wait(90 * S)
+        .ok_or_else(|| Fail(format!("the kernel did not kill the hog: {}", d.stderr())))?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    check(!st.success(), || format!("hog exited normally: {st}"))?;
+    let fb = d.wait_record(10 * S, |r| r["event"] == "fallback");
+    check(fb.is_some(), || format!("no fallback record: {:?}", d.seen))?;
+    d.drain(S / 2);
+    check(d.events("kill").is_empty(), || "the policy killed".into())?;
+    let kills = top.key("memory.events", "oom_kill").unwrap_or(0);
+    m["kernel_oom_kills"] = json!(kills);
+    check(kills >= 1, || {
+        format!("no kernel OOM kill: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// (4) `psi_early` declares an OOM on sustained full pressure, before the
+/// limit: a slow leak under a `memory.high` throttle (no kernel OOM).
+fn psi_early(m: &mut Value) -> R<()> {
+    let top = Cg::make("psi")?;
+    // The daemon's own memory.high path stays out of the way: the limit is
+    // far above what the leak reaches; pressure comes from a memory.high
+    // the test sets on the leaking child itself.
+    top.write("memory.max", &(400u64 << 20).to_string())?;
+    let leak = top.child("leak")?;
+    leak.write("memory.high", &(24u64 << 20).to_string())?;
+    let svc = top.child("svc")?;
+    let globals = format!(
+        "globals = {{ watch_cgroup_id = {}, threshold_us = 50000, window_us = 1000000 }}",
+        top.id()
+    );
+    let cfg = format!(
+        "[v2]\nheadroom = \"16M\"\n\n{}{}",
+        attach("largest_leaf", &top, ""),
+        attach("psi_early", &top, &globals)
+    );
+    let mut d = Daemon::start("psi", &cfg)?;
+    let mut s = Alloc::start(&svc, 8, 0, 0)?;
+    check(s.ready(20 * S), || "svc could not allocate".into())?;
+    let mut l = Alloc::start(&leak, 64, 0, 5)?;
+    let t0 = l.started;
+    let st = l.wait(90 * S);
+    check(st.is_some(), || {
+        format!(
+            "the leak was not killed; records {:?}; stderr {}",
+            d.seen,
+            d.stderr()
+        )
+    })?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    d.drain(S / 2);
+    let psi = d.events("psi_event");
+    check(!psi.is_empty(), || format!("no psi_event: {:?}", d.seen))?;
+    let kill = d
+        .wait_record(S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {:?}", d.seen)))?;
+    check(kill["pid"] == l.pid(), || format!("wrong victim: {kill}"))?;
+    check(s.alive(), || "the service died".into())?;
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// (5) `oomd_like` kills a whole cgroup (three processes) via `cgroup.kill`.
+fn cgroup_kill(m: &mut Value) -> R<()> {
+    let top = Cg::make("ok")?;
+    top.write("memory.max", &(100u64 << 20).to_string())?;
+    let cache = top.child("cache")?;
+    let web = top.child("web")?;
+    let batch = top.child("batch")?;
+    let maps = format!(
+        "maps = [{{ map = \"prefs\", key = \"{}\", value = 3 }}, {{ map = \"prefs\", key = \"{}\", value = 2 }}]",
+        cache.rel, web.rel
+    );
+    let cfg = format!("{V2_SECTION}{}", attach("oomd_like", &top, &maps));
+    let mut d = Daemon::start("ok", &cfg)?;
+    let mut w = Alloc::start(&web, 15, 0, 0)?;
+    check(w.ready(20 * S), || "web could not allocate".into())?;
+    let mut c: Vec<Alloc> = Vec::new();
+    for _ in 0..3 {
+        let mut a = Alloc::start(&cache, 10, 0, 0)?;
+        check(a.ready(20 * S), || "cache could not allocate".into())?;
+        c.push(a);
+    }
+    let mut b = Alloc::start(&batch, 40, 0, 0)?;
+    let t0 = b.started;
+    for a in c.iter_mut() {
+        check(a.wait(60 * S).is_some(), || {
+            format!("a cache process survived: {}", d.stderr())
+        })?;
+    }
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    check(b.ready(30 * S), || {
+        "batch did not finish after the kill".into()
+    })?;
+    d.drain(S / 2);
+    check(w.alive() && b.alive(), || "web or batch died".into())?;
+    check(cache.procs().is_empty(), || {
+        format!("cache not empty: {:?}", cache.procs())
+    })?;
+    let kills = d.events("kill");
+    m["kill_records"] = json!(kills.len());
+    check(
+        !kills.is_empty() && kills.iter().all(|k| str_ends(k, "cgroup", "/ok/cache")),
+        || format!("kill records: {kills:?}"),
+    )?;
+    m["latency_us"] = kills[0]["latency_us"].clone();
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// One guest test.
+pub type GuestTest = fn(&mut Value) -> R<()>;
+
+/// The cgroup v2 end-to-end suite, by name.
+pub const V2_SUITE: &[(&str, GuestTest)] = &[
+    ("largest_leaf_tree", largest_leaf_tree),
+    ("chain_fallthrough", chain_fallthrough),
+    ("kernel_fallback", kernel_fallback),
+    ("psi_early_before_limit", psi_early),
+    ("cgroup_kill", cgroup_kill),
+];
+
+/// Prints one result line.
+pub fn report(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{RESULT_PREFIX}{v}");
+    let _ = out.flush();
+}
+
+/// Runs the tests of `suite` whose names contain `filter`, printing one
+/// result line each; returns how many failed.
+pub fn run_suite(suite: &[(&str, GuestTest)], filter: &str) -> usize {
+    let _ = Cg::make("").and_then(|r| r.write("cgroup.subtree_control", "+memory"));
+    let mut failed = 0;
+    for (name, t) in suite.iter().filter(|(n, _)| n.contains(filter)) {
+        let start = Instant::now();
+        let mut m = json!({ "test": name });
+        let r = t(&mut m);
+        m["ok"] = json!(r.is_ok());
+        m["ms"] = json!(start.elapsed().as_millis() as u64);
+        if let Err(e) = r {
+            failed += 1;
+            m["error"] = json!(e.0);
+        }
+        report(&m);
+    }
+    failed
+}

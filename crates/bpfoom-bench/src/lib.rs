@@ -1,0 +1,13 @@
+//! bpfoom's benchmarks and its cgroup v2 VM harness (issue 7).
+//!
+//! - [`cpio`]: a newc writer for the initramfs;
+//! - [`vm`]: the host side: fetch Debian's kernel, assemble the initramfs
+//!   (busybox-static, `bpfoom-vmguest` and its libraries, the policies),
+//!   boot qemu with TCG, read the results from the serial console;
+//! - [`guest`]: what runs inside the VM (the v2 end-to-end suite);
+//! - [`stats`]: medians, percentiles and ratios for BENCHMARKS.md.
+
+pub mod cpio;
+pub mod guest;
+pub mod stats;
+pub mod vm;
