@@ -344,6 +344,15 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
     }
 
     #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../../../dist/bpfoom.toml");
+        let c = Config::parse(text, "dist/bpfoom.toml").unwrap();
+        assert_eq!(c.attach.len(), 2);
+        assert_eq!(c.attach[1].limit_reserve, Some(Size(512 << 20)));
+        assert_eq!(c.global.fallback, Some(FallbackKind::None));
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("64K"), Some(65536));
         assert_eq!(parse_size("2g"), Some(2 << 30));
