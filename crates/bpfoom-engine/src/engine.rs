@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bpfoom_obj::{MapKind as ObjMapKind, Object};
-use bpfoom_vm::{MapKind, MapSpec, ProgId, Vm, VmError};
+use bpfoom_vm::{LoadOptions, MapKind, MapSpec, ProgId, Vm, VmError};
 
 use crate::host::{ancestors, is_within, CgroupId, Host, KernelOom, Pid};
 use crate::kfuncs::{Kctx, OomRun, PsiRun};
@@ -204,10 +204,20 @@ fn load_prog(vm: &mut Vm, policy: &Policy, member: &str) -> Result<Option<ProgId
         return Ok(None);
     };
     let prog = &policy.object.programs[idx];
-    vm.load(&prog.insns).map(Some).map_err(|e| EngineError::Vm {
-        policy: policy.name.clone(),
-        reason: format!("{}: {e}", prog.name),
-    })
+    let opts = LoadOptions {
+        probe_mem: policy
+            .report
+            .probe_mem
+            .get(&idx)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    vm.load_with(&prog.insns, &opts)
+        .map(Some)
+        .map_err(|e| EngineError::Vm {
+            policy: policy.name.clone(),
+            reason: format!("{}: {e}", prog.name),
+        })
 }
 
 /// Runs one program; `Err` carries why it counts as failed.
@@ -262,8 +272,8 @@ impl OomInstance {
             .store(self.opts.backoff_budget, Ordering::SeqCst);
     }
 
-    /// Runs `handle_out_of_memory`; returns the program's result and
-    /// `oc->bpf_memory_freed`.
+    /// Runs `handle_out_of_memory`; returns the program's result,
+    /// `oc->bpf_memory_freed` and the instructions it executed.
     fn call<H: Host + ?Sized>(
         &mut self,
         host: &mut H,
@@ -271,7 +281,7 @@ impl OomInstance {
         cfg: &EngineConfig,
         req: &OomRequest,
         totalpages: u64,
-    ) -> (Result<u64, String>, bool) {
+    ) -> (Result<u64, String>, bool, u64) {
         let l = Layout::get();
         let OomInstance {
             name,
@@ -314,6 +324,7 @@ impl OomInstance {
             scope: req.memcg,
         });
         let r = run_prog(vm, *handle_oom, &mut k, &[oc_addr, cgrp]);
+        let insns = vm.last_run_insns();
         let freed = vm
             .env_mut()
             .memory()
@@ -321,7 +332,7 @@ impl OomInstance {
             .and_then(|b| b.get(l.off("oom_control", "bpf_memory_freed")).copied())
             .is_some_and(|b| b != 0);
         finish_run(vm, &mut k);
-        (r, freed)
+        (r, freed, insns)
     }
 
     fn call_offline<H: Host + ?Sized>(
@@ -406,7 +417,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
     'rounds: for _ in 0..max_rounds {
         for &i in &chain {
             let inst = &mut oom[i];
-            let (r, freed) = inst.call(host, st, cfg, req, totalpages);
+            let (r, freed, insns) = inst.call(host, st, cfg, req, totalpages);
             let policy = inst.name.clone();
             let cgroup = path_of(host, inst.attach);
             let handler = |ret, reason: Option<String>| Record::Handler {
@@ -414,7 +425,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                 cgroup: cgroup.clone(),
                 ret,
                 memory_freed: freed,
-                insns: None,
+                insns: Some(insns),
                 reason,
             };
             match r {

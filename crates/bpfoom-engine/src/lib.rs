@@ -36,6 +36,7 @@ mod objects;
 pub mod record;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
@@ -192,10 +193,30 @@ pub enum EngineError {
     },
 }
 
+/// What a passed check learned about the programs that the VM needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Per program (index into the object's programs): slot indexes of the
+    /// loads through kernel-object pointers (the kernel's `BPF_PROBE_MEM`),
+    /// which read 0 instead of faulting (see `bpfoom_vm::LoadOptions`).
+    pub probe_mem: BTreeMap<usize, Vec<usize>>,
+}
+
 /// The gate a policy passes before it can attach: the verifier.
 pub trait PolicyCheck {
     /// Checks every program `instance` uses; `Err` explains the rejection.
     fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String>;
+
+    /// [`PolicyCheck::check`], plus what the check learned. The default
+    /// reports nothing (every load keeps the strict check).
+    fn check_report(
+        &self,
+        object: &Object,
+        instance: &StructOpsInstance,
+    ) -> Result<CheckReport, String> {
+        self.check(object, instance)
+            .map(|()| CheckReport::default())
+    }
 }
 
 impl<F: Fn(&Object, &StructOpsInstance) -> Result<(), String>> PolicyCheck for F {
@@ -257,6 +278,8 @@ pub struct Policy {
     instance: usize,
     callbacks: Vec<(String, usize)>,
     checked: bool,
+    /// What the last passed check reported.
+    report: CheckReport,
     /// Map entries to insert at attach: (map index, key, value).
     preload: Vec<(usize, Vec<u8>, Vec<u8>)>,
 }
@@ -329,6 +352,7 @@ impl Policy {
             instance: idx,
             callbacks,
             checked: false,
+            report: CheckReport::default(),
             preload: Vec::new(),
         })
     }
@@ -336,12 +360,13 @@ impl Policy {
     /// Runs the gate (the verifier) over the programs the instance uses.
     pub fn check(&mut self, check: &dyn PolicyCheck) -> Result<(), EngineError> {
         let inst = &self.object.struct_ops[self.instance];
-        check
-            .check(&self.object, inst)
-            .map_err(|reason| EngineError::Rejected {
-                policy: self.name.clone(),
-                reason,
-            })?;
+        self.report =
+            check
+                .check_report(&self.object, inst)
+                .map_err(|reason| EngineError::Rejected {
+                    policy: self.name.clone(),
+                    reason,
+                })?;
         self.checked = true;
         Ok(())
     }

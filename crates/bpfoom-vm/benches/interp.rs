@@ -181,6 +181,8 @@ fn main() {
         let want = vm
             .run_with_args(id, [addr, 0, 0, 0, 0], &mut ())
             .expect("run");
+        // The flat prologue is one instruction.
+        assert_eq!(vm.last_run_insns(), b.executed + 1, "{}: count", b.name);
         let ours = time(batch, samples, || {
             black_box(
                 vm.run_with_args(id, [black_box(addr), 0, 0, 0, 0], &mut ())

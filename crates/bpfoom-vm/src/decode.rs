@@ -37,6 +37,9 @@ pub enum LoadErrorKind {
     /// `ld_imm64` is missing its second slot.
     #[error("incomplete ld_imm64")]
     TruncatedLdImm64,
+    /// A fault-safe (`PROBE_MEM`) index names no `ldx` instruction.
+    #[error("fault-safe load index names no ldx instruction")]
+    NotALoad,
     /// A map reference names a map that does not exist or has the wrong kind.
     #[error("bad map reference (map {map}, offset {off})")]
     BadMap {
@@ -78,10 +81,12 @@ pub(crate) struct D {
     pub op: Op,
     pub dst: u8,
     pub src: u8,
+    /// A load that reads 0 instead of faulting (the kernel's `BPF_PROBE_MEM`).
+    pub probe: bool,
     /// Memory offset, or absolute target index of a jump/local call.
     pub off: i32,
     /// Immediate extended to the operation's width; helper/kfunc id;
-    /// atomic operation; budget charge of a local call.
+    /// atomic operation.
     pub imm: u64,
 }
 
@@ -148,8 +153,9 @@ fn signed_variant(op: Op) -> Option<Op> {
     })
 }
 
-/// Decodes a program against the VM's maps.
-pub(crate) fn decode(insns: &[Insn], maps: &[Map]) -> Result<Vec<D>, LoadError> {
+/// Decodes a program against the VM's maps; the loads at slot indexes
+/// `probe` are fault-safe.
+pub(crate) fn decode(insns: &[Insn], maps: &[Map], probe: &[usize]) -> Result<Vec<D>, LoadError> {
     if insns.is_empty() {
         return Err(LoadError {
             pc: 0,
@@ -208,6 +214,7 @@ pub(crate) fn decode(insns: &[Insn], maps: &[Map]) -> Result<Vec<D>, LoadError> 
                 op: LdDw,
                 dst: i.dst,
                 src: 0,
+                probe: false,
                 off: 0,
                 imm: value,
             });
@@ -215,6 +222,7 @@ pub(crate) fn decode(insns: &[Insn], maps: &[Map]) -> Result<Vec<D>, LoadError> 
                 op: Hole,
                 dst: 0,
                 src: 0,
+                probe: false,
                 off: 0,
                 imm: 0,
             });
@@ -229,13 +237,23 @@ pub(crate) fn decode(insns: &[Insn], maps: &[Map]) -> Result<Vec<D>, LoadError> 
         op: FellOff,
         dst: 0,
         src: 0,
+        probe: false,
         off: 0,
         imm: 0,
     });
 
-    // Resolve targets and compute each local call's budget charge: the length
-    // of the called subprogram (from its entry to the next subprogram entry).
-    let mut entries: Vec<usize> = vec![0];
+    for &pc in probe {
+        match out.get_mut(pc) {
+            Some(d) if (LdxB as u8..=LdxSW as u8).contains(&(d.op as u8)) => d.probe = true,
+            _ => {
+                return Err(LoadError {
+                    pc,
+                    kind: LoadErrorKind::NotALoad,
+                })
+            }
+        }
+    }
+    // Resolve relative targets to absolute slot indexes.
     for (pc, d) in out.iter_mut().enumerate() {
         let rel = match d.op {
             Ja | CallLocal => d.imm as i64,
@@ -250,17 +268,6 @@ pub(crate) fn decode(insns: &[Insn], maps: &[Map]) -> Result<Vec<D>, LoadError> 
             });
         }
         d.off = t as i32;
-        if d.op == CallLocal {
-            entries.push(t as usize);
-        }
-    }
-    entries.sort_unstable();
-    entries.dedup();
-    for d in out.iter_mut().filter(|d| d.op == CallLocal) {
-        let t = d.off as usize;
-        let i = entries.partition_point(|&e| e <= t);
-        let end = entries.get(i).copied().unwrap_or(n);
-        d.imm = (end - t) as u64;
     }
     Ok(out)
 }
@@ -276,6 +283,7 @@ fn decode_one(i: Insn, _pc: usize) -> Option<D> {
             op,
             dst,
             src,
+            probe: false,
             off,
             imm,
         })
@@ -395,6 +403,7 @@ fn decode_one(i: Insn, _pc: usize) -> Option<D> {
                         op: Callx,
                         dst,
                         src,
+                        probe: false,
                         off: 0,
                         imm: 0,
                     }),

@@ -156,31 +156,57 @@ pub(crate) struct Cpu<'a> {
     code: &'a [Threaded],
     env: &'a mut Env,
     host: &'a mut dyn Host,
-    /// Budget left; charged at backward jumps (by distance) and local calls
-    /// (by callee size), which bounds the instructions executed without a
-    /// per-instruction cost.
-    left: i64,
+    /// Instructions executed before the current straight-line run, counted
+    /// when control leaves a run (taken jump, call, exit, fault) rather than
+    /// per instruction. `ld_imm64` spans two slots and subtracts one itself.
+    count: u64,
+    /// First slot of the current straight-line run.
+    start: usize,
     budget: u64,
     err: Option<VmError>,
 }
 
 impl Cpu<'_> {
+    /// Control leaves the current run before slot `end` and resumes at `to`.
+    #[inline(always)]
+    fn leave(&mut self, end: usize, to: usize) {
+        self.count = self.count.wrapping_add(end.wrapping_sub(self.start) as u64);
+        self.start = to;
+    }
+
+    /// Stops the run with `e`, raised by the instruction at `pc` (counted).
     #[cold]
-    fn fail(&mut self, e: VmError) -> usize {
+    fn fail(&mut self, pc: usize, e: VmError) -> usize {
+        self.leave(pc + 1, pc + 1);
+        self.fail_counted(e)
+    }
+
+    /// Stops the run with `e`; the count is already settled.
+    #[cold]
+    fn fail_counted(&mut self, e: VmError) -> usize {
         self.err = Some(e);
         STOP
+    }
+
+    /// Budget check at a back-edge or call: only there can execution revisit
+    /// code, so the count exceeds the budget by at most a few straight runs.
+    #[inline(always)]
+    fn over_budget(&mut self, pc: usize) -> Option<usize> {
+        (self.count > self.budget).then(|| {
+            self.fail_counted(VmError::Budget {
+                pc,
+                budget: self.budget,
+            })
+        })
     }
 
     /// A taken jump from `pc` to `t`.
     #[inline(always)]
     fn jump(&mut self, pc: usize, t: usize) -> usize {
+        self.leave(pc + 1, t);
         if t <= pc {
-            self.left -= (pc + 1 - t) as i64;
-            if self.left < 0 {
-                return self.fail(VmError::Budget {
-                    pc,
-                    budget: self.budget,
-                });
+            if let Some(stop) = self.over_budget(pc) {
+                return stop;
             }
         }
         t
@@ -218,7 +244,7 @@ pub(crate) fn exec<H: Host + ?Sized>(
     host: &mut H,
     args: [u64; 5],
     budget: u64,
-) -> Result<u64, VmError> {
+) -> (Result<u64, VmError>, u64) {
     let mut host = DynHost(host);
     // Reused across runs so a run allocates and zeroes nothing.
     env.frames.clear();
@@ -230,7 +256,8 @@ pub(crate) fn exec<H: Host + ?Sized>(
         code,
         env,
         host: &mut host,
-        left: budget.min(i64::MAX as u64) as i64,
+        count: 0,
+        start: 0,
         budget,
         err: None,
     };
@@ -240,10 +267,11 @@ pub(crate) fn exec<H: Host + ?Sized>(
         let t = &code[pc];
         pc = (t.h)(&mut c, pc, t);
         if pc == STOP {
-            return match c.err.take() {
+            let r = match c.err.take() {
                 Some(e) => Err(e),
                 None => Ok(c.r[0]),
             };
+            return (r, c.count);
         }
     }
 }
@@ -310,17 +338,20 @@ macro_rules! store {
 
 /// A load or store that missed the fast region check: search all regions.
 /// On success the region is now cached, so re-running the instruction takes
-/// the fast path; otherwise the run stops with a memory fault.
+/// the fast path. A fault-safe load that faults reads 0 (the kernel's
+/// `BPF_PROBE_MEM`); any other fault stops the run.
 #[cold]
 #[inline(never)]
 fn slow_access(c: &mut Cpu<'_>, pc: usize, addr: u64, len: u64, write: bool) -> usize {
+    let code = c.code;
+    let t = &code[pc];
     match c.env.mem.translate_slow(addr, len, write) {
-        Ok(_) => {
-            let code = c.code;
-            let t = &code[pc];
-            (t.h)(c, pc, t)
+        Ok(_) => (t.h)(c, pc, t),
+        Err(_) if t.d.probe => {
+            c.r[(t.d.dst & 15) as usize] = 0;
+            next(c, pc + 1)
         }
-        Err(source) => c.fail(VmError::Memory { pc, source }),
+        Err(source) => c.fail(pc, VmError::Memory { pc, source }),
     }
 }
 
@@ -428,7 +459,7 @@ mod ops {
                 }
                 next(c, pc + 1)
             }
-            Err(source) => c.fail(VmError::Memory { pc, source }),
+            Err(source) => c.fail(pc, VmError::Memory { pc, source }),
         }
     }
     pub(super) fn Atomic32<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
@@ -490,6 +521,8 @@ mod ops {
     pub(super) fn LdDw<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
         let d = t.d;
         c.r[(d.dst & 15) as usize] = d.imm;
+        // Two slots, one instruction.
+        c.count = c.count.wrapping_sub(1);
         next(c, pc + 2)
     }
 
@@ -500,7 +533,7 @@ mod ops {
                 c.r[0] = v;
                 next(c, pc + 1)
             }
-            Err(source) => c.fail(VmError::Helper { pc, id, source }),
+            Err(source) => c.fail(pc, VmError::Helper { pc, id, source }),
         }
     }
     pub(super) fn CallHelper<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
@@ -519,21 +552,18 @@ mod ops {
                 c.r[0] = v;
                 next(c, pc + 1)
             }
-            Err(source) => c.fail(VmError::Kfunc { pc, id, source }),
+            Err(source) => c.fail(pc, VmError::Kfunc { pc, id, source }),
         }
     }
     pub(super) fn CallLocal<'a>(c: &mut Cpu<'a>, pc: usize, t: &'a Threaded) -> usize {
         let d = t.d;
         // Frame 0 is the main program; `frames` holds the callers of the rest.
         if c.env.frames.len() + 1 >= MAX_FRAMES {
-            return c.fail(VmError::CallDepth { pc });
+            return c.fail(pc, VmError::CallDepth { pc });
         }
-        c.left -= d.imm as i64;
-        if c.left < 0 {
-            return c.fail(VmError::Budget {
-                pc,
-                budget: c.budget,
-            });
+        c.leave(pc + 1, d.off as usize);
+        if let Some(stop) = c.over_budget(pc) {
+            return stop;
         }
         let r = &c.r;
         c.env.frames.push(Frame {
@@ -543,19 +573,24 @@ mod ops {
         c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         d.off as usize
     }
-    pub(super) fn Exit<'a>(c: &mut Cpu<'a>, _pc: usize, _t: &'a Threaded) -> usize {
+    pub(super) fn Exit<'a>(c: &mut Cpu<'a>, pc: usize, _t: &'a Threaded) -> usize {
         let Some(f) = c.env.frames.pop() else {
+            c.leave(pc + 1, pc + 1);
             return STOP;
         };
+        c.leave(pc + 1, f.ret);
         c.r[6..10].copy_from_slice(&f.saved);
         c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
         f.ret
     }
+    // Neither is an instruction, so neither is counted.
     pub(super) fn Hole<'a>(c: &mut Cpu<'a>, pc: usize, _t: &'a Threaded) -> usize {
-        c.fail(VmError::FellOff { pc })
+        c.leave(pc, pc);
+        c.fail_counted(VmError::FellOff { pc })
     }
     pub(super) fn FellOff<'a>(c: &mut Cpu<'a>, pc: usize, _t: &'a Threaded) -> usize {
-        c.fail(VmError::FellOff { pc })
+        c.leave(pc, pc);
+        c.fail_counted(VmError::FellOff { pc })
     }
 }
 

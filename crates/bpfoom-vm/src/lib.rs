@@ -22,8 +22,13 @@
 //! * Program addresses are real addresses of VM-owned memory, but every access
 //!   is checked against the region table ([`mem`]) and fails with
 //!   [`VmError::Memory`] instead of undefined behaviour. Execution stops with
-//!   [`VmError::Budget`] when the instruction budget runs out (charged at
-//!   backward jumps and local calls, so straight-line code pays nothing).
+//!   [`VmError::Budget`] when the number of executed instructions exceeds the
+//!   budget, checked at backward jumps and local calls (the only places where
+//!   code can be revisited), so straight-line code pays nothing.
+//! * [`Vm::last_run_insns`] is the exact number of instructions the last run
+//!   executed (`ld_imm64` counts once; an instruction that faulted counts).
+//!   It is summed per straight-line run when control leaves it, not per
+//!   instruction.
 //! * Helpers and kfuncs go first to the embedder's [`Host`]; helpers it does
 //!   not handle (it returns [`HostError::Unsupported`]) fall back to the
 //!   built-ins in [`helpers`]: map lookup/update/delete, ktime, prandom,
@@ -225,6 +230,20 @@ impl Env {
     }
 }
 
+/// How [`Vm::load_with`] loads a program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Slot indexes of `ldx` instructions that never fault: a load at one
+    /// of them that touches no readable region writes 0 to its destination
+    /// register and the program goes on, as the kernel's `BPF_PROBE_MEM`
+    /// loads through pointers walked from kernel objects
+    /// (`task->real_parent->pid` with a NULL `real_parent`). The verifier
+    /// reports these (loads through `PTR_TO_BTF_ID`); every other access
+    /// keeps the strict check. An index that names no `ldx` is a
+    /// [`LoadErrorKind::NotALoad`] error.
+    pub probe_mem: Vec<usize>,
+}
+
 /// A loaded program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProgId(usize);
@@ -234,6 +253,7 @@ pub struct Vm {
     progs: Vec<Vec<interp::Threaded>>,
     env: Env,
     budget: u64,
+    last_insns: u64,
 }
 
 impl Vm {
@@ -262,17 +282,25 @@ impl Vm {
                 frames: Vec::with_capacity(MAX_FRAMES),
             },
             budget: DEFAULT_BUDGET,
+            last_insns: 0,
         })
     }
 
     /// Decodes a relocated program for execution.
     pub fn load(&mut self, insns: &[Insn]) -> Result<ProgId, LoadError> {
-        let code = decode::decode(insns, &self.env.maps)?;
+        self.load_with(insns, &LoadOptions::default())
+    }
+
+    /// [`Vm::load`] with options (fault-safe loads).
+    pub fn load_with(&mut self, insns: &[Insn], opts: &LoadOptions) -> Result<ProgId, LoadError> {
+        let code = decode::decode(insns, &self.env.maps, &opts.probe_mem)?;
         self.progs.push(interp::thread(code));
         Ok(ProgId(self.progs.len() - 1))
     }
 
-    /// Sets the instruction budget of each later run.
+    /// Sets the instruction budget of each later run: a run stops with
+    /// [`VmError::Budget`] at the first backward jump or local call after it
+    /// has executed more than `budget` instructions.
     pub fn set_budget(&mut self, budget: u64) {
         self.budget = budget;
     }
@@ -295,8 +323,10 @@ impl Vm {
         args: [u64; 5],
         host: &mut H,
     ) -> Result<u64, VmError> {
+        self.last_insns = 0;
         let code = self.progs.get(prog.0).ok_or(VmError::NoProgram(prog.0))?;
-        let res = interp::exec(code, &mut self.env, host, args, self.budget);
+        let (res, insns) = interp::exec(code, &mut self.env, host, args, self.budget);
+        self.last_insns = insns;
         // Records reserved but never submitted die with the run.
         for m in self.env.maps.iter_mut() {
             if let Some(ring) = m.ring_mut() {
@@ -306,6 +336,12 @@ impl Vm {
             }
         }
         res
+    }
+
+    /// Instructions executed by the last run (successful or not): exact,
+    /// with `ld_imm64` counted once and a faulting instruction included.
+    pub fn last_run_insns(&self) -> u64 {
+        self.last_insns
     }
 
     /// The shared environment (memory, maps, trace output).

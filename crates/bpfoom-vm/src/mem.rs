@@ -7,6 +7,7 @@
 //! every access is first matched to a live [`Region`] and performed through
 //! that region's own base pointer, never by casting a program value.
 
+use std::collections::{BTreeMap, HashMap};
 use std::ptr::NonNull;
 
 use thiserror::Error;
@@ -176,15 +177,20 @@ pub const STACK_FRAME_SIZE: usize = 512;
 pub const MAX_FRAMES: usize = 8;
 
 /// The VM's memory: owned buffers plus the region table.
+///
+/// Regions are distinct allocations, so they never overlap: keyed by start
+/// address, the one containing an address is the last one starting at or
+/// below it (a logarithmic search, which matters when an embedder registers
+/// thousands of host objects per run).
 pub struct Memory {
-    regions: Vec<Region>,
-    /// Copy of `regions[0]`, the stack, so the fast path needs no indexing.
+    regions: BTreeMap<u64, Region>,
+    /// The stack region, checked first without any lookup.
     stack_region: Region,
     /// Last region hit; the common case is many accesses to one region.
     hot: Region,
     stack: RawBuf,
     ctx: RawBuf,
-    objects: Vec<(ObjId, RawBuf)>,
+    objects: HashMap<ObjId, RawBuf>,
     next_obj: u64,
 }
 
@@ -195,12 +201,12 @@ impl Memory {
         let s = stack.region(Owner::Stack, true);
         let c = ctx.region(Owner::Ctx, false);
         Self {
-            regions: vec![s, c],
+            regions: BTreeMap::from([(s.start, s), (c.start, c)]),
             stack_region: s,
             hot: s,
             stack,
             ctx,
-            objects: Vec::new(),
+            objects: HashMap::new(),
             next_obj: 1,
         }
     }
@@ -217,27 +223,27 @@ impl Memory {
             let old = self.ctx.addr();
             self.ctx = RawBuf::zeroed(bytes.next_power_of_two());
             self.remove_region(old);
-            self.regions.push(self.ctx.region(Owner::Ctx, false));
+            self.add_region(self.ctx.region(Owner::Ctx, false));
         }
         for (d, v) in self.ctx.bytes_mut().chunks_exact_mut(8).zip(ctx) {
             d.copy_from_slice(&v.to_le_bytes());
         }
         let addr = self.ctx.addr();
-        if let Some(r) = self.regions.iter_mut().find(|r| r.start == addr) {
+        if let Some(r) = self.regions.get_mut(&addr) {
             r.len = bytes as u64;
         }
-        self.hot = self.regions[0];
+        self.hot = self.stack_region;
         addr
     }
 
     pub(crate) fn add_region(&mut self, r: Region) {
-        self.regions.push(r);
+        self.regions.insert(r.start, r);
     }
 
     pub(crate) fn remove_region(&mut self, start: u64) {
-        self.regions.retain(|r| r.start != start);
+        self.regions.remove(&start);
         if self.hot.start == start {
-            self.hot = self.regions[0];
+            self.hot = self.stack_region;
         }
     }
 
@@ -300,10 +306,8 @@ impl Memory {
 
     /// The region containing `[addr, addr+len)`, if any.
     pub fn find(&self, addr: u64, len: u64) -> Option<Region> {
-        self.regions
-            .iter()
-            .find(|r| r.offset(addr, len).is_some())
-            .copied()
+        let (_, r) = self.regions.range(..=addr).next_back()?;
+        r.offset(addr, len).map(|_| *r)
     }
 
     /// Copies `out.len()` bytes of program-visible memory at `addr`.
@@ -366,22 +370,20 @@ impl Memory {
         let id = ObjId(self.next_obj);
         self.next_obj += 1;
         let buf = RawBuf::from_bytes(bytes);
-        self.regions
-            .push(buf.region(Owner::Object(id), perm == Perm::ReadWrite));
-        self.objects.push((id, buf));
+        self.add_region(buf.region(Owner::Object(id), perm == Perm::ReadWrite));
+        self.objects.insert(id, buf);
         id
     }
 
     /// Unregisters a host object, returning its final bytes.
     pub fn remove_object(&mut self, id: ObjId) -> Option<Vec<u8>> {
-        let i = self.objects.iter().position(|(o, _)| *o == id)?;
-        let (_, buf) = self.objects.swap_remove(i);
+        let buf = self.objects.remove(&id)?;
         self.remove_region(buf.addr());
         Some(buf.bytes().to_vec())
     }
 
     fn object_buf(&self, id: ObjId) -> Option<&RawBuf> {
-        self.objects.iter().find(|(o, _)| *o == id).map(|(_, b)| b)
+        self.objects.get(&id)
     }
 
     /// Program-visible address of a host object.
@@ -396,9 +398,6 @@ impl Memory {
 
     /// Mutable bytes of a host object (between runs, or from a host call).
     pub fn object_mut(&mut self, id: ObjId) -> Option<&mut [u8]> {
-        self.objects
-            .iter_mut()
-            .find(|(o, _)| *o == id)
-            .map(|(_, b)| b.bytes_mut())
+        self.objects.get_mut(&id).map(RawBuf::bytes_mut)
     }
 }

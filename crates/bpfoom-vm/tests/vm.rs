@@ -455,3 +455,162 @@ fn atomic_fetch_result_drives_the_branch() {
     let out = vm.env_mut().memory().remove_object(obj).expect("object");
     assert_eq!(out[46..50], [0xff, 0xff, 0xff, 0x7f]);
 }
+
+/// `last_run_insns` is exact: straight line, `ld_imm64` (one instruction in
+/// two slots), taken and untaken branches, loops, local calls, helper calls,
+/// early exit, faults and budget stops.
+#[test]
+fn executed_instruction_count_is_exact() {
+    let count = |src: &str, ctx: &[u64]| {
+        let (mut vm, p) = vm_with(vec![], src);
+        vm.set_budget(1000);
+        let r = vm.run(p, ctx, &mut ());
+        (r, vm.last_run_insns())
+    };
+    assert_eq!(count("mov %r0, 1\nadd %r0, 2\nexit", &[]), (Ok(3), 3));
+    assert_eq!(count("lddw %r0, 0x100000000\nexit", &[]), (Ok(1 << 32), 2));
+    // Early exit through a taken branch, and the untaken path.
+    let early = "ldxdw %r0, [%r1]\njeq %r0, 0, +2\nmov %r0, 7\nadd %r0, 1\nexit";
+    assert_eq!(count(early, &[0]), (Ok(0), 3));
+    assert_eq!(count(early, &[1]), (Ok(8), 5));
+    // A loop of 3 instructions run 5 times, plus 2 before and 1 after.
+    let lp = "mov %r0, 0\nmov %r1, 5\nadd %r0, 2\nsub %r1, 1\njne %r1, 0, -3\nexit";
+    assert_eq!(count(lp, &[]), (Ok(10), 2 + 3 * 5 + 1));
+    // main: call, ld_imm64 in the callee, nested call, helper call.
+    let calls = "mov %r1, 3\ncall local +2\nadd %r0, 1\nexit\n\
+                 lddw %r2, 5\ncall local +2\nadd %r0, %r2\nexit\n\
+                 call 7\nmov %r0, 10\nexit";
+    assert_eq!(count(calls, &[]), (Ok(16), 4 + 4 + 3));
+    // A fault counts the faulting instruction; nothing after it.
+    let (r, n) = count("mov %r0, 0\nmov %r1, 0\nldxdw %r0, [%r1]\nexit", &[]);
+    assert!(matches!(r, Err(VmError::Memory { pc: 2, .. })));
+    assert_eq!(n, 3);
+    // Running off the end counts every real instruction.
+    assert_eq!(
+        count("mov %r0, 1\nlddw %r1, 2", &[]),
+        (Err(VmError::FellOff { pc: 3 }), 2)
+    );
+    // The budget stops at the first back-edge past it, with the exact count.
+    let (r, n) = count("mov %r0, 0\nadd %r0, 1\nja -2", &[]);
+    assert!(matches!(
+        r,
+        Err(VmError::Budget {
+            pc: 2,
+            budget: 1000
+        })
+    ));
+    assert_eq!(n, 1 + 2 * 500);
+}
+
+/// A budget equal to a program's exact need lets it finish; one less stops it.
+#[test]
+fn budget_is_an_exact_instruction_limit() {
+    let lp = "mov %r0, 0\nadd %r0, 1\njne %r0, 10, -2\nexit";
+    let (mut vm, p) = vm_with(vec![], lp);
+    vm.set_budget(u64::MAX);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(10));
+    let need = vm.last_run_insns();
+    assert_eq!(need, 1 + 2 * 10 + 1);
+    // The last back-edge is taken after 1 + 2 * 9 instructions.
+    vm.set_budget(1 + 2 * 9);
+    assert_eq!(vm.run(p, &[], &mut ()), Ok(10));
+    vm.set_budget(2 * 9);
+    assert!(matches!(
+        vm.run(p, &[], &mut ()),
+        Err(VmError::Budget { pc: 2, .. })
+    ));
+}
+
+/// Fault-safe loads read 0 where the strict check faults; other loads at
+/// other indexes, and stores, keep faulting.
+#[test]
+fn probe_mem_loads_read_zero_instead_of_faulting() {
+    use bpfoom_vm::{LoadErrorKind, LoadOptions};
+    // r2 = obj->next (NULL), r0 = r2->field (+8), then r0 += obj->value.
+    let src = "ldxdw %r2, [%r1+0]\nldxw %r0, [%r2+8]\nldxdw %r3, [%r1+8]\nadd %r0, %r3\nexit";
+    let prog = assemble(src).expect("asm");
+    let mut vm = Vm::new(vec![]).expect("vm");
+    let mut obj = vec![0u8; 16];
+    obj[8..].copy_from_slice(&40u64.to_le_bytes());
+    let (_, addr) = vm.add_object(&obj, Perm::ReadOnly);
+    let strict = vm.load(&prog).expect("load");
+    let probe = vm
+        .load_with(&prog, &LoadOptions { probe_mem: vec![1] })
+        .expect("load");
+    assert!(matches!(
+        vm.run_with_args(strict, [addr, 0, 0, 0, 0], &mut ()),
+        Err(VmError::Memory { pc: 1, .. })
+    ));
+    // r0 was 0 before the load too; make the destination dirty to see the write.
+    let dirty = assemble(&format!("mov %r0, 99\n{src}")).expect("asm");
+    let dirty = vm
+        .load_with(&dirty, &LoadOptions { probe_mem: vec![2] })
+        .expect("load");
+    for p in [probe, dirty] {
+        assert_eq!(vm.run_with_args(p, [addr, 0, 0, 0, 0], &mut ()), Ok(40));
+    }
+    // A fault-safe load through a valid pointer reads the real value.
+    let mut linked = vec![0u8; 16];
+    linked[..8].copy_from_slice(&addr.to_le_bytes());
+    linked[8..].copy_from_slice(&2u64.to_le_bytes());
+    let (_, addr2) = vm.add_object(&linked, Perm::ReadOnly);
+    assert_eq!(
+        vm.run_with_args(probe, [addr2, 0, 0, 0, 0], &mut ()),
+        Ok(42)
+    );
+    // Indexes that are not loads are refused.
+    for idx in [3usize, 4, 5, 99] {
+        let e = vm
+            .load_with(
+                &prog,
+                &LoadOptions {
+                    probe_mem: vec![idx],
+                },
+            )
+            .expect_err("not a load");
+        assert_eq!((e.pc, e.kind), (idx, LoadErrorKind::NotALoad));
+    }
+    let st = assemble("stdw [%r1+0], 1\nexit").expect("asm");
+    assert!(vm
+        .load_with(&st, &LoadOptions { probe_mem: vec![0] })
+        .is_err());
+}
+
+/// Thousands of host objects: every one stays reachable and removable, and
+/// addresses between them fault.
+#[test]
+fn many_host_objects() {
+    let mut vm = Vm::new(vec![]).expect("vm");
+    let p = vm
+        .load(&assemble("ldxdw %r0, [%r1+8]\nexit").expect("asm"))
+        .expect("load");
+    let objs: Vec<_> = (0..5000u64)
+        .map(|i| {
+            let mut b = vec![0u8; 16];
+            b[8..].copy_from_slice(&i.to_le_bytes());
+            vm.add_object(&b, Perm::ReadOnly)
+        })
+        .collect();
+    for (i, &(_, addr)) in objs.iter().enumerate().rev() {
+        assert_eq!(
+            vm.run_with_args(p, [addr, 0, 0, 0, 0], &mut ()),
+            Ok(i as u64)
+        );
+        // One past the end of an object is outside it (16-byte objects).
+        assert!(vm
+            .run_with_args(p, [addr + 1, 0, 0, 0, 0], &mut ())
+            .is_err());
+    }
+    for (i, &(id, addr)) in objs.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(vm.env_mut().memory().remove_object(id).is_some());
+            assert!(vm.run_with_args(p, [addr, 0, 0, 0, 0], &mut ()).is_err());
+        }
+    }
+    for (i, &(_, addr)) in objs.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        assert_eq!(
+            vm.run_with_args(p, [addr, 0, 0, 0, 0], &mut ()),
+            Ok(i as u64)
+        );
+    }
+}
