@@ -61,6 +61,9 @@ enum Cmd {
     Verify(verify::VerifyArgs),
     /// Run a simulator scenario (TOML); JSON lines out; exit 1 when an expectation fails.
     Sim(sim::SimArgs),
+    /// The daemon (`run`) and its control verbs (`attach`, `detach`, `status`).
+    #[command(flatten)]
+    Daemon(bpfoom_daemon::DaemonCmd),
     /// Build and verify the bundled example policies, then simulate the
     /// upstream largest-leaf selftest tree with them.
     Demo {
@@ -103,6 +106,10 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Inspect(a) => inspect::run(&a, out),
         Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Sim(a) => sim::run(&a, out),
+        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e.exit_code() {
+            1 => CliError::Rejected(e.to_string()),
+            _ => CliError::BadInput(e.to_string()),
+        }),
         Cmd::Demo { out_dir } => demo(out_dir, out),
     }
 }

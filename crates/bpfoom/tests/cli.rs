@@ -330,3 +330,21 @@ fn verify_bad_object_exits_2() {
     let o = bpfoom(&["verify", "/nonexistent.bpf.o"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn daemon_verbs_are_wired_with_their_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("bpfoom-daemon-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // No daemon behind this socket: a clear error, exit 2.
+    let sock = dir.join("none.sock");
+    let o = bpfoom(&["status", "--socket", sock.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("none.sock"), "{}", stderr(&o));
+    // A bad config: exit 2 naming the file and line.
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[daemon]\nsokcet = 1\n").unwrap();
+    let o = bpfoom(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.toml:"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
