@@ -82,7 +82,7 @@ impl Verifier<'_> {
                     s.data = SlotData::None;
                     for b in s.bytes.iter_mut() {
                         if *b == Byte::Spill {
-                            *b = Byte::Misc;
+                            *b = Byte::Invalid;
                         }
                     }
                 }

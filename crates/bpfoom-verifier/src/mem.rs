@@ -466,13 +466,20 @@ impl Verifier<'_> {
                 if v.is_ptr() && (var || size != 8 || base % 8 != 0) {
                     return fail(RejectKind::Stack, format!("invalid size of register spill: a pointer must be stored whole at an 8-byte aligned stack slot (off {base} size {size})"));
                 }
-                // Break spills partially overwritten.
+                // Break spills partially overwritten: what is left of a
+                // scalar is some number, what is left of a pointer must never
+                // be read (its bytes are an address).
                 for &(s, _) in &bytes {
                     let slot = fr.slot_mut(s);
-                    if let SlotData::Spill { .. } = slot.data {
+                    if let SlotData::Spill { reg, .. } = slot.data {
+                        let rest = if reg.is_ptr() {
+                            Byte::Invalid
+                        } else {
+                            Byte::Misc
+                        };
                         for b in slot.bytes.iter_mut() {
                             if *b == Byte::Spill {
-                                *b = Byte::Misc;
+                                *b = rest;
                             }
                         }
                         slot.data = SlotData::None;

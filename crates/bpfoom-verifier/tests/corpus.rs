@@ -70,7 +70,7 @@ fn cases() -> Vec<Case> {
         ("fill_partial_pointer", OOM, "stxdw [%r10-8], %r1\nldxw %r2, [%r10-8]\nmov %r0, 0\nexit", no(Stack, "spilled pointer")),
         ("spill_misaligned_pointer", OOM, "stxdw [%r10-12], %r1\nmov %r0, 0\nexit", no(Stack, "misaligned stack access")),
         ("spill_narrow_pointer", OOM, "stxw [%r10-8], %r1\nmov %r0, 0\nexit", no(Stack, "invalid size of register spill")),
-        ("overwrite_spilled_pointer", OOM, "stxdw [%r10-8], %r1\nstb [%r10-8], 0\nldxdw %r2, [%r10-8]\nldxdw %r3, [%r2+0]\nmov %r0, 0\nexit", no(InvalidMemAccess, "invalid mem access 'scalar'")),
+        ("overwrite_spilled_pointer", OOM, "stxdw [%r10-8], %r1\nstb [%r10-8], 0\nldxdw %r2, [%r10-8]\nldxdw %r3, [%r2+0]\nmov %r0, 0\nexit", no(Stack, "uninitialized stack")),
         ("spill_bounds_kept", OOM, "ldxdw %r2, [%r1+0]\nldxw %r3, [%r2+{o:oom_control.order}]\nand %r3, 1\nstxdw [%r10-8], %r3\nldxdw %r0, [%r10-8]\nexit", A),
         ("spill32_bounds_kept", OOM, "ldxdw %r2, [%r1+0]\nldxw %r3, [%r2+{o:oom_control.order}]\nand %r3, 2\nstxw [%r10-4], %r3\nldxw %r0, [%r10-4]\nexit", A),
         (

@@ -92,3 +92,47 @@ proptest! {
         run_all(&insns);
     }
 }
+
+mod gen;
+
+/// Soundness against concrete execution: every generated program that
+/// bpfoom accepts runs (its single execution) within the rules it checks.
+#[test]
+fn accepted_generated_programs_run_safely() {
+    // BPFOOM_GEN_SEED / BPFOOM_GEN_N explore other program sets.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut rng = gen::Rng(env("BPFOOM_GEN_SEED").unwrap_or(0x0123_4567_89ab_cdef) | 1);
+    let total = env("BPFOOM_GEN_N").unwrap_or(3000);
+    // Jumps into a loop body can skip its counter reset: such programs run
+    // out of budget (and are rejected); a small budget keeps that quick.
+    let opts = Options {
+        log_level: 0,
+        max_insns: 50_000,
+    };
+    let (mut accepted, mut bad) = (0, Vec::new());
+    for n in 0..total {
+        let insns = gen::generate(&mut rng);
+        let input = bpfoom_verifier::ProgramInput {
+            name: "gen",
+            insns: &insns,
+            hook: bpfoom_verifier::Hook {
+                ops: "bpf_psi_ops",
+                member: "init",
+            },
+            sleepable: false,
+            maps: &[],
+            line_info: &[],
+        };
+        if bpfoom_verifier::verify(&input, &opts).is_ok() {
+            accepted += 1;
+            if !gen::runs_safely(&insns) {
+                bad.push(format!(
+                    "program {n}:\n{}",
+                    bpfoom_insn::disasm::disassemble(&insns).join("\n")
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "accepted but unsafe:\n{}", bad.join("\n\n"));
+    assert!(accepted > total / 6, "{accepted}");
+}
