@@ -5,9 +5,11 @@
 //!   (busybox-static, `bpfoom-vmguest` and its libraries, the policies),
 //!   boot qemu with TCG, read the results from the serial console;
 //! - [`guest`]: what runs inside the VM (the v2 end-to-end suite);
+//! - [`policy_cost`]: benchmark group 2 (policy and verification cost);
 //! - [`stats`]: medians, percentiles and ratios for BENCHMARKS.md.
 
 pub mod cpio;
 pub mod guest;
+pub mod policy_cost;
 pub mod stats;
 pub mod vm;
