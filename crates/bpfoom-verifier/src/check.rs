@@ -93,6 +93,8 @@ pub(crate) struct Verifier<'a> {
     /// `processed` when the last checkpoint was added.
     last_ckpt: u64,
     peak: usize,
+    /// Remembered states not forgotten yet.
+    live_ckpts: usize,
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
     parent: Option<usize>,
@@ -164,6 +166,7 @@ impl<'a> Verifier<'a> {
             processed: 0,
             last_ckpt: 0,
             peak: 0,
+            live_ckpts: 0,
             log: String::new(),
             parent: None,
         };
@@ -175,6 +178,17 @@ impl<'a> Verifier<'a> {
             }
         }
         v.explore()?;
+        if opts.log_level > 0 {
+            let per_insn = v.explored.iter().map(Vec::len).max().unwrap_or(0);
+            let _ = writeln!(
+                v.log,
+                "processed {} insns (limit {}) max_states_per_insn {per_insn} total_states {} peak_states {}",
+                v.processed,
+                opts.max_insns,
+                v.ckpts.len(),
+                v.peak
+            );
+        }
         Ok(Report {
             insns_processed: v.processed,
             states: v.ckpts.len() as u64,
@@ -247,7 +261,7 @@ impl<'a> Verifier<'a> {
             parent: self.parent,
             from,
         });
-        self.peak = self.peak.max(self.pending.len() + self.ckpts.len());
+        self.peak = self.peak.max(self.pending.len() + self.live_ckpts);
         Ok(())
     }
 
@@ -405,6 +419,7 @@ impl<'a> Verifier<'a> {
             self.explored[pc].retain(|c| !useless.contains(c));
             for c in useless {
                 self.ckpts[c].st = State::default();
+                self.live_ckpts -= 1;
             }
         }
         if pruned {
@@ -432,7 +447,8 @@ impl<'a> Verifier<'a> {
         });
         let id = self.ckpts.len() - 1;
         self.explored[pc].push(id);
-        self.peak = self.peak.max(self.pending.len() + self.ckpts.len());
+        self.live_ckpts += 1;
+        self.peak = self.peak.max(self.pending.len() + self.live_ckpts);
         Ok(Some(Visit::New(id)))
     }
 
