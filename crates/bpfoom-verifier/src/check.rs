@@ -19,6 +19,10 @@ use crate::{Options, ProgramInput, RejectKind, Rejection, Report, VerifyError};
 const MAX_PENDING: usize = 8192;
 /// Remembered states per instruction beyond which no more are added.
 const MAX_STATES_PER_INSN: usize = 64;
+/// Remembered states in all, beyond which no more are added (bounds memory).
+const MAX_LIVE_STATES: usize = 1 << 16;
+/// State comparisons allowed while pruning (bounds time with the insn budget).
+const MAX_COMPARISONS: u64 = 40_000_000;
 /// Iterator-loop rounds that join scalar values before widening them to unknown.
 const WIDEN_AFTER: usize = 3;
 
@@ -95,6 +99,8 @@ pub(crate) struct Verifier<'a> {
     peak: usize,
     /// Remembered states not forgotten yet.
     live_ckpts: usize,
+    /// State comparisons made so far.
+    comparisons: u64,
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
     parent: Option<usize>,
@@ -167,6 +173,7 @@ impl<'a> Verifier<'a> {
             last_ckpt: 0,
             peak: 0,
             live_ckpts: 0,
+            comparisons: 0,
             log: String::new(),
             parent: None,
         };
@@ -373,6 +380,17 @@ impl<'a> Verifier<'a> {
     fn visit(&mut self, st: &mut State, pc: usize) -> R<Option<Visit>> {
         let live = self.live_masks(st, pc);
         let iter_next = self.is_iter_next(pc);
+        // Bounds the pruning work too, not only the instructions.
+        self.comparisons += self.explored[pc].len() as u64;
+        if self.comparisons > MAX_COMPARISONS {
+            return fail(
+                RejectKind::TooComplex,
+                format!(
+                    "{} state comparisons: program too complex / may not terminate",
+                    self.comparisons
+                ),
+            );
+        }
         let mut widen_from = None;
         let mut loop_visits = 0;
         let mut useless = Vec::new();
@@ -432,7 +450,9 @@ impl<'a> Verifier<'a> {
             state::widen(&self.ckpts[c].st, st, loop_visits > WIDEN_AFTER);
         }
         let throttled = self.processed < self.last_ckpt + 8 && !self.explored[pc].is_empty();
-        if !iter_next && (throttled || self.explored[pc].len() >= MAX_STATES_PER_INSN) {
+        let full =
+            self.explored[pc].len() >= MAX_STATES_PER_INSN || self.live_ckpts >= MAX_LIVE_STATES;
+        if !iter_next && (throttled || full) {
             return Ok(None);
         }
         self.last_ckpt = self.processed;
