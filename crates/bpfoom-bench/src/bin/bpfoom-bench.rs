@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use bpfoom_bench::policy_cost::{self, Sizes};
+use bpfoom_bench::reaction::{self, Mode};
+use bpfoom_bench::stats::Summary;
 
 #[derive(Parser)]
 #[command(name = "bpfoom-bench", about = "bpfoom benchmarks (see BENCHMARKS.md)")]
@@ -35,6 +39,72 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         iters: usize,
     },
+    /// Group 1 (root, cgroup v1): OOM reaction, bpfoom largest_leaf vs the kernel.
+    Reaction {
+        /// Background cgroup counts, comma separated.
+        #[arg(long, default_value = "10,100,1000", value_delimiter = ',')]
+        cgroups: Vec<usize>,
+        /// Processes per background cgroup.
+        #[arg(long, default_value_t = 10)]
+        procs: usize,
+        /// OOMs per configuration.
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
+    /// Helper: the bpfoom daemon verbs (the same code as `bpfoom run`).
+    Daemon {
+        #[command(subcommand)]
+        cmd: bpfoom_daemon::DaemonCmd,
+    },
+    /// Helper: join CGROUP, allocate MB MiB, hold HOLD_S seconds.
+    Alloc {
+        cgroup: PathBuf,
+        mb: usize,
+        adj: i32,
+        hold_s: u64,
+        step_ms: u64,
+    },
+    /// Helper: touch fresh pages every millisecond in CGROUP, report slow rounds.
+    Ticker { cgroup: PathBuf },
+    /// Helper: N sleeping processes in CGROUP.
+    Sleepers { cgroup: PathBuf, n: usize },
+}
+
+fn ms(s: Option<Summary>) -> (String, String) {
+    s.map_or(("-".into(), "-".into()), |s| {
+        (format!("{:.1} ms", s.median), format!("{:.1} ms", s.p99))
+    })
+}
+
+fn reaction_table(cgroups: &[usize], procs: usize, reps: usize) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let policy = policy_cost::compile("largest_leaf")?;
+    println!(
+        "memcg OOM reaction on cgroup v1, {reps} OOMs per row, background cgroups x {procs} processes\n"
+    );
+    println!("| bg cgroups | handler | to victim exit (median / p99) | to uncharged (median / p99) | paused-task stall (median / p99) | daemon notify->kill (median) | exit median / kernel |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in cgroups {
+        let k = reaction::run_group(&exe, &policy, Mode::Kernel, n, procs, reps)?;
+        let b = reaction::run_group(&exe, &policy, Mode::Bpfoom, n, procs, reps)?;
+        let base = k.summary(|r| Some(r.exit_ms)).map_or(f64::NAN, |s| s.median);
+        for g in [&k, &b] {
+            let exit = g.summary(|r| Some(r.exit_ms));
+            let (e50, e99) = ms(exit);
+            let (u50, u99) = ms(g.summary(|r| Some(r.uncharged_ms)));
+            let (s50, s99) = ms(g.summary(|r| Some(r.stall_ms)));
+            let (d50, _) = ms(g.summary(|r| r.daemon_latency_ms));
+            println!(
+                "| {n} | {} | {e50} / {e99} | {u50} / {u99} | {s50} / {s99} | {d50} | {:.2} |",
+                match g.mode {
+                    Mode::Kernel => "kernel OOM killer",
+                    Mode::Bpfoom => "bpfoom largest_leaf",
+                },
+                exit.map_or(f64::NAN, |s| s.median) / base
+            );
+        }
+    }
+    Ok(())
 }
 
 fn us(x: f64) -> String {
@@ -90,6 +160,24 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 );
             }
         }
+        Cmd::Reaction {
+            cgroups,
+            procs,
+            reps,
+        } => reaction_table(&cgroups, procs, reps)?,
+        Cmd::Daemon { cmd } => {
+            bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()).map_err(|e| e.to_string())?
+        }
+        Cmd::Alloc {
+            cgroup,
+            mb,
+            adj,
+            hold_s,
+            step_ms,
+        } => bpfoom_bench::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms)
+            .map_err(|e| e.to_string())?,
+        Cmd::Ticker { cgroup } => reaction::ticker_main(&cgroup)?,
+        Cmd::Sleepers { cgroup, n } => reaction::sleepers_main(&cgroup, n)?,
     }
     Ok(())
 }
