@@ -136,3 +136,51 @@ fn accepted_generated_programs_run_safely() {
     assert!(bad.is_empty(), "accepted but unsafe:\n{}", bad.join("\n\n"));
     assert!(accepted > total / 6, "{accepted}");
 }
+
+/// The example policies, compiled and loaded once (empty without clang).
+fn policies() -> &'static [bpfoom_obj::Object] {
+    static P: std::sync::OnceLock<Vec<bpfoom_obj::Object>> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        if bpfoom_testutil::clang().is_none() {
+            eprintln!("SKIP (part): clang not found, mutating hand-written programs only");
+            return Vec::new();
+        }
+        bpfoom_testutil::policy_sources()
+            .iter()
+            .filter_map(|src| bpfoom_testutil::compile(src, &[]).ok())
+            .filter_map(|p| bpfoom_obj::Object::parse(&std::fs::read(p).ok()?).ok())
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Mutated real policies (typed context, kfuncs, iterators, maps) never
+    /// make the verifier panic or hang.
+    #[test]
+    fn mutated_policies_never_panic(
+        pick in any::<usize>(),
+        muts in prop::collection::vec((any::<usize>(), arb_insn(), 0u8..4), 1..4),
+    ) {
+        let objs = policies();
+        if !objs.is_empty() {
+            let mut obj = objs[pick % objs.len()].clone();
+            let prog = pick / 7 % obj.programs.len().max(1);
+            if let Some(p) = obj.programs.get_mut(prog) {
+                for (at, ins, how) in muts {
+                    let i = at % p.insns.len().max(1);
+                    match how {
+                        0 => p.insns[i] = ins,
+                        1 => p.insns[i].off = ins.off,
+                        2 => p.insns[i].imm = ins.imm,
+                        _ => p.insns[i].src = ins.src,
+                    }
+                }
+            }
+            let start = Instant::now();
+            let _ = bpfoom_verifier::verify_object(&obj, &opts());
+            prop_assert!(start.elapsed() < Duration::from_secs(20));
+        }
+    }
+}
