@@ -528,6 +528,12 @@ impl Verifier<'_> {
                 ),
             );
         }
+        if frame as usize >= st.frames.len() {
+            return fail(
+                RejectKind::Stack,
+                "iterator pointer into a stack frame that no longer exists",
+            );
+        }
         let first = Frame::locate(o).0; // slot of the lowest address
         let slots: Vec<usize> = (0..nslots).map(|j| first - j).collect();
         let fi = frame as usize;
