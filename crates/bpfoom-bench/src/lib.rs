@@ -5,12 +5,14 @@
 //!   (busybox-static, `bpfoom-vmguest` and its libraries, the policies),
 //!   boot qemu with TCG, read the results from the serial console;
 //! - [`guest`]: what runs inside the VM (the v2 end-to-end suite);
+//! - [`idle`]: benchmark group 3 (idle cost against earlyoom and nohang);
 //! - [`policy_cost`]: benchmark group 2 (policy and verification cost);
 //! - [`reaction`]: benchmark group 1 (memcg OOM reaction on cgroup v1);
 //! - [`stats`]: medians, percentiles and ratios for BENCHMARKS.md.
 
 pub mod cpio;
 pub mod guest;
+pub mod idle;
 pub mod policy_cost;
 pub mod reaction;
 pub mod stats;

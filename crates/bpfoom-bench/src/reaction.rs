@@ -298,14 +298,22 @@ impl OomEvents {
     }
 }
 
-/// The daemon, its kill records' latencies collected.
-struct Daemon {
+/// The daemon (`bpfoom-bench daemon run`), its kill records' latencies
+/// collected; dropping it stops it with SIGTERM.
+pub struct Daemon {
     child: Child,
     latencies: Receiver<f64>,
 }
 
 impl Daemon {
-    fn start(exe: &Path, policy: &Path, tree: &V1Tree) -> Result<Daemon, String> {
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Starts it with `policy` attached at the tree's top; waits for its
+    /// control socket.
+    pub fn start(exe: &Path, policy: &Path, tree: &V1Tree) -> Result<Daemon, String> {
         let dir = std::env::temp_dir().join(format!("bpfoom-bench-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let socket = dir.join("d.sock");

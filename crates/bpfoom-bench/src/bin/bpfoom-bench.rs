@@ -51,6 +51,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         reps: usize,
     },
+    /// Group 3 (root, cgroup v1): idle CPU and RSS of the daemon, earlyoom and
+    /// nohang over the same interval ($BPFOOM_BENCH_IDLE_SECS, default 60).
+    Idle {
+        /// Watched cgroups.
+        #[arg(long, default_value_t = 1000)]
+        cgroups: usize,
+    },
     /// Helper: the bpfoom daemon verbs (the same code as `bpfoom run`).
     Daemon {
         #[command(subcommand)]
@@ -165,6 +172,31 @@ fn run(cmd: Cmd) -> Result<(), String> {
             procs,
             reps,
         } => reaction_table(&cgroups, procs, reps)?,
+        Cmd::Idle { cgroups } => {
+            let secs = std::env::var("BPFOOM_BENCH_IDLE_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60);
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let policy = policy_cost::compile("largest_leaf")?;
+            let rows = bpfoom_bench::idle::run(&exe, &policy, cgroups, secs)?;
+            let base = rows.iter().find(|r| r.name.starts_with("earlyoom")).map(|r| (r.cpu_ms, r.max_rss_kb));
+            println!("Idle cost over the same {secs} s, no OOM\n");
+            println!("| tool | CPU time | CPU % of one core | max RSS | CPU / earlyoom | RSS / earlyoom |");
+            println!("|---|---|---|---|---|---|");
+            for r in &rows {
+                let (rc, rr) = base.map_or(("-".into(), "-".into()), |(c, m)| {
+                    (format!("{:.2}", r.cpu_ms / c.max(1e-9)), format!("{:.2}", r.max_rss_kb as f64 / m.max(1) as f64))
+                });
+                println!(
+                    "| {} | {:.0} ms | {:.3} % | {:.1} MiB | {rc} | {rr} |",
+                    r.name,
+                    r.cpu_ms,
+                    r.cpu_ms / (secs as f64 * 10.0),
+                    r.max_rss_kb as f64 / 1024.0
+                );
+            }
+        }
         Cmd::Daemon { cmd } => {
             bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()).map_err(|e| e.to_string())?
         }

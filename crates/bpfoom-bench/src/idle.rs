@@ -1,0 +1,149 @@
+//! Benchmark group 3: idle cost. The bpfoom daemon (largest_leaf attached
+//! over `n` limited cgroups, every one of them watched), earlyoom and
+//! nohang run side by side over the same interval with no OOM; their CPU
+//! time and RSS are read from /proc once a second.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::reaction::{Daemon, V1Tree};
+
+/// One tool's idle cost.
+#[derive(Clone, Debug)]
+pub struct Idle {
+    /// The tool.
+    pub name: String,
+    /// CPU time (user + system, its processes together) over the interval, ms.
+    pub cpu_ms: f64,
+    /// Largest resident set seen (its processes together), KiB.
+    pub max_rss_kb: u64,
+    /// RSS at the end, KiB.
+    pub end_rss_kb: u64,
+}
+
+/// Process ids of `pid` and its descendants.
+fn family(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in rd.flatten() {
+                let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// (utime + stime in clock ticks, VmRSS KiB) of one process.
+fn usage(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Some((ticks, rss))
+}
+
+fn total(pid: i32) -> (u64, u64) {
+    family(pid)
+        .into_iter()
+        .filter_map(usage)
+        .fold((0, 0), |(t, r), (t2, r2)| (t + t2, r + r2))
+}
+
+struct Tool {
+    name: String,
+    pid: i32,
+    /// Ours to stop (the daemon is stopped by its own handle).
+    child: Option<Child>,
+    start_ticks: u64,
+    max_rss: u64,
+}
+
+fn spawn(cmd: &mut Command) -> Result<Child, String> {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))
+}
+
+/// Runs the daemon over `n` watched cgroups, earlyoom and nohang (each
+/// when installed) for `secs` seconds; `exe` is bpfoom-bench, `policy`
+/// the compiled largest_leaf.
+pub fn run(exe: &Path, policy: &Path, n: usize, secs: u64) -> Result<Vec<Idle>, String> {
+    let tree = V1Tree::new(exe, n, 1)?;
+    let daemon = Daemon::start(exe, policy, &tree)?;
+    let mut tools = vec![Tool {
+        name: format!("bpfoom daemon ({n} watched cgroups, largest_leaf)"),
+        pid: daemon.pid(),
+        child: None,
+        start_ticks: 0,
+        max_rss: 0,
+    }];
+    let mut own = Vec::new();
+    if let Some(e) = crate::vm::which("earlyoom") {
+        // --dryrun: it measures and decides as usual but kills nothing on
+        // a shared machine.
+        own.push(("earlyoom 1.7 (defaults, --dryrun)", spawn(Command::new(e).arg("--dryrun"))?));
+    }
+    if let Some(nh) = crate::vm::which("nohang") {
+        own.push((
+            "nohang 0.2 (packaged nohang.conf)",
+            spawn(Command::new(nh).args(["--monitor", "--config", "/etc/nohang/nohang.conf"]))?,
+        ));
+    }
+    for (name, child) in own {
+        tools.push(Tool {
+            name: name.into(),
+            pid: child.id() as i32,
+            child: Some(child),
+            start_ticks: 0,
+            max_rss: 0,
+        });
+    }
+    // Start-up (parsing, verification, the first scan) is not idle time.
+    std::thread::sleep(Duration::from_secs(3));
+    for t in &mut tools {
+        t.start_ticks = total(t.pid).0;
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(1));
+        for t in &mut tools {
+            t.max_rss = t.max_rss.max(total(t.pid).1);
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut out = Vec::new();
+    for t in &mut tools {
+        let (ticks, rss) = total(t.pid);
+        if !Path::new(&format!("/proc/{}", t.pid)).exists() {
+            return Err(format!("{} exited during the measurement", t.name));
+        }
+        out.push(Idle {
+            name: t.name.clone(),
+            cpu_ms: ticks.saturating_sub(t.start_ticks) as f64 * 1000.0 / hz,
+            max_rss_kb: t.max_rss,
+            end_rss_kb: rss,
+        });
+    }
+    for c in tools.iter_mut().filter_map(|t| t.child.as_mut()) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    drop(daemon);
+    drop(tree);
+    Ok(out)
+}
