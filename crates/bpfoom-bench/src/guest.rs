@@ -169,6 +169,18 @@ impl Alloc {
     /// Starts `bpfoom-vmguest alloc` in `cg`.
     pub fn start(cg: &Cg, mb: usize, adj: i32, step_ms: u64) -> R<Alloc> {
         let exe = std::env::current_exe().map_err(|e| Fail(format!("current_exe: {e}")))?;
+        Alloc::start_named(cg, &exe, mb, adj, step_ms)
+    }
+
+    /// [`Alloc::start`] through `exe`, a link to `bpfoom-vmguest` whose
+    /// name becomes the process name (what earlyoom and nohang match).
+    pub fn start_named(
+        cg: &Cg,
+        exe: impl AsRef<std::ffi::OsStr>,
+        mb: usize,
+        adj: i32,
+        step_ms: u64,
+    ) -> R<Alloc> {
         let mut child = Command::new(exe)
             // "--": the oom_score_adj may be negative.
             .args(["alloc", "--"])

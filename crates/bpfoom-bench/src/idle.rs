@@ -23,7 +23,7 @@ pub struct Idle {
 }
 
 /// Process ids of `pid` and its descendants.
-fn family(pid: i32) -> Vec<i32> {
+pub fn family(pid: i32) -> Vec<i32> {
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
@@ -39,27 +39,37 @@ fn family(pid: i32) -> Vec<i32> {
     out
 }
 
-/// (utime + stime in clock ticks, VmRSS KiB) of one process.
-fn usage(pid: i32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may hold spaces) start at ") ".
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    Some((ticks, rss))
+/// CPU time (ns, every thread: the first field of each task's
+/// `schedstat`, far finer than the clock ticks of `stat`) of one process.
+fn cpu_ns_one(pid: i32) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|t| {
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            s.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
-fn total(pid: i32) -> (u64, u64) {
+/// CPU time (ns) of `pid` and its descendants.
+pub fn cpu_ns(pid: i32) -> u64 {
+    family(pid).into_iter().map(cpu_ns_one).sum()
+}
+
+/// VmRSS (KiB) of `pid` and its descendants.
+pub fn rss_kb(pid: i32) -> u64 {
     family(pid)
         .into_iter()
-        .filter_map(usage)
-        .fold((0, 0), |(t, r), (t2, r2)| (t + t2, r + r2))
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 struct Tool {
@@ -67,7 +77,7 @@ struct Tool {
     pid: i32,
     /// Ours to stop (the daemon is stopped by its own handle).
     child: Option<Child>,
-    start_ticks: u64,
+    start_ns: u64,
     max_rss: u64,
 }
 
@@ -88,14 +98,17 @@ pub fn run(exe: &Path, policy: &Path, n: usize, secs: u64) -> Result<Vec<Idle>, 
         name: format!("bpfoom daemon ({n} watched cgroups, largest_leaf)"),
         pid: daemon.pid(),
         child: None,
-        start_ticks: 0,
+        start_ns: 0,
         max_rss: 0,
     }];
     let mut own = Vec::new();
     if let Some(e) = crate::vm::which("earlyoom") {
         // --dryrun: it measures and decides as usual but kills nothing on
         // a shared machine.
-        own.push(("earlyoom 1.7 (defaults, --dryrun)", spawn(Command::new(e).arg("--dryrun"))?));
+        own.push((
+            "earlyoom 1.7 (defaults, --dryrun)",
+            spawn(Command::new(e).arg("--dryrun"))?,
+        ));
     }
     if let Some(nh) = crate::vm::which("nohang") {
         own.push((
@@ -108,33 +121,31 @@ pub fn run(exe: &Path, policy: &Path, n: usize, secs: u64) -> Result<Vec<Idle>, 
             name: name.into(),
             pid: child.id() as i32,
             child: Some(child),
-            start_ticks: 0,
+            start_ns: 0,
             max_rss: 0,
         });
     }
     // Start-up (parsing, verification, the first scan) is not idle time.
     std::thread::sleep(Duration::from_secs(3));
     for t in &mut tools {
-        t.start_ticks = total(t.pid).0;
+        t.start_ns = cpu_ns(t.pid);
     }
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(1));
         for t in &mut tools {
-            t.max_rss = t.max_rss.max(total(t.pid).1);
+            t.max_rss = t.max_rss.max(rss_kb(t.pid));
         }
     }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut out = Vec::new();
     for t in &mut tools {
-        let (ticks, rss) = total(t.pid);
+        let (ns, rss) = (cpu_ns(t.pid), rss_kb(t.pid));
         if !Path::new(&format!("/proc/{}", t.pid)).exists() {
             return Err(format!("{} exited during the measurement", t.name));
         }
         out.push(Idle {
             name: t.name.clone(),
-            cpu_ms: ticks.saturating_sub(t.start_ticks) as f64 * 1000.0 / hz,
+            cpu_ms: ns.saturating_sub(t.start_ns) as f64 / 1e6,
             max_rss_kb: t.max_rss,
             end_rss_kb: rss,
         });

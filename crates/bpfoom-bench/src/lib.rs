@@ -1,5 +1,6 @@
 //! bpfoom's benchmarks and its cgroup v2 VM harness (issue 7).
 //!
+//! - [`compare`]: the side-by-side comparison with oomd, earlyoom, nohang;
 //! - [`cpio`]: a newc writer for the initramfs;
 //! - [`vm`]: the host side: fetch Debian's kernel, assemble the initramfs
 //!   (busybox-static, `bpfoom-vmguest` and its libraries, the policies),
@@ -10,6 +11,7 @@
 //! - [`reaction`]: benchmark group 1 (memcg OOM reaction on cgroup v1);
 //! - [`stats`]: medians, percentiles and ratios for BENCHMARKS.md.
 
+pub mod compare;
 pub mod cpio;
 pub mod guest;
 pub mod idle;

@@ -155,7 +155,9 @@ pub fn v1_memcg() -> Result<(PathBuf, String), String> {
         .find_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-            ctl.split(',').any(|c| c == "memory").then(|| path.to_string())
+            ctl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
         })
         .ok_or("no memory line in /proc/self/cgroup")?;
     Ok((root, own))
@@ -166,10 +168,17 @@ fn write(dir: &Path, file: &str, val: &str) -> Result<(), String> {
 }
 
 fn read_u64(dir: &Path, file: &str) -> Option<u64> {
-    std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(dir.join(file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
-fn wait_ready(child: &mut Child, timeout: Duration) -> Result<BufReader<std::process::ChildStdout>, String> {
+fn wait_ready(
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<BufReader<std::process::ChildStdout>, String> {
     let out = child.stdout.take().ok_or("no stdout")?;
     let mut r = BufReader::new(out);
     let (tx, rx) = channel();
@@ -189,7 +198,11 @@ impl V1Tree {
     /// Creates the subtree with `n` background cgroups of `procs` processes.
     pub fn new(exe: &Path, n: usize, procs: usize) -> Result<V1Tree, String> {
         let (root, own) = v1_memcg()?;
-        let top_rel = format!("{}/bpfoom-bench-{}", own.trim_end_matches('/'), std::process::id());
+        let top_rel = format!(
+            "{}/bpfoom-bench-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        );
         let top = root.join(top_rel.trim_start_matches('/'));
         let mut t = V1Tree {
             top: top.clone(),
@@ -199,7 +212,11 @@ impl V1Tree {
         for d in ["bg", "job", "job/hog", "job/svc"] {
             std::fs::create_dir_all(top.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
         }
-        write(&top.join("job"), "memory.limit_in_bytes", &(64u64 << 20).to_string())?;
+        write(
+            &top.join("job"),
+            "memory.limit_in_bytes",
+            &(64u64 << 20).to_string(),
+        )?;
         for i in 0..n {
             let cg = top.join(format!("bg/cg{i}"));
             std::fs::create_dir_all(&cg).map_err(|e| format!("mkdir: {e}"))?;
@@ -225,7 +242,10 @@ impl V1Tree {
 fn kill_cgroup_v1(dir: &Path) {
     for _ in 0..50 {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let pids: Vec<i32> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         if pids.is_empty() {
             break;
         }
@@ -446,7 +466,9 @@ pub fn run_group(
             if t_exit.is_none() && matches!(hog.try_wait(), Ok(Some(_))) {
                 t_exit = Some(mono_ns());
             }
-            if t_unch.is_none() && read_u64(&hog_dir, "memory.usage_in_bytes").is_some_and(|u| u < 1 << 20) {
+            if t_unch.is_none()
+                && read_u64(&hog_dir, "memory.usage_in_bytes").is_some_and(|u| u < 1 << 20)
+            {
                 t_unch = Some(mono_ns());
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -490,7 +512,11 @@ pub fn run_group(
         // SAFETY: as above.
         unsafe {
             let fl = libc::fcntl(events.efd.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(events.efd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            libc::fcntl(
+                events.efd.as_raw_fd(),
+                libc::F_SETFL,
+                fl & !libc::O_NONBLOCK,
+            );
         }
     }
     let _ = ticker.kill();

@@ -226,6 +226,34 @@ impl Initramfs {
         Ok(self)
     }
 
+    /// Copies the files below `host` whose relative paths `keep` accepts
+    /// (directories included: a rejected directory is skipped whole);
+    /// shared objects get their libraries too.
+    pub fn tree(&mut self, host: &Path, keep: &dyn Fn(&str) -> bool) -> Result<&mut Self, VmError> {
+        let mut stack = vec![host.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let rd =
+                std::fs::read_dir(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !keep(&name) {
+                    continue;
+                }
+                let guest = p.to_string_lossy().into_owned();
+                if p.is_dir() {
+                    self.dir(&guest);
+                    stack.push(p);
+                } else if name.ends_with(".so") {
+                    self.elf(&p, &guest)?;
+                } else if p.is_file() {
+                    self.copy(&p, &guest, 0o644)?;
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// A symbolic link.
     pub fn symlink(&mut self, guest: &str, target: &str) -> &mut Self {
         self.parent(guest);

@@ -58,6 +58,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         cgroups: usize,
     },
+    /// Group 5: the side-by-side comparison in the VM (bpfoom, oomd, earlyoom,
+    /// nohang, bare kernel); writes the table and an SVG chart.
+    Compare {
+        /// Repetitions of the whole set.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Where to write the chart.
+        #[arg(long, default_value = "bench/compare.svg")]
+        svg: PathBuf,
+        /// Where to write the raw results (JSON lines).
+        #[arg(long, default_value = "bench/compare.jsonl")]
+        raw: PathBuf,
+    },
     /// Helper: the bpfoom daemon verbs (the same code as `bpfoom run`).
     Daemon {
         #[command(subcommand)]
@@ -94,7 +107,9 @@ fn reaction_table(cgroups: &[usize], procs: usize, reps: usize) -> Result<(), St
     for &n in cgroups {
         let k = reaction::run_group(&exe, &policy, Mode::Kernel, n, procs, reps)?;
         let b = reaction::run_group(&exe, &policy, Mode::Bpfoom, n, procs, reps)?;
-        let base = k.summary(|r| Some(r.exit_ms)).map_or(f64::NAN, |s| s.median);
+        let base = k
+            .summary(|r| Some(r.exit_ms))
+            .map_or(f64::NAN, |s| s.median);
         for g in [&k, &b] {
             let exit = g.summary(|r| Some(r.exit_ms));
             let (e50, e99) = ms(exit);
@@ -120,6 +135,62 @@ fn us(x: f64) -> String {
     } else {
         format!("{x:.1} µs")
     }
+}
+
+fn compare(reps: usize, svg: &std::path::Path, raw: &std::path::Path) -> Result<(), String> {
+    use bpfoom_bench::{compare, vm};
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let guest = exe.with_file_name("bpfoom-vmguest");
+    if !guest.is_file() {
+        return Err(format!(
+            "{} missing: cargo build --release -p bpfoom-bench",
+            guest.display()
+        ));
+    }
+    let cache = bpfoom_testutil::repo_root().join("target/vm-cache");
+    let kernel = vm::kernel(&cache).map_err(|e| e.to_string())?;
+    let (bytes, missing) = compare::initramfs(&guest)?;
+    for m in &missing {
+        eprintln!("not in the VM (not installed): {m}");
+    }
+    let initrd = cache.join("run/compare-initramfs.cpio");
+    std::fs::create_dir_all(cache.join("run")).map_err(|e| e.to_string())?;
+    std::fs::write(&initrd, bytes).map_err(|e| e.to_string())?;
+    let serial = vm::boot(&vm::Boot {
+        kernel,
+        initrd,
+        append: format!("bpfoom.reps={reps}"),
+        mem_mb: 1024,
+        smp: 2,
+        timeout: std::time::Duration::from_secs(600 + 300 * reps as u64),
+        kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
+    })
+    .map_err(|e| e.to_string())?;
+    std::fs::write(cache.join("run/compare-serial.log"), &serial.text)
+        .map_err(|e| e.to_string())?;
+    let results: Vec<serde_json::Value> = vm::parse_results(&serial.text)
+        .into_iter()
+        .filter(|r| r["cmp"] == true)
+        .collect();
+    if results.is_empty() {
+        return Err(format!(
+            "no results; serial log in {}",
+            cache.join("run/compare-serial.log").display()
+        ));
+    }
+    if let Some(d) = raw.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let lines: Vec<String> = results.iter().map(|r| r.to_string()).collect();
+    std::fs::write(raw, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+    compare::chart(&results, svg)?;
+    println!(
+        "Side by side in the VM ({} MiB, TCG, {:.0} s), {reps} repetition(s)\n",
+        1024,
+        serial.elapsed.as_secs_f64()
+    );
+    print!("{}", compare::table(&results));
+    Ok(())
 }
 
 fn run(cmd: Cmd) -> Result<(), String> {
@@ -180,16 +251,22 @@ fn run(cmd: Cmd) -> Result<(), String> {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let policy = policy_cost::compile("largest_leaf")?;
             let rows = bpfoom_bench::idle::run(&exe, &policy, cgroups, secs)?;
-            let base = rows.iter().find(|r| r.name.starts_with("earlyoom")).map(|r| (r.cpu_ms, r.max_rss_kb));
+            let base = rows
+                .iter()
+                .find(|r| r.name.starts_with("earlyoom"))
+                .map(|r| (r.cpu_ms, r.max_rss_kb));
             println!("Idle cost over the same {secs} s, no OOM\n");
             println!("| tool | CPU time | CPU % of one core | max RSS | CPU / earlyoom | RSS / earlyoom |");
             println!("|---|---|---|---|---|---|");
             for r in &rows {
                 let (rc, rr) = base.map_or(("-".into(), "-".into()), |(c, m)| {
-                    (format!("{:.2}", r.cpu_ms / c.max(1e-9)), format!("{:.2}", r.max_rss_kb as f64 / m.max(1) as f64))
+                    (
+                        format!("{:.2}", r.cpu_ms / c.max(1e-9)),
+                        format!("{:.2}", r.max_rss_kb as f64 / m.max(1) as f64),
+                    )
                 });
                 println!(
-                    "| {} | {:.0} ms | {:.3} % | {:.1} MiB | {rc} | {rr} |",
+                    "| {} | {:.1} ms | {:.3} % | {:.1} MiB | {rc} | {rr} |",
                     r.name,
                     r.cpu_ms,
                     r.cpu_ms / (secs as f64 * 10.0),
@@ -197,6 +274,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 );
             }
         }
+        Cmd::Compare { reps, svg, raw } => compare(reps, &svg, &raw)?,
         Cmd::Daemon { cmd } => {
             bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()).map_err(|e| e.to_string())?
         }

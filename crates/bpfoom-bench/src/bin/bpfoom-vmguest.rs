@@ -33,6 +33,11 @@ enum Cmd {
         hold_s: u64,
         step_ms: u64,
     },
+    /// Run the side-by-side comparison (every tool, every workload) REPS times.
+    Compare {
+        #[arg(default_value_t = 1)]
+        reps: usize,
+    },
     /// Run the cgroup v2 suite (tests whose name contains FILTER).
     Suite {
         #[arg(default_value = "")]
@@ -63,6 +68,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Compare { reps } => {
+            bpfoom_bench::compare::guest_main(reps);
+            ExitCode::SUCCESS
+        }
         Cmd::Suite { filter } => {
             let failed = bpfoom_bench::guest::run_suite(bpfoom_bench::guest::V2_SUITE, &filter);
             println!("BPFOOM-VM-DONE failed={failed}");
