@@ -235,6 +235,17 @@ impl Verifier<'_> {
         if let Some(id) = release_id {
             self.release(st, id)?;
         }
+        // An array element always exists: a lookup with a known in-range
+        // key cannot return NULL (as in the kernel).
+        let array_hit = h.name == "map_lookup_elem"
+            && map.is_some_and(|m| {
+                let info = &self.input.maps[m as usize];
+                matches!(info.kind, MapKind::Array | MapKind::PercpuArray)
+                    && info.key_size == 4
+                    && self
+                        .const_key(st)
+                        .is_some_and(|k| k < u64::from(info.max_entries))
+            });
         Self::clobber(st);
         let r0 = match h.ret {
             HRet::Integer => Reg::scalar(Scalar::UNKNOWN),
@@ -243,7 +254,7 @@ impl Verifier<'_> {
                 let id = self.new_id();
                 Reg {
                     id,
-                    maybe_null: true,
+                    maybe_null: !array_hit,
                     ..Reg::ptr(RegType::MapValue {
                         map: map.unwrap_or(0),
                     })
@@ -262,6 +273,16 @@ impl Verifier<'_> {
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
+    }
+
+    /// The 4-byte key r2 points to, when it is a known constant on the stack.
+    fn const_key(&mut self, st: &mut State) -> Option<u64> {
+        let r2 = st.cur().regs[2];
+        if !matches!(r2.ty, RegType::Stack { .. }) || r2.var.as_const().is_none() {
+            return None;
+        }
+        let v = self.access(st, 2, 0, 4, crate::mem::Access::Read).ok()?;
+        v.is_scalar().then(|| v.var.as_const()).flatten()
     }
 
     fn kfunc_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {

@@ -572,15 +572,19 @@ impl Verifier<'_> {
                 for o in lo..hi {
                     let (s, b) = Frame::locate(o);
                     let slot = fr.slot(s);
-                    let ok = match slot.bytes[b] {
-                        Byte::Misc | Byte::Zero => true,
-                        Byte::Spill => {
-                            matches!(slot.data, SlotData::Spill { reg, .. } if reg.is_scalar())
+                    let why = match slot.bytes[b] {
+                        Byte::Misc | Byte::Zero => None,
+                        Byte::Spill if matches!(slot.data, SlotData::Spill { reg, .. } if reg.is_scalar()) => {
+                            None
                         }
-                        _ => false,
+                        Byte::Spill => {
+                            Some((RejectKind::PointerLeak, "it holds a spilled pointer"))
+                        }
+                        Byte::Iter => Some((RejectKind::Reference, "it holds an iterator")),
+                        Byte::Invalid => Some((RejectKind::Stack, "reading uninitialized stack")),
                     };
-                    if !ok {
-                        return fail(RejectKind::Stack, format!("invalid indirect read from stack R{regno} off {o}: {size} bytes starting at off {lo} must be initialized (and hold no pointer)"));
+                    if let Some((kind, why)) = why {
+                        return fail(kind, format!("invalid indirect read from stack R{regno} off {o} ({size} bytes from off {lo}): {why}"));
                     }
                 }
                 Ok(())

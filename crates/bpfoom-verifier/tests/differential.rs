@@ -9,8 +9,9 @@
 //!
 //! - **uninitialised stack reads**: the kernel lets privileged loaders read
 //!   uninitialised stack (`allow_uninit_stack`); bpfoom never does.
-//! - **pointer leaks**: the kernel lets privileged loaders return, compare and
-//!   partially spill pointers; bpfoom rejects that for every program.
+//! - **pointer leaks**: the kernel lets privileged loaders return, compare,
+//!   negate, truncate and partially spill pointers; bpfoom rejects that for
+//!   every program.
 //! - **kernel imprecision**: bpfoom accepts, the kernel rejects, and running
 //!   the program (it has no inputs, so its one execution is the only one)
 //!   shows it safe: bpfoom proved more (byte-exact stack zeros and narrow
@@ -32,7 +33,9 @@ mod gen;
 
 use bpfoom_insn::opcode::*;
 use bpfoom_insn::Insn;
-use bpfoom_verifier::{verify, Hook, Options, ProgramInput, RejectKind, VerifyError};
+use bpfoom_verifier::{
+    verify, Hook, MapInfo, MapKind, Options, ProgramInput, RejectKind, VerifyError,
+};
 use gen::{generate, runs_safely, Rng};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -53,6 +56,55 @@ struct ProgLoadAttr {
     kern_version: u32,
     prog_flags: u32,
     pad: [u64; 12],
+}
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+
+/// The leading fields of `union bpf_attr` for `BPF_MAP_CREATE`, zero-padded.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    pad: [u64; 14],
+}
+
+/// Creates the generated programs' array map in the kernel; returns its fd.
+fn kernel_map() -> Option<i32> {
+    let attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: gen::MAP_VALUE_SIZE as u32,
+        max_entries: 1,
+        ..MapCreateAttr::default()
+    };
+    // SAFETY: `attr` is a valid, zero-padded bpf_attr for BPF_MAP_CREATE that
+    // lives across the call; the kernel only reads it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &attr as *const MapCreateAttr,
+            std::mem::size_of::<MapCreateAttr>(),
+        )
+    };
+    (fd >= 0).then_some(fd as i32)
+}
+
+/// The map as bpfoom sees it (index 0 in every generated program).
+fn our_maps() -> Vec<MapInfo> {
+    vec![MapInfo {
+        name: "arr".into(),
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: gen::MAP_VALUE_SIZE as u32,
+        max_entries: 1,
+        read_only: false,
+        initial: None,
+    }]
 }
 
 /// Loads a program into the kernel: `Ok(())` if accepted, else errno and log.
@@ -123,6 +175,11 @@ fn verdicts_match_the_kernel() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let mut rng = Rng(env("BPFOOM_DIFF_SEED").unwrap_or(0x005e_ed0f_b0f0_0f00) | 1);
     let n_programs = env("BPFOOM_DIFF_N").unwrap_or(600) as usize;
+    let Some(map_fd) = kernel_map() else {
+        eprintln!("SKIP: the kernel refuses BPF_MAP_CREATE here");
+        return;
+    };
+    let maps = our_maps();
     let opts = Options::default();
     let (mut agree, mut both_accept, mut uninit, mut complexity) = (0, 0, 0, 0);
     let (mut leaks, mut imprecise) = (0, 0);
@@ -137,10 +194,19 @@ fn verdicts_match_the_kernel() {
                 member: "init",
             },
             sleepable: false,
-            maps: &[],
+            maps: &maps,
             line_info: &[],
         };
         let ours = verify(&input, &opts);
+        // The kernel wants the map's fd where bpfoom has its index.
+        let mut kinsns = insns.clone();
+        for i in kinsns
+            .iter_mut()
+            .filter(|i| i.code == LD_IMM64 && i.src == BPF_PSEUDO_MAP_FD)
+        {
+            i.imm = map_fd;
+        }
+        let insns = kinsns;
         let kernel = kernel_load(&insns, false);
         let class = match (&ours, &kernel) {
             (Ok(_), Ok(())) => {
@@ -151,7 +217,10 @@ fn verdicts_match_the_kernel() {
             (Err(VerifyError::Rejected(r)), Ok(())) => match r.kind {
                 RejectKind::Stack if r.reason.contains("uninitialized") => Class::UninitStack,
                 RejectKind::TooComplex | RejectKind::InfiniteLoop => Class::Complexity,
+                // Privileged loaders may do any math on pointers (the result
+                // is a number to the kernel); bpfoom forbids it.
                 RejectKind::PointerLeak => Class::PointerLeak,
+                RejectKind::PointerArith if r.reason.contains("prohibited") => Class::PointerLeak,
                 _ => Class::Mismatch,
             },
             (Ok(_), Err((errno, _))) => {
@@ -194,6 +263,8 @@ fn verdicts_match_the_kernel() {
             }
         }
     }
+    // SAFETY: closing the map fd this test created.
+    unsafe { libc::close(map_fd) };
     eprintln!(
         "differential: {n_programs} programs, {agree} agree ({both_accept} accepted by both), {uninit} uninitialised-stack, {leaks} pointer-leak, {imprecise} kernel-imprecise, {complexity} complexity, {} mismatches",
         mismatches.len()

@@ -110,6 +110,15 @@ fn accepted_generated_programs_run_safely() {
         max_insns: 50_000,
     };
     let (mut accepted, mut bad) = (0, Vec::new());
+    let maps = vec![bpfoom_verifier::MapInfo {
+        name: "arr".into(),
+        kind: bpfoom_verifier::MapKind::Array,
+        key_size: 4,
+        value_size: gen::MAP_VALUE_SIZE as u32,
+        max_entries: 1,
+        read_only: false,
+        initial: None,
+    }];
     for n in 0..total {
         let insns = gen::generate(&mut rng);
         let input = bpfoom_verifier::ProgramInput {
@@ -120,7 +129,7 @@ fn accepted_generated_programs_run_safely() {
                 member: "init",
             },
             sleepable: false,
-            maps: &[],
+            maps: &maps,
             line_info: &[],
         };
         if bpfoom_verifier::verify(&input, &opts).is_ok() {

@@ -74,7 +74,7 @@ pub fn generate(rng: &mut Rng) -> Vec<Insn> {
     while v.len() < body_start + len {
         let here = v.len();
         let left = (body_start + len - here) as i64;
-        match rng.below(11) {
+        match rng.below(12) {
             0..=3 => {
                 let class = if rng.below(3) == 0 {
                     BPF_ALU
@@ -158,6 +158,53 @@ pub fn generate(rng: &mut Rng) -> Vec<Insn> {
                         r = rng.reg();
                     }
                     v.push(Insn::new(class | op | BPF_X, d, r, off, 0));
+                }
+            }
+            10 => {
+                // Look up the one array map's value (key 0), then one access
+                // at an offset bounded by a mask or a branch.
+                v.push(Insn::new(BPF_ST | BPF_MEM | BPF_W, 10, 0, -4, 0));
+                v.push(Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, 0));
+                v.push(Insn::new(0, 0, 0, 0, 0));
+                v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_X, 2, 10, 0, 0));
+                v.push(Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, 2, 0, 0, -4));
+                v.push(Insn::new(CALL, 0, 0, 0, 1));
+                v.push(Insn::new(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 5, 0));
+                v.push(Insn::new(
+                    BPF_ALU64 | BPF_MOV | BPF_X,
+                    6,
+                    [6u8, 8, 9][rng.below(3) as usize],
+                    0,
+                    0,
+                ));
+                if rng.below(2) == 0 {
+                    let mask = [7, 15, 31, 56, 63, 127][rng.below(6) as usize];
+                    v.push(Insn::new(BPF_ALU64 | BPF_AND | BPF_K, 6, 0, 0, mask));
+                } else {
+                    let class = if rng.below(2) == 0 {
+                        BPF_JMP32
+                    } else {
+                        BPF_JMP
+                    };
+                    let op = [BPF_JGT, BPF_JGE, BPF_JSGT][rng.below(3) as usize];
+                    v.push(Insn::new(class | op | BPF_K, 6, 0, 3, rng.below(70) as i32));
+                }
+                v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_X, 7, 0, 0, 0));
+                v.push(Insn::new(BPF_ALU64 | BPF_ADD | BPF_X, 7, 6, 0, 0));
+                let size = SIZES[rng.below(4) as usize];
+                let off = rng.below(72) as i16 - 4;
+                if rng.below(2) == 0 {
+                    v.push(Insn::new(BPF_ST | BPF_MEM | size, 7, 0, off, rng.imm()));
+                } else {
+                    v.push(Insn::new(BPF_LDX | BPF_MEM | size, 8, 7, off, 0));
+                }
+                v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 7, 0, 0, 0));
+                // The call clobbered r1-r5 and left the value pointer in r0:
+                // usually give them numbers again.
+                for r in [0u8, 2, 3, 4, 5] {
+                    if rng.below(4) != 0 {
+                        v.push(Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, r, 0, 0, rng.imm()));
+                    }
                 }
             }
             9 if rng.below(2) == 0 => {
@@ -247,18 +294,28 @@ enum V {
     Num(u64),
     /// A pointer to the stack at `fp + off`.
     Fp(i64),
+    /// The array map (from `ld_imm64`).
+    MapPtr,
+    /// A pointer into the map's value at `off`.
+    Map(i64),
 }
+
+/// Value size of the one array map the generated programs use (map index 0,
+/// key size 4, one entry, zero-initialised).
+pub const MAP_VALUE_SIZE: i64 = 64;
 
 /// Runs a generated program (it has no inputs: its one execution is the only
 /// one) and reports whether it stays within bpfoom's rules: no uninitialised
 /// register or stack reads, aligned in-bounds stack accesses, pointers only
-/// moved, offset, spilled whole and dereferenced, a number returned.
+/// moved, offset, spilled whole and dereferenced, a number returned; map
+/// value accesses within the value.
 pub fn runs_safely(insns: &[Insn]) -> bool {
     use bpfoom_verifier::scalar::{eval_alu, Cmp};
     let mut r = [V::Uninit; 11];
     r[10] = V::Fp(0);
     let mut mem: [Option<u8>; 512] = [None; 512];
-    let mut spilled: Vec<(i64, i64)> = Vec::new(); // (slot offset, pointed-to offset)
+    let mut spilled: Vec<(i64, V)> = Vec::new(); // (slot offset, spilled pointer)
+    let mut value = [0u8; MAP_VALUE_SIZE as usize];
     let (mut pc, mut steps) = (0usize, 0u32);
     loop {
         steps += 1;
@@ -286,7 +343,13 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                 let dst = r[i.dst as usize];
                 r[i.dst as usize] = match (o, dst, src) {
                     (BPF_MOV, _, V::Num(n)) => V::Num(if w == 32 { n & 0xffff_ffff } else { n }),
-                    (BPF_MOV, _, p @ V::Fp(_)) if w == 64 => p,
+                    (BPF_MOV, _, p @ (V::Fp(_) | V::Map(_) | V::MapPtr)) if w == 64 => p,
+                    (BPF_ADD, V::Map(p), V::Num(n)) if w == 64 => V::Map(p.wrapping_add(n as i64)),
+                    (BPF_SUB, V::Map(p), V::Num(n)) if w == 64 => V::Map(p.wrapping_sub(n as i64)),
+                    (BPF_SUB, V::Fp(p), V::Num(n)) if w == 64 => V::Fp(p.wrapping_sub(n as i64)),
+                    (BPF_SUB, V::Map(a), V::Map(b)) | (BPF_SUB, V::Fp(a), V::Fp(b)) if w == 64 => {
+                        V::Num(a.wrapping_sub(b) as u64)
+                    }
                     (BPF_NEG, V::Num(n), _) => {
                         V::Num(eval_alu(BPF_SUB, 0, n, w, false).unwrap_or(0))
                     }
@@ -305,6 +368,56 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     }
                     _ => return false,
                 };
+                pc += 1;
+            }
+            BPF_LD => {
+                let hi = insns.get(pc + 1).map_or(0, |n| n.imm as u32 as u64);
+                r[i.dst as usize] = match i.src {
+                    BPF_PSEUDO_NONE => V::Num(u64::from(i.imm as u32) | (hi << 32)),
+                    BPF_PSEUDO_MAP_FD => V::MapPtr,
+                    _ => return false,
+                };
+                pc += 2;
+            }
+            BPF_ST | BPF_STX | BPF_LDX
+                if matches!(
+                    if cls == BPF_LDX {
+                        r[i.src as usize]
+                    } else {
+                        r[i.dst as usize]
+                    },
+                    V::Map(_)
+                ) =>
+            {
+                let n = size_bytes(size(i.code)) as i64;
+                let (V::Map(p) | V::Fp(p)) = (if cls == BPF_LDX {
+                    r[i.src as usize]
+                } else {
+                    r[i.dst as usize]
+                }) else {
+                    return false;
+                };
+                let a = p + i64::from(i.off);
+                if a < 0 || a + n > MAP_VALUE_SIZE {
+                    return false;
+                }
+                if cls == BPF_LDX {
+                    let mut v = 0u64;
+                    for k in (0..n).rev() {
+                        v = (v << 8) | u64::from(value[(a + k) as usize]);
+                    }
+                    r[i.dst as usize] = V::Num(v);
+                } else {
+                    let val = if cls == BPF_ST {
+                        V::Num(i.imm as i64 as u64)
+                    } else {
+                        r[i.src as usize]
+                    };
+                    let V::Num(v) = val else { return false };
+                    for k in 0..n {
+                        value[(a + k) as usize] = (v >> (8 * k)) as u8;
+                    }
+                }
                 pc += 1;
             }
             BPF_ST | BPF_STX | BPF_LDX => {
@@ -326,7 +439,7 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                         if n != 8 || s != a {
                             return false;
                         }
-                        r[i.dst as usize] = V::Fp(t);
+                        r[i.dst as usize] = t;
                     } else {
                         let mut v = 0u64;
                         for k in (0..n).rev() {
@@ -344,11 +457,11 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     spilled.retain(|&(s, _)| !overlaps(s));
                     match val {
                         V::Uninit => return false,
-                        V::Fp(t) => {
+                        p @ (V::Fp(_) | V::Map(_) | V::MapPtr) => {
                             if n != 8 {
                                 return false;
                             }
-                            spilled.push((a, t));
+                            spilled.push((a, p));
                         }
                         V::Num(v) => {
                             for k in 0..n {
@@ -360,6 +473,23 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                 pc += 1;
             }
             _ if o == BPF_EXIT => return matches!(r[0], V::Num(_)),
+            _ if o == BPF_CALL => {
+                // Only bpf_map_lookup_elem(map, &key) with key 0 on the stack.
+                let V::Fp(k) = r[2] else { return false };
+                if i.imm != 1 || r[1] != V::MapPtr || k < -512 || k + 4 > 0 {
+                    return false;
+                }
+                if (0..4).any(|j| mem[(512 + k + j) as usize].is_none())
+                    || spilled.iter().any(|&(s, _)| k < s + 8 && s < k + 4)
+                {
+                    return false;
+                }
+                r[0] = V::Map(0);
+                for reg in &mut r[1..=5] {
+                    *reg = V::Uninit;
+                }
+                pc += 1;
+            }
             _ if o == BPF_JA => pc = (pc as i64 + i64::from(i.off) + 1) as usize,
             _ => {
                 let w = if cls == BPF_JMP32 { 32 } else { 64 };
@@ -367,6 +497,21 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     V::Num(n) => Some(n),
                     _ => None,
                 };
+                let ptr = |v: V| matches!(v, V::Fp(_) | V::Map(_) | V::MapPtr);
+                if ptr(r[i.dst as usize])
+                    && !x
+                    && i.imm == 0
+                    && matches!(o, BPF_JEQ | BPF_JNE)
+                    && w == 64
+                {
+                    // A pointer is never NULL here (the lookup's key exists).
+                    pc = if o == BPF_JNE {
+                        (pc as i64 + i64::from(i.off) + 1) as usize
+                    } else {
+                        pc + 1
+                    };
+                    continue;
+                }
                 let a = num(r[i.dst as usize]);
                 let b = if x {
                     num(r[i.src as usize])
