@@ -34,7 +34,7 @@ pub struct Tool {
 }
 
 const OOMD_JSON: &str = r#"{"rulesets":[{"name":"vm","detectors":[
- ["memory above 90%",{"name":"memory_above","args":{"cgroup":"/","threshold":"90%","duration":"0"}}],
+ ["batch or svc above 85%",{"name":"memory_above","args":{"cgroup":"batch,svc","threshold":"85%","duration":"0"}}],
  ["pressure above 10",{"name":"pressure_above","args":{"cgroup":"/","resource":"memory","threshold":"10","duration":"0"}}]],
  "actions":[{"name":"kill_by_memory_size_or_growth","args":{"cgroup":"batch,svc","post_action_delay":"1"}}]}]}"#;
 
@@ -125,7 +125,18 @@ fn psi_totals() -> (u64, u64) {
     (get("some"), get("full"))
 }
 
+/// The kernel's OOM kill counter (`oom_kill` in /proc/vmstat).
+fn kernel_oom_kills() -> u64 {
+    std::fs::read_to_string("/proc/vmstat")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn start_tool(t: &Tool) -> Result<Option<Child>, String> {
+    let _ = std::fs::remove_file("/run/tool.log");
     for (path, text) in t.files {
         std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
     }
@@ -198,6 +209,7 @@ pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, Strin
         .as_ref()
         .map_or(0, |c| crate::idle::cpu_ns(c.id() as i32));
     let (some0, full0) = psi_totals();
+    let kernel0 = kernel_oom_kills();
     let t0 = Instant::now();
     let mut leak = Alloc::start_named(&batch_cg, "/bin/leak", 2048, 0, step_ms).map_err(f)?;
     let mut onset = None;
@@ -226,6 +238,7 @@ pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, Strin
     let tool_alive = tool_child
         .as_mut()
         .is_none_or(|c| matches!(c.try_wait(), Ok(None)));
+    let kernel_kills = kernel_oom_kills().saturating_sub(kernel0);
     let cpu1 = tool_child
         .as_ref()
         .map_or(0, |c| crate::idle::cpu_ns(c.id() as i32));
@@ -260,6 +273,7 @@ pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, Strin
         },
         "leak_status": status.map(|s| s.to_string()),
         "died": died,
+        "kernel_oom_kills": kernel_kills,
         "svc_survived": svc_alive,
         "psi_full_before_kill_ms": full_at_kill.saturating_sub(full0) as f64 / 1000.0,
         "tool_cpu_ms": cpu1.saturating_sub(cpu0) as f64 / 1e6,
@@ -360,14 +374,14 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 /// and survival counted over all runs).
 pub fn table(results: &[Value]) -> String {
     let mut s = String::from(
-        "| workload | tool | runs | pressure onset -> kill (median) | start -> kill (median) | who died | service survived | PSI full before kill (median) | tool CPU (median) | onset->kill / bare kernel |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| workload | tool | runs | pressure onset -> kill (median) | leak start -> kill (median) | who died | killed by | service survived | PSI full stall before kill (median) | tool CPU (median) | start->kill / bare kernel |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (w, _) in WORKLOADS {
         let base = median(
             results
                 .iter()
                 .filter(|r| r["workload"] == *w && r["tool"] == TOOLS[0].name)
-                .filter_map(|r| r["onset_to_kill_ms"].as_f64())
+                .filter_map(|r| r["kill_ms"].as_f64())
                 .collect(),
         );
         for t in TOOLS {
@@ -407,15 +421,37 @@ pub fn table(results: &[Value]) -> String {
             died.sort();
             died.dedup();
             let survived = rs.iter().filter(|r| r["svc_survived"] == true).count();
-            let ratio = match (col("onset_to_kill_ms"), base) {
+            let by_kernel = rs
+                .iter()
+                .filter(|r| r["kernel_oom_kills"].as_u64().is_some_and(|k| k > 0))
+                .count();
+            let killed_by = match by_kernel {
+                0 => "the tool".to_string(),
+                n if n == rs.len() => "kernel OOM killer".to_string(),
+                n => format!("kernel in {n}/{}", rs.len()),
+            };
+            // A tool that kills before the first stall has no onset.
+            let no_stall = rs
+                .iter()
+                .filter(|r| r["onset_ms"].is_null() && !r["kill_ms"].is_null())
+                .count();
+            let onset = match col("onset_to_kill_ms") {
+                Some(x) if no_stall == 0 => format!("{x:.0} ms"),
+                Some(x) => format!(
+                    "{x:.0} ms ({no_stall}/{} killed before any stall)",
+                    rs.len()
+                ),
+                None if no_stall > 0 => "killed before any stall".to_string(),
+                None => "-".to_string(),
+            };
+            let ratio = match (col("kill_ms"), base) {
                 (Some(x), Some(b)) if b > 0.0 => format!("{:.2}", x / b),
                 _ => "-".into(),
             };
             s.push_str(&format!(
-                "| {w} | {} | {} | {} | {} | {} | {survived}/{} | {} | {} | {ratio} |\n",
+                "| {w} | {} | {} | {onset} | {} | {} | {killed_by} | {survived}/{} | {} | {} | {ratio} |\n",
                 t.name,
                 rs.len(),
-                fmt_ms(&json!(col("onset_to_kill_ms"))),
                 fmt_ms(&json!(col("kill_ms"))),
                 died.join(", "),
                 rs.len(),
@@ -427,7 +463,7 @@ pub fn table(results: &[Value]) -> String {
     s
 }
 
-/// A grouped bar chart (SVG): onset-to-kill time per tool, one bar per
+/// A grouped bar chart (SVG): leak start to kill per tool, one bar per
 /// workload.
 pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
@@ -442,7 +478,7 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
                         results
                             .iter()
                             .filter(|r| r["workload"] == *w && r["tool"] == t.name)
-                            .filter_map(|r| r["onset_to_kill_ms"].as_f64())
+                            .filter_map(|r| r["kill_ms"].as_f64())
                             .collect(),
                     )
                 })
@@ -459,7 +495,7 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut c = ChartBuilder::on(&root)
         .caption(
-            "memory pressure onset -> kill, in the VM (median)",
+            "leak start -> kill in the VM, median (lower: earlier kill)",
             ("sans-serif", 20),
         )
         .margin(12)

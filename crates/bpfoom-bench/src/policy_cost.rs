@@ -24,8 +24,9 @@ use crate::stats::Summary;
 pub struct Row {
     /// What was measured.
     pub name: String,
-    /// Wall-clock time per invocation, µs.
-    pub time_us: Summary,
+    /// Wall-clock time per invocation, µs; the error when it could not run
+    /// (e.g. the verifier rejected the policy).
+    pub time_us: Result<Summary, String>,
     /// Instructions the policy executed per invocation (median), if known.
     pub insns: Option<u64>,
 }
@@ -176,7 +177,7 @@ fn time_ooms(tree: &mut Tree, iters: usize, name: &str) -> Result<Row, String> {
     insns.sort_unstable();
     Ok(Row {
         name: name.into(),
-        time_us: Summary::of(&times).ok_or("no samples")?,
+        time_us: Summary::of(&times).ok_or_else(|| "no samples".to_string()),
         insns: insns.get(insns.len() / 2).copied(),
     })
 }
@@ -194,7 +195,17 @@ pub fn invocation_costs(s: Sizes) -> Result<Vec<Row>, String> {
     for &name in POLICIES {
         let obj = compile(name)?;
         let mut tree = Tree::new(s)?;
-        let p = open(&obj, &tree, name)?;
+        let p = match open(&obj, &tree, name) {
+            Ok(p) => p,
+            Err(e) => {
+                rows.push(Row {
+                    name: name.into(),
+                    time_us: Err(e),
+                    insns: None,
+                });
+                continue;
+            }
+        };
         let root = tree.root;
         if name == "psi_early" {
             // The PSI event declares an OOM, which largest_leaf handles:
@@ -237,33 +248,44 @@ fn time_psi(tree: &mut Tree, s: Sizes) -> Result<Row, String> {
     }
     Ok(Row {
         name: "psi_early (PSI event -> OOM -> largest_leaf)".into(),
-        time_us: Summary::of(&times).ok_or("no samples")?,
+        time_us: Summary::of(&times).ok_or_else(|| "no samples".to_string()),
         insns: None,
     })
 }
 
 /// Verification time of each policy ([`Verifier`]: ContractCheck, then
 /// bpfoom-verifier over every program), with
-/// loading the object (ELF, BTF, CO-RE) as the same-run baseline.
-pub fn verification_costs(iters: usize) -> Result<Vec<(String, Summary, Summary)>, String> {
+/// loading the object (ELF, BTF, CO-RE) as the same-run baseline; a
+/// rejected policy's row holds the verifier's message.
+#[allow(clippy::type_complexity)]
+pub fn verification_costs(
+    iters: usize,
+) -> Result<Vec<(String, Summary, Result<Summary, String>)>, String> {
     let mut out = Vec::new();
     for &name in POLICIES {
         let path = compile(name)?;
         let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
         let (mut load, mut verify) = (Vec::new(), Vec::new());
+        let mut rejected = None;
         for _ in 0..iters {
             let t = Instant::now();
             let o = Object::parse(&bytes).map_err(|e| e.to_string())?;
             load.push(t.elapsed().as_secs_f64() * 1e6);
             let inst = o.struct_ops.first().ok_or("no struct_ops")?.clone();
             let t = Instant::now();
-            Verifier::default().check(&o, &inst)?;
+            let r = Verifier::default().check(&o, &inst);
             verify.push(t.elapsed().as_secs_f64() * 1e6);
+            if let Err(e) = r {
+                rejected = Some(e.lines().next().unwrap_or("").to_string());
+            }
         }
         out.push((
             name.to_string(),
             Summary::of(&load).ok_or("no samples")?,
-            Summary::of(&verify).ok_or("no samples")?,
+            match rejected {
+                Some(e) => Err(format!("rejected: {e}")),
+                None => Summary::of(&verify).ok_or_else(|| "no samples".to_string()),
+            },
         ));
     }
     Ok(out)
@@ -288,9 +310,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!(rows.len(), POLICIES.len() + 1);
-        assert!(rows.iter().all(|r| r.time_us.n == 3 && r.time_us.min > 0.0));
+        for r in &rows {
+            let t = r
+                .time_us
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{}: {e}", r.name));
+            assert!(t.n == 3 && t.min > 0.0, "{r:?}");
+        }
         assert!(rows[1].insns.is_some_and(|n| n > 30), "{:?}", rows[1]);
         let v = verification_costs(2).unwrap();
         assert_eq!(v.len(), POLICIES.len());
+        for (name, _, verify) in &v {
+            assert!(verify.is_ok(), "{name}: {verify:?}");
+        }
     }
 }

@@ -205,22 +205,29 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 procs,
                 iters,
             })?;
-            let base = rows[0].time_us.median;
+            let base = rows[0].time_us.as_ref().map_or(f64::NAN, |t| t.median);
             println!(
                 "Policy cost per OOM invocation, {cgroups} leaf cgroups x {procs} processes, {iters} invocations each\n"
             );
             println!("| handler | median | p99 | max | insns (median) | median / baseline |");
             println!("|---|---|---|---|---|---|");
             for r in &rows {
-                println!(
-                    "| {} | {} | {} | {} | {} | {:.2} |",
-                    r.name,
-                    us(r.time_us.median),
-                    us(r.time_us.p99),
-                    us(r.time_us.max),
-                    r.insns.map_or("-".into(), |n| n.to_string()),
-                    r.time_us.median / base
-                );
+                match &r.time_us {
+                    Ok(t) => println!(
+                        "| {} | {} | {} | {} | {} | {:.2} |",
+                        r.name,
+                        us(t.median),
+                        us(t.p99),
+                        us(t.max),
+                        r.insns.map_or("-".into(), |n| n.to_string()),
+                        t.median / base
+                    ),
+                    Err(e) => println!(
+                        "| {} | not run: {} | | | | |",
+                        r.name,
+                        e.lines().next().unwrap_or("")
+                    ),
+                }
             }
         }
         Cmd::VerifyCost { iters } => {
@@ -229,13 +236,16 @@ fn run(cmd: Cmd) -> Result<(), String> {
             println!("| policy | load (ELF+BTF+CO-RE) median | verify median | verify p99 | verify / load |");
             println!("|---|---|---|---|---|");
             for (name, load, verify) in &rows {
-                println!(
-                    "| {name} | {} | {} | {} | {:.1} |",
-                    us(load.median),
-                    us(verify.median),
-                    us(verify.p99),
-                    verify.median / load.median
-                );
+                match verify {
+                    Ok(v) => println!(
+                        "| {name} | {} | {} | {} | {:.1} |",
+                        us(load.median),
+                        us(v.median),
+                        us(v.p99),
+                        v.median / load.median
+                    ),
+                    Err(e) => println!("| {name} | {} | {e} | | |", us(load.median)),
+                }
             }
         }
         Cmd::Reaction {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reproduces every table of BENCHMARKS.md, one command per benchmark group.
+# Groups 1 and 3 need root and this machine's cgroup v1 memory controller;
+# group 5 needs qemu-system-x86 and busybox-static (and earlyoom, nohang,
+# oomd for their rows). BPFOOM_BENCH_IDLE_SECS shortens group 3 (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p bpfoom-bench
+B="${CARGO_TARGET_DIR:-target}/release/bpfoom-bench"
+R=bench/results
+mkdir -p "$R"
+"$B" policy-cost --cgroups 1000 --procs 10 --iters 200 | tee "$R/policy-cost.md"
+"$B" verify-cost --iters 50 | tee "$R/verify-cost.md"
+"$B" reaction --cgroups 10,100,1000 --procs 10 --reps 20 | tee "$R/reaction.md"
+"$B" idle --cgroups 1000 | tee "$R/idle.md"
+"$B" compare --reps 3 --svg bench/compare.svg --raw "$R/compare.jsonl" | tee "$R/compare.md"
