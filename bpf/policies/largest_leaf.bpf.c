@@ -12,13 +12,17 @@
 
 char _license[] SEC("license") = "GPL";
 
-/* Kept out of line so the policy also exercises bpf-to-bpf calls. */
-static __attribute__((noinline)) bool cgroup_has_oom_protected_tasks(struct cgroup_subsys_state *css)
+/*
+ * Kept out of line so the policy also exercises bpf-to-bpf calls. Takes the
+ * acquired memcg (a trusted pointer), as the css_task iterator requires: the
+ * css iterator's own element is only RCU-protected.
+ */
+static __attribute__((noinline)) bool memcg_has_oom_protected_tasks(struct mem_cgroup *memcg)
 {
 	struct task_struct *task;
 	bool found = false;
 
-	bpf_for_each(css_task, task, css, CSS_TASK_ITER_PROCS) {
+	bpf_for_each(css_task, task, &memcg->css, CSS_TASK_ITER_PROCS) {
 		if (task->signal->oom_score_adj == OOM_SCORE_ADJ_MIN) {
 			found = true;
 			break;
@@ -57,7 +61,7 @@ int BPF_PROG(largest_leaf_oom, struct oom_control *oc, struct cgroup *cgrp)
 		pagecache = bpf_mem_cgroup_page_state(memcg, NR_FILE_PAGES);
 		usage = usage > pagecache ? usage - pagecache : 0;
 
-		if (usage > max_usage && !cgroup_has_oom_protected_tasks(css_pos)) {
+		if (usage > max_usage && !memcg_has_oom_protected_tasks(memcg)) {
 			if (victim)
 				bpf_put_mem_cgroup(victim);
 			victim = memcg;

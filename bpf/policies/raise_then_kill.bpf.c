@@ -87,13 +87,20 @@ int BPF_PROG(raise_then_kill_oom, struct oom_control *oc, struct cgroup *cgrp)
 
 	bpf_rcu_read_lock();
 	bpf_for_each(css, css_pos, &scope->css, BPF_CGROUP_ITER_DESCENDANTS_PRE) {
-		bpf_for_each(css_task, task, css_pos, CSS_TASK_ITER_PROCS) {
+		/* The css iterator's element is only RCU-protected; the task
+		 * iterator wants a trusted css, so take a reference first. */
+		struct mem_cgroup *memcg_pos = bpf_get_mem_cgroup(css_pos);
+
+		if (!memcg_pos)
+			continue;
+		bpf_for_each(css_task, task, &memcg_pos->css, CSS_TASK_ITER_PROCS) {
 			points = bpf_oom_badness(task, oc->totalpages);
 			if (points > best_points) {
 				best_points = points;
 				best_pid = task->tgid;
 			}
 		}
+		bpf_put_mem_cgroup(memcg_pos);
 	}
 	bpf_rcu_read_unlock();
 	bpf_put_mem_cgroup(scope);

@@ -28,7 +28,12 @@ int BPF_PROG(kill_then_backoff_oom, struct oom_control *oc, struct cgroup *cgrp)
 
 	bpf_rcu_read_lock();
 	bpf_for_each(css, pos, &scope->css, BPF_CGROUP_ITER_DESCENDANTS_PRE) {
-		bpf_for_each(css_task, task, pos, CSS_TASK_ITER_PROCS) {
+		/* The task iterator needs a trusted css: acquire the memcg. */
+		struct mem_cgroup *m = bpf_get_mem_cgroup(pos);
+
+		if (!m)
+			continue;
+		bpf_for_each(css_task, task, &m->css, CSS_TASK_ITER_PROCS) {
 			if (bpf_task_is_oom_victim(task)) {
 				exiting = true;
 				continue;
@@ -39,6 +44,7 @@ int BPF_PROG(kill_then_backoff_oom, struct oom_control *oc, struct cgroup *cgrp)
 				best_pid = task->tgid;
 			}
 		}
+		bpf_put_mem_cgroup(m);
 	}
 	bpf_rcu_read_unlock();
 	bpf_put_mem_cgroup(scope);

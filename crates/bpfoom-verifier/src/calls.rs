@@ -399,12 +399,9 @@ impl Verifier<'_> {
                     let release_arg = k.has(KF_RELEASE) && release_id.is_none();
                     let ok = match trust {
                         Trust::Trusted => true,
-                        Trust::Rcu => {
-                            k.has(KF_RCU)
-                                || st.rcu_depth > 0
-                                || !self.input.sleepable
-                                || !(k.has(KF_TRUSTED_ARGS) || release_arg)
-                        }
+                        // As in Linux: an RCU-protected pointer is enough only
+                        // for KF_RCU kfuncs and for those that ask for no trust.
+                        Trust::Rcu => k.has(KF_RCU) || !(k.has(KF_TRUSTED_ARGS) || release_arg),
                         Trust::Walked => !(k.has(KF_TRUSTED_ARGS) || k.has(KF_RCU) || release_arg),
                     };
                     if !ok {

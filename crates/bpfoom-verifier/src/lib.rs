@@ -46,11 +46,12 @@
 //!   privileged loaders), as are pointer comparisons other than NULL checks
 //!   and comparisons of two pointers of the same kind,
 //!   and pointers returned, stored into maps or partially spilled.
-//! - An RCU pointer is accepted by a `KF_TRUSTED_ARGS` kfunc inside the RCU
-//!   read section that produced it (e.g. an element of a css iterator passed
-//!   to `bpf_iter_css_task_new`); walked pointers never are.
 //! - A `_Bool` field of a host object loads as 0 or 1 (bpfoom owns the host
-//!   objects); div/mod and stack bytes are tracked more exactly than Linux.
+//!   objects and only stores 0 or 1 there). Linux would see 0..=255, but Linux
+//!   also has no return-range rule for `handle_out_of_memory`; bpfoom's 0..=2
+//!   rule would otherwise reject `return m->oom_group ? 1 : 0;`, which clang
+//!   compiles to a plain byte load. div/mod and stack bytes are tracked more
+//!   exactly than Linux.
 //! - `PTR_TO_MAP_KEY` does not exist: no helper bpfoom offers produces it.
 //! - Return values are checked on the low 32 bits (the callbacks return `int`).
 //!

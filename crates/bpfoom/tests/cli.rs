@@ -101,7 +101,7 @@ fn inspect_disasm_names_calls() {
     assert!(out.contains("bpf_oom_kill_process"), "{out}");
     assert!(out.contains("exit"), "{out}");
     // The static subprogram is appended and labelled.
-    assert!(out.contains("cgroup_has_oom_protected_tasks:"), "{out}");
+    assert!(out.contains("memcg_has_oom_protected_tasks:"), "{out}");
 }
 
 #[test]
