@@ -3,7 +3,7 @@
 use bpfoom_obj::{Object, StructOpsInstance};
 use bpfoom_verifier::{verify_object, Options};
 
-use crate::{ContractCheck, PolicyCheck};
+use crate::{CheckReport, ContractCheck, PolicyCheck};
 
 /// Runs [`ContractCheck`], then [`bpfoom_verifier`] over every program of
 /// the object's struct_ops instances (a policy object is loaded whole, as
@@ -16,9 +16,24 @@ pub struct Verifier {
 
 impl PolicyCheck for Verifier {
     fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+        self.check_report(object, instance).map(|_| ())
+    }
+
+    /// Also hands the VM the verifier's PROBE_MEM loads, so that walking a
+    /// NULL kernel pointer reads 0 as in Linux instead of faulting.
+    fn check_report(
+        &self,
+        object: &Object,
+        instance: &StructOpsInstance,
+    ) -> Result<CheckReport, String> {
         ContractCheck.check(object, instance)?;
-        verify_object(object, &self.options)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let reports = verify_object(object, &self.options).map_err(|e| e.to_string())?;
+        let mut out = CheckReport::default();
+        for r in reports {
+            if let Some(idx) = object.programs.iter().position(|p| p.name == r.program) {
+                out.probe_mem.insert(idx, r.report.probe_mem);
+            }
+        }
+        Ok(out)
     }
 }

@@ -104,6 +104,8 @@ pub(crate) struct Verifier<'a> {
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
     parent: Option<usize>,
+    /// Loads through kernel-object pointers seen on any path.
+    probe_mem: std::collections::BTreeSet<usize>,
 }
 
 struct MapNames<'a>(&'a [crate::MapInfo]);
@@ -176,6 +178,7 @@ impl<'a> Verifier<'a> {
             comparisons: 0,
             log: String::new(),
             parent: None,
+            probe_mem: Default::default(),
         };
         match cfg::analyze(input.insns) {
             Ok(c) => v.cfg = c,
@@ -201,6 +204,7 @@ impl<'a> Verifier<'a> {
             states: v.ckpts.len() as u64,
             peak_states: v.peak as u64,
             time: start.elapsed(),
+            probe_mem: v.probe_mem.into_iter().collect(),
             log: v.log,
         })
     }
@@ -484,6 +488,11 @@ impl<'a> Verifier<'a> {
                 Ok(Flow::Next(pc + 2))
             }
             BPF_LDX => {
+                // A load through a kernel-object pointer is Linux's BPF_PROBE_MEM:
+                // the VM makes it fault-safe (a NULL walk reads 0).
+                if matches!(self.reg(st, i.src).map(|r| r.ty), Ok(RegType::Btf { .. })) {
+                    self.probe_mem.insert(pc);
+                }
                 self.ldx(st, i)?;
                 Ok(Flow::Next(pc + 1))
             }

@@ -177,6 +177,11 @@ pub struct Report {
     pub peak_states: u64,
     /// Wall time spent.
     pub time: Duration,
+    /// Indexes of the loads through kernel-object pointers (Linux's
+    /// `BPF_PROBE_MEM`): at run time a fault there must read 0, because a
+    /// walked pointer (`task->real_parent`, the root's `css.parent`) may be
+    /// NULL without a check.
+    pub probe_mem: Vec<usize>,
     /// The log (empty unless `log_level > 0`).
     pub log: String,
 }
