@@ -11,14 +11,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bpfoom_engine::{
-    AttachOptions, CgroupId, ContractCheck, Engine, EngineConfig, Host, OpsKind, Policy,
-    PolicyCheck, Record,
-};
+use bpfoom_engine::{AttachOptions, CgroupId, Engine, EngineConfig, Host, OpsKind, Policy, Record};
 use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
 use bpfoom_host::sys::Wait;
 use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
-use bpfoom_obj::{Object, StructOpsInstance};
+use bpfoom_obj::Object;
 
 use crate::config::{Config, FallbackKind, LogFormat, MapKey};
 use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
@@ -33,18 +30,6 @@ const SETTLE: Duration = Duration::from_millis(150);
 const VICTIM_GRACE: Duration = Duration::from_secs(3);
 /// How often the managed subtrees are re-read (inotify catches most).
 const RESCAN: Duration = Duration::from_secs(1);
-
-/// The gate: the contract check, then bpfoom's verifier.
-pub(crate) struct Verifier;
-
-impl PolicyCheck for Verifier {
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
-        ContractCheck.check(object, instance)?;
-        bpfoom_verifier::verify_object(object, &bpfoom_verifier::Options::default())
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-}
 
 struct Attached {
     cgroup: CgroupId,
@@ -618,7 +603,9 @@ impl Daemon {
                 .map_err(|e| bad(e.to_string()))?;
         }
         policy
-            .check(&Verifier)
+            // The contract check, then bpfoom's verifier; its report carries
+            // the PROBE_MEM loads the VM must make fault-safe.
+            .check(&bpfoom_engine::Verifier::default())
             .map_err(|e| DaemonError::Rejected(format!("{}: {e}", file.display())))?;
         let name = policy.name().to_string();
         let kind = policy.kind();
