@@ -34,7 +34,7 @@ pub struct Tool {
 }
 
 const OOMD_JSON: &str = r#"{"rulesets":[{"name":"vm","detectors":[
- ["batch or svc above 85%",{"name":"memory_above","args":{"cgroup":"batch,svc","threshold":"85%","duration":"0"}}],
+ ["batch or svc above 600M anon",{"name":"memory_above","args":{"cgroup":"batch,svc","threshold_anon":"600M","duration":"0"}}],
  ["pressure above 10",{"name":"pressure_above","args":{"cgroup":"/","resource":"memory","threshold":"10","duration":"0"}}]],
  "actions":[{"name":"kill_by_memory_size_or_growth","args":{"cgroup":"batch,svc","post_action_delay":"1"}}]}]}"#;
 
@@ -281,16 +281,16 @@ pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, Strin
     }))
 }
 
-/// The guest's `compare` command: every tool on every workload, `reps`
-/// times, one result line each.
-pub fn guest_main(reps: usize) {
+/// The guest's `compare` command: every tool whose name contains `only`
+/// on every workload, `reps` times, one result line each.
+pub fn guest_main(reps: usize, only: &str) {
     // The harness must outlive any OOM; tools inherit this, as OOM daemons
     // usually protect themselves.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let _ = Cg::make("").and_then(|r| r.write("cgroup.subtree_control", "+memory"));
     for _ in 0..reps {
         for (w, step) in WORKLOADS {
-            for t in TOOLS {
+            for t in TOOLS.iter().filter(|t| t.name.contains(only)) {
                 let v = run_one(t, w, *step).unwrap_or_else(
                     |e| json!({ "cmp": true, "tool": t.name, "workload": w, "error": e }),
                 );
@@ -356,7 +356,9 @@ pub fn initramfs(guest: &Path) -> Result<(Vec<u8>, Vec<String>), String> {
     } else {
         missing.push("nohang (python3.11 + /usr/sbin/nohang)".into());
     }
-    let init = crate::vm::init_script("/bin/bpfoom-vmguest compare \"$(sed -n 's/.*bpfoom.reps=\\([0-9]*\\).*/\\1/p' /proc/cmdline)\" 2>&1");
+    let init = crate::vm::init_script(
+        "/bin/bpfoom-vmguest compare \"$(sed -n 's/.*bpfoom.reps=\\([0-9]*\\).*/\\1/p' /proc/cmdline)\" \"$(sed -n 's/.*bpfoom.only=\\([a-z_]*\\).*/\\1/p' /proc/cmdline)\" 2>&1",
+    );
     i.bytes("/init", 0o755, init.as_bytes());
     Ok((i.finish(), missing))
 }

@@ -160,6 +160,40 @@ fn insns_of(records: &[Record]) -> Option<u64> {
     })
 }
 
+/// A tree with the example policy `name` verified and attached at its root
+/// (psi_early together with largest_leaf, which handles the OOM it declares).
+pub fn attached(name: &str, s: Sizes) -> Result<Tree, String> {
+    let mut tree = Tree::new(s)?;
+    let root = tree.root;
+    if name == "psi_early" {
+        let ll = open(&compile("largest_leaf")?, &tree, "largest_leaf")?;
+        tree.engine
+            .attach(ll, root, AttachOptions::default())
+            .map_err(|e| e.to_string())?;
+    }
+    let p = open(&compile(name)?, &tree, name)?;
+    tree.engine
+        .attach(p, root, AttachOptions::default())
+        .map_err(|e| e.to_string())?;
+    tree.engine.take_records();
+    Ok(tree)
+}
+
+impl Tree {
+    /// One OOM at the root, timed; the victims are replaced afterwards.
+    pub fn timed_oom(&mut self) -> Result<Duration, String> {
+        let t = Instant::now();
+        let out = self.engine.out_of_memory(Some(self.root));
+        let d = t.elapsed();
+        if matches!(out, OomOutcome::Nothing) {
+            return Err("the OOM found nothing to do".into());
+        }
+        self.engine.take_records();
+        self.refill()?;
+        Ok(d)
+    }
+}
+
 /// Times `iters` OOM invocations at the tree's root.
 fn time_ooms(tree: &mut Tree, iters: usize, name: &str) -> Result<Row, String> {
     let mut times = Vec::with_capacity(iters);
@@ -193,10 +227,8 @@ pub fn invocation_costs(s: Sizes) -> Result<Vec<Row>, String> {
         "kernel OOM killer model (baseline)",
     )?);
     for &name in POLICIES {
-        let obj = compile(name)?;
-        let mut tree = Tree::new(s)?;
-        let p = match open(&obj, &tree, name) {
-            Ok(p) => p,
+        let mut tree = match attached(name, s) {
+            Ok(t) => t,
             Err(e) => {
                 rows.push(Row {
                     name: name.into(),
@@ -206,25 +238,13 @@ pub fn invocation_costs(s: Sizes) -> Result<Vec<Row>, String> {
                 continue;
             }
         };
-        let root = tree.root;
-        if name == "psi_early" {
+        rows.push(if name == "psi_early" {
             // The PSI event declares an OOM, which largest_leaf handles:
             // the row is the whole path, psi_early's handler included.
-            let ll = open(&compile("largest_leaf")?, &tree, "largest_leaf")?;
-            tree.engine
-                .attach(ll, root, AttachOptions::default())
-                .map_err(|e| e.to_string())?;
-            tree.engine
-                .attach(p, root, AttachOptions::default())
-                .map_err(|e| e.to_string())?;
-            rows.push(time_psi(&mut tree, s)?);
-            continue;
-        }
-        tree.engine
-            .attach(p, root, AttachOptions::default())
-            .map_err(|e| e.to_string())?;
-        tree.engine.take_records();
-        rows.push(time_ooms(&mut tree, s.iters, name)?);
+            time_psi(&mut tree, s)?
+        } else {
+            time_ooms(&mut tree, s.iters, name)?
+        });
     }
     Ok(rows)
 }

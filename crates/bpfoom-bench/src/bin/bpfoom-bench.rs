@@ -70,6 +70,9 @@ enum Cmd {
         /// Where to write the raw results (JSON lines).
         #[arg(long, default_value = "bench/compare.jsonl")]
         raw: PathBuf,
+        /// Only the tools whose name contains this (lowercase, `_` for space).
+        #[arg(long, default_value = "")]
+        only: String,
     },
     /// Helper: the bpfoom daemon verbs (the same code as `bpfoom run`).
     Daemon {
@@ -137,7 +140,12 @@ fn us(x: f64) -> String {
     }
 }
 
-fn compare(reps: usize, svg: &std::path::Path, raw: &std::path::Path) -> Result<(), String> {
+fn compare(
+    reps: usize,
+    svg: &std::path::Path,
+    raw: &std::path::Path,
+    only: &str,
+) -> Result<(), String> {
     use bpfoom_bench::{compare, vm};
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let guest = exe.with_file_name("bpfoom-vmguest");
@@ -159,7 +167,7 @@ fn compare(reps: usize, svg: &std::path::Path, raw: &std::path::Path) -> Result<
     let serial = vm::boot(&vm::Boot {
         kernel,
         initrd,
-        append: format!("bpfoom.reps={reps}"),
+        append: format!("bpfoom.reps={reps} bpfoom.only={only}"),
         mem_mb: 1024,
         smp: 2,
         timeout: std::time::Duration::from_secs(600 + 300 * reps as u64),
@@ -284,7 +292,12 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 );
             }
         }
-        Cmd::Compare { reps, svg, raw } => compare(reps, &svg, &raw)?,
+        Cmd::Compare {
+            reps,
+            svg,
+            raw,
+            only,
+        } => compare(reps, &svg, &raw, &only)?,
         Cmd::Daemon { cmd } => {
             bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()).map_err(|e| e.to_string())?
         }

@@ -37,6 +37,9 @@ enum Cmd {
     Compare {
         #[arg(default_value_t = 1)]
         reps: usize,
+        /// Only the tools whose name contains this.
+        #[arg(default_value = "")]
+        only: String,
     },
     /// Run the cgroup v2 suite (tests whose name contains FILTER).
     Suite {
@@ -68,8 +71,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Compare { reps } => {
-            bpfoom_bench::compare::guest_main(reps);
+        Cmd::Compare { reps, only } => {
+            bpfoom_bench::compare::guest_main(reps, &only);
             ExitCode::SUCCESS
         }
         Cmd::Suite { filter } => {
