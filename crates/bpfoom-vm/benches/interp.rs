@@ -1,6 +1,7 @@
-//! Side-by-side timing of the same programs in our interpreter, the kernel's
-//! JIT (`BPF_PROG_TEST_RUN` with `repeat`, kernel-measured duration) and the
-//! rbpf interpreter. Run: `cargo bench -p bpfoom-vm --bench interp`.
+//! Side-by-side timing of the same programs in our interpreter, our
+//! Cranelift JIT (with `--features jit`), the kernel's JIT
+//! (`BPF_PROG_TEST_RUN` with `repeat`, kernel-measured duration) and the
+//! rbpf interpreter. Run: `cargo bench -p bpfoom-vm [--features jit] --bench interp`.
 //!
 //! Every program reads and writes a 64-byte buffer through `r6` and the
 //! stack; only the first instructions differ (the kernel's XDP version loads
@@ -43,7 +44,7 @@ fn alu_heavy() -> Bench {
         "mov",
     ];
     let mut x: u64 = 0x1234_5678;
-    let mut n = 9 + 4;
+    let mut n = 4 + 5;
     for _ in 0..290 {
         x = x
             .wrapping_mul(6364136223846793005)
@@ -147,6 +148,36 @@ fn time(batch: Duration, samples: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Times the program in our JIT (same result and count as the interpreter).
+#[cfg(feature = "jit")]
+fn jit_time(
+    flat: &[Insn],
+    pkt: &[u8],
+    want: u64,
+    count: u64,
+    batch: Duration,
+    samples: usize,
+) -> Option<f64> {
+    let mut vm = Vm::new(Vec::new()).expect("vm");
+    vm.set_engine(bpfoom_vm::Engine::Jit);
+    let id = vm.load(flat).expect("jit load");
+    let (_, addr) = vm.add_object(pkt, Perm::ReadWrite);
+    let got = vm.run_with_args(id, [addr, 0, 0, 0, 0], &mut ());
+    assert_eq!(got, Ok(want), "JIT and interpreter disagree");
+    assert_eq!(vm.last_run_insns(), count, "JIT count");
+    Some(time(batch, samples, || {
+        black_box(
+            vm.run_with_args(id, [black_box(addr), 0, 0, 0, 0], &mut ())
+                .ok(),
+        );
+    }))
+}
+
+#[cfg(not(feature = "jit"))]
+fn jit_time(_: &[Insn], _: &[u8], _: u64, _: u64, _: Duration, _: usize) -> Option<f64> {
+    None
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--test"); // `cargo test --benches` smoke run
     let (batch, samples) = if quick {
@@ -160,16 +191,18 @@ fn main() {
     }
     let pkt: Vec<u8> = (0..PKT as u8).map(|i| i.wrapping_mul(37)).collect();
     println!(
-        "{:<28} {:>6} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "{:<28} {:>6} {:>11} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
         "program",
         "insns",
         "ours ns",
+        "jit ns",
         "kernel ns",
         "rbpf ns",
         "ours/ins",
         "kern/ins",
         "rbpf/ins",
         "ours/kern",
+        "jit/kern",
         "rbpf/ours"
     );
     for b in [empty(), alu_heavy(), bounded_loop(), memory_heavy()] {
@@ -189,6 +222,8 @@ fn main() {
                     .ok(),
             );
         });
+        // Our JIT.
+        let jit = jit_time(&flat, &pkt, want, b.executed + 1, batch, samples);
         // rbpf interpreter.
         let bytes: Vec<u8> = flat.iter().flat_map(|i| i.to_bytes()).collect();
         let rvm = rbpf::EbpfVmRaw::new(Some(&bytes)).expect("rbpf accepts the program");
@@ -215,17 +250,23 @@ fn main() {
         });
         let e = b.executed as f64;
         let k = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+        let ratio = |a: Option<f64>| match (a, kern) {
+            (Some(a), Some(k)) => format!("{:.2}x", a / k),
+            _ => "-".into(),
+        };
         println!(
-            "{:<28} {:>6} {:>11.1} {:>11} {:>11.1} {:>9.2} {:>9} {:>9.2} {:>10} {:>10.2}",
+            "{:<28} {:>6} {:>11.1} {:>9} {:>11} {:>11.1} {:>9.2} {:>9} {:>9.2} {:>10} {:>10} {:>10.2}",
             b.name,
             b.executed,
             ours,
+            k(jit, 1),
             k(kern, 1),
             rb,
             ours / e,
             k(kern.map(|x| x / e), 2),
             rb / e,
-            kern.map_or("-".into(), |x| format!("{:.2}x", ours / x)),
+            ratio(Some(ours)),
+            ratio(jit),
             rb / ours
         );
     }

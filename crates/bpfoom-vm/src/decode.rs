@@ -37,6 +37,9 @@ pub enum LoadErrorKind {
     /// `ld_imm64` is missing its second slot.
     #[error("incomplete ld_imm64")]
     TruncatedLdImm64,
+    /// The JIT could not compile the program (feature `jit`).
+    #[error("JIT: {0}")]
+    Jit(String),
     /// A fault-safe (`PROBE_MEM`) index names no `ldx` instruction.
     #[error("fault-safe load index names no ldx instruction")]
     NotALoad,

@@ -23,7 +23,7 @@ pub(crate) struct Frame {
 
 /// Helper dispatch: the host first, then the VM's built-ins.
 #[inline(never)]
-fn call_helper(
+pub(crate) fn call_helper(
     env: &mut Env,
     host: &mut dyn Host,
     id: u32,
@@ -40,7 +40,7 @@ fn call_helper(
 /// Executes an atomic instruction on `[addr, addr+len)`; returns the old value
 /// and the register that receives it, if any.
 #[inline(never)]
-fn exec_atomic(
+pub(crate) fn exec_atomic(
     env: &mut Env,
     addr: u64,
     wide: bool,
@@ -226,7 +226,7 @@ fn next(c: &mut Cpu<'_>, pc: usize) -> usize {
 
 /// Forwards to a possibly unsized host through a sized value, so handlers
 /// can hold it as `&mut dyn Host`.
-struct DynHost<'h, H: ?Sized>(&'h mut H);
+pub(crate) struct DynHost<'h, H: ?Sized>(pub(crate) &'h mut H);
 
 impl<H: Host + ?Sized> Host for DynHost<'_, H> {
     fn helper(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {

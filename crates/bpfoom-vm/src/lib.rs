@@ -71,6 +71,8 @@
 mod decode;
 pub mod helpers;
 mod interp;
+#[cfg(feature = "jit")]
+mod jit;
 pub mod linux;
 pub mod maps;
 pub mod mem;
@@ -244,13 +246,35 @@ pub struct LoadOptions {
     pub probe_mem: Vec<usize>,
 }
 
+/// What executes the programs a [`Vm`] loads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The pre-decoded threaded interpreter.
+    #[default]
+    Interpreter,
+    /// Native code from Cranelift (cargo feature `jit`), with the
+    /// interpreter's semantics, checks, budget and instruction count.
+    #[cfg(feature = "jit")]
+    Jit,
+}
+
 /// A loaded program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProgId(usize);
 
+/// A program in its executable forms.
+struct Prog {
+    code: Vec<interp::Threaded>,
+    #[cfg(feature = "jit")]
+    native: Option<jit::Compiled>,
+}
+
 /// A set of programs sharing maps, memory and host objects.
 pub struct Vm {
-    progs: Vec<Vec<interp::Threaded>>,
+    progs: Vec<Prog>,
+    engine: Engine,
+    #[cfg(feature = "jit")]
+    jit: Option<jit::Jit>,
     env: Env,
     budget: u64,
     last_insns: u64,
@@ -283,6 +307,9 @@ impl Vm {
             },
             budget: DEFAULT_BUDGET,
             last_insns: 0,
+            engine: Engine::default(),
+            #[cfg(feature = "jit")]
+            jit: None,
         })
     }
 
@@ -294,8 +321,41 @@ impl Vm {
     /// [`Vm::load`] with options (fault-safe loads).
     pub fn load_with(&mut self, insns: &[Insn], opts: &LoadOptions) -> Result<ProgId, LoadError> {
         let code = decode::decode(insns, &self.env.maps, &opts.probe_mem)?;
-        self.progs.push(interp::thread(code));
+        #[cfg(feature = "jit")]
+        let native = match self.engine {
+            Engine::Jit => Some(self.compile(&code)?),
+            Engine::Interpreter => None,
+        };
+        self.progs.push(Prog {
+            code: interp::thread(code),
+            #[cfg(feature = "jit")]
+            native,
+        });
         Ok(ProgId(self.progs.len() - 1))
+    }
+
+    #[cfg(feature = "jit")]
+    fn compile(&mut self, code: &[decode::D]) -> Result<jit::Compiled, LoadError> {
+        let err = |e: String| LoadError {
+            pc: 0,
+            kind: LoadErrorKind::Jit(e),
+        };
+        let jit = match &mut self.jit {
+            Some(j) => j,
+            None => self.jit.insert(jit::Jit::new().map_err(err)?),
+        };
+        jit.compile(code, &self.env.mem).map_err(err)
+    }
+
+    /// Chooses the engine for programs loaded from now on (programs already
+    /// loaded keep theirs).
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// The engine for programs loaded from now on.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Sets the instruction budget of each later run: a run stops with
@@ -324,8 +384,15 @@ impl Vm {
         host: &mut H,
     ) -> Result<u64, VmError> {
         self.last_insns = 0;
-        let code = self.progs.get(prog.0).ok_or(VmError::NoProgram(prog.0))?;
-        let (res, insns) = interp::exec(code, &mut self.env, host, args, self.budget);
+        let p = self.progs.get(prog.0).ok_or(VmError::NoProgram(prog.0))?;
+        let (res, insns) = match () {
+            #[cfg(feature = "jit")]
+            () if p.native.is_some() => match &p.native {
+                Some(c) => jit::exec(c, &mut self.env, host, args, self.budget),
+                None => unreachable!("checked by the guard"),
+            },
+            () => interp::exec(&p.code, &mut self.env, host, args, self.budget),
+        };
         self.last_insns = insns;
         // Records reserved but never submitted die with the run.
         for m in self.env.maps.iter_mut() {

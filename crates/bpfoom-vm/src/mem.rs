@@ -99,7 +99,9 @@ pub enum Owner {
 }
 
 /// A range of VM-owned memory a program may access.
+// `repr(C)`: JIT-compiled code reads the hot region's fields at fixed offsets.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub struct Region {
     start: u64,
     len: u64,
@@ -113,6 +115,17 @@ pub struct Region {
 unsafe impl Send for Region {}
 // SAFETY: as above; Region itself is plain data.
 unsafe impl Sync for Region {}
+
+/// Byte offsets of [`Region`] fields, for JIT-compiled code.
+#[cfg(feature = "jit")]
+pub(crate) mod region_layout {
+    use super::Region;
+    use std::mem::offset_of;
+    pub(crate) const START: i32 = offset_of!(Region, start) as i32;
+    pub(crate) const LEN: i32 = offset_of!(Region, len) as i32;
+    pub(crate) const BASE: i32 = offset_of!(Region, base) as i32;
+    pub(crate) const WRITABLE: i32 = offset_of!(Region, writable) as i32;
+}
 
 impl Region {
     /// Offset of `[addr, addr+len)` inside the region, if it fits.
@@ -187,7 +200,7 @@ pub struct Memory {
     /// The stack region, checked first without any lookup.
     stack_region: Region,
     /// Last region hit; the common case is many accesses to one region.
-    hot: Region,
+    pub(crate) hot: Region,
     stack: RawBuf,
     ctx: RawBuf,
     objects: HashMap<ObjId, RawBuf>,
@@ -209,6 +222,13 @@ impl Memory {
             objects: HashMap::new(),
             next_obj: 1,
         }
+    }
+
+    /// The stack region: its start, length and base pointer never change.
+    #[cfg(feature = "jit")]
+    pub(crate) fn stack_region(&self) -> (u64, u64, u64) {
+        let s = &self.stack_region;
+        (s.start, s.len, s.base as u64)
     }
 
     /// Address just past the stack of frame `depth` (the frame's `r10`).

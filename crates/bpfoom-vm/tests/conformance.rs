@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use bpfoom_insn::conformance::TestCase;
-use bpfoom_vm::{Env, Host, HostError, Perm, Vm};
+use bpfoom_vm::{Engine, Env, Host, HostError, Perm, Vm};
 
 struct ConformanceHost;
 
@@ -28,9 +28,19 @@ fn shared_dir() -> PathBuf {
     }
 }
 
-fn run_case(tc: &TestCase) -> Result<u64, String> {
+/// Every engine this build has.
+fn engines() -> Vec<Engine> {
+    vec![
+        Engine::Interpreter,
+        #[cfg(feature = "jit")]
+        Engine::Jit,
+    ]
+}
+
+fn run_case(tc: &TestCase, engine: Engine) -> Result<u64, String> {
     let prog = tc.program().map_err(|e| format!("assemble: {e}"))?;
     let mut vm = Vm::new(Vec::new()).map_err(|e| e.to_string())?;
+    vm.set_engine(engine);
     let id = vm.load(&prog).map_err(|e| format!("load: {e}"))?;
     let (addr, len) = if tc.mem.is_empty() {
         (0, 0)
@@ -44,6 +54,13 @@ fn run_case(tc: &TestCase) -> Result<u64, String> {
 
 #[test]
 fn bpf_conformance_suite() {
+    for engine in engines() {
+        println!("engine {engine:?}");
+        conformance_suite(engine);
+    }
+}
+
+fn conformance_suite(engine: Engine) {
     let dir = shared_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         println!("SKIP: conformance vectors not found at {}", dir.display());
@@ -70,7 +87,7 @@ fn bpf_conformance_suite() {
                 continue;
             }
         };
-        let got = run_case(&tc);
+        let got = run_case(&tc, engine);
         let ok = match (&tc.error, tc.result, &got) {
             (Some(_), _, Err(_)) => true,
             (None, Some(want), Ok(v)) => *v == want,

@@ -14,7 +14,7 @@
 use bpfoom_insn::opcode::*;
 use bpfoom_insn::{to_asm, Insn};
 use bpfoom_vm::linux::{available, load_xdp, KernelError};
-use bpfoom_vm::{Perm, Vm};
+use bpfoom_vm::{Engine, Perm, Vm};
 
 /// Random bytes the body reads and writes.
 const DATA: i16 = 64;
@@ -478,7 +478,19 @@ fn random_programs_match_the_kernel() {
     );
     let mut rng = Rng(seed);
     let (mut compared, mut rejected, mut reasons) = (0u64, 0u64, Vec::new());
-    let mut vm = Vm::new(Vec::new()).expect("vm");
+    // One VM per engine this build has; each program runs in all of them.
+    let mut vms: Vec<Vm> = [
+        Engine::Interpreter,
+        #[cfg(feature = "jit")]
+        Engine::Jit,
+    ]
+    .into_iter()
+    .map(|e| {
+        let mut vm = Vm::new(Vec::new()).expect("vm");
+        vm.set_engine(e);
+        vm
+    })
+    .collect();
     for n in 0..count {
         let (kprog, vprog, pkt) = generate(&mut rng);
         let show = || to_asm(&vprog).unwrap_or_else(|e| format!("<unprintable: {e}>"));
@@ -494,31 +506,43 @@ fn random_programs_match_the_kernel() {
             Err(e) => panic!("bpf(2) failed on program {n}: {e}"),
         };
         let k = kp.test_run(&pkt, 1).expect("BPF_PROG_TEST_RUN");
-        let id = vm
-            .load(&vprog)
-            .unwrap_or_else(|e| panic!("seed {seed} program {n}: VM load: {e}\n{}", show()));
-        let (obj, addr) = vm.add_object(&pkt, Perm::ReadWrite);
-        let got = vm.run(id, &[addr, addr + PKT_LEN as u64], &mut ());
-        let out = vm.env_mut().memory().remove_object(obj).expect("object");
-        let ours =
-            got.unwrap_or_else(|e| panic!("seed {seed} program {n}: VM error {e}\n{}", show()));
-        if ours != k.retval as u64 || out != k.data_out {
-            let regs = |b: &[u8]| -> Vec<String> {
-                b[REGS_AT as usize..STACK_AT as usize]
-                    .chunks(8)
-                    .map(|c| format!("{:#x}", u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
-                    .collect()
-            };
-            panic!(
-                "seed {seed} program {n}: mismatch\nkernel r0&3={} regs(r0-5,r7-9)={:?}\nvm     r0&3={ours} regs={:?}\nkernel pkt={:02x?}\nvm     pkt={:02x?}\ninput  pkt={:02x?}\nprogram (VM form):\n{}",
-                k.retval,
-                regs(&k.data_out),
-                regs(&out),
-                k.data_out,
-                out,
-                pkt,
-                show()
-            );
+        for vm in &mut vms {
+            let engine = vm.engine();
+            let id = vm.load(&vprog).unwrap_or_else(|e| {
+                panic!(
+                    "seed {seed} program {n} ({engine:?}): VM load: {e}\n{}",
+                    show()
+                )
+            });
+            let (obj, addr) = vm.add_object(&pkt, Perm::ReadWrite);
+            let got = vm.run(id, &[addr, addr + PKT_LEN as u64], &mut ());
+            let out = vm.env_mut().memory().remove_object(obj).expect("object");
+            let ours = got.unwrap_or_else(|e| {
+                panic!(
+                    "seed {seed} program {n} ({engine:?}): VM error {e}\n{}",
+                    show()
+                )
+            });
+            if ours != k.retval as u64 || out != k.data_out {
+                let regs = |b: &[u8]| -> Vec<String> {
+                    b[REGS_AT as usize..STACK_AT as usize]
+                        .chunks(8)
+                        .map(|c| {
+                            format!("{:#x}", u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        })
+                        .collect()
+                };
+                panic!(
+                    "seed {seed} program {n} ({engine:?}): mismatch\nkernel r0&3={} regs(r0-5,r7-9)={:?}\nvm     r0&3={ours} regs={:?}\nkernel pkt={:02x?}\nvm     pkt={:02x?}\ninput  pkt={:02x?}\nprogram (VM form):\n{}",
+                    k.retval,
+                    regs(&k.data_out),
+                    regs(&out),
+                    k.data_out,
+                    out,
+                    pkt,
+                    show()
+                );
+            }
         }
         compared += 1;
     }
