@@ -29,6 +29,11 @@
 //!   executed (`ld_imm64` counts once; an instruction that faulted counts).
 //!   It is summed per straight-line run when control leaves it, not per
 //!   instruction.
+//! * With the cargo feature `jit`, `Vm::set_engine(Engine::Jit)` makes later
+//!   loads compile to native code with Cranelift (module `jit`): the same
+//!   region checks, budget, instruction count, fault-safe loads and host
+//!   calls, and the same conformance and kernel differential tests
+//!   (`cargo test -p bpfoom-vm --features jit --release`). See BENCH.md.
 //! * Helpers and kfuncs go first to the embedder's [`Host`]; helpers it does
 //!   not handle (it returns [`HostError::Unsupported`]) fall back to the
 //!   built-ins in [`helpers`]: map lookup/update/delete, ktime, prandom,
