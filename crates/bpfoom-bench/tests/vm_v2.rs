@@ -1,7 +1,8 @@
 //! The cgroup v2 end-to-end tests, inside Debian's kernel in qemu (TCG).
 //! Skips with a printed reason when qemu, busybox, clang or the kernel
 //! package cannot be had. `BPFOOM_VM_KERNEL` names a vmlinuz to use;
-//! `BPFOOM_VM_FILTER` runs only the guest tests whose name contains it.
+//! `BPFOOM_VM_FILTER` runs only the guest tests whose name contains it;
+//! `BPFOOM_VM_GUEST` replaces the guest binary (e.g. a static build).
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,8 +25,8 @@ fn skip(why: &str) {
 #[test]
 fn cgroup_v2_end_to_end_in_qemu() {
     let cache = bpfoom_testutil::repo_root().join("target/vm-cache");
-    let (qemu, busybox, kernel) = match (vm::qemu(), vm::busybox(), vm::kernel(&cache)) {
-        (Ok(q), Ok(b), Ok(k)) => (q, b, k),
+    let (busybox, kernel) = match (vm::qemu(), vm::busybox(), vm::kernel(&cache)) {
+        (Ok(_), Ok(b), Ok(k)) => (b, k),
         (q, b, k) => {
             let errs: Vec<String> = [q.err(), b.err(), k.err()]
                 .into_iter()
@@ -35,7 +36,6 @@ fn cgroup_v2_end_to_end_in_qemu() {
             return skip(&errs.join("; "));
         }
     };
-    let _ = qemu;
     let root = bpfoom_testutil::repo_root();
     let mut policies = Vec::new();
     for src in [
@@ -50,7 +50,12 @@ fn cgroup_v2_end_to_end_in_qemu() {
         };
         policies.push((src, obj));
     }
-    let guest = PathBuf::from(env!("CARGO_BIN_EXE_bpfoom-vmguest"));
+    // BPFOOM_VM_GUEST: another build of bpfoom-vmguest, e.g. a static one
+    // (RUSTFLAGS='-C target-feature=+crt-static' ... --target x86_64-unknown-linux-gnu).
+    let guest = std::env::var_os("BPFOOM_VM_GUEST").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_bpfoom-vmguest")),
+        PathBuf::from,
+    );
     let mut initrd = Initramfs::new();
     initrd.elf(&busybox, "/bin/busybox").unwrap();
     initrd.elf(&guest, "/bin/bpfoom-vmguest").unwrap();
