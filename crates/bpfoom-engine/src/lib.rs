@@ -50,8 +50,8 @@ pub use verify::Verifier;
 /// Engine-wide limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// Instruction budget of one handler run (charged by the VM at backward
-    /// jumps and calls).
+    /// Instruction budget of one handler run: the VM stops a run at the
+    /// first backward jump or call after it executed more instructions.
     pub insn_budget: u64,
     /// Wall-clock limit of one handler run.
     pub time_limit: Duration,
