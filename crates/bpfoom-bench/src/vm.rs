@@ -91,7 +91,16 @@ pub fn kernel(cache: &Path) -> Result<PathBuf, VmError> {
     if let Some(k) = find_vmlinuz(&boot) {
         return Ok(k);
     }
-    std::fs::create_dir_all(cache).map_err(|e| failed(format!("{}: {e}", cache.display())))?;
+    // Concurrent test runs share the cache: each downloads into its own
+    // directory and renames the image into place (atomic on one fs).
+    let work = cache.join(format!("download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| failed(format!("{}: {e}", work.display())))?;
+    let r = download_kernel(&work, &boot);
+    let _ = std::fs::remove_dir_all(&work);
+    r
+}
+
+fn download_kernel(work: &Path, boot: &Path) -> Result<PathBuf, VmError> {
     let deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
     let pkg = deps
         .lines()
@@ -101,25 +110,24 @@ pub fn kernel(cache: &Path) -> Result<PathBuf, VmError> {
         .to_string();
     run(Command::new("apt-get")
         .args(["download", "-q", &pkg])
-        .current_dir(cache))?;
-    let deb = std::fs::read_dir(cache)
-        .map_err(|e| failed(format!("{}: {e}", cache.display())))?
+        .current_dir(work))?;
+    let deb = std::fs::read_dir(work)
+        .map_err(|e| failed(format!("{}: {e}", work.display())))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&pkg) && n.ends_with(".deb"))
-        })
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .ok_or_else(|| failed(format!("apt-get download {pkg} left no .deb")))?;
     run(Command::new("sh")
         .arg("-c")
         .arg("dpkg-deb --fsys-tarfile \"$0\" | tar -x --wildcards './boot/vmlinuz-*'")
         .arg(&deb)
-        .current_dir(cache))?;
-    // The package is 70 MB; the 8 MB image is all that is kept.
-    let _ = std::fs::remove_file(&deb);
-    find_vmlinuz(&boot).ok_or_else(|| failed(format!("no vmlinuz in {}", deb.display())))
+        .current_dir(work))?;
+    let img = find_vmlinuz(&work.join("boot"))
+        .ok_or_else(|| failed(format!("no vmlinuz in {}", deb.display())))?;
+    std::fs::create_dir_all(boot).map_err(|e| failed(format!("{}: {e}", boot.display())))?;
+    let dest = boot.join(img.file_name().unwrap_or_default());
+    std::fs::rename(&img, &dest).map_err(|e| failed(format!("{}: {e}", dest.display())))?;
+    Ok(dest)
 }
 
 fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {

@@ -70,7 +70,8 @@ fn cgroup_v2_end_to_end_in_qemu() {
     initrd.bytes("/init", 0o755, vm::init_script(&body).as_bytes());
     let dir = cache.join("run");
     std::fs::create_dir_all(&dir).unwrap();
-    let initrd_path = dir.join("v2-initramfs.cpio");
+    // Per process: several checkouts' test runs may share this cache.
+    let initrd_path = dir.join(format!("v2-initramfs-{}.cpio", std::process::id()));
     std::fs::write(&initrd_path, initrd.finish()).unwrap();
 
     let boot = Boot {
@@ -82,7 +83,9 @@ fn cgroup_v2_end_to_end_in_qemu() {
         timeout: Duration::from_secs(240),
         kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
     };
-    let serial = match vm::boot(&boot) {
+    let booted = vm::boot(&boot);
+    let _ = std::fs::remove_file(&boot.initrd);
+    let serial = match booted {
         Ok(s) => s,
         Err(VmError::Unavailable(why)) => return skip(&why),
         Err(e) => panic!("{e}"),
