@@ -702,3 +702,27 @@ fn many_host_objects() {
         }
     });
 }
+
+/// A panicking host call reaches the embedder as the same panic, from every
+/// engine (the JIT catches it in its trampoline and resumes it after the
+/// generated code has returned), and the VM stays usable.
+#[test]
+fn host_panics_propagate() {
+    struct Panics;
+    impl Host for Panics {
+        fn kfunc(&mut self, _id: u32, _args: [u64; 5], _env: &mut Env) -> Result<u64, HostError> {
+            panic!("host bug");
+        }
+    }
+    per_engine(|| {
+        let (mut vm, p) = vm_with(vec![], "mov %r1, 1\ncall kfunc 7\nexit");
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.run(p, &[], &mut Panics)));
+        let msg = r.expect_err("panics");
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"host bug"));
+        let q = vm
+            .load(&assemble("mov %r0, 5\nexit").expect("asm"))
+            .expect("load");
+        assert_eq!(vm.run(q, &[], &mut ()), Ok(5));
+    });
+}
