@@ -20,6 +20,7 @@ use bpfoom_obj::Object;
 use crate::config::{Config, FallbackKind, LogFormat, MapKey};
 use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
+use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
 /// After acting on an OOM, give the kernel this long to wake the waiters
@@ -61,6 +62,7 @@ struct Daemon {
     last_action: HashMap<Option<CgroupId>, Instant>,
     dry_run: bool,
     global_full_avg10: Option<f64>,
+    psi: PsiFeeder,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -154,6 +156,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         last_action: HashMap::new(),
         dry_run,
         global_full_avg10: cfg.global.max_psi_full_avg10,
+        psi: PsiFeeder::default(),
     };
     let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
     let result = result.and_then(|listener| dm.serve(&listener, guardian));
@@ -321,11 +324,15 @@ impl Daemon {
         let mut last_rescan = Instant::now();
         loop {
             let busy = !self.last_action.is_empty();
-            let timeout = if busy {
+            let mut timeout = if busy {
                 Duration::from_millis(50)
             } else {
                 Duration::from_millis(250)
             };
+            let psi_active = PsiFeeder::active(&self.engine);
+            if psi_active {
+                timeout = timeout.min(PSI_INTERVAL);
+            }
             let ready = {
                 let host = self.engine.host();
                 let mut fds = vec![
@@ -378,6 +385,9 @@ impl Daemon {
                     self.handle_oom(None, now);
                 }
             }
+            if psi_active {
+                self.feed_psi(now);
+            }
             if ready[1] {
                 self.accept(listener);
             }
@@ -426,6 +436,18 @@ impl Daemon {
             self.attached.retain(|a| a.cgroup != c);
         }
         self.engine.host_mut().forget_gone();
+    }
+
+    /// Feeds real stall time to `bpf_psi_ops` triggers; an OOM a handler
+    /// declares runs the chain right inside.
+    fn feed_psi(&mut self, now: Instant) {
+        self.engine.host_mut().begin_oom(now);
+        let logs = self.psi.sample(&mut self.engine);
+        self.engine.host_mut().end_oom();
+        for l in logs {
+            self.info(&l);
+        }
+        self.flush();
     }
 
     fn handle_memcg_ooms(&mut self, now: Instant) {

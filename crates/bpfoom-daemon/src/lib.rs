@@ -25,6 +25,7 @@ pub mod config;
 pub mod control;
 mod daemon;
 mod logging;
+mod psi;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -438,3 +438,59 @@ fn handler_over_budget_fails_and_the_chain_goes_on() {
     assert!(d.wait_record(S, |r| r["event"] == "fallback").is_some());
     assert!(d.events("kill").is_empty());
 }
+
+/// `psi_early` on real PSI counters: its trigger watches /job; the stall
+/// `total` of /job's `memory.pressure` grows past the threshold, the
+/// trigger fires and the policy's OOM runs the chain in /job.
+#[test]
+fn psi_early_fires_on_growing_pressure_counters() {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(psi), Some(fail)) = (policy("psi_early.bpf.c"), policy("tests/always_fail.bpf.c"))
+    else {
+        return;
+    };
+    let (base, cfg) = fixture("psi", "");
+    let job = base.join("v2/job");
+    let id = std::fs::metadata(&job).unwrap().ino();
+    let attach = format!(
+        "\n[[attach]]\npolicy = \"{}\"\ncgroup = \"/job\"\n\n[[attach]]\npolicy = \"{}\"\ncgroup = \"/job\"\nglobals = {{ watch_cgroup_id = {id}, threshold_us = 50000, window_us = 1000000 }}\n",
+        fail.display(),
+        psi.display()
+    );
+    std::fs::write(&cfg, read(&cfg) + &attach).unwrap();
+    let mut d = DaemonProc::start(
+        "d-psi",
+        &[format!("--config={}", cfg.display()), "--no-mlock".into()],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let t = d
+        .wait_record(2 * S, |r| r["event"] == "psi_trigger")
+        .unwrap_or_else(|| panic!("no trigger: {}", d.stderr()));
+    assert_eq!(t["cgroup"], "/job");
+    // Counters that stay put, then grow below the threshold: nothing.
+    let line = |full: u64| {
+        format!(
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total={full}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n"
+        )
+    };
+    std::fs::write(job.join("memory.pressure"), line(10_000)).unwrap();
+    d.drain(S / 2);
+    assert!(
+        d.events("psi_event").is_empty(),
+        "{:?}",
+        d.events("psi_event")
+    );
+    std::fs::write(job.join("memory.pressure"), line(10_000 + 80_000)).unwrap();
+    let ev = d
+        .wait_record(2 * S, |r| r["event"] == "psi_event")
+        .unwrap_or_else(|| panic!("no psi_event: {}", d.stderr()));
+    assert_eq!(ev["cgroup"], "/job");
+    let oom = d
+        .wait_record(S, |r| r["event"] == "oom")
+        .unwrap_or_else(|| panic!("no oom: {}", d.stderr()));
+    assert_eq!(oom["memcg"], "/job", "{oom}");
+    assert!(d
+        .wait_record(S, |r| r["event"] == "handler"
+            && r["policy"] == "always_fail")
+        .is_some());
+}

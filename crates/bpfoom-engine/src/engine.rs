@@ -887,13 +887,39 @@ impl<H: Host> Engine<H> {
     /// PSI does). Fires the PSI triggers whose threshold is reached and
     /// runs their policies' `handle_psi_event`.
     pub fn psi_stall(&mut self, cg: CgroupId, some: Duration, full: Duration) {
+        // Only memory stalls are modelled here: resource PSI_MEM (1).
+        self.feed_psi(|h, t| t.resource == 1 && is_within(h, cg, t.cg), some, full);
+    }
+
+    /// The `(cgroup, resource)` pairs the attached policies' PSI triggers
+    /// watch, without duplicates (resource in Linux's `psi_res` order: 0 io,
+    /// 1 memory, 2 cpu): what a host must sample for [`Engine::psi_pressure`].
+    pub fn psi_sources(&self) -> Vec<(CgroupId, u32)> {
+        let mut v: Vec<(CgroupId, u32)> = self
+            .psi
+            .iter()
+            .flat_map(|i| i.triggers.iter().map(|t| (t.cg, t.resource)))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Stall time of `resource` measured for `cg` as a whole (already
+    /// hierarchical, like cgroup v2's `*.pressure` files and
+    /// /proc/pressure/*): feeds only the triggers created on exactly that
+    /// cgroup and resource, so no stall is counted twice.
+    pub fn psi_pressure(&mut self, cg: CgroupId, resource: u32, some: Duration, full: Duration) {
+        self.feed_psi(|_, t| t.resource == resource && t.cg == cg, some, full);
+    }
+
+    fn feed_psi(&mut self, pick: impl Fn(&H, &Trigger) -> bool, some: Duration, full: Duration) {
         let now = self.host.now();
         let mut fired = Vec::new();
         for (i, inst) in self.psi.iter_mut().enumerate() {
             for (j, t) in inst.triggers.iter_mut().enumerate() {
                 let stall = if t.full { full } else { some };
-                // Only memory stalls are modelled: resource PSI_MEM (1).
-                if t.resource != 1 || stall.is_zero() || !is_within(&self.host, cg, t.cg) {
+                if stall.is_zero() || !pick(&self.host, t) {
                     continue;
                 }
                 if t.add(now, stall.as_micros() as u64) {
