@@ -112,6 +112,12 @@ pub trait Host {
     fn parent(&self, cg: CgroupId) -> Option<CgroupId>;
     /// Live children of a cgroup, in creation order.
     fn children(&self, cg: CgroupId) -> Vec<CgroupId>;
+    /// How many live cgroups are below `cg` (`cgroup->nr_descendants`).
+    /// Hosts that can count without listing every child override it: it is
+    /// asked for every ancestor of a cgroup a policy sees.
+    fn nr_descendants(&self, cg: CgroupId) -> u64 {
+        subtree_pre(self, cg).len().saturating_sub(1) as u64
+    }
     /// The cgroup's path relative to the hierarchy root ("/" for the root);
     /// `None` when the cgroup does not exist (any more).
     fn path(&self, cg: CgroupId) -> Option<String>;

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use bpfoom_abi::types::HostTypes;
 use bpfoom_vm::{Memory, ObjId, Perm};
 
-use crate::host::{subtree_pre, CgroupId, Host, Pid};
+use crate::host::{CgroupId, Host, Pid};
 
 /// What an object stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,11 +218,7 @@ impl Objects {
                     .unwrap_or(0);
                 let level = crate::host::ancestors(host, cg).len().saturating_sub(1);
                 let alive = host.path(cg).is_some();
-                let desc = if alive {
-                    subtree_pre(host, cg).len() - 1
-                } else {
-                    0
-                };
+                let desc = if alive { host.nr_descendants(cg) } else { 0 };
                 put(&mut b, l.off("cgroup", "self.cgroup"), 8, addr);
                 put(&mut b, l.off("cgroup", "self.parent"), 8, parent);
                 put(&mut b, l.off("cgroup", "self.id"), 4, cg);
@@ -235,7 +231,7 @@ impl Objects {
                     4,
                     i32::MAX as u64,
                 );
-                put(&mut b, l.off("cgroup", "nr_descendants"), 4, desc as u64);
+                put(&mut b, l.off("cgroup", "nr_descendants"), 4, desc);
                 put(
                     &mut b,
                     l.off("cgroup", "nr_dying_descendants"),

@@ -603,11 +603,13 @@ impl LinuxHost {
 
     /// Marks the start of an OOM event (for `latency_us`).
     pub fn begin_oom(&mut self, at: Instant) {
+        self.fs.forget_counts();
         self.oom_start = Some(at);
     }
 
     /// Ends the OOM event.
     pub fn end_oom(&mut self) {
+        self.fs.forget_counts();
         self.oom_start = None;
     }
 
@@ -687,6 +689,16 @@ impl Host for LinuxHost {
 
     fn children(&self, cg: CgroupId) -> Vec<CgroupId> {
         self.fs.children(cg)
+    }
+
+    fn nr_descendants(&self, cg: CgroupId) -> u64 {
+        let n = self.fs.nr_descendants(cg).unwrap_or(0);
+        // Counts are kept only within one OOM event (the tree may change
+        // in between).
+        if self.oom_start.is_none() {
+            self.fs.forget_counts();
+        }
+        n
     }
 
     fn path(&self, cg: CgroupId) -> Option<String> {

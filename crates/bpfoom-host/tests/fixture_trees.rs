@@ -353,3 +353,27 @@ fn psi_triggers_on_the_real_kernel() {
     );
     assert!(psi_trigger(p, "most", 10_000, PSI_WINDOW_US).is_err());
 }
+
+/// Link-count descendant counting agrees with a full walk, leaves included.
+#[test]
+fn nr_descendants_matches_a_walk() {
+    use bpfoom_engine::host::subtree_pre;
+    let base = std::env::temp_dir().join(format!("bpfoom-desc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    for d in ["a/x/y", "a/z", "b", "c/q"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    std::fs::write(base.join("cgroup.controllers"), "memory\n").unwrap();
+    for d in ["", "a", "a/x", "a/x/y", "a/z", "b", "c", "c/q"] {
+        std::fs::write(base.join(d).join("cgroup.procs"), "").unwrap();
+    }
+    let fs = bpfoom_host::Cgroupfs::open(&base).unwrap();
+    let host = bpfoom_host::LinuxHost::new(bpfoom_host::HostConfig::new(&base)).unwrap();
+    for rel in ["", "a", "a/x", "a/x/y", "b", "c"] {
+        let id = fs.resolve(rel).unwrap();
+        let walk = subtree_pre(&host, id).len() as u64 - 1;
+        assert_eq!(fs.nr_descendants(id), Some(walk), "{rel}");
+    }
+    assert_eq!(fs.nr_descendants(fs.root_id()), Some(7));
+    std::fs::remove_dir_all(&base).unwrap();
+}
