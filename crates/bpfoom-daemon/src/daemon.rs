@@ -29,8 +29,12 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// A victim that has not exited after this long no longer holds off a new
 /// OOM run in its cgroup.
 const VICTIM_GRACE: Duration = Duration::from_secs(3);
-/// How often the managed subtrees are re-read (inotify catches most).
-const RESCAN: Duration = Duration::from_secs(1);
+/// How often the managed subtrees are re-read in full: inotify reports
+/// created and removed cgroups at once, this only catches what it missed
+/// (e.g. an inotify queue overflow), so it can be slow.
+const RESCAN: Duration = Duration::from_secs(30);
+/// The longest idle sleep when nothing needs periodic attention.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 struct Attached {
     cgroup: CgroupId,
@@ -324,16 +328,23 @@ impl Daemon {
         let mut last_rescan = Instant::now();
         loop {
             let busy = !self.last_action.is_empty();
-            let mut timeout = if busy {
+            // Idle, only the descriptors wake the loop; housekeeping (v1
+            // fallbacks, victims, global sampling, v2 sampling) needs turns.
+            let housekeeping = self.global.enabled()
+                || self.engine.host().has_holds()
+                || self.engine.host().cgroupfs().version() == CgroupVersion::V2;
+            let mut timeout = if busy || self.engine.host().has_suspects() {
                 Duration::from_millis(50)
-            } else {
+            } else if housekeeping {
                 Duration::from_millis(250)
+            } else {
+                IDLE_WAKE
             };
             let psi_active = PsiFeeder::active(&self.engine);
             if psi_active {
                 timeout = timeout.min(PSI_INTERVAL);
             }
-            let ready = {
+            let (ready, fired) = {
                 let host = self.engine.host();
                 let mut fds = vec![
                     (sigfd.as_fd(), Wait::Readable),
@@ -344,12 +355,17 @@ impl Daemon {
                 // Wake-ups only: what they mean is sampled below.
                 fds.extend(global_psi.iter().map(|f| (f.as_fd(), Wait::Priority)));
                 fds.extend(host.psi_fds().into_iter().map(|f| (f, Wait::Priority)));
-                fds.extend(
-                    host.notify_fds()
-                        .into_iter()
-                        .map(|(_, f)| (f, Wait::Readable)),
-                );
-                sys::poll(&fds, Some(timeout)).map_err(setup("poll"))?
+                let first_efd = fds.len();
+                let efds = host.notify_fds();
+                fds.extend(efds.iter().map(|&(_, f)| (f, Wait::Readable)));
+                let ready = sys::poll(&fds, Some(timeout)).map_err(setup("poll"))?;
+                let fired: Vec<CgroupId> = efds
+                    .iter()
+                    .zip(&ready[first_efd..])
+                    .filter(|(_, &r)| r)
+                    .map(|(&(c, _), _)| c)
+                    .collect();
+                (ready, fired)
             };
             let now = Instant::now();
             if ready[0] {
@@ -372,8 +388,9 @@ impl Daemon {
             // v1 wakes us by eventfd; v2 is sampled on every pass (inotify
             // on memory.events makes a pass happen at once).
             let v2 = self.engine.host().cgroupfs().version() == CgroupVersion::V2;
-            if ready.iter().skip(4).any(|&r| r) || busy || v2 {
-                self.handle_memcg_ooms(now);
+            let suspects = self.engine.host().has_suspects();
+            if ready.iter().skip(4).any(|&r| r) || busy || suspects || v2 {
+                self.handle_memcg_ooms(now, &fired);
             }
             if self.global.enabled() {
                 let p = bpfoom_host::procfs::Procfs::new(&self.engine.host().config().proc_root);
@@ -450,8 +467,8 @@ impl Daemon {
         self.flush();
     }
 
-    fn handle_memcg_ooms(&mut self, now: Instant) {
-        let pending = self.engine.host_mut().pending_ooms();
+    fn handle_memcg_ooms(&mut self, now: Instant, fired: &[CgroupId]) {
+        let pending = self.engine.host_mut().pending_ooms(fired);
         for cg in pending {
             let host = self.engine.host();
             if host.holding(cg) {

@@ -157,6 +157,8 @@ pub struct LinuxHost {
     holds: Vec<Hold>,
     inotify: File,
     wd_dirs: BTreeMap<i32, CgroupId>,
+    /// v1: cgroups found under_oom by the last [`LinuxHost::pending_ooms`].
+    suspects: BTreeSet<CgroupId>,
     oom_start: Option<Instant>,
     records: Vec<TimedRecord>,
     sink: Option<RecordSink>,
@@ -190,6 +192,7 @@ impl LinuxHost {
             holds: Vec::new(),
             inotify: sys::inotify_init().map_err(crate::Error::Sys)?,
             wd_dirs: BTreeMap::new(),
+            suspects: BTreeSet::new(),
             oom_start: None,
             records: Vec::new(),
             sink: None,
@@ -470,32 +473,46 @@ impl LinuxHost {
             .is_some_and(|v| v == 1)
     }
 
-    /// Memory cgroups in OOM now: v1 reads the eventfds and `under_oom`
-    /// (the topmost under_oom memcgs are the OOM'ing ones: the kernel marks
-    /// the whole subtree); v2 samples `memory.events` and PSI.
-    pub fn pending_ooms(&mut self) -> Vec<CgroupId> {
+    /// Memory cgroups in OOM now. v1: `fired` are the cgroups whose
+    /// eventfds poll found readable; only those eventfds are read, and only
+    /// they and the cgroups still in OOM from earlier calls have their
+    /// `under_oom` read (the topmost under_oom memcgs are the OOM'ing ones:
+    /// the kernel marks and notifies the whole subtree), so the cost follows
+    /// the OOM'ing subtree, not the number of watched cgroups. v2 samples
+    /// `memory.events` and PSI of every watched cgroup.
+    pub fn pending_ooms(&mut self, fired: &[CgroupId]) -> Vec<CgroupId> {
         match self.fs.version() {
             CgroupVersion::V1 => {
                 let mut buf = [0u8; 8];
-                let fired: BTreeSet<CgroupId> = self
-                    .watches
+                // Poll said readable: drain, so the next poll blocks.
+                let fired: BTreeSet<CgroupId> = fired
                     .iter()
-                    .filter(|(_, w)| w.efd.as_ref().is_some_and(|mut f| f.read(&mut buf).is_ok()))
-                    .map(|(&c, _)| c)
+                    .copied()
+                    .filter(|c| {
+                        self.watches
+                            .get(c)
+                            .and_then(|w| w.efd.as_ref())
+                            .is_some_and(|mut f| {
+                                let _ = f.read(&mut buf);
+                                true
+                            })
+                    })
                     .collect();
                 // Paused memcgs stay under_oom until resolved. Unpaused ones
                 // (dry run) are under_oom only for an instant: there the
-                // notification itself says which memcgs were in OOM (the
-                // OOM'ing one and its whole subtree are notified).
-                let hit: BTreeSet<CgroupId> = self
-                    .watches
-                    .keys()
-                    .copied()
+                // notification itself says which memcgs were in OOM.
+                let candidates: BTreeSet<CgroupId> = self.suspects.union(&fired).copied().collect();
+                let hit: BTreeSet<CgroupId> = candidates
+                    .into_iter()
                     .filter(|&c| {
-                        (self.cfg.dry_run && fired.contains(&c) && self.fs.rel(c).is_some())
-                            || self.under_oom(c)
+                        self.watches.contains_key(&c)
+                            && ((self.cfg.dry_run
+                                && fired.contains(&c)
+                                && self.fs.rel(c).is_some())
+                                || self.under_oom(c))
                     })
                     .collect();
+                self.suspects.clone_from(&hit);
                 hit.iter()
                     .copied()
                     .filter(|&c| self.fs.parent(c).is_none_or(|p| !hit.contains(&p)))
@@ -506,6 +523,11 @@ impl LinuxHost {
                 ids.into_iter().filter(|&c| self.sample_v2(c)).collect()
             }
         }
+    }
+
+    /// v1: whether cgroups seen in OOM are still to be re-checked.
+    pub fn has_suspects(&self) -> bool {
+        !self.suspects.is_empty()
     }
 
     /// v2: an OOM event is usage above `memory.high`, with new `high` (or
@@ -575,6 +597,11 @@ impl LinuxHost {
     /// How many cgroups are watched.
     pub fn watched(&self) -> usize {
         self.watches.len()
+    }
+
+    /// True while any fallback to the kernel is in progress.
+    pub fn has_holds(&self) -> bool {
+        !self.holds.is_empty()
     }
 
     /// True while a fallback to the kernel is in progress in `cg`.

@@ -121,7 +121,7 @@ fn v2_headroom_events_fallback_and_restore() {
         read(&state),
         format!("{} max\n", jd.join("memory.high").display())
     );
-    assert!(h.pending_ooms().is_empty());
+    assert!(h.pending_ooms(&[]).is_empty());
     // Above memory.high, a new high event, 50 ms of stall: an OOM event.
     set(&jd.join("memory.current"), &(90 * M).to_string());
     set(
@@ -132,15 +132,15 @@ fn v2_headroom_events_fallback_and_restore() {
         &jd.join("memory.pressure"),
         "some avg10=9.00 avg60=1.00 avg300=0.10 total=50000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
     );
-    assert_eq!(h.pending_ooms(), vec![job]);
+    assert_eq!(h.pending_ooms(&[]), vec![job]);
     // Edge-triggered: nothing new since the last sample.
-    assert!(h.pending_ooms().is_empty());
+    assert!(h.pending_ooms(&[]).is_empty());
     // New events but no stall: not an OOM.
     set(
         &jd.join("memory.events"),
         "low 0\nhigh 9\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
     );
-    assert!(h.pending_ooms().is_empty());
+    assert!(h.pending_ooms(&[]).is_empty());
     assert!(!h.oom_resolved(Some(job)));
     // The fallback lets usage reach memory.max; the next tick restores.
     assert_eq!(h.kernel_oom(Some(job), 1), KernelOom::Delegated);
@@ -240,7 +240,12 @@ fn v1_reads_and_finds_the_ooming_memcg() {
         &oc("job/a"),
         "oom_kill_disable 1\nunder_oom 1\noom_kill 1\n",
     );
-    assert_eq!(h.pending_ooms(), vec![job]);
+    // Only what poll reported (or found in OOM before) is looked at.
+    assert!(h.pending_ooms(&[]).is_empty());
+    let a = h.cgroupfs().resolve("/job/a").unwrap();
+    assert_eq!(h.pending_ooms(&[a, job]), vec![job]);
+    // Still in OOM: re-checked without a new notification.
+    assert_eq!(h.pending_ooms(&[]), vec![job]);
     assert!(!h.oom_resolved(Some(job)));
     // Fallback: the kernel OOM killer is enabled until it has killed.
     assert_eq!(h.kernel_oom(Some(job), 1), KernelOom::Delegated);
