@@ -15,6 +15,13 @@
 //!   restores every paused cgroup within a poll wake-up of the daemon's
 //!   death, a state file lets the next daemon reconcile, SIGTERM restores
 //!   everything;
+//! - `bpf_psi_ops` triggers get real PSI: every 100 ms while a trigger
+//!   exists, the `some`/`full` `total=` microsecond counters of the
+//!   trigger's cgroup (`memory.pressure`, `io.pressure`, `cpu.pressure` on
+//!   cgroup v2) or of /proc/pressure/* (cgroup id 0) are sampled and their
+//!   growth fed to the trigger. cgroup v1 has no per-cgroup pressure files:
+//!   there every trigger uses the system-wide /proc/pressure file, which
+//!   the log says once per trigger;
 //! - systemd `Type=notify`: `READY=1` is sent to `$NOTIFY_SOCKET` once the
 //!   initial attachments are in place (see `dist/bpfoom.service`).
 //!
