@@ -530,7 +530,8 @@ impl LinuxHost {
         !self.suspects.is_empty()
     }
 
-    /// v2: an OOM event is usage above `memory.high`, with new `high` (or
+    /// v2: an OOM event is usage above `memory.high` in a cgroup limited by
+    /// `memory.max`, with new `high` (or
     /// `oom`) events and enough memory stall since the baseline. The
     /// baseline moves on when an event fires or after [`V2_WINDOW`], so
     /// signals that arrive in different samples still add up, and old ones
@@ -546,7 +547,16 @@ impl LinuxHost {
             .read(cg, "memory.high")
             .and_then(|t| parse_limit(&t))
             .flatten();
-        let above = matches!((current, high_limit), (Some(c), Some(h)) if c >= h);
+        // Only a cgroup with a memory.max can be near an OOM: a memory.high
+        // on an unlimited cgroup is a throttle its owner chose (stall then
+        // is for PSI policies to judge), not an OOM.
+        let limited = self
+            .fs
+            .read(cg, "memory.max")
+            .and_then(|t| parse_limit(&t))
+            .flatten()
+            .is_some();
+        let above = limited && matches!((current, high_limit), (Some(c), Some(h)) if c >= h);
         let min_stall = self.cfg.v2_min_stall_us;
         let Some(w) = self.watches.get_mut(&cg) else {
             return false;
