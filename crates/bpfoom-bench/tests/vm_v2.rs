@@ -13,10 +13,7 @@ use bpfoom_bench::vm::{self, Boot, Initramfs, VmError};
 
 /// Guest tests that cannot pass yet for a reason outside this crate: their
 /// result is printed, not asserted.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "psi_early_before_limit",
-    "bpfoom-daemon never feeds memory stalls to bpf_psi_ops instances (Engine::psi_stall is not called), so psi_early's trigger cannot fire",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn skip(why: &str) {
     eprintln!("SKIP vm_v2: {why}");
