@@ -381,10 +381,13 @@ impl Daemon {
                 ));
                 guardian.restart()?;
             }
-            if ready[2] || now.duration_since(last_rescan) >= RESCAN {
-                self.engine.host_mut().drain_inotify();
-                self.rescan();
+            if now.duration_since(last_rescan) >= RESCAN {
+                let r = self.engine.host_mut().rescan();
+                self.apply_rescan(r);
                 last_rescan = now;
+            } else if ready[2] {
+                let r = self.engine.host_mut().rescan_changed();
+                self.apply_rescan(r);
             }
             // v1 wakes us by eventfd; v2 is sampled on every pass (inotify
             // on memory.events makes a pass happen at once).
@@ -444,8 +447,7 @@ impl Daemon {
         }
     }
 
-    fn rescan(&mut self) {
-        let r = self.engine.host_mut().rescan();
+    fn apply_rescan(&mut self, r: bpfoom_host::Rescan) {
         for c in r.added {
             self.engine.cgroup_online(c);
         }

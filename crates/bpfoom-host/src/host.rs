@@ -424,17 +424,78 @@ impl LinuxHost {
         &self.inotify
     }
 
-    /// Drains inotify; true when anything happened.
-    pub fn drain_inotify(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        let mut any = false;
+    /// Drains inotify and updates the watches from what it reported: only
+    /// the subtrees under directories that gained entries are walked, and
+    /// only watched cgroups whose directory is gone are dropped; a queue
+    /// overflow falls back to a full [`LinuxHost::rescan`]. `memory.events`
+    /// modifications (v2) change no watch.
+    pub fn rescan_changed(&mut self) -> Rescan {
+        const HDR: usize = std::mem::size_of::<libc::inotify_event>();
+        let mut buf = [0u8; 8192];
+        let (mut created, mut deleted, mut overflow) = (BTreeSet::new(), false, false);
         while let Ok(n) = (&self.inotify).read(&mut buf) {
             if n == 0 {
                 break;
             }
-            any = true;
+            let mut off = 0;
+            while off + HDR <= n {
+                // SAFETY: `off + HDR <= n` bytes were written by the kernel,
+                // which lays out whole events; read_unaligned copes with any
+                // alignment of `buf`.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+                if ev.mask & libc::IN_Q_OVERFLOW != 0 {
+                    overflow = true;
+                }
+                if ev.mask & libc::IN_CREATE != 0 {
+                    if let Some(&cg) = self.wd_dirs.get(&ev.wd) {
+                        created.insert(cg);
+                    }
+                }
+                deleted |= ev.mask & (libc::IN_DELETE | libc::IN_IGNORED) != 0;
+                off += HDR + ev.len as usize;
+            }
         }
-        any
+        if overflow {
+            return self.rescan();
+        }
+        let mut out = Rescan::default();
+        for d in created {
+            if self.fs.rel(d).is_none() {
+                continue;
+            }
+            for c in subtree_pre(self, d) {
+                if !self.watches.contains_key(&c) && self.watch(c) {
+                    out.added.push(c);
+                }
+            }
+        }
+        if deleted {
+            // One stat per watch to find the gone ones (only on deletions).
+            let gone: Vec<CgroupId> = self
+                .watches
+                .keys()
+                .copied()
+                .filter(|&c| {
+                    let same = self.fs.last_rel(c).is_some_and(|r| {
+                        std::fs::metadata(self.fs.dir_of(&r)).is_ok_and(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            m.ino() == c
+                        })
+                    });
+                    !same && self.fs.rel(c).is_none()
+                })
+                .collect();
+            for c in gone {
+                self.watches.remove(&c);
+                self.wd_dirs.retain(|_, v| *v != c);
+                self.suspects.remove(&c);
+                self.gone.insert(c);
+                out.removed.push(c);
+            }
+            let _ = self.restore.retain(|p| p.exists());
+        }
+        out
     }
 
     /// The v1 eventfds to poll, with their cgroups.

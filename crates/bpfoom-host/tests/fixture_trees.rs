@@ -160,6 +160,22 @@ fn v2_headroom_events_fallback_and_restore() {
     let c = h.cgroupfs().resolve("/job/c").unwrap();
     let r = h.rescan();
     assert_eq!(r.added, vec![c]);
+    // inotify alone (no full rescan): a nested new cgroup, then removals.
+    std::fs::create_dir_all(jd.join("d/e")).unwrap();
+    copy_dir(&jd.join("a"), &jd.join("d"));
+    copy_dir(&jd.join("a"), &jd.join("d/e"));
+    let d = h.cgroupfs().resolve("/job/d").unwrap();
+    let e = h.cgroupfs().resolve("/job/d/e").unwrap();
+    let r = h.rescan_changed();
+    assert_eq!(r.added, vec![d, e]);
+    assert!(r.removed.is_empty());
+    assert!(h.rescan_changed().added.is_empty(), "drained");
+    std::fs::remove_dir_all(jd.join("d")).unwrap();
+    let mut r = h.rescan_changed();
+    r.removed.sort_unstable();
+    let mut want = vec![d, e];
+    want.sort_unstable();
+    assert_eq!(r.removed, want);
     std::fs::remove_dir_all(jd.join("c")).unwrap();
     let r = h.rescan();
     assert_eq!(r.removed, vec![c]);
