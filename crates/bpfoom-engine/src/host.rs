@@ -103,6 +103,8 @@ pub const ENOSPC: i32 = 28;
 pub const EBUSY: i32 = 16;
 /// `ENOENT`.
 pub const ENOENT: i32 = 2;
+/// `EOPNOTSUPP`.
+pub const EOPNOTSUPP: i32 = 95;
 
 /// The machine under the engine.
 pub trait Host {
@@ -145,6 +147,19 @@ pub trait Host {
     /// Kills a process that is already exiting as an OOM victim: the kernel's
     /// OOM reaper frees its memory now instead of waiting for its exit.
     fn reap(&mut self, _pid: Pid) {}
+    /// Kills every process of the subtree under `cg` at once (cgroup v2's
+    /// `cgroup.kill`: no process can fork its way out). The engine calls it
+    /// only when every process there may be killed (no oom_score_adj -1000
+    /// task, no init, kernel thread or daemon), so the result is the same as
+    /// its process-by-process kill; `pids` are those processes, for the host
+    /// to track as victims until they exit. `Err` (the default: unsupported)
+    /// makes the engine fall back to killing process by process.
+    fn kill_cgroup(&mut self, _cg: CgroupId, _pids: &[Pid]) -> Result<(), HostError> {
+        Err(HostError::new(
+            EOPNOTSUPP,
+            "no whole-cgroup kill on this host",
+        ))
+    }
     /// Sets `memory.max`.
     fn set_limit(&mut self, cg: CgroupId, bytes: u64) -> Result<(), HostError>;
     /// Total RAM (plus swap) in pages: `oc->totalpages` of a global OOM.

@@ -322,21 +322,47 @@ pub(crate) fn kill_group<H: Host + ?Sized>(
     by: &str,
     message: &str,
 ) -> usize {
-    let mut n = 0;
+    let mut members = Vec::new();
+    let mut all_killable = true;
     for c in subtree_pre(&*host, cg) {
         for pid in host.tasks(c) {
             let Some(t) = host.task(pid) else { continue };
+            // As memory.oom.group: OOM-protected tasks are spared.
             if t.oom_score_adj == OOM_SCORE_ADJ_MIN
                 || crate::host::killable(&t, host.self_pid()).is_err()
             {
+                all_killable = false;
                 continue;
             }
-            if kill_task(host, st, pid, by, message).is_ok() {
-                n += 1;
-            }
+            members.push((pid, t));
         }
     }
-    n
+    // Nobody to spare: one atomic whole-cgroup kill where the host has one,
+    // then the same victim records as process by process.
+    let pids: Vec<Pid> = members.iter().map(|(p, _)| *p).collect();
+    if all_killable && !pids.is_empty() && host.kill_cgroup(cg, &pids).is_ok() {
+        for (pid, t) in &members {
+            if st.victims.insert(*pid, t.cgroup).is_some() {
+                continue;
+            }
+            let cgroup = host.path(t.cgroup).unwrap_or_default();
+            st.emit(
+                host,
+                Record::Kill {
+                    pid: *pid,
+                    comm: t.comm.clone(),
+                    cgroup,
+                    by: by.into(),
+                    message: message.into(),
+                },
+            );
+        }
+        return members.len();
+    }
+    members
+        .into_iter()
+        .filter(|(pid, _)| kill_task(host, st, *pid, by, message).is_ok())
+        .count()
 }
 
 impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {

@@ -924,6 +924,32 @@ impl Host for LinuxHost {
         Ok(())
     }
 
+    /// cgroup v2 only (`cgroup.kill`: atomic, no fork escapes); v1 makes the
+    /// engine kill process by process. The victims are pinned by pidfd first
+    /// so that their exit is tracked like any other kill.
+    fn kill_cgroup(&mut self, cg: CgroupId, pids: &[Pid]) -> Result<(), HostError> {
+        if self.fs.version() != CgroupVersion::V2 {
+            return Err(HostError::new(EINVAL, "cgroup.kill needs cgroup v2"));
+        }
+        let pinned: Vec<_> = pids
+            .iter()
+            .filter(|&&p| p > 1)
+            .filter_map(|&p| Some((p, sys::pidfd_open(p).ok()?)))
+            .collect();
+        LinuxHost::kill_cgroup(self, cg)?;
+        if self.cfg.dry_run {
+            return Ok(());
+        }
+        for (pid, pidfd) in pinned {
+            let _ = sys::process_mrelease(pidfd.as_fd());
+            let cgroup = self.task(pid).map_or(cg, |t| t.cgroup);
+            self.victims
+                .borrow_mut()
+                .insert(pid, Victim { pidfd, cgroup });
+        }
+        Ok(())
+    }
+
     fn reap(&mut self, pid: Pid) {
         if self.cfg.dry_run {
             return;

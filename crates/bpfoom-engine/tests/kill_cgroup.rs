@@ -1,0 +1,177 @@
+//! `bpf_oom_kill_cgroup` uses the host's atomic whole-cgroup kill
+//! (`cgroup.kill` on v2) only when nobody in the subtree must be spared;
+//! otherwise it kills process by process, sparing oom_score_adj -1000 tasks
+//! as `memory.oom.group` does.
+
+#![allow(clippy::unwrap_used)] // test helpers
+
+use std::time::Duration;
+
+use bpfoom_abi::stats::StatIndex;
+use bpfoom_engine::{
+    AttachOptions, CgroupId, ContractCheck, Engine, EngineConfig, Host, HostError, KernelOom,
+    MemcgInfo, Pid, Policy, Record, TaskInfo,
+};
+use bpfoom_obj::Object;
+
+/// Root 1 with one child cgroup 2 holding the given (pid, oom_score_adj).
+struct TwoLevel {
+    tasks: Vec<(Pid, i16)>,
+    cgroup_kills: Vec<(CgroupId, Vec<Pid>)>,
+    task_kills: Vec<Pid>,
+}
+
+impl Host for TwoLevel {
+    fn root(&self) -> CgroupId {
+        1
+    }
+    fn parent(&self, cg: CgroupId) -> Option<CgroupId> {
+        (cg == 2).then_some(1)
+    }
+    fn children(&self, cg: CgroupId) -> Vec<CgroupId> {
+        if cg == 1 {
+            vec![2]
+        } else {
+            vec![]
+        }
+    }
+    fn path(&self, cg: CgroupId) -> Option<String> {
+        match cg {
+            1 => Some("/".into()),
+            2 => Some("/job".into()),
+            _ => None,
+        }
+    }
+    fn memcg(&self, _cg: CgroupId) -> Option<MemcgInfo> {
+        Some(MemcgInfo {
+            usage: 0,
+            limit: None,
+            oom_group: false,
+        })
+    }
+    fn page_state(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
+        None
+    }
+    fn vm_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
+        None
+    }
+    fn memory_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
+        None
+    }
+    fn tasks(&self, cg: CgroupId) -> Vec<Pid> {
+        if cg == 2 {
+            self.tasks.iter().map(|t| t.0).collect()
+        } else {
+            vec![]
+        }
+    }
+    fn task(&self, pid: Pid) -> Option<TaskInfo> {
+        let &(pid, adj) = self.tasks.iter().find(|t| t.0 == pid)?;
+        Some(TaskInfo {
+            pid,
+            tgid: pid,
+            comm: format!("t{pid}"),
+            cgroup: 2,
+            oom_score_adj: adj,
+            flags: 0,
+            rss_pages: 10,
+            swap_pages: 0,
+            pgtables_pages: 0,
+        })
+    }
+    fn kill(&mut self, pid: Pid) -> Result<(), HostError> {
+        self.task_kills.push(pid);
+        Ok(())
+    }
+    fn kill_cgroup(&mut self, cg: CgroupId, pids: &[Pid]) -> Result<(), HostError> {
+        self.cgroup_kills.push((cg, pids.to_vec()));
+        Ok(())
+    }
+    fn set_limit(&mut self, _cg: CgroupId, _bytes: u64) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn total_pages(&self) -> u64 {
+        1 << 20
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn wait_for_release(&mut self, _scope: Option<CgroupId>, _timeout: Duration) -> bool {
+        false
+    }
+    fn oom_resolved(&self, _scope: Option<CgroupId>) -> bool {
+        true
+    }
+    fn kernel_oom(&mut self, _scope: Option<CgroupId>, _totalpages: u64) -> KernelOom {
+        KernelOom::NoVictim
+    }
+}
+
+fn policy() -> Option<Object> {
+    if bpfoom_testutil::clang().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "clang is required under CI"
+        );
+        eprintln!("SKIP: clang not found");
+        return None;
+    }
+    let src = "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\
+        SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+        int BPF_PROG(kc_oom, struct oom_control *oc, struct cgroup *cgrp)\n{\n\
+        struct cgroup *c = bpf_cgroup_from_id(2); int r;\n\
+        if (!c) return BPF_OOM_FAILED;\n\
+        r = bpf_oom_kill_cgroup(oc, c, \"kc\");\n\
+        bpf_cgroup_release(c);\n\
+        return r ? BPF_OOM_FAILED : BPF_OOM_PROCESSED;\n}\n\
+        SEC(\".struct_ops.link\") struct bpf_oom_ops kc = { .handle_out_of_memory = (void *)kc_oom };\n";
+    let path = bpfoom_testutil::compile_str("kill_cgroup", src, &[]).unwrap();
+    Some(Object::from_path(path).unwrap())
+}
+
+/// Runs one global OOM; returns the host's kill calls and the kill records.
+fn run(tasks: Vec<(Pid, i16)>) -> Option<(Kills, Vec<Pid>)> {
+    let mut p = Policy::open(policy()?, None).unwrap();
+    p.check(&ContractCheck).unwrap();
+    let host = TwoLevel {
+        tasks,
+        cgroup_kills: vec![],
+        task_kills: vec![],
+    };
+    let mut e = Engine::new(host, EngineConfig::default());
+    e.attach(p, 1, AttachOptions::default()).unwrap();
+    e.out_of_memory(None);
+    let killed = e
+        .take_records()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Kill { pid, .. } => Some(pid),
+            _ => None,
+        })
+        .collect();
+    let h = e.host();
+    Some(((h.cgroup_kills.clone(), h.task_kills.clone()), killed))
+}
+
+type Kills = (Vec<(CgroupId, Vec<Pid>)>, Vec<Pid>);
+
+#[test]
+fn whole_cgroup_kill_when_nobody_is_spared() {
+    let Some(((cgroup_kills, task_kills), killed)) = run(vec![(10, 0), (11, 500)]) else {
+        return;
+    };
+    assert_eq!(cgroup_kills, vec![(2, vec![10, 11])]);
+    assert!(task_kills.is_empty(), "{task_kills:?}");
+    assert_eq!(killed, vec![10, 11], "one kill record per victim");
+}
+
+#[test]
+fn process_by_process_when_a_task_is_oom_protected() {
+    let Some(((cgroup_kills, task_kills), killed)) = run(vec![(10, 0), (11, -1000), (12, 0)])
+    else {
+        return;
+    };
+    assert!(cgroup_kills.is_empty(), "{cgroup_kills:?}");
+    assert_eq!(task_kills, vec![10, 12]);
+    assert_eq!(killed, vec![10, 12]);
+}
