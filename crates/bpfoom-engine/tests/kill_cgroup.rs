@@ -5,107 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::time::Duration;
-
-use bpfoom_abi::stats::StatIndex;
 use bpfoom_engine::{
-    AttachOptions, CgroupId, ContractCheck, Engine, EngineConfig, Host, HostError, KernelOom,
-    MemcgInfo, Pid, Policy, Record, TaskInfo,
+    AttachOptions, CgroupId, ContractCheck, Engine, EngineConfig, Pid, Policy, Record,
 };
 use bpfoom_obj::Object;
 
-/// Root 1 with one child cgroup 2 holding the given (pid, oom_score_adj).
-struct TwoLevel {
-    tasks: Vec<(Pid, i16)>,
-    cgroup_kills: Vec<(CgroupId, Vec<Pid>)>,
-    task_kills: Vec<Pid>,
-}
-
-impl Host for TwoLevel {
-    fn root(&self) -> CgroupId {
-        1
-    }
-    fn parent(&self, cg: CgroupId) -> Option<CgroupId> {
-        (cg == 2).then_some(1)
-    }
-    fn children(&self, cg: CgroupId) -> Vec<CgroupId> {
-        if cg == 1 {
-            vec![2]
-        } else {
-            vec![]
-        }
-    }
-    fn path(&self, cg: CgroupId) -> Option<String> {
-        match cg {
-            1 => Some("/".into()),
-            2 => Some("/job".into()),
-            _ => None,
-        }
-    }
-    fn memcg(&self, _cg: CgroupId) -> Option<MemcgInfo> {
-        Some(MemcgInfo {
-            usage: 0,
-            limit: None,
-            oom_group: false,
-        })
-    }
-    fn page_state(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn vm_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn memory_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn tasks(&self, cg: CgroupId) -> Vec<Pid> {
-        if cg == 2 {
-            self.tasks.iter().map(|t| t.0).collect()
-        } else {
-            vec![]
-        }
-    }
-    fn task(&self, pid: Pid) -> Option<TaskInfo> {
-        let &(pid, adj) = self.tasks.iter().find(|t| t.0 == pid)?;
-        Some(TaskInfo {
-            pid,
-            tgid: pid,
-            comm: format!("t{pid}"),
-            cgroup: 2,
-            oom_score_adj: adj,
-            flags: 0,
-            rss_pages: 10,
-            swap_pages: 0,
-            pgtables_pages: 0,
-        })
-    }
-    fn kill(&mut self, pid: Pid) -> Result<(), HostError> {
-        self.task_kills.push(pid);
-        Ok(())
-    }
-    fn kill_cgroup(&mut self, cg: CgroupId, pids: &[Pid]) -> Result<(), HostError> {
-        self.cgroup_kills.push((cg, pids.to_vec()));
-        Ok(())
-    }
-    fn set_limit(&mut self, _cg: CgroupId, _bytes: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn total_pages(&self) -> u64 {
-        1 << 20
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn wait_for_release(&mut self, _scope: Option<CgroupId>, _timeout: Duration) -> bool {
-        false
-    }
-    fn oom_resolved(&self, _scope: Option<CgroupId>) -> bool {
-        true
-    }
-    fn kernel_oom(&mut self, _scope: Option<CgroupId>, _totalpages: u64) -> KernelOom {
-        KernelOom::NoVictim
-    }
-}
+mod common;
 
 fn policy() -> Option<Object> {
     if bpfoom_testutil::clang().is_none() {
@@ -133,10 +38,10 @@ fn policy() -> Option<Object> {
 fn run(tasks: Vec<(Pid, i16)>) -> Option<(Kills, Vec<Pid>)> {
     let mut p = Policy::open(policy()?, None).unwrap();
     p.check(&ContractCheck).unwrap();
-    let host = TwoLevel {
+    let host = common::TestHost {
         tasks,
-        cgroup_kills: vec![],
-        task_kills: vec![],
+        resolved: true,
+        ..Default::default()
     };
     let mut e = Engine::new(host, EngineConfig::default());
     e.attach(p, 1, AttachOptions::default()).unwrap();

@@ -3,71 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::time::Duration;
-
-use bpfoom_abi::stats::StatIndex;
 use bpfoom_engine::{
-    AttachOptions, CgroupId, CheckReport, ContractCheck, Engine, EngineConfig, Host, HostError,
-    KernelOom, MemcgInfo, Pid, PolicyCheck, Record, TaskInfo, Verdict,
+    AttachOptions, CheckReport, ContractCheck, Engine, EngineConfig, PolicyCheck, Record, Verdict,
 };
 use bpfoom_obj::{Object, StructOpsInstance};
 
-/// A machine with only a root cgroup and no processes.
-struct Bare;
-
-impl Host for Bare {
-    fn root(&self) -> CgroupId {
-        1
-    }
-    fn parent(&self, _cg: CgroupId) -> Option<CgroupId> {
-        None
-    }
-    fn children(&self, _cg: CgroupId) -> Vec<CgroupId> {
-        Vec::new()
-    }
-    fn path(&self, cg: CgroupId) -> Option<String> {
-        (cg == 1).then(|| "/".into())
-    }
-    fn memcg(&self, _cg: CgroupId) -> Option<MemcgInfo> {
-        None
-    }
-    fn page_state(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn vm_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn memory_event(&self, _cg: CgroupId, _item: &StatIndex) -> Option<u64> {
-        None
-    }
-    fn tasks(&self, _cg: CgroupId) -> Vec<Pid> {
-        Vec::new()
-    }
-    fn task(&self, _pid: Pid) -> Option<TaskInfo> {
-        None
-    }
-    fn kill(&mut self, _pid: Pid) -> Result<(), HostError> {
-        Err(HostError::new(3, "no processes"))
-    }
-    fn set_limit(&mut self, _cg: CgroupId, _bytes: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn total_pages(&self) -> u64 {
-        1 << 20
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn wait_for_release(&mut self, _scope: Option<CgroupId>, _timeout: Duration) -> bool {
-        false
-    }
-    fn oom_resolved(&self, _scope: Option<CgroupId>) -> bool {
-        false
-    }
-    fn kernel_oom(&mut self, _scope: Option<CgroupId>, _totalpages: u64) -> KernelOom {
-        KernelOom::NoVictim
-    }
-}
+mod common;
 
 /// Compiles a one-handler policy; `None` (skip) without clang outside CI.
 fn object(name: &str, globals: &str, body: &str) -> Option<Object> {
@@ -101,7 +42,7 @@ fn handle(
         p.set_global(var, *v).unwrap();
     }
     p.check(check).unwrap();
-    let mut e = Engine::new(Bare, EngineConfig::default());
+    let mut e = Engine::new(common::TestHost::default(), EngineConfig::default());
     e.attach(p, 1, AttachOptions::default()).unwrap();
     e.out_of_memory(None);
     let handlers: Vec<_> = e
