@@ -38,60 +38,12 @@ use bpfoom_verifier::{
 };
 use gen::{generate, runs_safely, Rng};
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+use bpfoom_vm::linux;
+use std::os::fd::{AsRawFd, OwnedFd};
 
-/// The leading fields of `union bpf_attr` for `BPF_PROG_LOAD`, padded with
-/// zeros (the kernel requires unknown trailing bytes to be zero).
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    pad: [u64; 12],
-}
-
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-
-/// The leading fields of `union bpf_attr` for `BPF_MAP_CREATE`, zero-padded.
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    pad: [u64; 14],
-}
-
-/// Creates the generated programs' array map in the kernel; returns its fd.
-fn kernel_map() -> Option<i32> {
-    let attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: gen::MAP_VALUE_SIZE as u32,
-        max_entries: 1,
-        ..MapCreateAttr::default()
-    };
-    // SAFETY: `attr` is a valid, zero-padded bpf_attr for BPF_MAP_CREATE that
-    // lives across the call; the kernel only reads it.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_CREATE,
-            &attr as *const MapCreateAttr,
-            std::mem::size_of::<MapCreateAttr>(),
-        )
-    };
-    (fd >= 0).then_some(fd as i32)
+/// Creates the generated programs' array map in the kernel.
+fn kernel_map() -> Option<OwnedFd> {
+    linux::array_map_create(4, gen::MAP_VALUE_SIZE as u32, 1).ok()
 }
 
 /// The map as bpfoom sees it (index 0 in every generated program).
@@ -107,40 +59,14 @@ fn our_maps() -> Vec<MapInfo> {
     }]
 }
 
-/// Loads a program into the kernel: `Ok(())` if accepted, else errno and log.
+/// Loads a program into the kernel as a socket filter: `Ok(())` if
+/// accepted, else errno and (when asked for) the verifier log.
 fn kernel_load(insns: &[Insn], with_log: bool) -> Result<(), (i32, String)> {
-    let raw: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
-    let license = b"GPL\0";
     let mut log = vec![0u8; if with_log { 1 << 20 } else { 0 }];
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
-        insn_cnt: insns.len() as u32,
-        insns: raw.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: u32::from(with_log),
-        log_size: log.len() as u32,
-        log_buf: if with_log { log.as_mut_ptr() as u64 } else { 0 },
-        ..ProgLoadAttr::default()
-    };
-    // SAFETY: `attr` is a valid, zero-padded bpf_attr whose pointers (insns,
-    // license, log buffer) outlive the call; the kernel only reads the
-    // instructions and license and writes at most `log_size` log bytes.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: `fd` is a file descriptor the kernel just returned to us.
-        unsafe { libc::close(fd as i32) };
-        return Ok(());
+    match linux::prog_load(linux::PROG_TYPE_SOCKET_FILTER, insns, &mut log) {
+        Ok(_fd) => Ok(()),
+        Err(e) => Err((e.raw_os_error().unwrap_or(0), linux::log_text(&log))),
     }
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-    Err((errno, String::from_utf8_lossy(&log[..end]).into_owned()))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -204,7 +130,7 @@ fn verdicts_match_the_kernel() {
             .iter_mut()
             .filter(|i| i.code == LD_IMM64 && i.src == BPF_PSEUDO_MAP_FD)
         {
-            i.imm = map_fd;
+            i.imm = map_fd.as_raw_fd();
         }
         let insns = kinsns;
         let kernel = kernel_load(&insns, false);
@@ -263,8 +189,7 @@ fn verdicts_match_the_kernel() {
             }
         }
     }
-    // SAFETY: closing the map fd this test created.
-    unsafe { libc::close(map_fd) };
+    drop(map_fd);
     eprintln!(
         "differential: {n_programs} programs, {agree} agree ({both_accept} accepted by both), {uninit} uninitialised-stack, {leaks} pointer-leak, {imprecise} kernel-imprecise, {complexity} complexity, {} mismatches",
         mismatches.len()

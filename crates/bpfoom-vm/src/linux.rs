@@ -10,6 +10,8 @@ use thiserror::Error;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_PROG_TYPE_XDP`: supports `BPF_PROG_TEST_RUN` with packet data.
 const BPF_PROG_TYPE_XDP: u32 = 6;
 
@@ -28,6 +30,18 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+}
+
+/// The leading fields of `union bpf_attr` for `BPF_MAP_CREATE`, zero-padded
+/// (the kernel requires unknown trailing bytes to be zero).
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    pad: [u64; 14],
 }
 
 #[repr(C)]
@@ -95,38 +109,63 @@ pub struct TestRun {
     pub duration_ns: u32,
 }
 
-/// Loads an XDP program (license GPL).
-pub fn load_xdp(insns: &[Insn]) -> Result<KernelProg, KernelError> {
+/// `BPF_PROG_TYPE_SOCKET_FILTER`: the simplest type an unprivileged-style
+/// program can be loaded as (used by the verifier's differential test).
+pub const PROG_TYPE_SOCKET_FILTER: u32 = 1;
+
+/// `BPF_PROG_LOAD` of `insns` as `prog_type` (license GPL). A non-empty
+/// `log` receives the kernel verifier's log (level 1).
+pub fn prog_load(prog_type: u32, insns: &[Insn], log: &mut [u8]) -> io::Result<OwnedFd> {
     let bytes: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
     let license = b"GPL\0";
-    let load = |log: &mut [u8]| {
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: insns.len() as u32,
-            insns: bytes.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            ..Default::default()
-        };
-        if !log.is_empty() {
-            attr.log_level = 1;
-            attr.log_size = log.len() as u32;
-            attr.log_buf = log.as_mut_ptr() as u64;
-        }
-        sys_bpf(BPF_PROG_LOAD, &mut attr)
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: bytes.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..Default::default()
     };
+    if !log.is_empty() {
+        attr.log_level = 1;
+        attr.log_size = log.len() as u32;
+        attr.log_buf = log.as_mut_ptr() as u64;
+    }
+    let fd = sys_bpf(BPF_PROG_LOAD, &mut attr)?;
+    // SAFETY: a successful BPF_PROG_LOAD returns a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `BPF_MAP_CREATE` of an array map.
+pub fn array_map_create(key_size: u32, value_size: u32, max_entries: u32) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size,
+        value_size,
+        max_entries,
+        ..Default::default()
+    };
+    let fd = sys_bpf(BPF_MAP_CREATE, &mut attr)?;
+    // SAFETY: a successful BPF_MAP_CREATE returns a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The text of a NUL-terminated log buffer.
+pub fn log_text(log: &[u8]) -> String {
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    String::from_utf8_lossy(&log[..end]).into_owned()
+}
+
+/// Loads an XDP program (license GPL).
+pub fn load_xdp(insns: &[Insn]) -> Result<KernelProg, KernelError> {
+    let load = |log: &mut [u8]| prog_load(BPF_PROG_TYPE_XDP, insns, log);
     match load(&mut []) {
-        Ok(fd) => {
-            // SAFETY: a successful BPF_PROG_LOAD returns a new fd that we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-            Ok(KernelProg { fd })
-        }
+        Ok(fd) => Ok(KernelProg { fd }),
         Err(e)
             if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
             let mut log = vec![0u8; 1 << 20];
             let _ = load(&mut log);
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
+            let text = log_text(&log);
             let tail: Vec<&str> = text.lines().rev().take(3).collect();
             Err(KernelError::Rejected {
                 errno: e,
