@@ -127,18 +127,45 @@ pub fn compile_str(name: &str, code: &str, extra: &[&str]) -> Result<PathBuf, St
 /// Like [`compile`], but when clang is missing: fails under CI (`$CI` set),
 /// otherwise prints why the test is skipped and returns `None`.
 pub fn compile_or_skip(src: &Path, extra: &[&str]) -> Option<PathBuf> {
-    if clang().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "clang is required under CI"
-        );
-        eprintln!("SKIP: clang not found; cannot build {}", src.display());
+    if !require(
+        clang().is_some(),
+        &format!("clang not found; cannot build {}", src.display()),
+    ) {
         return None;
     }
     match compile(src, extra) {
         Ok(p) => Some(p),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// True when missing prerequisites must fail the test instead of skipping it:
+/// under CI (`$CI` set) or with `BPFOOM_REQUIRE=1`. CI installs everything the
+/// tests need, so a skip there would only hide a broken set-up.
+pub fn strict() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+        || std::env::var_os("BPFOOM_REQUIRE").is_some_and(|v| v == "1")
+}
+
+/// Checks a test prerequisite. Returns `true` when `ok`; otherwise prints
+/// `SKIP: <what>` and returns `false` (the caller returns early), or panics
+/// under [`strict`] so that a skip can never turn a CI run green.
+///
+/// ```no_run
+/// if !bpfoom_testutil::require(bpfoom_testutil::is_root(), "needs root") {
+///     return;
+/// }
+/// ```
+#[track_caller]
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if strict() {
+        panic!("prerequisite missing under CI/BPFOOM_REQUIRE=1: {what}");
+    }
+    eprintln!("SKIP: {what}");
+    false
 }
 
 /// True when running as root (real-kernel tests need it).
@@ -177,8 +204,7 @@ mod tests {
 
     #[test]
     fn compile_errors_are_reported() {
-        if clang().is_none() {
-            eprintln!("SKIP: clang not found");
+        if !require(clang().is_some(), "clang not found") {
             return;
         }
         let e = compile_str("broken", "int f( {", &[]).unwrap_err();
