@@ -16,7 +16,7 @@ use bpfoom_bench::vm::{self, Boot, Initramfs, VmError};
 const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn skip(why: &str) {
-    eprintln!("SKIP vm_v2: {why}");
+    bpfoom_testutil::require(false, &format!("vm_v2: {why}"));
 }
 
 #[test]

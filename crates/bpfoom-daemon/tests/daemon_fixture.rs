@@ -302,8 +302,10 @@ fn config_preference_maps_for_oomd_like() {
 /// permissions would let others connect.
 #[test]
 fn non_root_clients_are_refused() {
-    if !bpfoom_testutil::is_root() {
-        eprintln!("SKIP non_root_clients_are_refused: not root");
+    if !bpfoom_testutil::require(
+        bpfoom_testutil::is_root(),
+        "non_root_clients_are_refused: not root",
+    ) {
         return;
     }
     let (_base, cfg) = fixture("peercred", "");
@@ -321,12 +323,15 @@ fn non_root_clients_are_refused() {
         .arg(&d.socket)
         .output();
     let Ok(o) = o else {
-        eprintln!("SKIP non_root_clients_are_refused: no setpriv");
+        bpfoom_testutil::require(false, "non_root_clients_are_refused: no setpriv");
         return;
     };
     let err = String::from_utf8_lossy(&o.stderr);
     if matches!(o.status.code(), Some(126 | 127)) || err.contains("setpriv:") {
-        eprintln!("SKIP non_root_clients_are_refused: nobody cannot run the binary: {err}");
+        bpfoom_testutil::require(
+            false,
+            &format!("non_root_clients_are_refused: nobody cannot run the binary: {err}"),
+        );
         return;
     }
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -360,8 +360,10 @@ fn psi_triggers_on_the_real_kernel() {
     use bpfoom_host::sys::{fs_magic, poll, Wait, PROC_MAGIC};
     use std::os::fd::AsFd;
     let p = Path::new("/proc/pressure/memory");
-    if !bpfoom_testutil::is_root() || !fs_magic(p).is_ok_and(|m| m == PROC_MAGIC) {
-        eprintln!("SKIP: needs root and /proc/pressure/memory");
+    if !bpfoom_testutil::require(
+        bpfoom_testutil::is_root() && fs_magic(p).is_ok_and(|m| m == PROC_MAGIC),
+        "needs root and /proc/pressure/memory",
+    ) {
         return;
     }
     let t = psi_trigger(p, "full", 1_000_000, PSI_WINDOW_US).unwrap();

@@ -48,15 +48,7 @@ fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, 
 }
 
 fn have_clang() -> bool {
-    if bpfoom_testutil::clang().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "clang is required under CI"
-        );
-        eprintln!("SKIP: clang not found");
-        return false;
-    }
-    true
+    bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found")
 }
 
 #[test]

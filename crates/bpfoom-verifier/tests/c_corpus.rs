@@ -67,12 +67,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
 
 #[test]
 fn clang_corpus() {
-    if bpfoom_testutil::clang().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "clang is required under CI"
-        );
-        eprintln!("SKIP: clang not found");
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
         return;
     }
     let mut failures = Vec::new();

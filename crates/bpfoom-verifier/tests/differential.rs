@@ -81,8 +81,10 @@ enum Class {
 
 #[test]
 fn verdicts_match_the_kernel() {
-    if !bpfoom_testutil::is_root() {
-        eprintln!("SKIP: differential test needs root to call bpf(BPF_PROG_LOAD)");
+    if !bpfoom_testutil::require(
+        bpfoom_testutil::is_root(),
+        "differential test needs root to call bpf(BPF_PROG_LOAD)",
+    ) {
         return;
     }
     if kernel_load(
@@ -93,8 +95,11 @@ fn verdicts_match_the_kernel() {
         false,
     )
     .is_err()
+        && !bpfoom_testutil::require(
+            false,
+            "the kernel refuses BPF_PROG_LOAD here (no BPF syscall or locked down)",
+        )
     {
-        eprintln!("SKIP: the kernel refuses BPF_PROG_LOAD here (no BPF syscall or locked down)");
         return;
     }
     // BPFOOM_DIFF_SEED / BPFOOM_DIFF_N explore other program sets.
@@ -102,7 +107,7 @@ fn verdicts_match_the_kernel() {
     let mut rng = Rng(env("BPFOOM_DIFF_SEED").unwrap_or(0x005e_ed0f_b0f0_0f00) | 1);
     let n_programs = env("BPFOOM_DIFF_N").unwrap_or(600) as usize;
     let Some(map_fd) = kernel_map() else {
-        eprintln!("SKIP: the kernel refuses BPF_MAP_CREATE here");
+        bpfoom_testutil::require(false, "the kernel refuses BPF_MAP_CREATE here");
         return;
     };
     let maps = our_maps();

@@ -150,8 +150,10 @@ fn accepted_generated_programs_run_safely() {
 fn policies() -> &'static [bpfoom_obj::Object] {
     static P: std::sync::OnceLock<Vec<bpfoom_obj::Object>> = std::sync::OnceLock::new();
     P.get_or_init(|| {
-        if bpfoom_testutil::clang().is_none() {
-            eprintln!("SKIP (part): clang not found, mutating hand-written programs only");
+        if !bpfoom_testutil::require(
+            bpfoom_testutil::clang().is_some(),
+            "(part) clang not found, mutating hand-written programs only",
+        ) {
             return Vec::new();
         }
         bpfoom_testutil::policy_sources()

@@ -63,7 +63,10 @@ fn bpf_conformance_suite() {
 fn conformance_suite(engine: Engine) {
     let dir = shared_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!("SKIP: conformance vectors not found at {}", dir.display());
+        bpfoom_testutil::require(
+            false,
+            &format!("conformance vectors not found at {}", dir.display()),
+        );
         return;
     };
     let mut files: Vec<PathBuf> = entries

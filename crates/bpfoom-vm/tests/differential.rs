@@ -464,7 +464,7 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn random_programs_match_the_kernel() {
     if let Err(why) = available() {
-        println!("SKIP: kernel differential test: {why}");
+        bpfoom_testutil::require(false, &format!("kernel differential test: {why}"));
         return;
     }
     let count = env_u64("BPFOOM_DIFF_PROGRAMS").unwrap_or(10_000);

@@ -127,8 +127,7 @@ fn bad_input_exits_2_with_one_line() {
 
 #[test]
 fn build_reports_compile_errors_and_writes_objects() {
-    if bpfoom_testutil::clang().is_none() {
-        eprintln!("SKIP: clang not found");
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-build-test-{}", std::process::id()));
@@ -149,8 +148,7 @@ fn build_reports_compile_errors_and_writes_objects() {
 
 #[test]
 fn demo_runs_on_the_bundled_examples() {
-    if bpfoom_testutil::clang().is_none() {
-        eprintln!("SKIP: clang not found");
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-demo-test-{}", std::process::id()));
@@ -189,8 +187,7 @@ fn scenario(name: &str) -> String {
 
 #[test]
 fn sim_builds_missing_objects_and_reports_expectations() {
-    if bpfoom_testutil::clang().is_none() {
-        eprintln!("SKIP: clang not found");
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-sim-test-{}", std::process::id()));
@@ -249,8 +246,7 @@ fn verify_accepts_every_example_policy() {
 
 /// Compiles a one-callback OOM policy whose handler body is `body`.
 fn oom_policy(name: &str, body: &str) -> Option<std::path::PathBuf> {
-    if bpfoom_testutil::clang().is_none() {
-        eprintln!("SKIP: clang not found");
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
         return None;
     }
     let code = format!(

@@ -18,16 +18,17 @@ use bpfoom_host::sys;
 /// real-cgroup tests can run (root, v1 memory controller); otherwise prints
 /// why not and returns `None`.
 pub fn v1_or_skip(test: &str) -> Option<(PathBuf, String)> {
-    if !bpfoom_testutil::is_root() {
-        eprintln!("SKIP {test}: not root");
+    if !bpfoom_testutil::require(bpfoom_testutil::is_root(), &format!("{test}: not root")) {
         return None;
     }
     let root = PathBuf::from("/sys/fs/cgroup/memory");
-    if !root.join("memory.usage_in_bytes").exists() {
-        eprintln!(
-            "SKIP {test}: no cgroup v1 memory controller at {}",
+    if !bpfoom_testutil::require(
+        root.join("memory.usage_in_bytes").exists(),
+        &format!(
+            "{test}: no cgroup v1 memory controller at {}",
             root.display()
-        );
+        ),
+    ) {
         return None;
     }
     let own = bpfoom_host::cgroupfs::memory_cgroup_of(
@@ -36,7 +37,10 @@ pub fn v1_or_skip(test: &str) -> Option<(PathBuf, String)> {
         bpfoom_host::CgroupVersion::V1,
     );
     let Some(own) = own else {
-        eprintln!("SKIP {test}: /proc/self/cgroup has no memory line");
+        bpfoom_testutil::require(
+            false,
+            &format!("{test}: /proc/self/cgroup has no memory line"),
+        );
         return None;
     };
     Some((root, own))
