@@ -345,16 +345,34 @@ fn build() -> HostTypes {
             .iter()
             .map(|&(n, v)| (n.to_string(), i64::from(v))),
     );
-    for (name, table) in [
-        ("node_stat_item", stats::PAGE_STATE),
-        ("vm_event_item", stats::VM_EVENTS),
-        ("memcg_memory_event", stats::MEMORY_EVENTS),
+    // The stat enums end with the kernel's count member (e.g.
+    // `NR_VM_NODE_STAT_ITEMS`), which policies use as a bound.
+    let node = stats::NR_VM_NODE_STAT_ITEMS as usize;
+    for (name, items, count) in [
+        (
+            "node_stat_item",
+            &stats::PAGE_STATE[..node],
+            "NR_VM_NODE_STAT_ITEMS",
+        ),
+        (
+            "memcg_stat_item",
+            &stats::PAGE_STATE[node..],
+            "MEMCG_NR_STAT",
+        ),
+        ("vm_event_item", stats::VM_EVENTS, "NR_VM_EVENT_ITEMS"),
+        (
+            "memcg_memory_event",
+            stats::MEMORY_EVENTS,
+            "MEMCG_NR_MEMORY_EVENTS",
+        ),
     ] {
+        let end = items.last().map_or(0, |s| i64::from(s.value) + 1);
         b.enumeration(
             name,
-            table
+            items
                 .iter()
-                .map(|s| (s.name.to_string(), i64::from(s.value))),
+                .map(|s| (s.name.to_string(), i64::from(s.value)))
+                .chain(std::iter::once((count.to_string(), end))),
         );
     }
     b.enumeration(
