@@ -12,12 +12,19 @@
  * sizes below therefore do not matter; the names do. Enum values DO matter
  * (they are compiled in), and a test keeps them equal to bpfoom-abi's tables.
  *
+ * A policy may instead include a vmlinux.h made from bpfoom's host BTF
+ * (`bpfoom btf -o host.btf && bpftool btf dump file host.btf format c >
+ * vmlinux.h`) first, as people do for real kernels: this header then skips
+ * its own type definitions (guarded by __VMLINUX_H__) and adds only the
+ * macros, helper and kfunc declarations, which bpftool does not print.
+ *
  * Compile a policy with:
  *   clang -O2 -g -target bpf -mcpu=v3 -I bpf/include -c POLICY.bpf.c -o POLICY.bpf.o
  */
 #ifndef __BPF_OOM_H__
 #define __BPF_OOM_H__
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- basic types (what vmlinux.h would give) ---------------------------- */
 typedef unsigned char __u8;
 typedef signed char __s8;
@@ -43,10 +50,12 @@ typedef int pid_t;
 typedef unsigned int gfp_t;
 typedef _Bool bool;
 enum { false = 0, true = 1 };
+#endif /* __VMLINUX_H__ */
 #ifndef NULL
 #define NULL ((void *)0)
 #endif
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- uapi constants policies use in map definitions --------------------- */
 enum bpf_map_type {
 	BPF_MAP_TYPE_UNSPEC = 0,
@@ -78,6 +87,7 @@ enum bpf_cgroup_iter_order {
 	BPF_CGROUP_ITER_ANCESTORS_UP = 4,
 };
 
+#endif /* __VMLINUX_H__ */
 /* css_task iterator flags. */
 #define CSS_TASK_ITER_PROCS (1U << 0)
 #define CSS_TASK_ITER_THREADED (1U << 1)
@@ -90,6 +100,7 @@ enum bpf_cgroup_iter_order {
 #define OOM_SCORE_ADJ_MIN (-1000)
 #define OOM_SCORE_ADJ_MAX 1000
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- enums whose values are compiled into policies ---------------------- */
 enum oom_constraint {
 	CONSTRAINT_NONE = 0,
@@ -228,6 +239,7 @@ enum psi_res {
 	PSI_CPU = 2,
 	NR_PSI_RESOURCES = 3,
 };
+#endif /* __VMLINUX_H__ */
 #define BPF_PSI_FULL 0x80000000U
 
 /* bpf_out_of_memory() flags. */
@@ -241,6 +253,7 @@ enum psi_res {
 #define BPF_OOM_PROCESSED 1
 #define BPF_OOM_BACKOFF 2
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- kernel objects (read-only to programs; layout resolved by CO-RE) --- */
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
@@ -352,6 +365,7 @@ struct bpf_iter_css_task {
 	__u64 __opaque[1];
 } __attribute__((aligned(8)));
 
+#endif /* __VMLINUX_H__ */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
