@@ -28,6 +28,7 @@
 //! Exit codes: 0 ok, 1 rejected (a policy failed verification or a request
 //! was refused), 2 bad input (config, object, cgroup, usage).
 
+mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
