@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -17,6 +17,7 @@ use bpfoom_host::sys::Wait;
 use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
 use bpfoom_obj::Object;
 
+use crate::clients::{Got, Pending};
 use crate::config::{Config, FallbackKind, LogFormat, MapKey};
 use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
@@ -68,6 +69,7 @@ struct Daemon {
     dry_run: bool,
     global_full_avg10: Option<f64>,
     psi: PsiFeeder,
+    clients: Pending,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -162,6 +164,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         dry_run,
         global_full_avg10: cfg.global.max_psi_full_avg10,
         psi: PsiFeeder::default(),
+        clients: Pending::default(),
     };
     let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
     let result = result.and_then(|listener| dm.serve(&listener, guardian));
@@ -345,6 +348,10 @@ impl Daemon {
             if psi_active {
                 timeout = timeout.min(PSI_INTERVAL);
             }
+            if !self.clients.is_empty() {
+                // Connections still sending their request are read each pass.
+                timeout = timeout.min(Duration::from_millis(20));
+            }
             let (ready, fired) = {
                 let host = self.engine.host();
                 let mut fds = vec![
@@ -409,8 +416,8 @@ impl Daemon {
             if psi_active {
                 self.feed_psi(now);
             }
-            if ready[1] {
-                self.accept(listener);
+            if ready[1] || !self.clients.is_empty() {
+                self.accept(listener, ready[1]);
             }
             self.engine.host_mut().tick();
             self.last_action
@@ -527,32 +534,44 @@ impl Daemon {
         self.out.borrow_mut().info(msg);
     }
 
-    fn accept(&mut self, listener: &UnixListener) {
-        // A bounded number per wake-up: a flood cannot starve OOM handling.
-        for _ in 0..16 {
+    /// Accepts new connections (a bounded number per wake-up: a flood
+    /// cannot starve OOM handling) and serves those whose request line is
+    /// complete. Nothing here blocks: a client that connects and sends
+    /// nothing only waits in `clients` until its deadline (fault 5).
+    fn accept(&mut self, listener: &UnixListener, incoming: bool) {
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        for _ in 0..if incoming { 64 } else { 0 } {
             let Ok((s, _)) = listener.accept() else {
-                return;
+                break;
             };
-            if let Err(e) = self.serve_client(s) {
+            let (got, evicted) = self.clients.admit(s, now);
+            ready.extend(got);
+            if evicted {
+                self.counters.rejected_requests += 1;
+            }
+        }
+        ready.extend(self.clients.take_ready(now));
+        for got in ready {
+            let r = match got {
+                Got::Line(s, line) => self.serve_client(&s, &line),
+                Got::TooLong(s) => {
+                    self.counters.rejected_requests += 1;
+                    let e = DaemonError::BadInput(format!(
+                        "bad request: longer than {MAX_REQUEST} bytes"
+                    ));
+                    respond(&s, &Response::err(&e))
+                }
+            };
+            if let Err(e) = r {
                 self.info(&format!("control connection: {e}"));
             }
         }
     }
 
-    fn serve_client(&mut self, s: UnixStream) -> std::io::Result<()> {
-        s.set_nonblocking(false)?;
-        // Short: the OOM loop waits while a client is served.
-        s.set_read_timeout(Some(Duration::from_millis(500)))?;
-        s.set_write_timeout(Some(Duration::from_secs(2)))?;
-        let (uid, pid) = sys::peer_cred(&s)?;
-        // Read first, so even a refused client gets its answer (closing with
-        // unread data would reset the connection under it).
-        let mut line = String::new();
-        BufReader::new(&s).take(MAX_REQUEST).read_line(&mut line)?;
-        if line.is_empty() {
-            // A connection probe (or a client that gave up).
-            return Ok(());
-        }
+    fn serve_client(&mut self, s: &UnixStream, line: &[u8]) -> std::io::Result<()> {
+        let (uid, pid) = sys::peer_cred(s)?;
+        let line = String::from_utf8_lossy(line);
         let me = std::fs::metadata("/proc/self")
             .map(|m| m.uid())
             .unwrap_or(0);
@@ -572,9 +591,7 @@ impl Daemon {
             }
             r
         };
-        let mut text = serde_json::to_string(&resp).unwrap_or_default();
-        text.push('\n');
-        (&s).write_all(text.as_bytes())
+        respond(s, &resp)
     }
 
     fn request(&mut self, req: Request) -> Response {
@@ -738,6 +755,16 @@ impl Daemon {
             "last_decisions": self.recent.iter().collect::<Vec<_>>(),
         })
     }
+}
+
+/// Writes a response without blocking the loop: a client that does not read
+/// loses its answer once the socket buffer (far larger than any response)
+/// is full.
+fn respond(s: &UnixStream, resp: &Response) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(resp).unwrap_or_default();
+    text.push('\n');
+    let mut w = s;
+    w.write_all(text.as_bytes())
 }
 
 /// Config paths are relative to the working directory (as given on the

@@ -28,6 +28,7 @@
 //! Exit codes: 0 ok, 1 rejected (a policy failed verification or a request
 //! was refused), 2 bad input (config, object, cgroup, usage).
 
+mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
@@ -264,6 +265,21 @@ pub fn detach(a: &DetachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     finish(control::request(&a.socket, &req, CLIENT_TIMEOUT)?, out)
 }
 
+/// A name as the text status shows it: control characters and backslashes
+/// escaped (`\t`, `\u{1b}`, `\\`), so a cgroup or file name can neither
+/// break a line nor send escape sequences to the terminal (fault 8).
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `bpfoom status`.
 pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let resp = control::request(&a.socket, &Request::Status, CLIENT_TIMEOUT)?;
@@ -288,15 +304,16 @@ pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         }
     )?;
     for i in st["instances"].as_array().into_iter().flatten() {
+        let field = |k: &str| printable(i[k].as_str().unwrap_or("?"));
         writeln!(
             out,
             "  {} {} at {}: backoff budget {}, limit reserve {} bytes ({})",
-            i["kind"].as_str().unwrap_or("?"),
-            i["name"].as_str().unwrap_or("?"),
-            i["cgroup"].as_str().unwrap_or("?"),
+            field("kind"),
+            field("name"),
+            field("cgroup"),
             i["backoff_budget_left"],
             i["limit_reserve_left"],
-            i["policy_file"].as_str().unwrap_or("?"),
+            field("policy_file"),
         )?;
     }
     writeln!(out, "counters: {}", st["counters"])?;

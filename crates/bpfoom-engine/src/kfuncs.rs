@@ -92,6 +92,27 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         }
     }
 
+    /// Stops a run at its first kfunc call past the wall-clock limit (the
+    /// VM's instruction budget bounds a loop without calls; a loop of calls
+    /// that read cgroupfs can cost microseconds per instruction, so without
+    /// this a run could outlast its limit by seconds while an OOM waits).
+    /// Calls that only give back what the run holds stay allowed, so the
+    /// program can still release its references on the way out.
+    fn check_time_limit(&self, name: &str) -> Result<(), VmHostError> {
+        let releases = name.ends_with("_release")
+            || name.ends_with("_destroy")
+            || name == "bpf_put_mem_cgroup"
+            || name == "bpf_rcu_read_unlock";
+        let elapsed = self.started.elapsed();
+        if releases || elapsed <= self.cfg.time_limit {
+            return Ok(());
+        }
+        Err(bad(format!(
+            "wall-clock limit of {:?} exceeded ({elapsed:?}) at a call to {name}",
+            self.cfg.time_limit
+        )))
+    }
+
     fn by(&self) -> String {
         format!("policy:{}", self.policy)
     }
@@ -377,6 +398,7 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
 
     fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
         let k = kfuncs::by_id(id).ok_or(VmHostError::Unsupported)?;
+        self.check_time_limit(k.name)?;
         match k.name {
             "bpf_oom_kill_process" => {
                 let scope = self.oc_arg(a[0])?.scope;

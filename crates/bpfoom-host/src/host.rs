@@ -341,11 +341,15 @@ impl LinuxHost {
             .fs
             .file(cg, "memory.oom_control")
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-        let text = std::fs::read_to_string(&ctl)?;
-        let prior = kv_get(&text, "oom_kill_disable").unwrap_or(0);
+        std::fs::read_to_string(&ctl)?;
         if !self.cfg.dry_run {
             // Write-ahead: the guardian must know before the kernel pauses.
-            self.restore.add(ctl.clone(), prior.to_string())?;
+            // The value to put back is always the kernel's default, 0, not
+            // what the file says now: a cgroup paused by a daemon that died
+            // with its state file lost reads 1 here, and keeping that would
+            // make the pause permanent after this daemon exits (fault 6).
+            // bpfoom owns OOM handling below its attach points.
+            self.restore.add(ctl.clone(), "0".into())?;
             std::fs::write(&ctl, "1")?;
         }
         let efd = sys::eventfd()?;

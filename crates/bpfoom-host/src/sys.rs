@@ -313,6 +313,15 @@ unsafe fn guardian_child(
     }
 }
 
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Applies one `PATH VALUE` line.
 ///
 /// # Safety
@@ -325,7 +334,26 @@ unsafe fn restore_line(line: &[u8]) {
     if sp == 0 || sp >= path.len() {
         return;
     }
-    path[..sp].copy_from_slice(&line[..sp]);
+    // Decode `\xHH` escapes (restore::escape_path) in place, no allocation.
+    let (mut i, mut n) = (0, 0);
+    while i < sp {
+        let b = line[i];
+        if b == b'\\' && i + 3 < sp && line[i + 1] == b'x' {
+            if let (Some(h), Some(l)) = (hex_digit(line[i + 2]), hex_digit(line[i + 3])) {
+                path[n] = h * 16 + l;
+                n += 1;
+                i += 4;
+                continue;
+            }
+        }
+        path[n] = b;
+        n += 1;
+        i += 1;
+    }
+    // A NUL inside the path (a damaged file) would name another file.
+    if path[..n].contains(&0) {
+        return;
+    }
     let value = &line[sp + 1..];
     // O_TRUNC as a shell's `>` does: cgroupfs ignores it, plain files (test
     // fixtures) need it.

@@ -538,3 +538,86 @@ pub fn client(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+impl Alloc {
+    /// Like [`Alloc::start`], executing the test binary through `exe` (a
+    /// link to it), so the process name (`comm`) is `exe`'s file name.
+    pub fn start_exe(exe: &Path, cgroup_dir: &Path, mib: u64, adj: i32, secs: u64) -> Alloc {
+        let mut child = Command::new(exe)
+            .args([
+                "alloc_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(
+                ALLOC_ENV,
+                format!("{}:{mib}:{adj}:{secs}:anon", cgroup_dir.display()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn allocator");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Alloc { child, lines: rx }
+    }
+}
+
+impl DaemonProc {
+    /// Like [`DaemonProc::start`], with a given state file (a restart that
+    /// must find what a previous daemon left).
+    pub fn start_with_state(name: &str, state: &Path, args: &[String]) -> DaemonProc {
+        let dir = scratch(name);
+        let socket = dir.join("sock");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bpfoomd"))
+            .arg("run")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-file")
+            .arg(state)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bpfoomd");
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let errs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let e2 = errs.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Ok(mut s) = e2.lock() {
+                    s.push_str(&l);
+                    s.push('\n');
+                }
+            }
+        });
+        DaemonProc {
+            child,
+            socket,
+            state: state.to_path_buf(),
+            records: rx,
+            seen: Vec::new(),
+            errs,
+        }
+    }
+}
