@@ -295,6 +295,32 @@ struct signal_struct {
 	short oom_score_adj_min;
 };
 
+/* mm->rss_stat[] indexes, in pages. */
+enum {
+	MM_FILEPAGES = 0,
+	MM_ANONPAGES = 1,
+	MM_SWAPENTS = 2,
+	MM_SHMEMPAGES = 3,
+	NR_MM_COUNTERS = 4,
+};
+
+/* Since Linux 6.2 rss_stat is an array of percpu_counter; `count` is the
+ * folded value BPF programs read. */
+struct percpu_counter {
+	s64 count;
+};
+
+typedef struct {
+	s64 counter;
+} atomic64_t;
+typedef atomic64_t atomic_long_t;
+
+struct mm_struct {
+	struct percpu_counter rss_stat[NR_MM_COUNTERS];
+	unsigned long total_vm; /* pages */
+	atomic_long_t pgtables_bytes;
+};
+
 struct task_struct {
 	unsigned int __state;
 	unsigned int flags;
@@ -304,6 +330,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
 	char comm[16];
+	struct mm_struct *mm; /* NULL for kernel threads and exiting tasks */
 };
 
 struct oom_control {

@@ -94,6 +94,14 @@ pub struct Member {
     pub offset: u32,
 }
 
+/// `mm->rss_stat[]` indexes (the kernel's anonymous `MM_*` enum), in order.
+pub const MM_COUNTERS: [&str; 4] = [
+    "MM_FILEPAGES",
+    "MM_ANONPAGES",
+    "MM_SWAPENTS",
+    "MM_SHMEMPAGES",
+];
+
 /// The host's type set. Built once; see [`HostTypes::get`].
 #[derive(Debug)]
 pub struct HostTypes {
@@ -427,6 +435,36 @@ fn build() -> HostTypes {
         &[("oom_score_adj", short), ("oom_score_adj_min", short)],
     );
     let signal_ptr = b.ptr(signal);
+    // struct mm_struct as BPF readers see it since Linux 6.2: rss_stat is an
+    // array of percpu_counter (its `count` is the folded value, in pages),
+    // pgtables_bytes an atomic_long_t (bytes).
+    let s64_ll = b.int("long long", 8, true);
+    let s64_t = b.typedef("s64", s64_ll);
+    let pcpu = b.strukt("percpu_counter", &[("count", s64_t)]);
+    let rss_stat = b.array(pcpu, MM_COUNTERS.len() as u32);
+    let atomic64 = b.strukt("", &[("counter", s64_t)]);
+    let atomic64_t = b.typedef("atomic64_t", atomic64);
+    let atomic_long_t = b.typedef("atomic_long_t", atomic64_t);
+    let mm = b.strukt(
+        "mm_struct",
+        &[
+            ("rss_stat", rss_stat),
+            ("total_vm", ulong),
+            ("pgtables_bytes", atomic_long_t),
+        ],
+    );
+    let mm_ptr = b.ptr(mm);
+    b.enumeration(
+        "",
+        MM_COUNTERS
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i as i64))
+            .chain(std::iter::once((
+                "NR_MM_COUNTERS".to_string(),
+                MM_COUNTERS.len() as i64,
+            ))),
+    );
     let task = b.declare("task_struct");
     let task_ptr = b.ptr(task);
     b.define(
@@ -440,6 +478,7 @@ fn build() -> HostTypes {
             ("group_leader", task_ptr),
             ("signal", signal_ptr),
             ("comm", comm),
+            ("mm", mm_ptr),
         ],
     );
     let oc = b.strukt(
@@ -507,7 +546,7 @@ fn build() -> HostTypes {
             ("name", name64),
         ],
     );
-    let _ = (u32_, memcg_ptr);
+    let _ = (u32_, memcg_ptr, s64_t);
 
     // What a bpftool-made vmlinux.h must also give a policy (appended last so
     // the ids above stay as they are): the fixed-width typedefs, `bool`, and
@@ -515,7 +554,6 @@ fn build() -> HostTypes {
     let uchar = b.int("unsigned char", 1, false);
     let schar = b.int("signed char", 1, true);
     let ushort = b.int("unsigned short", 2, false);
-    let sll = b.int("long long", 8, true);
     let k_u8 = b.typedef("__u8", uchar);
     let k_s8 = b.typedef("__s8", schar);
     let k_u16 = b.typedef("__u16", ushort);
@@ -523,14 +561,13 @@ fn build() -> HostTypes {
     let k_u32 = b.typedef("__u32", uint);
     let k_s32 = b.typedef("__s32", int);
     let k_u64 = b.typedef("__u64", ull);
-    let k_s64 = b.typedef("__s64", sll);
+    b.typedef("__s64", s64_ll);
     for (name, to) in [
         ("u8", k_u8),
         ("s8", k_s8),
         ("u16", k_u16),
         ("s16", k_s16),
         ("s32", k_s32),
-        ("s64", k_s64),
         ("__be16", k_u16),
         ("__be32", k_u32),
         ("__be64", k_u64),

@@ -63,6 +63,8 @@ fn proc_in(pid: i32, cg: CgroupId, salt: u64) -> SimProc {
         cgroup: cg,
         // 1..64 MiB, spread so that every policy has a unique choice.
         rss: (1 + (pid as u64).wrapping_mul(7919).wrapping_add(salt) % 64) << 20,
+        rss_file: 0,
+        rss_shmem: 0,
         file: (pid as u64 % 4) << 20,
         swap: 0,
         oom_score_adj: 0,

@@ -17,6 +17,9 @@ pub type Pid = i32;
 
 /// `task_struct->flags` bit: the task is exiting.
 pub const PF_EXITING: u32 = 0x0000_0004;
+/// The page size the engine assumes when a program reads a byte count that
+/// the host gives in pages (`mm->pgtables_bytes`): 4 KiB, as on x86-64.
+pub const PAGE_SIZE: u64 = 4096;
 /// `task_struct->flags` bit: a kernel thread.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
 /// `oom_score_adj` value that exempts a task from OOM killing.
@@ -39,6 +42,12 @@ pub struct TaskInfo {
     pub flags: u32,
     /// Resident pages (anon + file + shmem mapped by the process).
     pub rss_pages: u64,
+    /// The file-backed part of `rss_pages` (`RssFile`, `MM_FILEPAGES`).
+    pub rss_file_pages: u64,
+    /// The shared-memory part of `rss_pages` (`RssShmem`, `MM_SHMEMPAGES`).
+    pub rss_shmem_pages: u64,
+    /// Mapped virtual memory in pages (`VmSize`, `mm->total_vm`).
+    pub total_vm_pages: u64,
     /// Swap entries.
     pub swap_pages: u64,
     /// Page-table pages.
@@ -303,6 +312,9 @@ mod tests {
             oom_score_adj: adj,
             flags: 0,
             rss_pages: rss,
+            rss_file_pages: 0,
+            rss_shmem_pages: 0,
+            total_vm_pages: rss,
             swap_pages: 0,
             pgtables_pages: 0,
         }

@@ -29,6 +29,9 @@ pub(crate) enum Key {
     Task(Pid),
     /// `struct signal_struct`.
     Signal(Pid),
+    /// `struct mm_struct` of a process that has one (not a kernel thread,
+    /// not exiting: `task->mm` is NULL for those, as in the kernel).
+    Mm(Pid),
     /// Anything else the engine creates itself (oom_control, bpf_psi,
     /// psi_trigger, strings), numbered.
     Other(u32),
@@ -41,6 +44,9 @@ pub(crate) struct Layout {
     pub kn_size: usize,
     pub task_size: usize,
     pub signal_size: usize,
+    pub mm_size: usize,
+    /// Bytes between `mm->rss_stat[i]` and `[i + 1]`.
+    pub percpu_counter_size: usize,
     pub oc_size: usize,
     pub psi_size: usize,
     pub trigger_size: usize,
@@ -86,8 +92,11 @@ const FIELDS: &[(&str, &[&str])] = &[
             "group_leader",
             "signal",
             "comm",
+            "mm",
         ],
     ),
+    ("mm_struct", &["rss_stat", "total_vm", "pgtables_bytes"]),
+    ("percpu_counter", &["count"]),
     ("signal_struct", &["oom_score_adj", "oom_score_adj_min"]),
     (
         "oom_control",
@@ -133,6 +142,8 @@ impl Layout {
                 kn_size: size("kernfs_node"),
                 task_size: size("task_struct"),
                 signal_size: size("signal_struct"),
+                mm_size: size("mm_struct"),
+                percpu_counter_size: size("percpu_counter"),
                 oc_size: size("oom_control"),
                 psi_size: size("bpf_psi"),
                 trigger_size: size("psi_trigger"),
@@ -202,6 +213,7 @@ impl Objects {
             Key::Kn(_) => l.kn_size,
             Key::Task(_) => l.task_size,
             Key::Signal(_) => l.signal_size,
+            Key::Mm(_) => l.mm_size,
             Key::Other(_) => return 0,
         };
         // Allocate before filling: objects point at themselves and at each other.
@@ -282,6 +294,13 @@ impl Objects {
                 );
                 put(&mut b, l.off("task_struct", "group_leader"), 8, addr);
                 put(&mut b, l.off("task_struct", "signal"), 8, signal);
+                let has_mm = t.as_ref().is_some_and(|t| {
+                    t.flags & (crate::host::PF_KTHREAD | crate::host::PF_EXITING) == 0
+                });
+                if has_mm {
+                    let mm = self.ensure(Key::Mm(pid), host, mem);
+                    put(&mut b, l.off("task_struct", "mm"), 8, mm);
+                }
                 if let Some(t) = &t {
                     let comm = t.comm.as_bytes();
                     let n = comm.len().min(15);
@@ -299,6 +318,28 @@ impl Objects {
                     2,
                     adj as u16 as u64,
                 );
+            }
+            Key::Mm(pid) => {
+                if let Some(t) = host.task(pid) {
+                    let anon = t
+                        .rss_pages
+                        .saturating_sub(t.rss_file_pages)
+                        .saturating_sub(t.rss_shmem_pages);
+                    // Indexes of bpfoom_abi::types::MM_COUNTERS.
+                    let counters = [t.rss_file_pages, anon, t.swap_pages, t.rss_shmem_pages];
+                    let base = l.off("mm_struct", "rss_stat") + l.off("percpu_counter", "count");
+                    for (i, v) in counters.into_iter().enumerate() {
+                        put(&mut b, base + i * l.percpu_counter_size, 8, v);
+                    }
+                    put(&mut b, l.off("mm_struct", "total_vm"), 8, t.total_vm_pages);
+                    // atomic_long_t's only member, `counter`, is at offset 0.
+                    put(
+                        &mut b,
+                        l.off("mm_struct", "pgtables_bytes"),
+                        8,
+                        t.pgtables_pages.saturating_mul(crate::host::PAGE_SIZE),
+                    );
+                }
             }
             Key::Other(_) => {}
         }

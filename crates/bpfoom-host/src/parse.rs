@@ -185,6 +185,12 @@ pub fn parse_proc_stat(text: &str) -> Option<ProcStat> {
 pub struct ProcMem {
     /// `RssAnon + RssFile + RssShmem` (what `get_mm_rss` counts).
     pub rss_kb: u64,
+    /// `RssFile` (`MM_FILEPAGES`).
+    pub rss_file_kb: u64,
+    /// `RssShmem` (`MM_SHMEMPAGES`).
+    pub rss_shmem_kb: u64,
+    /// `VmSize` (`mm->total_vm`).
+    pub vm_size_kb: u64,
     /// `VmSwap`.
     pub swap_kb: u64,
     /// `VmPTE`.
@@ -199,6 +205,9 @@ pub fn parse_proc_status(text: &str) -> ProcMem {
         rss_kb: f("RssAnon")
             .saturating_add(f("RssFile"))
             .saturating_add(f("RssShmem")),
+        rss_file_kb: f("RssFile"),
+        rss_shmem_kb: f("RssShmem"),
+        vm_size_kb: f("VmSize"),
         swap_kb: f("VmSwap"),
         pte_kb: f("VmPTE"),
     }

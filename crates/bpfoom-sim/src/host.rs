@@ -97,6 +97,10 @@ pub struct SimProc {
     pub cgroup: CgroupId,
     /// Anonymous bytes.
     pub rss: u64,
+    /// Resident file-backed bytes it maps (RSS, not charged by the model).
+    pub rss_file: u64,
+    /// Resident shared-memory bytes (RSS, not charged by the model).
+    pub rss_shmem: u64,
     /// Page-cache bytes.
     pub file: u64,
     /// Swapped bytes.
@@ -517,7 +521,11 @@ impl Host for SimHost {
             cgroup: p.cgroup,
             oom_score_adj: p.oom_score_adj,
             flags,
-            rss_pages: p.rss / PAGE,
+            rss_pages: (p.rss + p.rss_file + p.rss_shmem) / PAGE,
+            rss_file_pages: p.rss_file / PAGE,
+            rss_shmem_pages: p.rss_shmem / PAGE,
+            // Everything it has mapped: resident and swapped out.
+            total_vm_pages: (p.rss + p.rss_file + p.rss_shmem + p.swap) / PAGE,
             swap_pages: p.swap / PAGE,
             pgtables_pages: 0,
         })

@@ -81,6 +81,8 @@ mod tests {
             comm: format!("p{pid}"),
             cgroup: cg,
             rss: rss_mb << 20,
+            rss_file: 0,
+            rss_shmem: 0,
             file: 0,
             swap: 0,
             oom_score_adj: adj,

@@ -200,6 +200,8 @@ impl Runner<'_> {
             comm: p.comm.clone(),
             cgroup,
             rss: if charged { p.rss.0 } else { 0 },
+            rss_file: p.rss_file.0,
+            rss_shmem: p.rss_shmem.0,
             file: p.file.0,
             swap: p.swap.0,
             oom_score_adj: p.oom_score_adj,

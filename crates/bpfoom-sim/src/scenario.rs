@@ -14,7 +14,9 @@
 //! pid = 101
 //! comm = "worker"
 //! cgroup = "/job/a"
-//! rss = "10M"                    # anonymous memory (usage and badness)
+//! rss = "10M"                    # anonymous memory (usage and badness; MM_ANONPAGES)
+//! rss_file = "0"                 # resident file pages it maps (badness, MM_FILEPAGES)
+//! rss_shmem = "0"                # resident shmem pages (badness, MM_SHMEMPAGES)
 //! file = "0"                     # page cache: counts in usage, not in badness
 //! swap = "0"                     # counts in badness, not in usage
 //! oom_score_adj = 0
@@ -176,6 +178,15 @@ pub struct ProcessSpec {
     /// Anonymous memory.
     #[serde(default)]
     pub rss: Size,
+    /// Resident file-backed pages the process maps (`RssFile`,
+    /// `mm->rss_stat[MM_FILEPAGES]`): in its RSS and badness; the model does
+    /// not charge them (give the cgroup's page cache as `file`).
+    #[serde(default)]
+    pub rss_file: Size,
+    /// Resident shared-memory pages (`RssShmem`, `MM_SHMEMPAGES`): in its
+    /// RSS and badness, not charged (as `rss_file`).
+    #[serde(default)]
+    pub rss_shmem: Size,
     /// Page cache charged to the cgroup: counts in usage, not in badness.
     #[serde(default)]
     pub file: Size,

@@ -40,6 +40,8 @@ fn proc(pid: i32, cgroup: u64, rss_mb: u64) -> SimProc {
         comm: format!("p{pid}"),
         cgroup,
         rss: rss_mb << 20,
+        rss_file: 0,
+        rss_shmem: 0,
         file: 0,
         swap: 0,
         oom_score_adj: 0,

@@ -130,6 +130,7 @@ pub const EXAMPLES: &[(&str, &str)] = examples![
     "raise_then_kill",
     "psi_early",
     "oomd_like",
+    "largest_rss",
     "k8s_qos"
 ];
 

@@ -71,6 +71,9 @@ impl Host for TestHost {
             oom_score_adj: adj,
             flags: 0,
             rss_pages: 10,
+            rss_file_pages: 0,
+            rss_shmem_pages: 0,
+            total_vm_pages: 10,
             swap_pages: 0,
             pgtables_pages: 0,
         })
