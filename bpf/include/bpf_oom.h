@@ -12,12 +12,19 @@
  * sizes below therefore do not matter; the names do. Enum values DO matter
  * (they are compiled in), and a test keeps them equal to bpfoom-abi's tables.
  *
+ * A policy may instead include a vmlinux.h made from bpfoom's host BTF
+ * (`bpfoom btf -o host.btf && bpftool btf dump file host.btf format c >
+ * vmlinux.h`) first, as people do for real kernels: this header then skips
+ * its own type definitions (guarded by __VMLINUX_H__) and adds only the
+ * macros, helper and kfunc declarations, which bpftool does not print.
+ *
  * Compile a policy with:
  *   clang -O2 -g -target bpf -mcpu=v3 -I bpf/include -c POLICY.bpf.c -o POLICY.bpf.o
  */
 #ifndef __BPF_OOM_H__
 #define __BPF_OOM_H__
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- basic types (what vmlinux.h would give) ---------------------------- */
 typedef unsigned char __u8;
 typedef signed char __s8;
@@ -43,10 +50,12 @@ typedef int pid_t;
 typedef unsigned int gfp_t;
 typedef _Bool bool;
 enum { false = 0, true = 1 };
+#endif /* __VMLINUX_H__ */
 #ifndef NULL
 #define NULL ((void *)0)
 #endif
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- uapi constants policies use in map definitions --------------------- */
 enum bpf_map_type {
 	BPF_MAP_TYPE_UNSPEC = 0,
@@ -78,6 +87,7 @@ enum bpf_cgroup_iter_order {
 	BPF_CGROUP_ITER_ANCESTORS_UP = 4,
 };
 
+#endif /* __VMLINUX_H__ */
 /* css_task iterator flags. */
 #define CSS_TASK_ITER_PROCS (1U << 0)
 #define CSS_TASK_ITER_THREADED (1U << 1)
@@ -90,6 +100,7 @@ enum bpf_cgroup_iter_order {
 #define OOM_SCORE_ADJ_MIN (-1000)
 #define OOM_SCORE_ADJ_MAX 1000
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- enums whose values are compiled into policies ---------------------- */
 enum oom_constraint {
 	CONSTRAINT_NONE = 0,
@@ -98,7 +109,14 @@ enum oom_constraint {
 	CONSTRAINT_MEMCG = 3,
 };
 
-/* bpf_mem_cgroup_page_state() indexes: node_stat_item then memcg_stat_item. */
+/*
+ * bpf_mem_cgroup_page_state() indexes: node_stat_item then memcg_stat_item,
+ * as in the newest upstream tree (the pgscan/pgsteal/pgrefill counters are
+ * node stats there). Values are bpfoom's host values; a policy built to run
+ * on real kernels too reads them with bpf_core_enum_value(), which bpfoom
+ * resolves against its host BTF. Items without a cgroupfs counter on the
+ * running cgroup version read as 0 (see bpfoom-abi's stats.rs per index).
+ */
 enum node_stat_item {
 	NR_INACTIVE_ANON = 0,
 	NR_ACTIVE_ANON = 1,
@@ -107,59 +125,97 @@ enum node_stat_item {
 	NR_UNEVICTABLE = 4,
 	NR_SLAB_RECLAIMABLE_B = 5,
 	NR_SLAB_UNRECLAIMABLE_B = 6,
-	WORKINGSET_REFAULT_ANON = 7,
-	WORKINGSET_REFAULT_FILE = 8,
-	NR_ANON_MAPPED = 9,
-	NR_FILE_MAPPED = 10,
-	NR_FILE_PAGES = 11,
-	NR_FILE_DIRTY = 12,
-	NR_WRITEBACK = 13,
-	NR_SHMEM = 14,
-	NR_SHMEM_THPS = 15,
-	NR_FILE_THPS = 16,
-	NR_ANON_THPS = 17,
-	NR_KERNEL_STACK_KB = 18,
-	NR_PAGETABLE = 19,
-	NR_SWAPCACHE = 20,
-	NR_VM_NODE_STAT_ITEMS = 21,
+	NR_ISOLATED_ANON = 7,
+	NR_ISOLATED_FILE = 8,
+	WORKINGSET_NODES = 9,
+	WORKINGSET_REFAULT_ANON = 10,
+	WORKINGSET_REFAULT_FILE = 11,
+	WORKINGSET_ACTIVATE_ANON = 12,
+	WORKINGSET_ACTIVATE_FILE = 13,
+	WORKINGSET_RESTORE_ANON = 14,
+	WORKINGSET_RESTORE_FILE = 15,
+	WORKINGSET_NODERECLAIM = 16,
+	NR_ANON_MAPPED = 17,
+	NR_FILE_MAPPED = 18,
+	NR_FILE_PAGES = 19,
+	NR_FILE_DIRTY = 20,
+	NR_WRITEBACK = 21,
+	NR_SHMEM = 22,
+	NR_SHMEM_THPS = 23,
+	NR_SHMEM_PMDMAPPED = 24,
+	NR_FILE_THPS = 25,
+	NR_FILE_PMDMAPPED = 26,
+	NR_ANON_THPS = 27,
+	NR_VMSCAN_WRITE = 28,
+	NR_VMSCAN_IMMEDIATE = 29,
+	NR_DIRTIED = 30,
+	NR_WRITTEN = 31,
+	NR_THROTTLED_WRITTEN = 32,
+	NR_KERNEL_MISC_RECLAIMABLE = 33,
+	NR_FOLL_PIN_ACQUIRED = 34,
+	NR_FOLL_PIN_RELEASED = 35,
+	NR_KERNEL_STACK_KB = 36,
+	NR_PAGETABLE = 37,
+	NR_SECONDARY_PAGETABLE = 38,
+	NR_IOMMU_PAGES = 39,
+	NR_SWAPCACHE = 40,
+	PGPROMOTE_SUCCESS = 41,
+	PGPROMOTE_CANDIDATE = 42,
+	PGPROMOTE_CANDIDATE_NRL = 43,
+	PGDEMOTE_KSWAPD = 44,
+	PGDEMOTE_DIRECT = 45,
+	PGDEMOTE_KHUGEPAGED = 46,
+	PGDEMOTE_PROACTIVE = 47,
+	PGSTEAL_KSWAPD = 48,
+	PGSTEAL_DIRECT = 49,
+	PGSTEAL_KHUGEPAGED = 50,
+	PGSTEAL_PROACTIVE = 51,
+	PGSTEAL_ANON = 52,
+	PGSTEAL_FILE = 53,
+	PGSCAN_KSWAPD = 54,
+	PGSCAN_DIRECT = 55,
+	PGSCAN_KHUGEPAGED = 56,
+	PGSCAN_PROACTIVE = 57,
+	PGSCAN_ANON = 58,
+	PGSCAN_FILE = 59,
+	PGREFILL = 60,
+	NR_HUGETLB = 61,
+	NR_BALLOON_PAGES = 62,
+	NR_KERNEL_FILE_PAGES = 63,
+	NR_VM_NODE_STAT_ITEMS = 64,
 };
 
 enum memcg_stat_item {
-	MEMCG_SWAP = 21,
-	MEMCG_SOCK = 22,
-	MEMCG_PERCPU_B = 23,
-	MEMCG_VMALLOC = 24,
-	MEMCG_KMEM = 25,
-	MEMCG_ZSWAP_B = 26,
-	MEMCG_NR_STAT = 27,
+	MEMCG_SWAP = 64,
+	MEMCG_SOCK = 65,
+	MEMCG_PERCPU_B = 66,
+	MEMCG_VMALLOC = 67,
+	MEMCG_KMEM = 68,
+	MEMCG_ZSWAP_B = 69,
+	MEMCG_ZSWAPPED = 70,
+	MEMCG_NR_STAT = 71,
 };
 
-/* bpf_mem_cgroup_vm_events() indexes. */
+/* bpf_mem_cgroup_vm_events() indexes: the events a memcg counts. */
 enum vm_event_item {
 	PGPGIN = 0,
 	PGPGOUT = 1,
 	PSWPIN = 2,
 	PSWPOUT = 3,
-	PGFAULT = 4,
-	PGMAJFAULT = 5,
-	PGREFILL = 6,
-	PGSTEAL_KSWAPD = 7,
-	PGSTEAL_DIRECT = 8,
-	PGSTEAL_KHUGEPAGED = 9,
-	PGSCAN_KSWAPD = 10,
-	PGSCAN_DIRECT = 11,
-	PGSCAN_KHUGEPAGED = 12,
-	PGSCAN_ANON = 13,
-	PGSCAN_FILE = 14,
-	PGSTEAL_ANON = 15,
-	PGSTEAL_FILE = 16,
-	PGACTIVATE = 17,
-	PGDEACTIVATE = 18,
-	PGLAZYFREE = 19,
-	PGLAZYFREED = 20,
-	THP_FAULT_ALLOC = 21,
-	THP_COLLAPSE_ALLOC = 22,
-	NR_VM_EVENT_ITEMS = 23,
+	PGACTIVATE = 4,
+	PGDEACTIVATE = 5,
+	PGLAZYFREE = 6,
+	PGFAULT = 7,
+	PGMAJFAULT = 8,
+	PGLAZYFREED = 9,
+	ZSWPIN = 10,
+	ZSWPOUT = 11,
+	ZSWPWB = 12,
+	THP_FAULT_ALLOC = 13,
+	THP_COLLAPSE_ALLOC = 14,
+	THP_SWPOUT = 15,
+	THP_SWPOUT_FALLBACK = 16,
+	NR_VM_EVENT_ITEMS = 17,
 };
 
 /* bpf_mem_cgroup_memory_events() indexes (memory.events). */
@@ -183,6 +239,7 @@ enum psi_res {
 	PSI_CPU = 2,
 	NR_PSI_RESOURCES = 3,
 };
+#endif /* __VMLINUX_H__ */
 #define BPF_PSI_FULL 0x80000000U
 
 /* bpf_out_of_memory() flags. */
@@ -196,6 +253,7 @@ enum psi_res {
 #define BPF_OOM_PROCESSED 1
 #define BPF_OOM_BACKOFF 2
 
+#ifndef __VMLINUX_H__ /* a bpftool-made vmlinux.h (`bpfoom btf`) has these */
 /* ---- kernel objects (read-only to programs; layout resolved by CO-RE) --- */
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
@@ -307,6 +365,7 @@ struct bpf_iter_css_task {
 	__u64 __opaque[1];
 } __attribute__((aligned(8)));
 
+#endif /* __VMLINUX_H__ */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 

@@ -104,8 +104,11 @@ int BPF_PROG(oomd_like_oom, struct oom_control *oc, struct cgroup *cgrp)
 			continue;
 		}
 		class = pref_class(pref ? *pref : PREF_NONE);
-		scan = bpf_mem_cgroup_vm_events(memcg, PGSCAN_DIRECT) +
-		       bpf_mem_cgroup_vm_events(memcg, PGSCAN_KSWAPD);
+		/* pgscan counters are node stats in the newest upstream tree. */
+		scan = bpf_mem_cgroup_page_state(memcg, PGSCAN_DIRECT) +
+		       bpf_mem_cgroup_page_state(memcg, PGSCAN_KSWAPD) +
+		       bpf_mem_cgroup_page_state(memcg, PGSCAN_KHUGEPAGED) +
+		       bpf_mem_cgroup_page_state(memcg, PGSCAN_PROACTIVE);
 		last = bpf_map_lookup_elem(&last_pgscan, &id);
 		delta = last && scan > *last ? scan - *last : (last ? 0 : scan);
 		bpf_map_update_elem(&last_pgscan, &id, &scan, BPF_ANY);

@@ -345,16 +345,34 @@ fn build() -> HostTypes {
             .iter()
             .map(|&(n, v)| (n.to_string(), i64::from(v))),
     );
-    for (name, table) in [
-        ("node_stat_item", stats::PAGE_STATE),
-        ("vm_event_item", stats::VM_EVENTS),
-        ("memcg_memory_event", stats::MEMORY_EVENTS),
+    // The stat enums end with the kernel's count member (e.g.
+    // `NR_VM_NODE_STAT_ITEMS`), which policies use as a bound.
+    let node = stats::NR_VM_NODE_STAT_ITEMS as usize;
+    for (name, items, count) in [
+        (
+            "node_stat_item",
+            &stats::PAGE_STATE[..node],
+            "NR_VM_NODE_STAT_ITEMS",
+        ),
+        (
+            "memcg_stat_item",
+            &stats::PAGE_STATE[node..],
+            "MEMCG_NR_STAT",
+        ),
+        ("vm_event_item", stats::VM_EVENTS, "NR_VM_EVENT_ITEMS"),
+        (
+            "memcg_memory_event",
+            stats::MEMORY_EVENTS,
+            "MEMCG_NR_MEMORY_EVENTS",
+        ),
     ] {
+        let end = items.last().map_or(0, |s| i64::from(s.value) + 1);
         b.enumeration(
             name,
-            table
+            items
                 .iter()
-                .map(|s| (s.name.to_string(), i64::from(s.value))),
+                .map(|s| (s.name.to_string(), i64::from(s.value)))
+                .chain(std::iter::once((count.to_string(), end))),
         );
     }
     b.enumeration(
@@ -490,6 +508,75 @@ fn build() -> HostTypes {
         ],
     );
     let _ = (u32_, memcg_ptr);
+
+    // What a bpftool-made vmlinux.h must also give a policy (appended last so
+    // the ids above stay as they are): the fixed-width typedefs, `bool`, and
+    // the uapi enums that map definitions and kfunc flags use.
+    let uchar = b.int("unsigned char", 1, false);
+    let schar = b.int("signed char", 1, true);
+    let ushort = b.int("unsigned short", 2, false);
+    let sll = b.int("long long", 8, true);
+    let k_u8 = b.typedef("__u8", uchar);
+    let k_s8 = b.typedef("__s8", schar);
+    let k_u16 = b.typedef("__u16", ushort);
+    let k_s16 = b.typedef("__s16", short);
+    let k_u32 = b.typedef("__u32", uint);
+    let k_s32 = b.typedef("__s32", int);
+    let k_u64 = b.typedef("__u64", ull);
+    let k_s64 = b.typedef("__s64", sll);
+    for (name, to) in [
+        ("u8", k_u8),
+        ("s8", k_s8),
+        ("u16", k_u16),
+        ("s16", k_s16),
+        ("s32", k_s32),
+        ("s64", k_s64),
+        ("__be16", k_u16),
+        ("__be32", k_u32),
+        ("__be64", k_u64),
+        ("__wsum", k_u32),
+        ("bool", bool_),
+    ] {
+        b.typedef(name, to);
+    }
+    let consts = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|&(n, x)| (n.to_string(), x)).collect()
+    };
+    b.enumeration("", consts(&[("false", 0), ("true", 1)]));
+    b.enumeration(
+        "bpf_map_type",
+        consts(&[
+            ("BPF_MAP_TYPE_UNSPEC", 0),
+            ("BPF_MAP_TYPE_HASH", 1),
+            ("BPF_MAP_TYPE_ARRAY", 2),
+            ("BPF_MAP_TYPE_PERCPU_ARRAY", 6),
+            ("BPF_MAP_TYPE_LRU_HASH", 9),
+            ("BPF_MAP_TYPE_RINGBUF", 27),
+        ]),
+    );
+    b.enumeration(
+        "",
+        consts(&[
+            ("BPF_ANY", 0),
+            ("BPF_NOEXIST", 1),
+            ("BPF_EXIST", 2),
+            ("BPF_F_LOCK", 4),
+        ]),
+    );
+    b.enumeration(
+        "",
+        consts(&[("BPF_RB_NO_WAKEUP", 1), ("BPF_RB_FORCE_WAKEUP", 2)]),
+    );
+    b.enumeration(
+        "bpf_cgroup_iter_order",
+        consts(&[
+            ("BPF_CGROUP_ITER_ORDER_UNSPEC", 0),
+            ("BPF_CGROUP_ITER_SELF_ONLY", 1),
+            ("BPF_CGROUP_ITER_DESCENDANTS_PRE", 2),
+            ("BPF_CGROUP_ITER_DESCENDANTS_POST", 3),
+            ("BPF_CGROUP_ITER_ANCESTORS_UP", 4),
+        ]),
+    );
 
     let mut by_name: HashMap<String, Vec<TypeId>> = HashMap::new();
     for (id, t) in b.types.iter().enumerate() {

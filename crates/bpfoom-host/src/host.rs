@@ -853,7 +853,7 @@ impl Host for LinuxHost {
                 let k = item.v1?;
                 kv_get(&stat, &format!("total_{k}")).or_else(|| kv_get(&stat, k))
             }
-            CgroupVersion::V2 => kv_get(&stat, item.v2),
+            CgroupVersion::V2 => kv_get(&stat, item.v2?),
         }
     }
 
@@ -867,7 +867,7 @@ impl Host for LinuxHost {
                 "failcnt" => crate::parse::parse_u64(&self.fs.read(cg, "memory.failcnt")?),
                 k => kv_get(&self.fs.read(cg, "memory.oom_control")?, k),
             },
-            CgroupVersion::V2 => kv_get(&self.fs.read(cg, "memory.events")?, item.v2),
+            CgroupVersion::V2 => kv_get(&self.fs.read(cg, "memory.events")?, item.v2?),
         }
     }
 

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod btf;
 pub mod build;
 pub mod inspect;
 pub mod sim;
@@ -61,6 +62,8 @@ enum Cmd {
     Verify(verify::VerifyArgs),
     /// Run a simulator scenario (TOML); JSON lines out; exit 1 when an expectation fails.
     Sim(sim::SimArgs),
+    /// Write bpfoom's host BTF (for `bpftool btf dump file FILE format c > vmlinux.h`).
+    Btf(btf::BtfArgs),
     /// The daemon (`run`) and its control verbs (`attach`, `detach`, `status`).
     #[command(flatten)]
     Daemon(bpfoom_daemon::DaemonCmd),
@@ -106,6 +109,7 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Inspect(a) => inspect::run(&a, out),
         Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Sim(a) => sim::run(&a, out),
+        Cmd::Btf(a) => btf::run(&a, out),
         Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e.exit_code() {
             1 => CliError::Rejected(e.to_string()),
             _ => CliError::BadInput(e.to_string()),
