@@ -183,7 +183,7 @@ fn fault3_instruction_budget_every_run() {
         "f3budget",
         &t,
         &format!(
-            "[daemon]\ninsn_budget = 20000\n\n[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n",
+            "[daemon]\ninsn_budget = 2000\n\n[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n",
             spin.display(),
             t.cg("")
         ),
