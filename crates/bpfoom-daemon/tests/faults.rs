@@ -1072,3 +1072,377 @@ fn fault1_frozen_victim() {
     );
     assert_eq!(t.oom_control("", "oom_kill"), Some(0), "the kernel killed");
 }
+
+// ---------------------------------------------------------------------
+// (2) Cgroups that vanish mid-OOM
+// ---------------------------------------------------------------------
+
+/// Sends one request line and reads the response (in-process client).
+fn request(sock: &Path, req: &serde_json::Value) -> serde_json::Value {
+    let mut line = req.to_string().into_bytes();
+    line.push(b'\n');
+    let text = raw_request(sock, &line).unwrap_or_else(|e| panic!("{req}: {e}"));
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{req}: {e}: {text:?}"))
+}
+
+/// While the chain waits on a BACKOFF, the OOM'ing memcg is removed (its
+/// allocator killed, the directory deleted); then, in a second round, the
+/// attach point too. Each time the chain ends within a poll step, the
+/// instance at a removed cgroup is detached, and the daemon handles the
+/// next OOM.
+#[test]
+fn fault2_cgroups_vanish_mid_oom() {
+    let Some((root, own)) = v1_or_skip("fault2_cgroups_vanish_mid_oom") else {
+        return;
+    };
+    let (Some(backoff), Some(ll)) = (policy("tests/backoff.bpf.c"), policy("largest_leaf.bpf.c"))
+    else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f2vanish", 400 << 20);
+    t.mkdir("att");
+    t.mkdir("att/job");
+    t.write(
+        "att/job",
+        "memory.limit_in_bytes",
+        &(40u64 << 20).to_string(),
+    );
+    let cfg = write_config(
+        "f2vanish",
+        &format!(
+            "[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\nbackoff_budget = 5\nbackoff_timeout_ms = 3000\n\n[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n",
+            backoff.display(),
+            t.cg("att"),
+            ll.display(),
+            t.cg(""),
+        ),
+    );
+    let mut d = DaemonProc::start("f2vanish", &[format!("--config={}", cfg.display())]);
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    let sock = d.socket.clone();
+
+    // Round 1: the OOM'ing memcg vanishes.
+    let mut hog = Alloc::start(&t.top.join("att/job"), 120, 0, 60);
+    d.wait_record(20 * S, |r| r["event"] == "backoff")
+        .unwrap_or_else(|| panic!("no backoff: {}", d.stderr()));
+    let gone = Instant::now();
+    let _ = hog.child.kill();
+    assert!(hog.wait(5 * S).is_some());
+    assert!(
+        wait_until(5 * S, || std::fs::remove_dir(t.top.join("att/job")).is_ok()),
+        "could not remove att/job"
+    );
+    let resolved = d
+        .wait_record(5 * S, |r| r["event"] == "resolved")
+        .unwrap_or_else(|| panic!("the chain did not end: {}", d.stderr()));
+    eprintln!("round 1: {resolved} {:?} after the removal", gone.elapsed());
+    assert!(
+        gone.elapsed() < 2 * S,
+        "the chain waited {:?}",
+        gone.elapsed()
+    );
+    // Still serving, and a new cgroup's OOM is handled.
+    let st = request(&sock, &serde_json::json!({"op": "status"}));
+    assert_eq!(st["ok"], true, "{st}");
+    t.mkdir("other");
+    t.write("other", "memory.limit_in_bytes", &(40u64 << 20).to_string());
+    assert!(wait_until(5 * S, || t
+        .oom_control("other", "oom_kill_disable")
+        == Some(1)));
+    let (_h, took) = time_to_kill(&t.top.join("other"), 120, 20 * S);
+    assert!(
+        took.is_some(),
+        "OOM after the removal not handled: {}",
+        d.stderr()
+    );
+
+    // Round 2: the attach point vanishes with the OOM'ing memcg below it.
+    t.mkdir("att/job");
+    t.write(
+        "att/job",
+        "memory.limit_in_bytes",
+        &(40u64 << 20).to_string(),
+    );
+    assert!(wait_until(5 * S, || t
+        .oom_control("att/job", "oom_kill_disable")
+        == Some(1)));
+    d.seen.clear();
+    let mut hog = Alloc::start(&t.top.join("att/job"), 120, 0, 60);
+    d.wait_record(20 * S, |r| r["event"] == "backoff")
+        .unwrap_or_else(|| panic!("no backoff in round 2: {}", d.stderr()));
+    let gone = Instant::now();
+    let _ = hog.child.kill();
+    assert!(hog.wait(5 * S).is_some());
+    assert!(wait_until(5 * S, || std::fs::remove_dir(
+        t.top.join("att/job")
+    )
+    .is_ok()));
+    assert!(wait_until(5 * S, || std::fs::remove_dir(t.top.join("att")).is_ok()));
+    d.wait_record(5 * S, |r| r["event"] == "resolved")
+        .unwrap_or_else(|| panic!("round 2: the chain did not end: {}", d.stderr()));
+    assert!(
+        gone.elapsed() < 2 * S,
+        "round 2: waited {:?}",
+        gone.elapsed()
+    );
+    let detach = d
+        .wait_record(5 * S, |r| {
+            r["event"] == "detach" && r["policy"] == "backoff"
+        })
+        .unwrap_or_else(|| panic!("the instance at the removed cgroup stayed: {}", d.stderr()));
+    eprintln!("{detach}");
+    let st = status_json(&sock);
+    assert_eq!(st["instances"].as_array().map(Vec::len), Some(1), "{st}");
+    d.drain(S / 4);
+    dump(&d);
+    assert!(d.events("error").is_empty(), "{:?}", d.events("error"));
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(10 * S).is_some_and(|s| s.success()));
+    assert!(paused(&t).is_empty(), "{:?}", paused(&t));
+}
+
+// ---------------------------------------------------------------------
+// (4) Churn
+// ---------------------------------------------------------------------
+
+/// 1,000 attach/detach operations on five cgroups while OOMs keep happening
+/// in another: every OOM resolves, and afterwards the daemon holds the same
+/// descriptors and watches as before, and nothing churned is left paused.
+#[test]
+fn fault4_churn_leaks_nothing() {
+    let Some((root, own)) = v1_or_skip("fault4_churn_leaks_nothing") else {
+        return;
+    };
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f4churn", 400 << 20);
+    t.mkdir("oomer");
+    t.write("oomer", "memory.limit_in_bytes", &(40u64 << 20).to_string());
+    t.mkdir("churn");
+    for i in 0..5 {
+        t.mkdir(&format!("churn/c{i}"));
+        t.mkdir(&format!("churn/c{i}/leaf"));
+    }
+    let mut d = DaemonProc::start("f4churn", &[attach_arg(&ll, &t.cg("oomer"))]);
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    let sock = d.socket.clone();
+    let pid = d.child.id();
+    std::thread::sleep(S / 2);
+    let fds_before = fd_count(pid);
+    let st0 = status_json(&sock);
+    // OOMs in the background, one after another.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let oomer = t.top.join("oomer");
+    let stop2 = stop.clone();
+    let ooms = std::thread::spawn(move || {
+        let mut times = Vec::new();
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let (_h, took) = time_to_kill(&oomer, 120, 20 * S);
+            times.push(took);
+        }
+        times
+    });
+    let policy = ll.display().to_string();
+    let t0 = Instant::now();
+    for i in 0..500 {
+        let cg = t.cg(&format!("churn/c{}", i % 5));
+        let r = request(
+            &sock,
+            &serde_json::json!({"op": "attach", "policy": policy, "cgroup": cg}),
+        );
+        assert_eq!(r["ok"], true, "attach {i}: {r}");
+        let r = request(&sock, &serde_json::json!({"op": "detach", "cgroup": cg}));
+        assert_eq!(r["ok"], true, "detach {i}: {r}");
+    }
+    let churn_time = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let times = ooms.join().unwrap();
+    let resolved: Vec<Duration> = times.iter().flatten().copied().collect();
+    eprintln!(
+        "1,000 operations in {churn_time:?}; {} OOMs, max {:?}",
+        times.len(),
+        resolved.iter().max()
+    );
+    assert_eq!(resolved.len(), times.len(), "an OOM was not resolved");
+    assert!(times.len() >= 3, "too few OOMs during the churn");
+    assert!(
+        resolved.iter().all(|&t| t < FAILING_POLICY_BOUND),
+        "{resolved:?}"
+    );
+    std::thread::sleep(S / 2);
+    let fds_after = fd_count(pid);
+    let st1 = status_json(&sock);
+    eprintln!(
+        "fds {fds_before} -> {fds_after}; watched {} -> {}; restore entries {} -> {}",
+        st0["watched"], st1["watched"], st0["restore_entries"], st1["restore_entries"]
+    );
+    assert_eq!(fds_after, fds_before, "descriptor leak");
+    assert_eq!(st1["watched"], st0["watched"], "watch leak");
+    assert_eq!(st1["restore_entries"], st0["restore_entries"]);
+    let churned: Vec<PathBuf> = paused(&t)
+        .into_iter()
+        .filter(|p| p.starts_with(t.top.join("churn")))
+        .collect();
+    assert!(churned.is_empty(), "left paused: {churned:?}");
+    assert_eq!(st1["instances"].as_array().map(Vec::len), Some(1));
+}
+
+// ---------------------------------------------------------------------
+// (7) The daemon's own memory
+// ---------------------------------------------------------------------
+
+/// `(VmRSS kB, VmLck kB, major faults)` of a process.
+fn mem_of(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised comm: state is field 3, majflt 12.
+    let majflt = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().nth(9)?.parse().ok())
+        .unwrap_or(0);
+    (kb("VmRSS:"), kb("VmLck:"), majflt)
+}
+
+/// The daemon's own memcg squeezed while it handles OOMs in the managed
+/// tree: it is moved into a 24 MiB cgroup where a 12 MiB allocator sits and
+/// two readers stream a 64 MiB file, so the cgroup lives at its limit and
+/// the kernel reclaims page cache there all the time (`memory.failcnt`
+/// climbs). The daemon is mlocked: no major faults, no lost page it needs;
+/// it resolves every OOM about as fast as without the pressure (baseline in
+/// the same run). The pressure is reclaim, not an OOM in the daemon's memcg:
+/// without CAP_SYS_RESOURCE (this container) the daemon cannot set
+/// oom_score_adj -1000, and the kernel then kills it when its own memcg runs
+/// out with nothing else killable (seen while writing this test; see
+/// RELIABILITY.md).
+#[test]
+fn fault7_daemon_memory_under_pressure() {
+    let Some((root, own)) = v1_or_skip("fault7_daemon_memory_under_pressure") else {
+        return;
+    };
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f7mem", 400 << 20);
+    t.mkdir("managed");
+    t.mkdir("managed/job");
+    t.write(
+        "managed/job",
+        "memory.limit_in_bytes",
+        &(40u64 << 20).to_string(),
+    );
+    t.mkdir("daemon");
+    t.write(
+        "daemon",
+        "memory.limit_in_bytes",
+        &(24u64 << 20).to_string(),
+    );
+    let data = scratch("f7data").join("stream");
+    {
+        let mut f = std::fs::File::create(&data).unwrap();
+        for _ in 0..64 {
+            f.write_all(&[7u8; 1 << 20]).unwrap();
+        }
+        f.sync_all().unwrap();
+        // Out of the page cache, so the readers' cgroup is charged for it.
+        // SAFETY: fadvise on a descriptor we own; no memory is touched.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+    }
+    let mut d = DaemonProc::start("f7mem", &[attach_arg(&ll, &t.cg("managed"))]);
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    let pid = d.child.id();
+    let (rss0, lck0, maj0) = mem_of(pid);
+    eprintln!("daemon at start: RSS {rss0} kB, locked {lck0} kB, major faults {maj0}");
+    assert!(lck0 > 0, "the daemon is not mlocked");
+    let (_h, base) = time_to_kill(&t.top.join("managed/job"), 120, 20 * S);
+    let base = base.expect("baseline OOM not resolved");
+    d.wait_record(5 * S, |r| r["event"] == "kill")
+        .expect("baseline kill");
+    // Squeeze: the daemon joins the small cgroup with a resident allocator
+    // and two page-cache streams.
+    t.write("daemon", "cgroup.procs", &pid.to_string());
+    let resident = Alloc::start(&t.top.join("daemon"), 12, 1000, 60);
+    assert!(resident.ready(10 * S));
+    struct Readers(Vec<std::process::Child>);
+    impl Drop for Readers {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let procs = t.path("daemon", "cgroup.procs");
+    let readers = Readers(
+        (0..2)
+            .map(|_| {
+                std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg("echo $$ > \"$1\" && while :; do cat \"$2\" > /dev/null; done")
+                    .arg("sh")
+                    .arg(&procs)
+                    .arg(&data)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let fail0 = t
+        .read("daemon", "memory.failcnt")
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0);
+    std::thread::sleep(S);
+    let mut worst = Duration::ZERO;
+    for _ in 0..3 {
+        let (_h, took) = time_to_kill(&t.top.join("managed/job"), 120, 20 * S);
+        let took =
+            took.unwrap_or_else(|| panic!("OOM under pressure not resolved: {}", d.stderr()));
+        worst = worst.max(took);
+    }
+    let fail1 = t
+        .read("daemon", "memory.failcnt")
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0);
+    drop(readers);
+    drop(resident);
+    let (rss1, lck1, maj1) = mem_of(pid);
+    let daemon_ooms = t.oom_control("daemon", "oom_kill").unwrap_or(0);
+    eprintln!(
+        "under pressure (failcnt +{}, {daemon_ooms} kernel kills in the daemon's memcg): \
+         worst OOM {worst:?} (baseline {base:?}); RSS {rss1} kB, locked {lck1} kB, major faults {maj1}",
+        fail1 - fail0
+    );
+    if let Some(st) = d.child.try_wait().unwrap() {
+        panic!("the daemon died ({st:?}): {}", d.stderr());
+    }
+    assert!(
+        fail1 > fail0 + 100,
+        "no pressure: failcnt {fail0} -> {fail1}"
+    );
+    assert_eq!(maj1, maj0, "the daemon took major faults under pressure");
+    assert!(worst < base + 2 * S, "{worst:?} vs baseline {base:?}");
+    let st = status_json(&d.socket);
+    assert_eq!(st["counters"]["kills"], 4, "{st}");
+    // Give the daemon back to our memcg before the tree goes away.
+    std::fs::write(
+        root.join(own.trim_start_matches('/')).join("cgroup.procs"),
+        pid.to_string(),
+    )
+    .unwrap();
+}
