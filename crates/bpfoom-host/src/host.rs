@@ -920,6 +920,11 @@ impl Host for LinuxHost {
         }
         sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL)
             .map_err(|e| herr(&e, format!("pidfd_send_signal({pid})")))?;
+        // A victim frozen by the v1 freezer cannot act on SIGKILL: thaw it,
+        // as the kernel's mark_oom_victim() does (fault 1).
+        if let Err(e) = crate::freezer::thaw_victim(&Procfs::new("/proc"), pid) {
+            self.log_error(format!("thawing victim {pid}: {e}"));
+        }
         // Older kernels lack it (ENOSYS); the exit frees the memory anyway.
         let _ = sys::process_mrelease(pidfd.as_fd());
         self.victims

@@ -26,6 +26,7 @@
 //! run the same code over fixture trees.
 
 pub mod cgroupfs;
+mod freezer;
 mod host;
 pub mod parse;
 pub mod pressure;
