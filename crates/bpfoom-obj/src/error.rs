@@ -119,6 +119,10 @@ pub enum ObjError {
         /// What is wrong.
         reason: String,
     },
+    /// A struct_ops instance whose type, in the object's own BTF, declares a
+    /// callback prototype of another upstream revision than bpfoom's.
+    #[error("{0}")]
+    AbiMismatch(Box<AbiMismatch>),
     /// A CO-RE relocation that cannot be resolved and cannot be poisoned.
     #[error(
         "section {section}, insn {insn}: CO-RE relocation {kind} on local type {type_id} \
@@ -148,4 +152,27 @@ impl From<object::read::Error> for ObjError {
     fn from(e: object::read::Error) -> Self {
         ObjError::Elf(e.to_string())
     }
+}
+
+/// The details of [`ObjError::AbiMismatch`] (boxed: errors stay small).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "struct_ops `{var}`: this object's struct {ops} declares {member}({found}), \
+     which is {form}; bpfoom implements the newest upstream form {member}({want}). \
+     Rebuild the policy against bpf_oom.h, or against a vmlinux.h made with \
+     `bpfoom btf`, and adapt the callback's arguments"
+)]
+pub struct AbiMismatch {
+    /// Variable name of the instance.
+    pub var: String,
+    /// The struct_ops type (`bpf_oom_ops`, `bpf_psi_ops`).
+    pub ops: String,
+    /// The callback member whose prototype differs.
+    pub member: String,
+    /// The object's argument list.
+    pub found: String,
+    /// bpfoom's argument list.
+    pub want: String,
+    /// Which upstream revision the object's form matches.
+    pub form: &'static str,
 }

@@ -30,6 +30,7 @@
 //! - maps are listed BTF-defined `.maps` first (in section order), then global data sections in
 //!   ELF section order; global data maps are named after their section (`.rodata`, ...).
 
+mod abi_form;
 mod btf;
 mod btf_ext;
 mod core;
@@ -38,7 +39,7 @@ mod load;
 
 pub use crate::btf::{Btf, BtfKind, BtfType, DatasecVar, EnumValue, Member, Param};
 pub use crate::core::{CoreKind, CoreOutcome, CoreReloc};
-pub use crate::error::ObjError;
+pub use crate::error::{AbiMismatch, ObjError};
 pub use crate::load::Target;
 pub use bpfoom_insn::Insn;
 

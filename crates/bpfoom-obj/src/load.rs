@@ -955,6 +955,7 @@ fn struct_ops(
             .checked_add(v.size as usize)
             .and_then(|end| sec.data.get(start..end))
             .ok_or_else(|| err(var, "variable outside the section data".into()))?;
+        crate::abi_form::check(btf, var, type_id)?;
         let mut inst = StructOpsInstance {
             var: var.to_string(),
             section: sec.name.clone(),
