@@ -194,11 +194,11 @@ pub enum EngineError {
         var: String,
     },
     /// A map entry or global value does not fit its BTF type.
-    #[error("policy {policy}: {target}: {source}")]
+    #[error("policy {policy}: {target} {source}")]
     Value {
         /// Instance name.
         policy: String,
-        /// `map NAME` or `global NAME`.
+        /// `map NAME` or `global` (the source's path names the variable).
         target: String,
         /// What does not fit, naming the field.
         #[source]
@@ -526,7 +526,7 @@ impl Policy {
             };
             let err = |source| EngineError::Value {
                 policy: self.name.clone(),
-                target: format!("global {var}"),
+                target: "global".into(),
                 source: Box::new(source),
             };
             let bytes = mapvalue::encode(btf, ty, value, mapvalue::Role::Value, var, resolve)

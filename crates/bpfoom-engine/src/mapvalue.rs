@@ -309,6 +309,22 @@ pub enum MapValueError {
     },
 }
 
+impl MapValueError {
+    /// Where in the entry the error is (`key`, `value.preference`, ...).
+    pub fn path(&self) -> &str {
+        match self {
+            MapValueError::UnknownField { path, .. }
+            | MapValueError::OutOfRange { path, .. }
+            | MapValueError::WrongKind { path, .. }
+            | MapValueError::Padding { path, .. }
+            | MapValueError::TooLong { path, .. }
+            | MapValueError::UnknownEnumerator { path, .. }
+            | MapValueError::Cgroup { path, .. }
+            | MapValueError::Layout { path, .. } => path,
+        }
+    }
+}
+
 /// Turns a cgroup path into its cgroup id (`kn->id`, what
 /// `bpf_cgroup_from_id` takes); `Err` explains why it cannot.
 pub type CgroupResolver<'a> = dyn FnMut(&str) -> Result<u64, String> + 'a;
