@@ -46,6 +46,15 @@ pub enum Arg {
         /// NULL is allowed.
         nullable: bool,
     },
+    /// A plain pointer to a scalar type without `__str` or a size argument
+    /// (`const char *text`): as in Linux, memory of `sizeof(*arg)` bytes on
+    /// the stack or in a writable map value.
+    Mem {
+        /// `sizeof(*arg)`.
+        size: u32,
+        /// `__nullable`: NULL is allowed.
+        nullable: bool,
+    },
     /// A pointer to an iterator slot on the stack (`struct bpf_iter_<name>`).
     Iter(&'static str),
 }
@@ -132,7 +141,7 @@ kfuncs! {
     bpf_task_is_oom_victim(task: obj("task_struct")) -> Ret::Bool, 0, Any, false;
     // Takes the OOM lock (a mutex) and runs the whole chain: it sleeps.
     bpf_out_of_memory(memcg__nullable: Arg::Object { ty: "mem_cgroup", nullable: true }, order: Arg::Scalar,
-        flags: Arg::Scalar, constraint_text__nullable: Arg::Str { nullable: true })
+        flags: Arg::Scalar, constraint_text__nullable: Arg::Mem { size: 1, nullable: true })
         -> INT, KF_SLEEPABLE | KF_TRUSTED_ARGS, Psi, false;
     bpf_psi_create_trigger(psi: obj("bpf_psi"), cgroup_id: Arg::Scalar, resource: Arg::Scalar,
         threshold_us: Arg::Scalar, window_us: Arg::Scalar) -> INT, KF_TRUSTED_ARGS, Psi, false;

@@ -71,23 +71,14 @@ impl Verifier<'_> {
             );
         };
         st.refs.remove(pos);
-        for fr in &mut st.frames {
-            for r in &mut fr.regs {
-                if r.ref_obj_id == id {
-                    *r = Reg::NOT_INIT;
-                }
+        // As Linux's mark_reg_invalid() for privileged programs
+        // (allow_ptr_leaks): every copy of the released pointer, in registers
+        // and spilled, becomes an unknown number.
+        st.for_each_reg(|r| {
+            if r.ref_obj_id == id {
+                *r = Reg::scalar(Scalar::UNKNOWN);
             }
-            for s in &mut fr.stack {
-                if matches!(s.data, SlotData::Spill { reg, .. } if reg.ref_obj_id == id) {
-                    s.data = SlotData::None;
-                    for b in s.bytes.iter_mut() {
-                        if *b == Byte::Spill {
-                            *b = Byte::Invalid;
-                        }
-                    }
-                }
-            }
-        }
+        });
         Ok(())
     }
 
@@ -327,6 +318,13 @@ impl Verifier<'_> {
         }
         match k.name {
             "bpf_rcu_read_lock" => {
+                if st.rcu_depth > 0 {
+                    // As Linux: RCU read sections do not nest.
+                    return fail(
+                        RejectKind::Rcu,
+                        "nested rcu read lock (kernel function bpf_rcu_read_lock)",
+                    );
+                }
                 st.rcu_depth += 1;
                 Self::clobber(st);
                 return Ok(Flow::Next(pc + 1));
@@ -414,6 +412,12 @@ impl Verifier<'_> {
                         release_id = Some(r.ref_obj_id);
                     }
                 }
+                KArg::Mem { size, nullable } => {
+                    if r.is_null_const() && nullable {
+                        continue;
+                    }
+                    self.kfunc_mem_arg(st, regno, &r, size, nullable, a, pname, k)?;
+                }
                 KArg::Str { nullable } => {
                     if r.is_null_const() && nullable {
                         continue;
@@ -478,6 +482,42 @@ impl Verifier<'_> {
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
+    }
+
+    /// A kfunc's plain pointer-to-scalar argument: Linux's `check_mem_reg()`
+    /// (memory of `size` bytes the kfunc may read; a maybe-NULL pointer only
+    /// for `__nullable`).
+    #[allow(clippy::too_many_arguments)]
+    fn kfunc_mem_arg(
+        &mut self,
+        st: &mut State,
+        regno: u8,
+        r: &Reg,
+        size: u32,
+        nullable: bool,
+        a: usize,
+        pname: &str,
+        k: &Kfunc,
+    ) -> R<()> {
+        if r.maybe_null && !nullable {
+            return fail(
+                RejectKind::NullDeref,
+                format!(
+                    "arg#{a} ({pname}) of {} may be NULL: check R{regno} first",
+                    k.name
+                ),
+            );
+        }
+        // Read access is checked; a read-only map value (a string literal
+        // in .rodata) is accepted. Whether Linux also asks for write access
+        // here cannot be checked against this machine's kernel: none of its
+        // kfuncs that syscall programs may call has a plain `const char *`
+        // argument (see the crate docs).
+        let saved = st.cur().regs[regno as usize];
+        st.cur_mut().regs[regno as usize].maybe_null = false;
+        let res = self.check_mem_arg(st, regno, i64::from(size), false);
+        st.cur_mut().regs[regno as usize] = saved;
+        res
     }
 
     fn check_const_str(&self, r: &Reg, a: usize, pname: &str, k: &Kfunc) -> R<()> {

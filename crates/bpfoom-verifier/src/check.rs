@@ -633,7 +633,13 @@ impl<'a> Verifier<'a> {
                     src
                 }
             } else if src.is_ptr() {
-                return fail(RejectKind::PointerLeak, format!("R{} partial copy of pointer: 32-bit or sign-extending moves of pointers are not allowed", i.src));
+                // Privileged (allow_ptr_leaks): a partial or sign-extended
+                // copy of a pointer is some number, zero-extended when 32-bit.
+                Reg::scalar(if w == 32 {
+                    Scalar::sized(4)
+                } else {
+                    Scalar::UNKNOWN
+                })
             } else if i.off != 0 {
                 let s = src.var.sign_extend(i.off as u32);
                 Reg::scalar(if w == 32 { s.truncate(4) } else { s })
@@ -654,19 +660,15 @@ impl<'a> Verifier<'a> {
         let res = match o {
             BPF_NEG => {
                 if dst.is_ptr() {
-                    return fail(
-                        RejectKind::PointerArith,
-                        format!("R{} pointer arithmetic with neg operator prohibited", i.dst),
-                    );
+                    // Privileged (allow_ptr_leaks): the result is some number.
+                    return self.set_reg(st, i.dst, Reg::scalar(Scalar::UNKNOWN));
                 }
                 Reg::scalar(Scalar::alu(BPF_SUB, &Scalar::konst(0), &dst.var, w, false))
             }
             BPF_END => {
                 if dst.is_ptr() {
-                    return fail(
-                        RejectKind::PointerArith,
-                        format!("R{} pointer arithmetic with byte swap prohibited", i.dst),
-                    );
+                    // Privileged (allow_ptr_leaks): the result is some number.
+                    return self.set_reg(st, i.dst, Reg::scalar(Scalar::UNKNOWN));
                 }
                 let bytes = (i.imm / 8) as u32;
                 let to_le = class(i.code) == BPF_ALU && !x;
@@ -723,7 +725,9 @@ impl<'a> Verifier<'a> {
             );
         }
         if dst.is_ptr() && src.is_ptr() {
-            if o == BPF_SUB && dst.ty == src.ty && !dst.maybe_null && !src.maybe_null {
+            // Privileged (allow_ptr_leaks): the difference of any two
+            // pointers is some number; every other combination is refused.
+            if o == BPF_SUB {
                 return Ok(Reg::scalar(Scalar::UNKNOWN));
             }
             return fail(
@@ -845,15 +849,9 @@ impl<'a> Verifier<'a> {
                 }
             });
         }
-        if w == 32 {
-            return fail(
-                RejectKind::PointerLeak,
-                format!(
-                    "R{} 32-bit comparison of a pointer prohibited",
-                    if a.is_ptr() { i.dst } else { i.src }
-                ),
-            );
-        }
+        // Privileged (allow_ptr_leaks): pointers may be compared with
+        // anything. Only a 64-bit equality test against NULL teaches the
+        // verifier something; every other comparison explores both ways.
         let null_side = if a.is_ptr() && b.is_null_const() {
             Some(a)
         } else if b.is_ptr() && a.is_null_const() {
@@ -861,7 +859,7 @@ impl<'a> Verifier<'a> {
         } else {
             None
         };
-        if let (Some(p), Cmp::Eq | Cmp::Ne) = (null_side, cmp) {
+        if let (Some(p), Cmp::Eq | Cmp::Ne, 64) = (null_side, cmp, w) {
             let eq_taken = cmp == Cmp::Eq;
             if p.maybe_null {
                 let id = p.id;
@@ -874,13 +872,8 @@ impl<'a> Verifier<'a> {
                 // The comparison with NULL is known: only one way is possible.
                 return self.fork(st, pc, target, (!eq_taken, eq_taken), |_, _| {});
             }
-            return self.fork(st, pc, target, (true, true), |_, _| {});
         }
-        if a.is_ptr() && b.is_ptr() && a.ty == b.ty && !a.maybe_null && !b.maybe_null {
-            return self.fork(st, pc, target, (true, true), |_, _| {});
-        }
-        let r = if a.is_ptr() { i.dst } else { i.src };
-        fail(RejectKind::PointerLeak, format!("R{r} pointer comparison prohibited (only against NULL or a pointer of the same kind)"))
+        self.fork(st, pc, target, (true, true), |_, _| {})
     }
 
     /// Continues with the feasible outcomes of a branch: the taken one is
@@ -961,10 +954,12 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
-            if r0.is_ptr() {
-                return fail(RejectKind::PointerLeak, "R0 leaks addr as return value");
-            }
-            let (lo, hi) = (i64::from(r0.var.s32min), i64::from(r0.var.s32max));
+            // Privileged (allow_ptr_leaks): a pointer returned is some number.
+            let (lo, hi) = if r0.is_ptr() {
+                (i64::from(i32::MIN), i64::from(i32::MAX))
+            } else {
+                (i64::from(r0.var.s32min), i64::from(r0.var.s32max))
+            };
             if lo < min || hi > max {
                 return fail(
                     RejectKind::ReturnValue,
