@@ -40,6 +40,9 @@ pub fn maps_of(obj: &Object) -> Vec<MapInfo> {
             max_entries: m.max_entries,
             read_only: m.readonly,
             initial: m.initial.clone(),
+            spin_lock_off: m
+                .value_type
+                .and_then(|t| crate::spin_lock::spin_lock_offset(&obj.btf, t)),
         })
         .collect()
 }
