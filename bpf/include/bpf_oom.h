@@ -467,8 +467,8 @@ extern void bpf_iter_css_task_destroy(struct bpf_iter_css_task *it) __ksym;
 /*
  * Generic kfuncs (kernel/bpf/helpers.c, kernel/bpf/task_iter.c), with
  * Linux's flags and rules:
- * - bpf_iter_num_new(it, start, end): the numbers start..end-1; -EINVAL
- *   (and an empty iterator) when start > end or the range exceeds 8M.
+ * - bpf_iter_num_new(it, start, end): the numbers start..end-1; an empty
+ *   iterator and -EINVAL when start > end, -E2BIG when the range exceeds 8M.
  *   bpf_iter_num_next() returns a read-only int * or NULL when drained. Use
  *   bpf_for(i, start, end) and bpf_repeat(n) below.
  * - bpf_iter_task_new(it, task__nullable, flags): every process of the host
@@ -509,10 +509,12 @@ extern struct cgroup *bpf_cgroup_ancestor(struct cgroup *cgrp, int level) __ksym
  *   object (any object a policy can reach: task, cgroup, memcg, ...). The
  *   read is bounded by the object itself: a read past its end, or from an
  *   address that is no object, zeroes dst and returns -EFAULT (-14), as a
- *   faulting read does in Linux. size must be a bounded scalar.
+ *   faulting read does in Linux; near NULL (a NULL pointer walked, which on
+ *   x86-64 Linux is a user address) it returns -ERANGE (-34). size must be a
+ *   bounded scalar.
  * - bpf_probe_read_kernel_str(dst, size, ptr): the NUL-terminated string at
  *   ptr (e.g. task->comm), at most size - 1 bytes and a NUL; returns the bytes
- *   copied including the NUL, or -EFAULT with dst zeroed.
+ *   copied including the NUL, or -EFAULT (-ERANGE near NULL) with dst zeroed.
  * - bpf_strncmp(s1, s1_sz, s2): strncmp(s1, s2, s1_sz), where s2 is a
  *   constant string in read-only data; returns -1, 0 or 1.
  * - bpf_spin_lock(lock), bpf_spin_unlock(lock): see struct bpf_spin_lock.
