@@ -79,6 +79,7 @@ impl Verifier<'_> {
             );
         }
         let mut cb = st.clone();
+        cb.callbacks += 1;
         let n = cb.frames.len() as u8;
         let ctx = cb.cur().regs[3];
         let mut f = Frame::new(pc, target, n);

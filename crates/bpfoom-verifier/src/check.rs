@@ -427,14 +427,17 @@ impl<'a> Verifier<'a> {
                     widen_from = Some(c);
                     loop_visits += 1;
                 }
-            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume) && {
-                let cur = normalized.get_or_insert_with(|| {
-                    let mut c = st.clone();
-                    state::clear_singular_ids(&mut c);
-                    c
-                });
-                state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
-            } {
+            } else if ck.st.callbacks == st.callbacks
+                && state::covers(&ck.st, st, &live, state::Cmp::Subsume)
+                && {
+                    let cur = normalized.get_or_insert_with(|| {
+                        let mut c = st.clone();
+                        state::clear_singular_ids(&mut c);
+                        c
+                    });
+                    state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
+                }
+            {
                 return fail(
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),

@@ -243,6 +243,11 @@ pub(crate) struct State {
     pub rcu_depth: u32,
     /// The `bpf_spin_lock` held, if any.
     pub lock: Option<crate::spin_lock::Lock>,
+    /// Callback calls entered on this path (Linux's
+    /// `callback_unroll_depth`): never compared for pruning, only by the
+    /// infinite-loop check, for which a callback body reached again by the
+    /// next call of the same callback is progress, not a loop.
+    pub callbacks: u32,
 }
 
 impl State {
