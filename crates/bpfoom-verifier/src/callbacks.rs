@@ -126,3 +126,26 @@ impl Verifier<'_> {
         Ok(Flow::Next(fr.callsite))
     }
 }
+
+/// A `bpf_loop` callback must be a static function (Linux checks the BTF
+/// linkage of the `BPF_PSEUDO_FUNC` target: "callback function not
+/// static"). The verifier proper sees no BTF, so this is checked on the
+/// loaded object: the first reference to a global function, as (instruction,
+/// function name).
+pub(crate) fn global_callback(
+    obj: &bpfoom_obj::Object,
+    p: &bpfoom_obj::Program,
+) -> Option<(usize, String)> {
+    p.insns.iter().enumerate().find_map(|(pc, i)| {
+        if i.code != LD_IMM64 || i.src != BPF_PSEUDO_FUNC {
+            return None;
+        }
+        let target = (pc as i64 + i64::from(i.imm) + 1) as usize;
+        let f = p.func_info.iter().find(|f| f.insn == target)?;
+        let linkage = match obj.btf.type_by_id(f.type_id?).map(|t| &t.kind) {
+            Some(bpfoom_obj::BtfKind::Func { linkage, .. }) => *linkage,
+            _ => return None,
+        };
+        (linkage != 0).then(|| (pc, f.name.clone()))
+    })
+}

@@ -80,6 +80,19 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                 maps: &maps,
                 line_info: &lines,
             };
+            if let Some((pc, name)) = crate::callbacks::global_callback(obj, p) {
+                return Err(VerifyError::Rejected(Box::new(crate::Rejection {
+                    program: p.name.clone(),
+                    kind: crate::RejectKind::Call,
+                    insn: pc,
+                    disasm: bpfoom_insn::disasm::insn_text(&p.insns, pc, &()),
+                    source: lines.iter().rfind(|l| l.insn <= pc).cloned(),
+                    regs: String::new(),
+                    reason: format!("callback function {name} not static"),
+                    insns_processed: 0,
+                    log: String::new(),
+                })));
+            }
             let report = verify(&input, opts)?;
             out.push(ProgramReport {
                 program: p.name.clone(),

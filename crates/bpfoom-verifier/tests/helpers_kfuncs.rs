@@ -47,6 +47,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("loop_bounded_index", oom("struct actx { u64 v[8]; };\nstatic long fill_cb(u64 i, void *c) { struct actx *x = c; if (i >= 8) return 1; x->v[i] = i * 3; return 0; }", "struct actx c = {}; bpf_loop(8, fill_cb, &c, 0); return c.v[2] == 6;"), A),
         ("loop_unchecked_index", oom("struct actx { u64 v[8]; };\nstatic long fill_cb(u64 i, void *c) { struct actx *x = c; x->v[i] = i; return 0; }", "struct actx c = {}; bpf_loop(8, fill_cb, &c, 0); return c.v[2] == 2;"), no(PointerArith, "unbounded")),
         ("loop_nested", oom("struct nctx { u64 sum; };\nstatic long inner_cb(u64 i, void *c) { struct nctx *x = c; x->sum += i; return 0; }\nstatic long outer_cb(u64 i, void *c) { bpf_loop(3, inner_cb, c, 0); return 0; }", "struct nctx c = {}; bpf_loop(3, outer_cb, &c, 0); return c.sum > 2;"), A),
+        ("loop_global_callback", oom("__noinline long glob_cb(u64 i, void *c) { return 0; }", "return bpf_loop(3, glob_cb, NULL, 0) == 3;"), no(Call, "not static")),
         ("loop_ctx_not_stack", oom(CB, "bpf_loop(4, stop_cb, oc, 0); return 0;"), no(Call, "expected=fp or NULL")),
         // the numbers iterator: bpf_for / bpf_repeat
         ("bpf_for_sum", oom("", "int i; u64 s = 0; bpf_for(i, 0, 1000) { s += i; } return s > 5 ? 1 : 0;"), A),
