@@ -231,6 +231,11 @@ fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, HostError> {
         )));
     }
     env.mem.write(addr, &u32::from(lock).to_le_bytes())?;
+    if lock {
+        env.held_locks.push(addr);
+    } else {
+        env.held_locks.retain(|&a| a != addr);
+    }
     Ok(0)
 }
 

@@ -234,6 +234,18 @@ fn spin_lock_pairs() {
             .unwrap();
     let (_, r) = run(vec![lock_map.clone()], &twice, |_| [0; 5]);
     assert!(matches!(r, Err(VmError::Helper { id: 93, .. })), "{r:?}");
+    // A run that stops with the lock held (here: over its budget) leaves
+    // it free for the next run.
+    let stuck = assemble("ldmapvalue %r1, 0, 8\ncall 93\nja -1").unwrap();
+    let mut vm = Vm::new(vec![lock_map.clone()]).unwrap();
+    vm.set_budget(100);
+    let stuck = vm.load(&stuck).unwrap();
+    let again = vm.load(&ok).unwrap();
+    assert!(matches!(
+        vm.run_with_args(stuck, [0; 5], &mut ()),
+        Err(VmError::Budget { .. })
+    ));
+    assert_eq!(vm.run_with_args(again, [0; 5], &mut ()), Ok(7));
     let unheld = assemble("ldmapvalue %r1, 0, 8\ncall 94\nexit").unwrap();
     let (_, r) = run(vec![lock_map.clone()], &unheld, |_| [0; 5]);
     assert!(matches!(r, Err(VmError::Helper { id: 94, .. })), "{r:?}");
