@@ -647,6 +647,67 @@ fn cgroup_kill(m: &mut Value) -> R<()> {
     Ok(())
 }
 
+/// One run of upstream's oomd-style selftest fixture (`test_oomd`) on a
+/// fresh tree with leaves a (45M), b (25M) and c (allocating 20M past
+/// memory.high); `maps` fills its `struct oomd_policy` preference map
+/// (`{a}`, `{b}`, `{c}` stand for the leaves' paths). Returns the victim's
+/// leaf name.
+fn oomd_run(name: &str, maps: &str) -> R<String> {
+    let top = Cg::make(name)?;
+    top.write("memory.max", &(96u64 << 20).to_string())?;
+    let leaves = [top.child("a")?, top.child("b")?, top.child("c")?];
+    let maps = maps
+        .replace("{a}", &leaves[0].rel)
+        .replace("{b}", &leaves[1].rel)
+        .replace("{c}", &leaves[2].rel);
+    let cfg = format!("{V2_SECTION}{}", attach("test_oomd", &top, &maps));
+    let mut d = Daemon::start(name, &cfg)?;
+    let mut a = Alloc::start(&leaves[0], 45, 0, 0)?;
+    check(a.ready(20 * S), || "a could not allocate".into())?;
+    let mut b = Alloc::start(&leaves[1], 25, 0, 0)?;
+    check(b.ready(20 * S), || "b could not allocate".into())?;
+    let _c = Alloc::start(&leaves[2], 20, 0, 0)?;
+    let kill = d
+        .wait_record(60 * S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {}", d.stderr())))?;
+    check(
+        kill["by"].as_str().is_some_and(|b| b == "policy:test_oomd"),
+        || format!("{kill}"),
+    )?;
+    let victim = ["a", "b", "c"]
+        .into_iter()
+        .find(|l| str_ends(&kill, "cgroup", &format!("/{name}/{l}")))
+        .ok_or_else(|| Fail(format!("victim outside the tree: {kill}")))?;
+    d.drain(S / 2);
+    check(d.events("kill").len() == 1, || {
+        format!("{:?}", d.events("kill"))
+    })?;
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(victim.to_string())
+}
+
+/// (6) Upstream's oomd-style selftest on real v2 counters: pgscan exists on
+/// v2 (it reads 0 on v1), so the victim without preferences is whatever
+/// the pgscan delta and then usage pick; marking that victim OMIT in the
+/// struct-valued preference map from the config must move the kill to
+/// another leaf.
+fn upstream_oomd_prefs(m: &mut Value) -> R<()> {
+    let first = oomd_run("oomd1", "")?;
+    m["victim_without_prefs"] = json!(first);
+    let maps = format!(
+        "maps = [{{ map = \"oomd_policies\", key = \"{{{first}}}\", value = {{ preference = 2 }} }}]"
+    );
+    let second = oomd_run("oomd2", &maps)?;
+    m["victim_with_omit"] = json!(second);
+    check(second != first, || {
+        format!("{first} was OMIT but died again")
+    })
+}
+
 /// One guest test.
 pub type GuestTest = fn(&mut Value) -> R<()>;
 
@@ -657,6 +718,7 @@ pub const V2_SUITE: &[(&str, GuestTest)] = &[
     ("kernel_fallback", kernel_fallback),
     ("psi_early_before_limit", psi_early),
     ("cgroup_kill", cgroup_kill),
+    ("upstream_oomd_prefs", upstream_oomd_prefs),
 ];
 
 /// Prints one result line.

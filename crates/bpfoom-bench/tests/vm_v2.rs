@@ -40,6 +40,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         "psi_early.bpf.c",
         "oomd_like.bpf.c",
         "tests/always_fail.bpf.c",
+        "tests/upstream/test_oomd.bpf.c",
     ] {
         let Some(obj) = bpfoom_testutil::compile_or_skip(&root.join("bpf/policies").join(src), &[])
         else {
