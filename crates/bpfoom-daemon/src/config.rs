@@ -89,6 +89,8 @@ pub struct DaemonSection {
     pub cgroup_root: Option<PathBuf>,
     /// The /proc tree (default `/proc`).
     pub proc_root: Option<PathBuf>,
+    /// Prometheus metrics endpoint, `HOST:PORT` or a bare port (loopback).
+    pub metrics: Option<String>,
 }
 
 /// `[v2]`.

@@ -21,6 +21,7 @@ use crate::clients::{Got, Pending};
 use crate::config::{Config, FallbackKind, LogFormat, MapKey};
 use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
+use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
@@ -70,6 +71,7 @@ struct Daemon {
     global_full_avg10: Option<f64>,
     psi: PsiFeeder,
     clients: Pending,
+    metrics: Metrics,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -165,8 +167,13 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         global_full_avg10: cfg.global.max_psi_full_avg10,
         psi: PsiFeeder::default(),
         clients: Pending::default(),
+        metrics: Metrics::new(),
     };
-    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
+    let metrics_addr = match args.metrics.as_deref().or(d.metrics.as_deref()) {
+        Some(a) => Some(crate::metrics::parse_addr(a)?),
+        None => None,
+    };
+    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock, metrics_addr);
     let result = result.and_then(|listener| dm.serve(&listener, guardian));
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
@@ -262,6 +269,7 @@ impl Daemon {
         cli: &[(PathBuf, String)],
         socket: &Path,
         no_mlock: bool,
+        metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
         for a in &cfg.attach {
             let opts = AttachOpts {
@@ -311,6 +319,12 @@ impl Daemon {
         // Bound last: a client that can connect sees the initial attachments.
         let listener = bind_socket(socket)?;
         self.flush();
+        if let Some(addr) = metrics_addr {
+            // After the initial attachments: a readiness probe on /metrics
+            // passes only once the policies are in place.
+            let bound = crate::metrics::serve(addr, self.metrics.registry())?;
+            self.info(&format!("metrics at http://{bound}/metrics"));
+        }
         self.info(&format!(
             "running (pid {}, socket {}, {} instances{})",
             std::process::id(),
@@ -521,6 +535,7 @@ impl Daemon {
                 },
                 _ => {}
             }
+            self.metrics.observe(&r);
             if !matches!(r.record, Record::Printk { .. }) {
                 if self.recent.len() >= 20 {
                     self.recent.pop_front();
@@ -528,6 +543,9 @@ impl Daemon {
                 self.recent.push_back(r.to_json(self.dry_run));
             }
         }
+        let host = self.engine.host();
+        self.metrics
+            .set_state(self.engine.instances().len(), host.watched());
     }
 
     fn info(&self, msg: &str) {
@@ -665,7 +683,10 @@ impl Daemon {
             // The contract check, then bpfoom's verifier; its report carries
             // the PROBE_MEM loads the VM must make fault-safe.
             .check(&bpfoom_engine::Verifier::default())
-            .map_err(|e| DaemonError::Rejected(format!("{}: {e}", file.display())))?;
+            .map_err(|e| {
+                self.metrics.verifier_rejection();
+                DaemonError::Rejected(format!("{}: {e}", file.display()))
+            })?;
         let name = policy.name().to_string();
         let kind = policy.kind();
         let defaults = AttachOptions::default();

@@ -33,6 +33,7 @@ pub mod config;
 pub mod control;
 mod daemon;
 mod logging;
+pub mod metrics;
 mod psi;
 
 use std::io::Write;
@@ -44,6 +45,17 @@ use clap::{Args, Subcommand};
 pub use config::{Config, ConfigError, LogFormat};
 pub use control::{AttachOpts, Request, Response};
 pub use daemon::run_daemon;
+
+/// The git commit this binary was built from (`unknown` outside a checkout).
+pub const GIT_COMMIT: &str = env!("BPFOOM_GIT_COMMIT");
+
+/// The version line of `bpfoom --version`: the crate version and the commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BPFOOM_GIT_COMMIT"),
+    ")"
+);
 
 /// The default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/bpfoom/bpfoom.sock";
@@ -112,6 +124,10 @@ pub struct RunArgs {
     /// Skip mlockall (for unprivileged experiments).
     #[arg(long)]
     pub no_mlock: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (ADDR as HOST:PORT,
+    /// or a bare PORT on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// `bpfoom attach`.
