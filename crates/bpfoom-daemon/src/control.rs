@@ -60,6 +60,8 @@ pub enum Request {
     },
     /// Report the daemon's state.
     Status,
+    /// Re-read the config file and apply its `[[attach]]` entries.
+    Reload,
 }
 
 /// A response.
@@ -78,6 +80,9 @@ pub struct Response {
     /// `status` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+    /// What a `reload` changed, one entry per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<crate::reload::Change>>,
 }
 
 impl Response {
@@ -106,7 +111,16 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
     let io = |what: &str, e: std::io::Error| {
         DaemonError::Control(format!("{what} {}: {e}", socket.display()))
     };
-    let mut s = UnixStream::connect(socket).map_err(|e| io("connecting to", e))?;
+    let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            DaemonError::Control(format!(
+                "cannot connect to {}: {e}: is bpfoom running? (start it with `bpfoom run` \
+                 or `systemctl start bpfoom`; --socket names another daemon's socket)",
+                socket.display()
+            ))
+        }
+        _ => io("connecting to", e),
+    })?;
     s.set_read_timeout(Some(timeout))
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| io("configuring", e))?;

@@ -23,6 +23,7 @@ use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
 use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
+use crate::reload::{Action, Change, Spec};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
 /// After acting on an OOM, give the kernel this long to wake the waiters
@@ -43,7 +44,20 @@ struct Attached {
     cgroup: CgroupId,
     kind: OpsKind,
     file: PathBuf,
+    /// What the config entry asked for; `None` for `bpfoom attach` and
+    /// `run --attach`, which a reload leaves alone.
+    spec: Option<Spec>,
 }
+
+/// A policy loaded, configured and verified, not yet attached.
+struct Prepared {
+    policy: Policy,
+    cgroup: CgroupId,
+    opts: AttachOptions,
+}
+
+/// signal(7): SIGHUP is 1 on every Linux architecture.
+const SIGHUP: i32 = 1;
 
 #[derive(Default, serde::Serialize)]
 struct Counters {
@@ -72,6 +86,8 @@ struct Daemon {
     psi: PsiFeeder,
     clients: Pending,
     metrics: Metrics,
+    /// The config file and what it said at start or the last reload.
+    config: Option<(PathBuf, Config)>,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -168,6 +184,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         psi: PsiFeeder::default(),
         clients: Pending::default(),
         metrics: Metrics::new(),
+        config: args.config.clone().map(|p| (p, cfg.clone())),
     };
     let metrics_addr = match args.metrics.as_deref().or(d.metrics.as_deref()) {
         Some(a) => Some(crate::metrics::parse_addr(a)?),
@@ -272,29 +289,12 @@ impl Daemon {
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
         for a in &cfg.attach {
-            let opts = AttachOpts {
-                backoff_budget: a.backoff_budget,
-                backoff_timeout_ms: a.backoff_timeout_ms,
-                limit_reserve: a.limit_reserve.map(|s| s.0),
-                globals: a.globals.clone(),
-                maps: Vec::new(),
-            };
-            let maps: Vec<(String, MapKey, u64)> = a
-                .maps
-                .iter()
-                .map(|m| {
-                    let m = m.get_ref();
-                    (m.map.clone(), m.key.clone(), m.value)
-                })
-                .collect();
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
-            self.attach(
-                &file,
-                a.cgroup.get_ref(),
-                a.instance.as_deref(),
-                &opts,
-                &maps,
-            )
+            let spec = Spec::read(a, file).map_err(DaemonError::BadInput);
+            spec.and_then(|spec| {
+                let p = self.prepare(&spec, a.cgroup.get_ref())?;
+                self.install(p, spec.file.clone(), Some(spec))
+            })
             .map_err(|e| match e {
                 DaemonError::Rejected(m) => DaemonError::Rejected(m),
                 other => DaemonError::BadInput(format!(
@@ -392,8 +392,13 @@ impl Daemon {
             let now = Instant::now();
             if ready[0] {
                 let sig = sys::read_signal(&sigfd).unwrap_or(0);
-                self.info(&format!("signal {sig}: restoring cgroups and exiting"));
-                return Ok(());
+                if sig == SIGHUP {
+                    // A habitual `kill -HUP` reloads; it never drops protection.
+                    self.reload_logged("SIGHUP");
+                } else {
+                    self.info(&format!("signal {sig}: restoring cgroups and exiting"));
+                    return Ok(());
+                }
             }
             if ready[3] {
                 self.info(&format!(
@@ -634,6 +639,7 @@ impl Daemon {
             Request::Detach { cgroup } => self
                 .detach(&cgroup)
                 .map(|n| Response::ok(format!("detached {n} from {cgroup}"))),
+            Request::Reload => Ok(self.reload_reply()),
             Request::Status => Ok(Response {
                 ok: true,
                 status: Some(self.status()),
@@ -661,16 +667,32 @@ impl Daemon {
         opts: &AttachOpts,
         maps: &[(String, MapKey, u64)],
     ) -> Result<String, DaemonError> {
+        let bytes = std::fs::read(file)
+            .map_err(|e| DaemonError::BadInput(format!("{}: {e}", file.display())))?;
+        let spec = Spec {
+            file: file.to_path_buf(),
+            instance: instance.map(str::to_string),
+            opts: opts.clone(),
+            maps: maps.to_vec(),
+            bytes,
+        };
+        let p = self.prepare(&spec, cgroup)?;
+        self.install(p, spec.file, None)
+    }
+
+    /// Loads, configures and verifies a policy for `cgroup`; changes nothing.
+    fn prepare(&self, spec: &Spec, cgroup: &str) -> Result<Prepared, DaemonError> {
         let bad = DaemonError::BadInput;
+        let (file, bytes, instance) = (&spec.file, &spec.bytes, spec.instance.as_deref());
+        let (opts, maps) = (&spec.opts, &spec.maps);
         let cg = self.resolve(cgroup)?;
-        let bytes = std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display())))?;
-        let obj = Object::parse(&bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        let obj = Object::parse(bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         let mut policy =
             Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         for (var, v) in &opts.globals {
             policy.set_global(var, *v).map_err(|e| bad(e.to_string()))?;
         }
-        for (map, key, value) in maps {
+        for (map, key, value) in maps.iter() {
             let k = match key {
                 MapKey::Int(k) => *k,
                 MapKey::Cgroup(p) => self.resolve(p)?,
@@ -687,8 +709,6 @@ impl Daemon {
                 self.metrics.verifier_rejection();
                 DaemonError::Rejected(format!("{}: {e}", file.display()))
             })?;
-        let name = policy.name().to_string();
-        let kind = policy.kind();
         let defaults = AttachOptions::default();
         let aopts = AttachOptions {
             backoff_budget: opts.backoff_budget.unwrap_or(defaults.backoff_budget),
@@ -697,19 +717,209 @@ impl Daemon {
                 .map_or(defaults.backoff_timeout, Duration::from_millis),
             limit_reserve: opts.limit_reserve.unwrap_or(defaults.limit_reserve),
         };
+        Ok(Prepared {
+            policy,
+            cgroup: cg,
+            opts: aopts,
+        })
+    }
+
+    /// Attaches a prepared policy and watches its subtree; returns the
+    /// instance name.
+    fn install(
+        &mut self,
+        p: Prepared,
+        file: PathBuf,
+        spec: Option<Spec>,
+    ) -> Result<String, DaemonError> {
+        let (name, kind, cg) = (p.policy.name().to_string(), p.policy.kind(), p.cgroup);
         self.engine
-            .attach(policy, cg, aopts)
+            .attach(p.policy, cg, p.opts)
             .map_err(|e| DaemonError::Rejected(e.to_string()))?;
         self.attached.push(Attached {
             cgroup: cg,
             kind,
-            file: file.to_path_buf(),
+            file,
+            spec,
         });
         let r = self.engine.host_mut().manage(cg);
         for c in r.added {
             self.engine.cgroup_online(c);
         }
         Ok(name)
+    }
+
+    /// Reloads and logs each change (SIGHUP).
+    fn reload_logged(&mut self, why: &str) {
+        match self.reload() {
+            Ok(changes) => {
+                self.info(&format!("{why}: reloaded the config"));
+                for c in &changes {
+                    self.info(&format!("reload: {}", c.line()));
+                }
+            }
+            Err(e) => self.info(&format!("{why}: reload failed, nothing changed: {e}")),
+        }
+        self.flush();
+    }
+
+    /// Reloads for `bpfoom reload`: the changes, and code 1 when an entry
+    /// was rejected (the rest is applied).
+    fn reload_reply(&mut self) -> Response {
+        match self.reload() {
+            Ok(changes) => {
+                let rejected = changes.iter().any(|c| c.action == Action::Rejected);
+                let text: Vec<String> = changes.iter().map(Change::line).collect();
+                Response {
+                    ok: !rejected,
+                    code: u8::from(rejected),
+                    message: Some(text.join("\n")),
+                    error: rejected.then(|| text.join("\n")),
+                    changes: Some(changes),
+                    ..Default::default()
+                }
+            }
+            Err(e) => Response::err(&e),
+        }
+    }
+
+    /// Re-reads the config file and brings its `[[attach]]` entries into
+    /// effect (see [`crate::reload`] for the rules). An unreadable or
+    /// invalid file changes nothing.
+    fn reload(&mut self) -> Result<Vec<Change>, DaemonError> {
+        let Some((path, old_cfg)) = self.config.clone() else {
+            return Err(DaemonError::BadInput(
+                "started without --config: there is no config file to reload".into(),
+            ));
+        };
+        let cfg = Config::load(&path)?;
+        let mut changes = crate::reload::restart_sections(&old_cfg, &cfg);
+        // Which config-made instances stay as they are (by index).
+        let mut keep = vec![false; self.attached.len()];
+        let mut installs: Vec<(Prepared, Spec, String)> = Vec::new();
+        for a in &cfg.attach {
+            let cgroup = a.cgroup.get_ref();
+            let reject = |why: String| Change::new(Action::Rejected, cgroup, None).because(why);
+            let cg = match self.resolve(cgroup) {
+                Ok(cg) => cg,
+                Err(e) => {
+                    changes.push(reject(e.to_string()));
+                    continue;
+                }
+            };
+            let ours = |x: &Attached| x.cgroup == cg && x.spec.is_some();
+            let file = cfg_path(&args_config_dir(), a.policy.get_ref());
+            let spec = match Spec::read(a, file) {
+                Ok(s) => s,
+                Err(e) => {
+                    for (i, x) in self.attached.iter().enumerate() {
+                        keep[i] |= ours(x);
+                    }
+                    changes.push(reject(e));
+                    continue;
+                }
+            };
+            if let Some(i) = self
+                .attached
+                .iter()
+                .position(|x| ours(x) && x.spec.as_ref() == Some(&spec))
+            {
+                keep[i] = true;
+                let name = self.instance_name(cg, self.attached[i].kind);
+                changes.push(Change::new(Action::Unchanged, cgroup, name.as_deref()));
+                continue;
+            }
+            match self.prepare(&spec, cgroup) {
+                Ok(p) => installs.push((p, spec, cgroup.clone())),
+                Err(e) => {
+                    for (i, x) in self.attached.iter().enumerate() {
+                        keep[i] |= ours(x);
+                    }
+                    changes.push(reject(e.to_string()));
+                }
+            }
+        }
+        // Everything is verified: swap. Nothing below handles an OOM, and
+        // no cgroup of a replaced instance is unwatched.
+        for (p, spec, cgroup) in installs {
+            let (cg, kind) = (p.cgroup, p.policy.kind());
+            let old = self
+                .attached
+                .iter()
+                .position(|x| x.cgroup == cg && x.kind == kind && x.spec.is_some());
+            let Some(i) = old else {
+                let r = self.install(p, spec.file.clone(), Some(spec));
+                keep.push(true);
+                changes.push(match r {
+                    Ok(name) => Change::new(Action::Attached, &cgroup, Some(&name)),
+                    Err(e) => Change::new(Action::Rejected, &cgroup, None).because(e.to_string()),
+                });
+                continue;
+            };
+            keep[i] = true;
+            let why = self.attached[i]
+                .spec
+                .as_ref()
+                .map(|o| crate::reload::what_changed(o, &spec))
+                .unwrap_or_default();
+            let _ = self.engine.detach(cg, kind, "replaced by reload");
+            let a = self.attached.remove(i);
+            keep.remove(i);
+            match self.install(p, spec.file.clone(), Some(spec)) {
+                Ok(name) => {
+                    keep.push(true);
+                    changes.push(Change::new(Action::Replaced, &cgroup, Some(&name)).because(why));
+                }
+                Err(e) => {
+                    // Put the old instance back from its own bytes (it was
+                    // verified when it was attached).
+                    let back = a.spec.clone().ok_or_else(|| e.to_string());
+                    let back = back.and_then(|old| {
+                        let p = self.prepare(&old, &cgroup).map_err(|e| e.to_string())?;
+                        self.install(p, a.file.clone(), Some(old))
+                            .map_err(|e| e.to_string())
+                    });
+                    keep.push(true);
+                    let mut c = Change::new(Action::Rejected, &cgroup, None).because(e.to_string());
+                    if let Err(b) = back {
+                        c.reason =
+                            Some(format!("{e}; the old instance could not be restored: {b}"));
+                    }
+                    changes.push(c);
+                }
+            }
+        }
+        // Entries gone from the file.
+        let gone: Vec<(CgroupId, OpsKind)> = self
+            .attached
+            .iter()
+            .zip(&keep)
+            .filter(|(x, k)| x.spec.is_some() && !**k)
+            .map(|(x, _)| (x.cgroup, x.kind))
+            .collect();
+        for (cg, kind) in gone {
+            let name = self.instance_name(cg, kind);
+            let path = self.engine.host().path(cg).unwrap_or_default();
+            let _ = self
+                .engine
+                .detach(cg, kind, "removed from the config by reload");
+            self.attached
+                .retain(|x| !(x.cgroup == cg && x.kind == kind));
+            if !self.attached.iter().any(|x| x.cgroup == cg) {
+                self.engine.host_mut().unmanage(cg);
+            }
+            changes.push(Change::new(Action::Detached, &path, name.as_deref()));
+        }
+        self.config = Some((path, cfg));
+        Ok(changes)
+    }
+
+    fn instance_name(&self, cg: CgroupId, kind: OpsKind) -> Option<String> {
+        self.engine
+            .instances()
+            .into_iter()
+            .find(|x| x.cgroup == cg && x.kind == kind)
+            .map(|x| x.name)
     }
 
     fn detach(&mut self, cgroup: &str) -> Result<String, DaemonError> {

@@ -35,6 +35,7 @@ mod daemon;
 mod logging;
 pub mod metrics;
 mod psi;
+pub mod reload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,17 @@ pub struct StatusArgs {
     pub socket: PathBuf,
 }
 
+/// `bpfoom reload`.
+#[derive(Args, Debug, Clone)]
+pub struct ReloadArgs {
+    /// Print the changes as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
 /// The daemon verbs, ready to be added to a clap CLI.
 #[derive(Subcommand, Debug, Clone)]
 pub enum DaemonCmd {
@@ -194,6 +206,9 @@ pub enum DaemonCmd {
     Detach(DetachArgs),
     /// Show the running daemon's instances, counters and last decisions.
     Status(StatusArgs),
+    /// Re-read the daemon's config file: verify new and changed instances,
+    /// swap them in, detach removed ones (also on SIGHUP).
+    Reload(ReloadArgs),
 }
 
 /// Runs one daemon verb, writing client output to `out`.
@@ -203,6 +218,7 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
         DaemonCmd::Attach(a) => attach(a, out),
         DaemonCmd::Detach(a) => detach(a, out),
         DaemonCmd::Status(a) => status(a, out),
+        DaemonCmd::Reload(a) => reload(a, out),
     }
 }
 
@@ -271,6 +287,32 @@ pub fn attach(a: &AttachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         options,
     };
     finish(control::request(&a.socket, &req, CLIENT_TIMEOUT)?, out)
+}
+
+/// `bpfoom reload`: one line per instance (or a JSON array); exit 1 when
+/// an entry was rejected (the others are applied, the rejected one keeps
+/// what was attached).
+pub fn reload(a: &ReloadArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
+    let resp = control::request(&a.socket, &Request::Reload, CLIENT_TIMEOUT)?;
+    let Some(changes) = &resp.changes else {
+        return finish(resp, out);
+    };
+    if a.json {
+        let text =
+            serde_json::to_string(changes).map_err(|e| DaemonError::Control(e.to_string()))?;
+        writeln!(out, "{text}")?;
+    } else {
+        for c in changes {
+            writeln!(out, "{}", c.line())?;
+        }
+    }
+    if resp.ok {
+        Ok(())
+    } else {
+        Err(DaemonError::Rejected(
+            "reload: an entry was rejected and keeps its previous instance".into(),
+        ))
+    }
 }
 
 /// `bpfoom detach`.

@@ -171,3 +171,135 @@ fn metrics_show_a_real_oom_its_kill_and_the_reaction_time() {
         );
     }
 }
+
+fn write_config(path: &std::path::Path, entries: &[(&std::path::Path, &str)]) {
+    let mut s = String::from("[daemon]\nhandler_time_limit_ms = 2000\n");
+    for (obj, cg) in entries {
+        s.push_str(&format!(
+            "\n[[attach]]\npolicy = \"{}\"\ncgroup = \"{cg}\"\n",
+            obj.display()
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// SIGHUP while a real OOM is pending: the daemon is stopped (SIGSTOP)
+/// while a hog runs into the limit, so the OOM waits paused; the config is
+/// changed, SIGHUP and SIGCONT are sent, and the reload runs before the
+/// OOM is handled. The new instance handles that very OOM (the kernel
+/// never kills), the daemon keeps running. Then `bpfoom reload` with an
+/// unverifiable policy keeps the old instance (exit 1, the reason shown),
+/// and an entry removed from the file is detached.
+#[test]
+fn sighup_reloads_during_an_oom_and_a_rejected_entry_keeps_the_old_instance() {
+    let Some((root, own)) = v1_or_skip("sighup_reloads_during_an_oom") else {
+        return;
+    };
+    let (Some(ll), Some(rss)) = (policy("largest_leaf.bpf.c"), policy("largest_rss.bpf.c")) else {
+        return;
+    };
+    let bad_src = r#"
+#include <bpf_oom.h>
+char _license[] SEC("license") = "GPL";
+SEC("struct_ops.s/handle_out_of_memory")
+int BPF_PROG(null_deref, struct oom_control *oc, struct cgroup *cgrp)
+{
+	/* oc->memcg is NULL for a global OOM: the verifier must refuse this. */
+	return oc->memcg->css.id;
+}
+SEC(".struct_ops.link")
+struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref, .name = "null_deref" };
+"#;
+    let bad = bpfoom_testutil::compile_str("ops_null_deref", bad_src, &[])
+        .unwrap_or_else(|e| panic!("the unverifiable policy must compile: {e}"));
+    let t = TestTree::new(&root, &own, "reload", 60 << 20);
+    t.mkdir("job");
+    let dir = scratch("reload-config");
+    let cfg = dir.join("bpfoom.toml");
+    let top = t.cg("");
+    write_config(&cfg, &[(&ll, &top)]);
+    let mut d = DaemonProc::start("reload", &[format!("--config={}", cfg.display())]);
+    assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
+    let sock = d.socket.display().to_string();
+
+    // Hold the daemon, let a hog hit the limit: the OOM stays pending.
+    d.signal(libc::SIGSTOP);
+    let mut hog = Alloc::start(&t.top.join("job"), 100, 0, 60);
+    let deadline = std::time::Instant::now() + 10 * S;
+    while t.oom_control("", "under_oom") != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "no OOM pending");
+        std::thread::sleep(S / 50);
+    }
+    write_config(&cfg, &[(&rss, &top)]);
+    d.signal(libc::SIGHUP);
+    d.signal(libc::SIGCONT);
+    assert!(hog.wait(20 * S).is_some(), "hog not killed: {}", d.stderr());
+    let kill = d
+        .wait_record(5 * S, |r| r["event"] == "kill")
+        .expect("kill record");
+    assert_eq!(kill["pid"], hog.pid(), "{kill}");
+    assert_eq!(kill["by"], "policy:largest_rss", "{kill}\n{}", d.stderr());
+    assert!(
+        d.stderr().contains(&format!(
+            "reload: replaced largest_rss at {top} (policy file)"
+        )),
+        "{}",
+        d.stderr()
+    );
+    let detach = d.wait_record(S, |r| r["event"] == "detach").unwrap();
+    assert_eq!(detach["policy"], "largest_leaf");
+    assert_eq!(detach["reason"], "replaced by reload");
+    assert_eq!(
+        t.oom_control("", "oom_kill"),
+        Some(0),
+        "the kernel never killed"
+    );
+    assert_eq!(
+        t.oom_control("job", "oom_kill_disable"),
+        Some(1),
+        "still watched"
+    );
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the daemon"
+    );
+
+    // A rejected entry keeps the old instance and says why.
+    write_config(&cfg, &[(&bad, &top)]);
+    let (code, out, err) = client(&["reload", "--socket", &sock]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("rejected the entry for {top}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&bad.display().to_string()),
+        "names the object: {out}"
+    );
+    assert!(out.contains("verification failed"), "the verifier log: {out}");
+    let (_, st, _) = client(&["status", "--json", "--socket", &sock]);
+    let st: serde_json::Value = serde_json::from_str(st.trim()).unwrap();
+    assert_eq!(st["instances"][0]["name"], "largest_rss", "{st}");
+    let mut hog2 = Alloc::start(&t.top.join("job"), 100, 0, 60);
+    assert!(hog2.wait(20 * S).is_some(), "hog2 not killed");
+    let k2 = d
+        .wait_record(5 * S, |r| r["event"] == "kill" && r["pid"] == hog2.pid())
+        .expect("second kill");
+    assert_eq!(k2["by"], "policy:largest_rss");
+
+    // Unchanged, then removed.
+    write_config(&cfg, &[(&rss, &top)]);
+    let (code, out, err) = client(&["reload", "--socket", &sock]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), format!("unchanged largest_rss at {top}"));
+    write_config(&cfg, &[]);
+    let (code, out, err) = client(&["reload", "--json", "--socket", &sock]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ch: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ch[0]["action"], "detached", "{ch}");
+    assert_eq!(ch[0]["policy"], "largest_rss", "{ch}");
+    assert_eq!(t.oom_control("", "oom_kill_disable"), Some(0), "unwatched");
+
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(5 * S).expect("exits on SIGTERM").success());
+}
