@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -78,7 +78,8 @@ struct Daemon {
     out: Rc<RefCell<Output>>,
     attached: Vec<Attached>,
     counters: Counters,
-    recent: VecDeque<String>,
+    /// When the daemon started (status: `started`, `uptime_s`).
+    started: (Instant, std::time::SystemTime),
     global: GlobalMonitor,
     last_action: HashMap<Option<CgroupId>, Instant>,
     dry_run: bool,
@@ -176,7 +177,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         out,
         attached: Vec::new(),
         counters: Counters::default(),
-        recent: VecDeque::new(),
+        started: (Instant::now(), std::time::SystemTime::now()),
         global,
         last_action: HashMap::new(),
         dry_run,
@@ -195,7 +196,10 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
     for e in errs {
-        dm.info(&format!("restore failed: {e}"));
+        dm.out.borrow_mut().log(
+            crate::records::Severity::Err,
+            &format!("restore failed: {e}"),
+        );
     }
     let _ = std::fs::remove_file(&socket);
     notify_systemd("STOPPING=1");
@@ -309,11 +313,11 @@ impl Daemon {
         // The daemon must outlive the OOMs it handles (needs
         // CAP_SYS_RESOURCE; the unit file sets it too).
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-            self.info(&format!("cannot set oom_score_adj -1000 ({e})"));
+            self.warn(&format!("cannot set oom_score_adj -1000 ({e})"));
         }
         if !no_mlock {
             if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
-                self.info(&format!("mlockall failed ({e}); continuing unlocked"));
+                self.warn(&format!("mlockall failed ({e}); continuing unlocked"));
             }
         }
         // Bound last: a client that can connect sees the initial attachments.
@@ -541,12 +545,6 @@ impl Daemon {
                 _ => {}
             }
             self.metrics.observe(&r);
-            if !matches!(r.record, Record::Printk { .. }) {
-                if self.recent.len() >= 20 {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(r.to_json(self.dry_run));
-            }
         }
         let host = self.engine.host();
         self.metrics
@@ -555,6 +553,12 @@ impl Daemon {
 
     fn info(&self, msg: &str) {
         self.out.borrow_mut().info(msg);
+    }
+
+    fn warn(&self, msg: &str) {
+        self.out
+            .borrow_mut()
+            .log(crate::records::Severity::Warning, msg);
     }
 
     /// Accepts new connections (a bounded number per wake-up: a flood
@@ -604,11 +608,24 @@ impl Daemon {
                 "permission denied: uid {uid} (pid {pid}) is not root"
             )))
         } else {
-            self.counters.requests += 1;
-            let r = match serde_json::from_str::<Request>(&line) {
+            let req = serde_json::from_str::<Request>(&line);
+            // Looking (status, events) is not a request that changes anything.
+            if !matches!(req, Ok(Request::Status | Request::Events { .. })) {
+                self.counters.requests += 1;
+            }
+            let follow = matches!(req, Ok(Request::Events { follow: true }));
+            let r = match req {
                 Ok(req) => self.request(req),
                 Err(e) => Response::err(&DaemonError::BadInput(format!("bad request: {e}"))),
             };
+            if follow {
+                respond(s, &r)?;
+                // From now on every record is written to this client too.
+                let f = s.try_clone()?;
+                f.set_nonblocking(true)?;
+                self.out.borrow_mut().journal.follow(f);
+                return Ok(());
+            }
             if !r.ok {
                 self.counters.rejected_requests += 1;
             }
@@ -640,6 +657,11 @@ impl Daemon {
                 .detach(&cgroup)
                 .map(|n| Response::ok(format!("detached {n} from {cgroup}"))),
             Request::Reload => Ok(self.reload_reply()),
+            Request::Events { .. } => Ok(Response {
+                ok: true,
+                events: Some(self.recent_records()),
+                ..Default::default()
+            }),
             Request::Status => Ok(Response {
                 ok: true,
                 status: Some(self.status()),
@@ -914,6 +936,15 @@ impl Daemon {
         Ok(changes)
     }
 
+    /// The last records as JSON objects, oldest first.
+    fn recent_records(&self) -> Vec<serde_json::Value> {
+        let out = self.out.borrow();
+        out.journal
+            .recent()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     fn instance_name(&self, cg: CgroupId, kind: OpsKind) -> Option<String> {
         self.engine
             .instances()
@@ -971,10 +1002,12 @@ impl Daemon {
                     "backoff_budget_left": i.backoff_budget_left,
                     "limit_reserve_left": i.limit_reserve_left,
                     "policy_file": files.get(&(i.cgroup, i.kind == OpsKind::Oom)),
+                    "counters": self.metrics.instance_counters(&i.name, &host.path(i.cgroup).unwrap_or_default()),
                 })
             })
             .collect();
         serde_json::json!({
+            "bpfoom": crate::VERSION,
             "pid": std::process::id(),
             "hierarchy": host.cgroupfs().root_dir().display().to_string(),
             "version": format!("{:?}", host.cgroupfs().version()),
@@ -983,7 +1016,9 @@ impl Daemon {
             "restore_entries": host.restore_entries().len(),
             "instances": instances,
             "counters": self.counters,
-            "last_decisions": self.recent.iter().collect::<Vec<_>>(),
+            "started": crate::records::rfc3339(self.started.1),
+            "uptime_s": self.started.0.elapsed().as_secs(),
+            "last_decisions": self.recent_records(),
         })
     }
 }

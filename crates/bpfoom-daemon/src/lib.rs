@@ -35,7 +35,9 @@ mod daemon;
 mod logging;
 pub mod metrics;
 mod psi;
+pub mod records;
 pub mod reload;
+pub mod show;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -176,7 +178,21 @@ pub struct DetachArgs {
 /// `bpfoom status`.
 #[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
-    /// Print the raw JSON.
+    /// Print one JSON object (records as objects, not strings).
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// `bpfoom events`.
+#[derive(Args, Debug, Clone)]
+pub struct EventsArgs {
+    /// Keep streaming new records until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// One JSON object per line (as on the daemon's stdout).
     #[arg(long)]
     pub json: bool,
     /// Control socket path.
@@ -209,6 +225,8 @@ pub enum DaemonCmd {
     /// Re-read the daemon's config file: verify new and changed instances,
     /// swap them in, detach removed ones (also on SIGHUP).
     Reload(ReloadArgs),
+    /// Print the daemon's last decision records; `--follow` streams new ones.
+    Events(EventsArgs),
 }
 
 /// Runs one daemon verb, writing client output to `out`.
@@ -219,6 +237,7 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
         DaemonCmd::Detach(a) => detach(a, out),
         DaemonCmd::Status(a) => status(a, out),
         DaemonCmd::Reload(a) => reload(a, out),
+        DaemonCmd::Events(a) => events(a, out),
     }
 }
 
@@ -323,22 +342,8 @@ pub fn detach(a: &DetachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     finish(control::request(&a.socket, &req, CLIENT_TIMEOUT)?, out)
 }
 
-/// A name as the text status shows it: control characters and backslashes
-/// escaped (`\t`, `\u{1b}`, `\\`), so a cgroup or file name can neither
-/// break a line nor send escape sequences to the terminal (fault 8).
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || c == '\\' {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `bpfoom status`.
+/// `bpfoom status`: tables (or, with `--json`, the daemon's JSON object
+/// with records as objects).
 pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let resp = control::request(&a.socket, &Request::Status, CLIENT_TIMEOUT)?;
     if !resp.ok {
@@ -347,36 +352,13 @@ pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let st = resp.status.unwrap_or_default();
     if a.json {
         writeln!(out, "{st}")?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "bpfoom daemon pid {} ({}), {} watched cgroups{}",
-        st["pid"],
-        st["hierarchy"].as_str().unwrap_or("?"),
-        st["watched"],
-        if st["dry_run"] == true {
-            ", dry run"
-        } else {
-            ""
-        }
-    )?;
-    for i in st["instances"].as_array().into_iter().flatten() {
-        let field = |k: &str| printable(i[k].as_str().unwrap_or("?"));
-        writeln!(
-            out,
-            "  {} {} at {}: backoff budget {}, limit reserve {} bytes ({})",
-            field("kind"),
-            field("name"),
-            field("cgroup"),
-            i["backoff_budget_left"],
-            i["limit_reserve_left"],
-            field("policy_file"),
-        )?;
-    }
-    writeln!(out, "counters: {}", st["counters"])?;
-    for d in st["last_decisions"].as_array().into_iter().flatten() {
-        writeln!(out, "  {d}")?;
+    } else {
+        write!(out, "{}", show::status_text(&st))?;
     }
     Ok(())
+}
+
+/// `bpfoom events`.
+pub fn events(a: &EventsArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
+    show::events(&a.socket, a.follow, a.json, out)
 }

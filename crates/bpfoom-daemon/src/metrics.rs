@@ -56,6 +56,9 @@ pub struct Metrics {
     verifier_rejections: IntCounter,
     reaction: HistogramVec,
     handler_duration: HistogramVec,
+    /// Limit raises per instance, for `status` only (not exported: the
+    /// issue's `bpfoom_limit_raises_total` is the machine-wide count).
+    raises: IntCounterVec,
     /// The OOM in progress: its memcg (the kernel's kills are labelled
     /// with it) and the latency at which the current handler run began.
     oom_memcg: String,
@@ -167,6 +170,10 @@ impl Metrics {
             &["policy", "cgroup"],
         ));
         reg(Box::new(handler_duration.clone()));
+        let raises = build(IntCounterVec::new(
+            Opts::new("bpfoom_instance_limit_raises", "not exported"),
+            &["policy", "cgroup"],
+        ));
         Metrics {
             registry,
             instances,
@@ -180,6 +187,7 @@ impl Metrics {
             verifier_rejections,
             reaction,
             handler_duration,
+            raises,
             oom_memcg: String::new(),
             run_started_us: None,
             pending: Vec::new(),
@@ -247,6 +255,8 @@ impl Metrics {
                         self.kills
                             .with_label_values(&[policy, cgroup, "policy"])
                             .inc();
+                    } else {
+                        self.raises.with_label_values(&labels).inc();
                     }
                     if let Some(l) = lat {
                         self.reaction
@@ -270,6 +280,28 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// One instance's counters for `bpfoom status`: handler runs by
+    /// verdict, kills and limit raises (as in the metrics).
+    pub fn instance_counters(&self, policy: &str, cgroup: &str) -> serde_json::Value {
+        let runs = |v: &str| {
+            self.handler_runs
+                .with_label_values(&[policy, cgroup, v])
+                .get()
+        };
+        let kills = self
+            .kills
+            .with_label_values(&[policy, cgroup, "policy"])
+            .get();
+        serde_json::json!({
+            "runs": runs("processed") + runs("failed") + runs("backoff"),
+            "processed": runs("processed"),
+            "failed": runs("failed"),
+            "backoff": runs("backoff"),
+            "kills": kills,
+            "limit_raises": self.raises.with_label_values(&[policy, cgroup]).get(),
+        })
     }
 
     /// The registry in the Prometheus text format.

@@ -276,7 +276,10 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
         out.contains(&bad.display().to_string()),
         "names the object: {out}"
     );
-    assert!(out.contains("verification failed"), "the verifier log: {out}");
+    assert!(
+        out.contains("verification failed"),
+        "the verifier log: {out}"
+    );
     let (_, st, _) = client(&["status", "--json", "--socket", &sock]);
     let st: serde_json::Value = serde_json::from_str(st.trim()).unwrap();
     assert_eq!(st["instances"][0]["name"], "largest_rss", "{st}");
@@ -302,4 +305,157 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
 
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(5 * S).expect("exits on SIGTERM").success());
+}
+
+/// `status` (tables, JSON objects, status calls not counted), `events`
+/// (once, `--json`, `--follow` across a second OOM), RFC 3339 `ts` on
+/// every record, journald severities on stderr, no error on a closed pipe.
+#[test]
+fn status_events_and_records_around_real_ooms() {
+    let Some((root, own)) = v1_or_skip("status_events_and_records_around_real_ooms") else {
+        return;
+    };
+    let Some(obj) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "status", 60 << 20);
+    t.mkdir("job");
+    let mut d = DaemonProc::start_env(
+        "status",
+        &[format!("--attach={}={}", obj.display(), t.cg(""))],
+        &[("JOURNAL_STREAM", std::path::Path::new("8:12345"))],
+    );
+    assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
+    let sock = d.socket.display().to_string();
+    assert!(d.wait_stderr("<6>bpfoom: running", 5 * S), "{}", d.stderr());
+    assert!(
+        d.stderr()
+            .lines()
+            .all(|l| l.starts_with('<') && l.as_bytes()[2] == b'>'),
+        "severity prefixes: {}",
+        d.stderr()
+    );
+
+    let mut hog = Alloc::start(&t.top.join("job"), 100, 0, 60);
+    assert!(hog.wait(20 * S).is_some(), "hog not killed: {}", d.stderr());
+    d.wait_record(5 * S, |r| r["event"] == "resolved")
+        .expect("resolved");
+    for r in &d.seen {
+        let ts = r["ts"].as_str().unwrap_or_else(|| panic!("no ts: {r}"));
+        assert!(
+            ts.len() == 27 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
+    }
+
+    for _ in 0..3 {
+        assert_eq!(client(&["status", "--socket", &sock]).0, 0);
+    }
+    let (code, out, err) = client(&["status", "--json", "--socket", &sock]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        st["counters"]["requests"], 0,
+        "status is not a request: {st}"
+    );
+    let last = st["last_decisions"].as_array().unwrap();
+    assert!(
+        last.iter().all(|r| r.is_object() && r["ts"].is_string()),
+        "{st}"
+    );
+    assert!(last.iter().any(|r| r["event"] == "kill"), "{st}");
+    assert_eq!(st["instances"][0]["counters"]["kills"], 1, "{st}");
+    assert!(st["uptime_s"].is_u64() && st["started"].is_string(), "{st}");
+
+    let (code, out, _) = client(&["status", "--socket", &sock]);
+    assert_eq!(code, 0);
+    eprintln!("{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("  bpf_oom_ops"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let header = out.lines().find(|l| l.starts_with("  KIND")).unwrap();
+    // Aligned: each header column starts where its cell starts.
+    for col in ["INSTANCE", "CGROUP", "RUNS", "KILLS"] {
+        let at = header.find(col).unwrap();
+        assert_ne!(
+            row.as_bytes()[at],
+            b' ',
+            "{col} misaligned:\n{header}\n{row}"
+        );
+        assert_eq!(
+            row.as_bytes()[at - 1],
+            b' ',
+            "{col} misaligned:\n{header}\n{row}"
+        );
+    }
+    assert!(row.contains("largest_leaf"), "{row}");
+    assert!(out.contains("last decisions (UTC):"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" kill ") && l.contains("by=\"policy:largest_leaf\"")),
+        "{out}"
+    );
+
+    // `status | true`: the reader is gone before the first write (EPIPE):
+    // no broken-pipe error, exit 0.
+    let o = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {} status --socket {sock} | true",
+                env!("CARGO_BIN_EXE_bpfoomd")
+            ),
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.is_empty(), "{e}");
+
+    let (code, out, _) = client(&["events", "--json", "--socket", &sock]);
+    assert_eq!(code, 0);
+    let evs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(evs.iter().any(|r| r["event"] == "kill"), "{out}");
+    let (code, out, _) = client(&["events", "--socket", &sock]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.contains("  kill ")), "{out}");
+
+    // --follow sees a second OOM as it happens.
+    let mut f = std::process::Command::new(env!("CARGO_BIN_EXE_bpfoomd"))
+        .args(["events", "--follow", "--json", "--socket", &sock])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fout = f.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(fout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(S / 2);
+    let mut hog2 = Alloc::start(&t.top.join("job"), 100, 0, 60);
+    assert!(hog2.wait(20 * S).is_some());
+    let deadline = std::time::Instant::now() + 10 * S;
+    let mut got = None;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(l) = rx.recv_timeout(left) else { break };
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        if v["event"] == "kill" && v["pid"] == hog2.pid() {
+            got = Some(v);
+            break;
+        }
+    }
+    let _ = f.kill();
+    let _ = f.wait();
+    assert!(
+        got.is_some(),
+        "events --follow did not show the second kill"
+    );
 }

@@ -44,7 +44,7 @@ impl CliError {
 #[derive(Parser, Debug)]
 #[command(
     name = "bpfoom",
-    version,
+    version = bpfoom_daemon::VERSION,
     about = "BPF OOM policies for today's kernels"
 )]
 struct Cli {
@@ -95,6 +95,8 @@ where
     let mut out = stdout.lock();
     match run(cli.cmd, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`bpfoom status | head`) is not an error.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
             eprintln!("bpfoom: {e}");
@@ -110,9 +112,10 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Sim(a) => sim::run(&a, out),
         Cmd::Btf(a) => btf::run(&a, out),
-        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e.exit_code() {
-            1 => CliError::Rejected(e.to_string()),
-            _ => CliError::BadInput(e.to_string()),
+        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e {
+            bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
+            e if e.exit_code() == 1 => CliError::Rejected(e.to_string()),
+            e => CliError::BadInput(e.to_string()),
         }),
         Cmd::Demo { out_dir } => demo(out_dir, out),
     }
