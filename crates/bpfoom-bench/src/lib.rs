@@ -9,6 +9,8 @@
 //! - [`idle`]: benchmark group 3 (idle cost against earlyoom and nohang);
 //! - [`policy_cost`]: benchmark group 2 (policy and verification cost);
 //! - [`reaction`]: benchmark group 1 (memcg OOM reaction on cgroup v1);
+//! - [`soak`]: the soak of issue 13 (OOMs, attaches and detaches for
+//!   minutes; RSS and descriptors of the daemon sampled and plotted);
 //! - [`stats`]: medians, percentiles and ratios for BENCHMARKS.md.
 
 pub mod compare;
@@ -17,5 +19,6 @@ pub mod guest;
 pub mod idle;
 pub mod policy_cost;
 pub mod reaction;
+pub mod soak;
 pub mod stats;
 pub mod vm;

@@ -18,8 +18,8 @@ use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, Linux
 use bpfoom_obj::Object;
 
 use crate::clients::{Got, Pending};
-use crate::config::{Config, FallbackKind, LogFormat, MapKey};
-use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
+use crate::config::{AttachSection, Config, FallbackKind, LogFormat};
+use crate::control::{self, AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
 use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
@@ -293,22 +293,22 @@ impl Daemon {
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
         for a in &cfg.attach {
+            let opts = entry_opts(a);
+            let locate = entry_locate(cfg, a);
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
-            let spec = Spec::read(a, file).map_err(DaemonError::BadInput);
-            spec.and_then(|spec| {
-                let p = self.prepare(&spec, a.cgroup.get_ref())?;
-                self.install(p, spec.file.clone(), Some(spec))
-            })
-            .map_err(|e| match e {
-                DaemonError::Rejected(m) => DaemonError::Rejected(m),
-                other => DaemonError::BadInput(format!(
-                    "attach entry for {}: {other}",
-                    a.cgroup.get_ref()
-                )),
-            })?;
+            let instance = a.instance.as_deref();
+            self.attach_as(&file, a.cgroup.get_ref(), instance, &opts, &locate, true)
+                .map_err(|e| match e {
+                    DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                    DaemonError::Config(c) => DaemonError::Config(c),
+                    other => DaemonError::BadInput(format!(
+                        "attach entry for {}: {other}",
+                        a.cgroup.get_ref()
+                    )),
+                })?;
         }
         for (p, c) in cli {
-            self.attach(p, c, None, &AttachOpts::default(), &[])?;
+            self.attach(p, c, None, &AttachOpts::default(), &request_item)?;
         }
         // The daemon must outlive the OOMs it handles (needs
         // CAP_SYS_RESOURCE; the unit file sets it too).
@@ -642,15 +642,20 @@ impl Daemon {
                 instance,
                 options,
             } => {
-                let maps: Vec<(String, MapKey, u64)> = options
-                    .maps
-                    .iter()
-                    .map(|(m, k, v)| {
-                        let key = k.parse().map_or(MapKey::Cgroup(k.clone()), MapKey::Int);
-                        (m.clone(), key, *v)
-                    })
-                    .collect();
-                self.attach(&policy, &cgroup, instance.as_deref(), &options, &maps)
+                let locate = |item: Item<'_>, message: String| {
+                    let arg = match item {
+                        Item::Global(var) => format!("--set {var}"),
+                        Item::Map { index, .. } => {
+                            options.maps.get(index).map_or_else(String::new, |m| {
+                                m.arg.clone().unwrap_or_else(|| {
+                                    format!("map entry {} ({}={})", m.map, m.key, m.value)
+                                })
+                            })
+                        }
+                    };
+                    DaemonError::BadInput(format!("{arg}: {message}"))
+                };
+                self.attach(&policy, &cgroup, instance.as_deref(), &options, &locate)
                     .map(|name| Response::ok(format!("attached {name} to {cgroup}")))
             }
             Request::Detach { cgroup } => self
@@ -687,41 +692,56 @@ impl Daemon {
         cgroup: &str,
         instance: Option<&str>,
         opts: &AttachOpts,
-        maps: &[(String, MapKey, u64)],
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
     ) -> Result<String, DaemonError> {
-        let bytes = std::fs::read(file)
-            .map_err(|e| DaemonError::BadInput(format!("{}: {e}", file.display())))?;
-        let spec = Spec {
-            file: file.to_path_buf(),
-            instance: instance.map(str::to_string),
-            opts: opts.clone(),
-            maps: maps.to_vec(),
-            bytes,
-        };
-        let p = self.prepare(&spec, cgroup)?;
-        self.install(p, spec.file, None)
+        self.attach_as(file, cgroup, instance, opts, locate, false)
+    }
+
+    /// [`Daemon::attach`]; `from_config`: the instance is a config entry's,
+    /// which a reload manages.
+    fn attach_as(
+        &mut self,
+        file: &Path,
+        cgroup: &str,
+        instance: Option<&str>,
+        opts: &AttachOpts,
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+        from_config: bool,
+    ) -> Result<String, DaemonError> {
+        let spec = Spec::read(file.to_path_buf(), instance, opts).map_err(DaemonError::BadInput)?;
+        let p = self.prepare(&spec, cgroup, locate)?;
+        self.install(p, spec.file.clone(), from_config.then_some(spec))
     }
 
     /// Loads, configures and verifies a policy for `cgroup`; changes nothing.
-    fn prepare(&self, spec: &Spec, cgroup: &str) -> Result<Prepared, DaemonError> {
+    fn prepare(
+        &self,
+        spec: &Spec,
+        cgroup: &str,
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+    ) -> Result<Prepared, DaemonError> {
         let bad = DaemonError::BadInput;
         let (file, bytes, instance) = (&spec.file, &spec.bytes, spec.instance.as_deref());
-        let (opts, maps) = (&spec.opts, &spec.maps);
+        let opts = &spec.opts;
         let cg = self.resolve(cgroup)?;
         let obj = Object::parse(bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         let mut policy =
             Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        // Typed values: laid out from the object's BTF; a string for an
+        // integer is a cgroup path of this daemon's hierarchy.
+        let cgroupfs = self.engine.host().cgroupfs();
+        let mut resolve = |p: &str| cgroupfs.resolve(p).map_err(|e| e.to_string());
         for (var, v) in &opts.globals {
-            policy.set_global(var, *v).map_err(|e| bad(e.to_string()))?;
-        }
-        for (map, key, value) in maps.iter() {
-            let k = match key {
-                MapKey::Int(k) => *k,
-                MapKey::Cgroup(p) => self.resolve(p)?,
-            };
             policy
-                .map_entry(map, k, *value)
-                .map_err(|e| bad(e.to_string()))?;
+                .set_global_value(var, v, &mut resolve)
+                .map_err(|e| locate(Item::Global(var), e.to_string()))?;
+        }
+        for (index, m) in opts.maps.iter().enumerate() {
+            if let Err(e) = policy.set_map_entry(&m.map, &m.key, &m.value, &mut resolve) {
+                let key = matches!(&e, bpfoom_engine::EngineError::Value { source, .. }
+                    if source.path().starts_with("key"));
+                return Err(locate(Item::Map { index, key }, e.to_string()));
+            }
         }
         policy
             // The contract check, then bpfoom's verifier; its report carries
@@ -831,7 +851,7 @@ impl Daemon {
             };
             let ours = |x: &Attached| x.cgroup == cg && x.spec.is_some();
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
-            let spec = match Spec::read(a, file) {
+            let spec = match Spec::read(file, a.instance.as_deref(), &entry_opts(a)) {
                 Ok(s) => s,
                 Err(e) => {
                     for (i, x) in self.attached.iter().enumerate() {
@@ -851,7 +871,7 @@ impl Daemon {
                 changes.push(Change::new(Action::Unchanged, cgroup, name.as_deref()));
                 continue;
             }
-            match self.prepare(&spec, cgroup) {
+            match self.prepare(&spec, cgroup, &entry_locate(&cfg, a)) {
                 Ok(p) => installs.push((p, spec, cgroup.clone())),
                 Err(e) => {
                     for (i, x) in self.attached.iter().enumerate() {
@@ -897,7 +917,9 @@ impl Daemon {
                     // verified when it was attached).
                     let back = a.spec.clone().ok_or_else(|| e.to_string());
                     let back = back.and_then(|old| {
-                        let p = self.prepare(&old, &cgroup).map_err(|e| e.to_string())?;
+                        let p = self
+                            .prepare(&old, &cgroup, &request_item)
+                            .map_err(|e| e.to_string())?;
                         self.install(p, a.file.clone(), Some(old))
                             .map_err(|e| e.to_string())
                     });
@@ -1035,6 +1057,67 @@ fn respond(s: &UnixStream, resp: &Response) -> std::io::Result<()> {
 
 /// Config paths are relative to the working directory (as given on the
 /// command line); kept as a function so a config-relative rule can come later.
+/// An attach option that can be wrong, for [`Daemon::attach`]'s `locate`.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    /// A global variable.
+    Global(&'a str),
+    /// Map entry `index`; `key`: the error is in its key.
+    Map { index: usize, key: bool },
+}
+
+/// A config entry's options as an attach request carries them.
+fn entry_opts(a: &AttachSection) -> AttachOpts {
+    AttachOpts {
+        backoff_budget: a.backoff_budget,
+        backoff_timeout_ms: a.backoff_timeout_ms,
+        limit_reserve: a.limit_reserve.map(|s| s.0),
+        globals: a
+            .globals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect(),
+        maps: a
+            .maps
+            .iter()
+            .map(|m| {
+                let m = m.get_ref();
+                control::MapEntry {
+                    map: m.map.clone(),
+                    key: m.key.get_ref().clone(),
+                    value: m.value.get_ref().clone(),
+                    arg: None,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Locates a config entry's bad value: the error names the line of the
+/// value (or key) in the configuration file.
+fn entry_locate<'a>(
+    cfg: &'a Config,
+    a: &'a AttachSection,
+) -> impl Fn(Item<'_>, String) -> DaemonError + 'a {
+    move |item: Item<'_>, message: String| {
+        let span = match item {
+            Item::Global(var) => a.globals.get(var).map(|v| v.span()),
+            Item::Map { index, key: true } => a.maps.get(index).map(|m| m.get_ref().key.span()),
+            Item::Map { index, key: false } => a.maps.get(index).map(|m| m.get_ref().value.span()),
+        };
+        DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), message))
+    }
+}
+
+/// Locates errors of a request's options by the client's arguments (the
+/// `--attach` command line has none).
+fn request_item(item: Item<'_>, message: String) -> DaemonError {
+    match item {
+        Item::Global(var) => DaemonError::BadInput(format!("--set {var}: {message}")),
+        Item::Map { index, .. } => DaemonError::BadInput(format!("map entry {index}: {message}")),
+    }
+}
+
 fn args_config_dir() -> PathBuf {
     PathBuf::new()
 }

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AttachSection, Config, MapKey};
+use crate::config::Config;
 use crate::control::AttachOpts;
 
 /// What a config entry asks for, with the object's bytes: two specs are
@@ -37,36 +37,20 @@ pub struct Spec {
     pub file: PathBuf,
     /// The struct_ops instance, when the object has several.
     pub instance: Option<String>,
-    /// Budgets, reserve and globals.
+    /// Budgets, reserve, globals and map entries.
     pub opts: AttachOpts,
-    /// Map entries.
-    pub maps: Vec<(String, MapKey, u64)>,
     /// The object file's content when it was read.
     pub bytes: Vec<u8>,
 }
 
 impl Spec {
-    /// Reads an entry's object; `file` is the entry's path resolved.
-    pub fn read(a: &AttachSection, file: PathBuf) -> Result<Spec, String> {
+    /// Reads the object `file`.
+    pub fn read(file: PathBuf, instance: Option<&str>, opts: &AttachOpts) -> Result<Spec, String> {
         let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         Ok(Spec {
             file,
-            instance: a.instance.clone(),
-            opts: AttachOpts {
-                backoff_budget: a.backoff_budget,
-                backoff_timeout_ms: a.backoff_timeout_ms,
-                limit_reserve: a.limit_reserve.map(|s| s.0),
-                globals: a.globals.clone(),
-                maps: Vec::new(),
-            },
-            maps: a
-                .maps
-                .iter()
-                .map(|m| {
-                    let m = m.get_ref();
-                    (m.map.clone(), m.key.clone(), m.value)
-                })
-                .collect(),
+            instance: instance.map(str::to_string),
+            opts: opts.clone(),
             bytes,
         })
     }
@@ -157,11 +141,15 @@ pub fn what_changed(old: &Spec, new: &Spec) -> String {
     if old.instance != new.instance {
         v.push("instance");
     }
-    if old.opts != new.opts {
-        v.push("options");
-    }
-    if old.maps != new.maps {
+    if old.opts.maps != new.opts.maps {
         v.push("maps");
+    }
+    if old.opts.globals != new.opts.globals {
+        v.push("globals");
+    }
+    let budgets = |o: &AttachOpts| (o.backoff_budget, o.backoff_timeout_ms, o.limit_reserve);
+    if budgets(&old.opts) != budgets(&new.opts) {
+        v.push("options");
     }
     v.join(", ")
 }
@@ -191,7 +179,6 @@ mod tests {
             file: "/p.bpf.o".into(),
             instance: None,
             opts: AttachOpts::default(),
-            maps: Vec::new(),
             bytes: bytes.to_vec(),
         }
     }
@@ -202,8 +189,10 @@ mod tests {
         assert_eq!(what_changed(&a, &spec(b"2")), "object changed");
         let mut b = spec(b"1");
         b.opts.backoff_budget = Some(1);
-        b.maps.push(("m".into(), MapKey::Int(1), 2));
-        assert_eq!(what_changed(&a, &b), "options, maps");
+        b.opts
+            .globals
+            .insert("g".into(), bpfoom_engine::MapValue::Int(2));
+        assert_eq!(what_changed(&a, &b), "globals, options");
         assert_eq!(
             Change::new(Action::Replaced, "/job", Some("ll"))
                 .because("object changed")

@@ -38,7 +38,8 @@ pub fn size(b: u64) -> String {
     for (u, n) in UNITS {
         if b >= u {
             let v = b as f64 / u as f64;
-            return if b % u == 0 {
+            // `u` is a power of two: no remainder when the low bits are clear.
+            return if b & (u - 1) == 0 {
                 format!("{}{n}", b / u)
             } else {
                 format!("{v:.1}{n}")

@@ -74,6 +74,30 @@ enum Cmd {
         #[arg(long, default_value = "")]
         only: String,
     },
+    /// Issue 13 (root, cgroup v1): the soak. OOMs every INTERVAL_MS across
+    /// CGROUPS cgroups for MINUTES, attaches and detaches mixed in; writes
+    /// soak.csv, soak.svg, records.jsonl and summary.md to OUT; exit 1 when
+    /// an OOM stayed unresolved or RSS/descriptors grew.
+    Soak {
+        /// How long OOMs are started for.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Output directory.
+        #[arg(long, default_value = "bench/soak")]
+        out: PathBuf,
+        /// Leaf cgroups.
+        #[arg(long, default_value_t = 20)]
+        cgroups: usize,
+        /// Milliseconds between two OOMs.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Seconds between two samples of the daemon.
+        #[arg(long, default_value_t = 10)]
+        sample_s: u64,
+        /// Milliseconds between two attach/detach operations.
+        #[arg(long, default_value_t = 2000)]
+        churn_ms: u64,
+    },
     /// Helper: the bpfoom daemon verbs (the same code as `bpfoom run`).
     Daemon {
         #[command(subcommand)]
@@ -201,6 +225,40 @@ fn compare(
     Ok(())
 }
 
+fn soak(
+    minutes: f64,
+    out: PathBuf,
+    cgroups: usize,
+    interval_ms: u64,
+    sample_s: u64,
+    churn_ms: u64,
+) -> Result<(), String> {
+    use bpfoom_bench::soak;
+    if !(minutes > 0.0 && cgroups > 0 && interval_ms > 0 && sample_s > 0 && churn_ms > 0) {
+        return Err("soak: --minutes, --cgroups and the intervals must be positive".into());
+    }
+    let cfg = soak::SoakConfig {
+        duration: std::time::Duration::from_secs_f64(minutes * 60.0),
+        cgroups,
+        interval: std::time::Duration::from_millis(interval_ms),
+        sample: std::time::Duration::from_secs(sample_s),
+        churn: std::time::Duration::from_millis(churn_ms),
+        exe: std::env::current_exe().map_err(|e| e.to_string())?,
+        policy: policy_cost::compile("largest_leaf")?,
+        churn_policy: policy_cost::compile("tests/always_fail")?,
+        out,
+    };
+    let rep = soak::run(&cfg).map_err(|e| e.to_string())?;
+    print!("{}", soak::summary(&cfg, &rep));
+    let problems = rep.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        eprintln!("bpfoom-bench: soak not clean: {}", problems.join("; "));
+        std::process::exit(1)
+    }
+}
+
 fn run(cmd: Cmd) -> Result<(), String> {
     match cmd {
         Cmd::PolicyCost {
@@ -298,6 +356,14 @@ fn run(cmd: Cmd) -> Result<(), String> {
             raw,
             only,
         } => compare(reps, &svg, &raw, &only)?,
+        Cmd::Soak {
+            minutes,
+            out,
+            cgroups,
+            interval_ms,
+            sample_s,
+            churn_ms,
+        } => return soak(minutes, out, cgroups, interval_ms, sample_s, churn_ms),
         Cmd::Daemon { cmd } => {
             bpfoom_daemon::run_cmd(&cmd, &mut std::io::stdout()).map_err(|e| e.to_string())?
         }
