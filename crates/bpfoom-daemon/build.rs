@@ -25,9 +25,9 @@ fn main() {
                 println!("cargo:rerun-if-changed={dir}/HEAD");
                 println!("cargo:rerun-if-changed={dir}/logs/HEAD");
             }
-            let hash = git(&["rev-parse", "--short=12", "HEAD"])?;
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some();
-            Some(if dirty { format!("{hash}-dirty") } else { hash })
+            // No "-dirty" mark: edits do not re-run this script, so the
+            // mark could be stale either way.
+            git(&["rev-parse", "--short=12", "HEAD"])
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=BPFOOM_GIT_COMMIT={commit}");

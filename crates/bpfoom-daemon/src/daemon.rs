@@ -89,6 +89,8 @@ struct Daemon {
     metrics: Metrics,
     /// The config file and what it said at start or the last reload.
     config: Option<(PathBuf, Config)>,
+    /// The bound metrics endpoint, until its thread starts.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -186,6 +188,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         clients: Pending::default(),
         metrics: Metrics::new(),
         config: args.config.clone().map(|p| (p, cfg.clone())),
+        metrics_listener: None,
     };
     let metrics_addr = match args.metrics.as_deref().or(d.metrics.as_deref()) {
         Some(a) => Some(crate::metrics::parse_addr(a)?),
@@ -325,8 +328,11 @@ impl Daemon {
         self.flush();
         if let Some(addr) = metrics_addr {
             // After the initial attachments: a readiness probe on /metrics
-            // passes only once the policies are in place.
-            let bound = crate::metrics::serve(addr, self.metrics.registry())?;
+            // passes only once the policies are in place. The thread starts
+            // in serve(), once the signals are blocked.
+            let l = crate::metrics::bind(addr)?;
+            let bound = l.local_addr().map_err(setup("metrics endpoint"))?;
+            self.metrics_listener = Some(l);
             self.info(&format!("metrics at http://{bound}/metrics"));
         }
         self.info(&format!(
@@ -346,9 +352,19 @@ impl Daemon {
         mut guardian: Guardian,
     ) -> Result<(), DaemonError> {
         let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
+        if let Some(l) = self.metrics_listener.take() {
+            crate::metrics::spawn(l, self.metrics.registry())?;
+        }
         let global_psi = self.global_trigger();
         let mut last_rescan = Instant::now();
+        let mut watchdog = crate::notify::Watchdog::from_env();
         loop {
+            if let Some(w) = watchdog.as_mut() {
+                // From the loop itself: a hung loop stops the keep-alives.
+                if w.tick(Instant::now()) {
+                    notify_systemd("WATCHDOG=1");
+                }
+            }
             let busy = !self.last_action.is_empty();
             // Idle, only the descriptors wake the loop; housekeeping (v1
             // fallbacks, victims, global sampling, v2 sampling) needs turns.
@@ -369,6 +385,9 @@ impl Daemon {
             if !self.clients.is_empty() {
                 // Connections still sending their request are read each pass.
                 timeout = timeout.min(Duration::from_millis(20));
+            }
+            if let Some(w) = &watchdog {
+                timeout = timeout.min(w.due_in(Instant::now()));
             }
             let (ready, fired) = {
                 let host = self.engine.host();
@@ -398,7 +417,9 @@ impl Daemon {
                 let sig = sys::read_signal(&sigfd).unwrap_or(0);
                 if sig == SIGHUP {
                     // A habitual `kill -HUP` reloads; it never drops protection.
+                    notify_systemd("RELOADING=1");
                     self.reload_logged("SIGHUP");
+                    notify_systemd("READY=1");
                 } else {
                     self.info(&format!("signal {sig}: restoring cgroups and exiting"));
                     return Ok(());

@@ -34,6 +34,7 @@ pub mod control;
 mod daemon;
 mod logging;
 pub mod metrics;
+pub mod notify;
 mod psi;
 pub mod records;
 pub mod reload;

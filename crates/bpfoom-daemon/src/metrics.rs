@@ -342,11 +342,24 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, DaemonError> {
 /// Binds `addr` and serves `/metrics` from `registry` on a thread; returns
 /// the bound address (with the real port when `addr` asked for port 0).
 pub fn serve(addr: SocketAddr, registry: Registry) -> Result<SocketAddr, DaemonError> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| DaemonError::Setup(format!("metrics endpoint {addr}: {e}")))?;
+    let listener = bind(addr)?;
     let local = listener
         .local_addr()
         .map_err(|e| DaemonError::Setup(format!("metrics endpoint {addr}: {e}")))?;
+    spawn(listener, registry)?;
+    Ok(local)
+}
+
+/// Binds the endpoint (at start-up, so a bad address stops the start).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr).map_err(|e| DaemonError::Setup(format!("metrics endpoint {addr}: {e}")))
+}
+
+/// Serves `/metrics` on `listener` from a new thread. Call it after the
+/// daemon blocked its signals (the signalfd): the thread inherits the
+/// mask, so a SIGTERM is never delivered to it (which would kill the
+/// process without restoring the cgroups).
+pub fn spawn(listener: TcpListener, registry: Registry) -> Result<(), DaemonError> {
     std::thread::Builder::new()
         .name("bpfoom-metrics".into())
         .spawn(move || {
@@ -362,7 +375,7 @@ pub fn serve(addr: SocketAddr, registry: Registry) -> Result<SocketAddr, DaemonE
             }
         })
         .map_err(|e| DaemonError::Setup(format!("metrics thread: {e}")))?;
-    Ok(local)
+    Ok(())
 }
 
 /// Reads one request head and answers it; the connection is closed after.

@@ -459,3 +459,56 @@ fn status_events_and_records_around_real_ooms() {
         "events --follow did not show the second kill"
     );
 }
+
+/// systemd: READY=1, then WATCHDOG=1 at half of `$WATCHDOG_USEC` from the
+/// loop; SIGHUP is RELOADING=1 then READY=1 (and the daemon stays up).
+#[test]
+fn systemd_watchdog_keepalives_and_reload_notifications() {
+    let Some((root, own)) = v1_or_skip("systemd_watchdog_keepalives") else {
+        return;
+    };
+    let Some(obj) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "watchdog", 60 << 20);
+    let dir = scratch("watchdog-notify");
+    let path = dir.join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    notify.set_read_timeout(Some(5 * S)).unwrap();
+    let mut d = DaemonProc::start_env(
+        "watchdog",
+        &[format!("--attach={}={}", obj.display(), t.cg(""))],
+        &[
+            ("NOTIFY_SOCKET", &path),
+            ("WATCHDOG_USEC", std::path::Path::new("200000")),
+        ],
+    );
+    let mut buf = [0u8; 64];
+    let mut next = || {
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    // Five keep-alives at 100 ms: about 400 ms after the first.
+    let took = start.elapsed();
+    assert!(took < 2 * S, "keep-alives too slow: {took:?}");
+    d.signal(libc::SIGHUP);
+    let mut seen = Vec::new();
+    while seen.len() < 10 && !seen.contains(&"READY=1".to_string()) {
+        let m = next();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert_eq!(seen, ["RELOADING=1", "READY=1"], "{}", d.stderr());
+    assert!(d.child.try_wait().unwrap().is_none(), "SIGHUP stopped it");
+    assert!(
+        d.wait_stderr("nothing changed: started without --config", 5 * S),
+        "{}",
+        d.stderr()
+    );
+}

@@ -5,7 +5,7 @@
 //! was examined and found wanting (e.g. rejected by the verifier), 2 bad
 //! input or usage (with a one-line reason on stderr).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub mod btf;
 pub mod build;
+pub mod generate;
 pub mod inspect;
 pub mod sim;
 pub mod verify;
@@ -74,6 +75,8 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Write man pages or shell completions (bash, zsh, fish).
+    Generate(generate::GenerateArgs),
 }
 
 /// Runs the CLI with the given arguments and returns the exit code.
@@ -118,6 +121,7 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
             e => CliError::BadInput(e.to_string()),
         }),
         Cmd::Demo { out_dir } => demo(out_dir, out),
+        Cmd::Generate(a) => generate::run(&a, Cli::command(), out),
     }
 }
 
