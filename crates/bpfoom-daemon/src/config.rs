@@ -26,10 +26,19 @@
 //! maps = [{ map = "prefs", key = "/system.slice/cache.service", value = 3 }]
 //! ```
 //!
-//! Unknown keys and bad values are errors naming the file, line and key.
+//! Map keys and values and globals follow the policy's BTF types
+//! ([`bpfoom_engine::mapvalue`]): integers, cgroup paths (a string for an
+//! integer field; the cgroup's id is stored), inline tables of struct fields
+//! by name (`value = { preference = 2 }`), lists for arrays, text for
+//! `char[N]`, enumerator names for enums.
+//!
+//! Unknown keys and bad values are errors naming the file, line and key;
+//! a value that does not fit its BTF type (checked when the policy is
+//! loaded) names the file, line and field.
 
 use std::path::{Path, PathBuf};
 
+use bpfoom_engine::MapValue;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -134,26 +143,17 @@ pub enum LogFormat {
     Text,
 }
 
-/// A map key: an integer or a cgroup path (replaced by the cgroup's id).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum MapKey {
-    /// A number.
-    Int(u64),
-    /// A cgroup path.
-    Cgroup(String),
-}
-
-/// One map entry handed to a policy at attach.
+/// One map entry handed to a policy at attach, key and value typed by the
+/// map's BTF key and value types.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MapEntry {
     /// Map name.
     pub map: String,
-    /// Key.
-    pub key: MapKey,
-    /// Value.
-    pub value: u64,
+    /// Key (an integer, a cgroup path, a table of fields).
+    pub key: Spanned<MapValue>,
+    /// Value (an integer, a cgroup path, a table of fields).
+    pub value: Spanned<MapValue>,
 }
 
 /// `[[attach]]`.
@@ -172,9 +172,10 @@ pub struct AttachSection {
     pub backoff_timeout_ms: Option<u64>,
     /// Bytes `bpf_mem_cgroup_raise_limit` may hand out.
     pub limit_reserve: Option<Size>,
-    /// Global variables to set before verification.
+    /// Global variables to set before verification, typed by their BTF
+    /// types.
     #[serde(default)]
-    pub globals: std::collections::BTreeMap<String, u64>,
+    pub globals: std::collections::BTreeMap<String, Spanned<MapValue>>,
     /// Map entries (e.g. `oomd_like`'s preferences).
     #[serde(default)]
     pub maps: Vec<Spanned<MapEntry>>,
@@ -196,6 +197,14 @@ pub struct Config {
     /// `[[attach]]`.
     #[serde(default)]
     pub attach: Vec<AttachSection>,
+    /// The file the configuration came from (empty when built in code).
+    #[serde(skip)]
+    pub file: String,
+    /// Byte offsets at which the text's lines start, to turn spans into
+    /// lines for errors found after parsing (a value that does not fit its
+    /// BTF type).
+    #[serde(skip)]
+    line_starts: Vec<usize>,
 }
 
 /// A configuration error, located (line 0: the file itself, e.g. unreadable).
@@ -217,6 +226,41 @@ impl ConfigError {
             l => format!("{}:{l}: {}", self.file, self.message),
         }
     }
+}
+
+/// Parses a map key or value, or a global's value, given on the command
+/// line (`bpfoom attach --map MAP:KEY=VALUE`, `--set NAME=VALUE`): an
+/// integer (decimal, `-` allowed, or `0x` hex up to `u64`), a TOML inline
+/// table or list (`{ preference = 2 }`, `[1, 2]`), `true`/`false`, a quoted
+/// TOML string, or else the text itself (a cgroup path, an enumerator name).
+pub fn parse_value_arg(s: &str) -> Result<MapValue, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty value".into());
+    }
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(h, 16)
+            .map(MapValue::from)
+            .map_err(|_| format!("{t:?} is not a hex number"));
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) || t.starts_with('-') {
+        return t
+            .parse::<i128>()
+            .ok()
+            .filter(|n| (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(n))
+            .map(MapValue::Int)
+            .ok_or_else(|| format!("{t:?} is not a 64-bit integer"));
+    }
+    if t.starts_with(['{', '[', '"', '\'']) || t == "true" || t == "false" {
+        #[derive(Deserialize)]
+        struct One {
+            v: MapValue,
+        }
+        return toml::from_str::<One>(&format!("v = {t}"))
+            .map(|o| o.v)
+            .map_err(|e| format!("{t}: {}", e.message().trim()));
+    }
+    Ok(MapValue::Str(t.into()))
 }
 
 /// The 1-based line of a byte offset.
@@ -268,7 +312,22 @@ impl Config {
                 "daemon.handler_time_limit_ms: must be at least 1".into(),
             ));
         }
+        let mut c = c;
+        c.file = file.into();
+        c.line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Ok(c)
+    }
+
+    /// An error located at a byte offset of the parsed text (a span of one
+    /// of its `Spanned` values).
+    pub fn error_at(&self, offset: usize, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: self.line_starts.partition_point(|&s| s <= offset).max(1),
+            message,
+        }
     }
 
     /// Reads and parses a file.
@@ -315,8 +374,9 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
         assert_eq!(c.global.fallback, Some(FallbackKind::Sysrq));
         let a = &c.attach[0];
         assert_eq!(a.limit_reserve, Some(Size(1 << 30)));
-        assert_eq!(a.globals["raise_step"], 4096);
-        assert_eq!(a.maps[1].get_ref().key, MapKey::Int(7));
+        assert_eq!(*a.globals["raise_step"].get_ref(), MapValue::Int(4096));
+        assert_eq!(*a.maps[1].get_ref().key.get_ref(), MapValue::Int(7));
+        assert_eq!(*a.maps[0].get_ref().key.get_ref(), MapValue::from("/a/b"));
         assert_eq!(line_of(text, a.cgroup.span().start), 16);
     }
 
@@ -350,6 +410,76 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
         assert_eq!(c.attach.len(), 2);
         assert_eq!(c.attach[1].limit_reserve, Some(Size(512 << 20)));
         assert_eq!(c.global.fallback, Some(FallbackKind::None));
+    }
+
+    #[test]
+    fn typed_map_entries_and_globals() {
+        let text = r#"
+[[attach]]
+policy = "p.bpf.o"
+cgroup = "/a"
+globals = { protected = ["sshd", "init"], watch = "/a/b", limit = -1 }
+maps = [
+  { map = "prefs", key = "/a/b", value = { preference = 2, last_pgscan = 0 } },
+  { map = "prefs", key = 7, value = { nested = { x = [1, 2] } } },
+]
+"#;
+        let c = Config::parse(text, "t.toml").unwrap();
+        let a = &c.attach[0];
+        assert_eq!(
+            *a.globals["protected"].get_ref(),
+            MapValue::Array(vec!["sshd".into(), "init".into()])
+        );
+        assert_eq!(*a.globals["limit"].get_ref(), MapValue::Int(-1));
+        let m = a.maps[0].get_ref();
+        let MapValue::Struct(fields) = m.value.get_ref() else {
+            panic!("{m:?}")
+        };
+        assert_eq!(fields["preference"], MapValue::Int(2));
+        // Errors found later (when the value meets its BTF type) are located
+        // by the value's span: the second entry is on line 8.
+        let e = c.error_at(a.maps[1].get_ref().value.span().start, "bad".into());
+        assert_eq!((e.file.as_str(), e.line), ("t.toml", 8));
+        assert_eq!(e.to_string(), "t.toml:8: bad");
+        let e = c.error_at(a.globals["watch"].span().start, "bad".into());
+        assert_eq!(e.line, 5);
+        // Floats and duplicate fields are refused at parse time, with a line.
+        let e = Config::parse(
+            "[[attach]]\npolicy = \"p\"\ncgroup = \"/\"\nglobals = { x = 1.5 }\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("float"), "{e}");
+    }
+
+    #[test]
+    fn command_line_values() {
+        assert_eq!(parse_value_arg("42"), Ok(MapValue::Int(42)));
+        assert_eq!(parse_value_arg("-3"), Ok(MapValue::Int(-3)));
+        assert_eq!(
+            parse_value_arg("0xffffffffffffffff"),
+            Ok(MapValue::from(u64::MAX))
+        );
+        assert_eq!(parse_value_arg("/job/a"), Ok(MapValue::from("/job/a")));
+        assert_eq!(
+            parse_value_arg("PREF_AVOID"),
+            Ok(MapValue::from("PREF_AVOID"))
+        );
+        assert_eq!(parse_value_arg("\"a b\""), Ok(MapValue::from("a b")));
+        assert_eq!(parse_value_arg("true"), Ok(MapValue::Bool(true)));
+        let v = parse_value_arg("{ preference = 2, kill = true }").unwrap();
+        assert_eq!(v.to_string(), "{ kill = true, preference = 2 }");
+        assert_eq!(
+            parse_value_arg("[1, 2]"),
+            Ok(MapValue::Array(vec![1u64.into(), 2u64.into()]))
+        );
+        assert!(parse_value_arg("").is_err());
+        assert!(parse_value_arg("0xzz").is_err());
+        assert!(parse_value_arg("99999999999999999999").is_err());
+        assert!(parse_value_arg("-").is_err());
+        let e = parse_value_arg("{ preference = }").unwrap_err();
+        assert!(e.starts_with("{ preference = }"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bpfoom_engine::MapValue;
 use serde::{Deserialize, Serialize};
 
 use crate::DaemonError;
@@ -27,13 +28,30 @@ pub struct AttachOpts {
     /// Limit reserve, bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_reserve: Option<u64>,
-    /// Global variables to set.
+    /// Global variables to set, typed by their BTF types (JSON integers,
+    /// strings for cgroup paths, objects for structs, arrays).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub globals: BTreeMap<String, u64>,
-    /// Map entries: (map, key, value); a key that is not a number is a
-    /// cgroup path, replaced by the cgroup's id.
+    pub globals: BTreeMap<String, MapValue>,
+    /// Map entries, typed by the map's BTF key and value types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub maps: Vec<(String, String, u64)>,
+    pub maps: Vec<MapEntry>,
+}
+
+/// One map entry of an attach request:
+/// `{"map": "prefs", "key": "/a", "value": {"preference": 2}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    /// Map name.
+    pub map: String,
+    /// Key: an integer, a cgroup path (its id is stored), a struct's fields.
+    pub key: MapValue,
+    /// Value, as the key.
+    pub value: MapValue,
+    /// Where the entry was written (the client's `--map` argument), named
+    /// in errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg: Option<String>,
 }
 
 /// A request.

@@ -18,8 +18,8 @@ use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, Linux
 use bpfoom_obj::Object;
 
 use crate::clients::{Got, Pending};
-use crate::config::{Config, FallbackKind, LogFormat, MapKey};
-use crate::control::{AttachOpts, Request, Response, MAX_REQUEST};
+use crate::config::{Config, FallbackKind, LogFormat};
+use crate::control::{self, AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
@@ -268,27 +268,50 @@ impl Daemon {
                 backoff_budget: a.backoff_budget,
                 backoff_timeout_ms: a.backoff_timeout_ms,
                 limit_reserve: a.limit_reserve.map(|s| s.0),
-                globals: a.globals.clone(),
-                maps: Vec::new(),
+                globals: a
+                    .globals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                    .collect(),
+                maps: a
+                    .maps
+                    .iter()
+                    .map(|m| {
+                        let m = m.get_ref();
+                        control::MapEntry {
+                            map: m.map.clone(),
+                            key: m.key.get_ref().clone(),
+                            value: m.value.get_ref().clone(),
+                            arg: None,
+                        }
+                    })
+                    .collect(),
             };
-            let maps: Vec<(String, MapKey, u64)> = a
-                .maps
-                .iter()
-                .map(|m| {
-                    let m = m.get_ref();
-                    (m.map.clone(), m.key.clone(), m.value)
-                })
-                .collect();
+            // A value that does not fit its BTF type names the line of the
+            // value (or key) in the configuration file.
+            let locate = |item: Item<'_>, message: String| {
+                let span = match item {
+                    Item::Global(var) => a.globals.get(var).map(|v| v.span()),
+                    Item::Map { index, key: true } => {
+                        a.maps.get(index).map(|m| m.get_ref().key.span())
+                    }
+                    Item::Map { index, key: false } => {
+                        a.maps.get(index).map(|m| m.get_ref().value.span())
+                    }
+                };
+                DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), message))
+            };
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
             self.attach(
                 &file,
                 a.cgroup.get_ref(),
                 a.instance.as_deref(),
                 &opts,
-                &maps,
+                &locate,
             )
             .map_err(|e| match e {
                 DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                DaemonError::Config(c) => DaemonError::Config(c),
                 other => DaemonError::BadInput(format!(
                     "attach entry for {}: {other}",
                     a.cgroup.get_ref()
@@ -296,7 +319,7 @@ impl Daemon {
             })?;
         }
         for (p, c) in cli {
-            self.attach(p, c, None, &AttachOpts::default(), &[])?;
+            self.attach(p, c, None, &AttachOpts::default(), &request_item)?;
         }
         // The daemon must outlive the OOMs it handles (needs
         // CAP_SYS_RESOURCE; the unit file sets it too).
@@ -602,15 +625,20 @@ impl Daemon {
                 instance,
                 options,
             } => {
-                let maps: Vec<(String, MapKey, u64)> = options
-                    .maps
-                    .iter()
-                    .map(|(m, k, v)| {
-                        let key = k.parse().map_or(MapKey::Cgroup(k.clone()), MapKey::Int);
-                        (m.clone(), key, *v)
-                    })
-                    .collect();
-                self.attach(&policy, &cgroup, instance.as_deref(), &options, &maps)
+                let locate = |item: Item<'_>, message: String| {
+                    let arg = match item {
+                        Item::Global(var) => format!("--set {var}"),
+                        Item::Map { index, .. } => {
+                            options.maps.get(index).map_or_else(String::new, |m| {
+                                m.arg.clone().unwrap_or_else(|| {
+                                    format!("map entry {} ({}={})", m.map, m.key, m.value)
+                                })
+                            })
+                        }
+                    };
+                    DaemonError::BadInput(format!("{arg}: {message}"))
+                };
+                self.attach(&policy, &cgroup, instance.as_deref(), &options, &locate)
                     .map(|name| Response::ok(format!("attached {name} to {cgroup}")))
             }
             Request::Detach { cgroup } => self
@@ -641,7 +669,7 @@ impl Daemon {
         cgroup: &str,
         instance: Option<&str>,
         opts: &AttachOpts,
-        maps: &[(String, MapKey, u64)],
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
     ) -> Result<String, DaemonError> {
         let bad = DaemonError::BadInput;
         let cg = self.resolve(cgroup)?;
@@ -649,17 +677,21 @@ impl Daemon {
         let obj = Object::parse(&bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         let mut policy =
             Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        // Typed values: laid out from the object's BTF; a string for an
+        // integer is a cgroup path of this daemon's hierarchy.
+        let cgroupfs = self.engine.host().cgroupfs();
+        let mut resolve = |p: &str| cgroupfs.resolve(p).map_err(|e| e.to_string());
         for (var, v) in &opts.globals {
-            policy.set_global(var, *v).map_err(|e| bad(e.to_string()))?;
-        }
-        for (map, key, value) in maps {
-            let k = match key {
-                MapKey::Int(k) => *k,
-                MapKey::Cgroup(p) => self.resolve(p)?,
-            };
             policy
-                .map_entry(map, k, *value)
-                .map_err(|e| bad(e.to_string()))?;
+                .set_global_value(var, v, &mut resolve)
+                .map_err(|e| locate(Item::Global(var), e.to_string()))?;
+        }
+        for (index, m) in opts.maps.iter().enumerate() {
+            if let Err(e) = policy.set_map_entry(&m.map, &m.key, &m.value, &mut resolve) {
+                let key = matches!(&e, bpfoom_engine::EngineError::Value { source, .. }
+                    if source.path().starts_with("key"));
+                return Err(locate(Item::Map { index, key }, e.to_string()));
+            }
         }
         policy
             // The contract check, then bpfoom's verifier; its report carries
@@ -769,6 +801,24 @@ fn respond(s: &UnixStream, resp: &Response) -> std::io::Result<()> {
 
 /// Config paths are relative to the working directory (as given on the
 /// command line); kept as a function so a config-relative rule can come later.
+/// An attach option that can be wrong, for [`Daemon::attach`]'s `locate`.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    /// A global variable.
+    Global(&'a str),
+    /// Map entry `index`; `key`: the error is in its key.
+    Map { index: usize, key: bool },
+}
+
+/// Locates errors of a request's options by the client's arguments (the
+/// `--attach` command line has none).
+fn request_item(item: Item<'_>, message: String) -> DaemonError {
+    match item {
+        Item::Global(var) => DaemonError::BadInput(format!("--set {var}: {message}")),
+        Item::Map { index, .. } => DaemonError::BadInput(format!("map entry {index}: {message}")),
+    }
+}
+
 fn args_config_dir() -> PathBuf {
     PathBuf::new()
 }

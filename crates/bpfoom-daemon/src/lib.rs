@@ -134,10 +134,14 @@ pub struct AttachArgs {
     /// Limit reserve (bytes, or with K/M/G/T).
     #[arg(long, value_parser = parse_size_arg)]
     pub limit_reserve: Option<u64>,
-    /// Set a global variable before verification: VAR=VALUE (repeatable).
-    #[arg(long = "set", value_name = "VAR=VALUE")]
+    /// Set a global variable before verification: NAME=VALUE (repeatable);
+    /// VALUE an integer, a cgroup path (its id), or a TOML inline table or
+    /// list laid out from the variable's BTF type (`{ preference = 2 }`).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
     pub globals: Vec<String>,
-    /// Add a map entry: MAP:KEY=VALUE, KEY a number or a cgroup path.
+    /// Add a map entry: MAP:KEY=VALUE (repeatable); KEY and VALUE an
+    /// integer, a cgroup path (its id), or a TOML inline table laid out
+    /// from the map's BTF key/value type (`prefs:/job/a={ preference = 2 }`).
     #[arg(long = "map", value_name = "MAP:KEY=VALUE")]
     pub maps: Vec<String>,
     /// Control socket path.
@@ -194,19 +198,49 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
     config::parse_size(s).ok_or_else(|| format!("bad size {s:?}"))
 }
 
+/// Parses `--map MAP:KEY=VALUE`. KEY and VALUE are what
+/// [`config::parse_value_arg`] takes; the `=` between them is the first one
+/// outside braces, brackets and quotes, so a table key `{ a = 1 }=2` works.
+pub fn parse_map_arg(arg: &str) -> Result<control::MapEntry, DaemonError> {
+    let usage = || DaemonError::BadInput(format!("--map: expected MAP:KEY=VALUE, got {arg:?}"));
+    let (map, rest) = arg.split_once(':').ok_or_else(usage)?;
+    let (mut depth, mut quote) = (0i32, None);
+    let mut split = None;
+    for (i, c) in rest.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '{' | '[') => depth += 1,
+            (None, '}' | ']') => depth -= 1,
+            (None, '=') if depth == 0 => {
+                split = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let i = split.ok_or_else(usage)?;
+    let (key, value) = (&rest[..i], &rest[i + 1..]);
+    if map.is_empty() || key.trim().is_empty() || value.trim().is_empty() {
+        return Err(usage());
+    }
+    let parse = |s: &str, what: &str| {
+        config::parse_value_arg(s)
+            .map_err(|e| DaemonError::BadInput(format!("--map {arg}: {what}: {e}")))
+    };
+    Ok(control::MapEntry {
+        map: map.into(),
+        key: parse(key, "key")?,
+        value: parse(value, "value")?,
+        arg: Some(format!("--map {arg}")),
+    })
+}
+
 fn split_kv<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), DaemonError> {
     s.split_once('=')
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
         .ok_or_else(|| DaemonError::BadInput(format!("{what}: expected KEY=VALUE, got {s:?}")))
-}
-
-fn number(s: &str, what: &str) -> Result<u64, DaemonError> {
-    let t = s.trim();
-    let r = match t.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => t.parse(),
-    };
-    r.map_err(|_| DaemonError::BadInput(format!("{what}: {s:?} is not a number")))
 }
 
 fn finish(resp: Response, out: &mut dyn Write) -> Result<(), DaemonError> {
@@ -237,16 +271,12 @@ pub fn attach(a: &AttachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     };
     for g in &a.globals {
         let (k, v) = split_kv(g, "--set")?;
-        options.globals.insert(k.into(), number(v, "--set")?);
+        let value = config::parse_value_arg(v)
+            .map_err(|e| DaemonError::BadInput(format!("--set {g}: {e}")))?;
+        options.globals.insert(k.into(), value);
     }
     for m in &a.maps {
-        let (mk, v) = split_kv(m, "--map")?;
-        let (map, key) = mk.split_once(':').ok_or_else(|| {
-            DaemonError::BadInput(format!("--map: expected MAP:KEY=VALUE, got {m:?}"))
-        })?;
-        options
-            .maps
-            .push((map.into(), key.into(), number(v, "--map")?));
+        options.maps.push(parse_map_arg(m)?);
     }
     let req = Request::Attach {
         policy: absolute(&a.policy),
@@ -321,4 +351,44 @@ pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         writeln!(out, "  {d}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfoom_engine::MapValue;
+
+    #[test]
+    fn map_arguments() {
+        let e = parse_map_arg("prefs:/job/a={ preference = 2 }").unwrap();
+        assert_eq!(e.map, "prefs");
+        assert_eq!(e.key, MapValue::from("/job/a"));
+        assert_eq!(e.value.to_string(), "{ preference = 2 }");
+        assert_eq!(
+            e.arg.as_deref(),
+            Some("--map prefs:/job/a={ preference = 2 }")
+        );
+        // The split is at the first `=` outside braces and quotes.
+        let e = parse_map_arg("k:{ id = 1, pad = 0 }=0x10").unwrap();
+        assert_eq!(e.key.to_string(), "{ id = 1, pad = 0 }");
+        assert_eq!(e.value, MapValue::Int(16));
+        let e = parse_map_arg("names:\"a=b\"=3").unwrap();
+        assert_eq!(e.key, MapValue::from("a=b"));
+        for bad in [
+            "prefs",
+            "prefs:/a",
+            ":/a=1",
+            "prefs:=1",
+            "prefs:/a=",
+            "p:{ a = 1 }",
+        ] {
+            let e = parse_map_arg(bad).unwrap_err();
+            assert!(matches!(e, DaemonError::BadInput(_)), "{bad}: {e}");
+        }
+        let e = parse_map_arg("prefs:/a={ x = }").unwrap_err();
+        assert!(
+            e.to_string().contains("--map prefs:/a={ x = }: value"),
+            "{e}"
+        );
+    }
 }

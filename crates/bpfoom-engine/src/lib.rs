@@ -32,6 +32,7 @@
 mod engine;
 pub mod host;
 mod kfuncs;
+pub mod mapvalue;
 mod objects;
 pub mod record;
 mod verify;
@@ -44,6 +45,7 @@ use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
 pub use engine::{Engine, OomOutcome};
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
+pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
 pub use record::{Constraint, Record, Verdict};
 pub use verify::Verifier;
 
@@ -190,6 +192,17 @@ pub enum EngineError {
         policy: String,
         /// Variable name.
         var: String,
+    },
+    /// A map entry or global value does not fit its BTF type.
+    #[error("policy {policy}: {target} {source}")]
+    Value {
+        /// Instance name.
+        policy: String,
+        /// `map NAME` or `global` (the source's path names the variable).
+        target: String,
+        /// What does not fit, naming the field.
+        #[source]
+        source: Box<MapValueError>,
     },
 }
 
@@ -393,35 +406,107 @@ impl Policy {
 
     /// Adds an entry to map `map` at attach time (how a daemon hands a
     /// policy its configuration, e.g. per-cgroup preferences). Key and value
-    /// are integers stored little endian in the map's key and value sizes
-    /// (at most 8 bytes each).
+    /// are integers stored little endian in the map's key and value sizes;
+    /// [`Policy::set_map_entry`] with [`MapValue::Int`], so they are checked
+    /// against the map's BTF types the same way.
     pub fn map_entry(&mut self, map: &str, key: u64, value: u64) -> Result<(), EngineError> {
-        let err = |reason: String| EngineError::Vm {
-            policy: self.name.clone(),
-            reason,
+        self.set_map_entry(
+            map,
+            &MapValue::from(key),
+            &MapValue::from(value),
+            &mut mapvalue::no_cgroups,
+        )
+    }
+
+    /// Adds an entry to map `map` at attach time, key and value laid out
+    /// from the map's own BTF key and value types ([`mapvalue`]); a string
+    /// for an integer is a cgroup path, turned into its id by `resolve`.
+    /// Errors name the map and the field.
+    pub fn set_map_entry(
+        &mut self,
+        map: &str,
+        key: &MapValue,
+        value: &MapValue,
+        resolve: &mut CgroupResolver<'_>,
+    ) -> Result<(), EngineError> {
+        let Some((idx, def)) = self.object.map(map) else {
+            return Err(EngineError::Vm {
+                policy: self.name.clone(),
+                reason: format!("no map {map}"),
+            });
         };
-        let (idx, def) = self
-            .object
-            .map(map)
-            .ok_or_else(|| err(format!("no map {map}")))?;
-        let bytes = |v: u64, size: u32, what: &str| {
-            if size == 0 || size > 8 {
-                return Err(err(format!(
-                    "map {map}: {what} size {size} is not 1..=8 bytes"
-                )));
+        let btf = &self.object.btf;
+        let one = |ty: Option<u32>,
+                   size: u32,
+                   v: &MapValue,
+                   role: mapvalue::Role,
+                   what: &str,
+                   resolve: &mut CgroupResolver<'_>| {
+            let bytes = match ty {
+                Some(ty) => mapvalue::encode(btf, ty, v, role, what, resolve)?,
+                None => mapvalue::encode_untyped(size, v, what, resolve)?,
+            };
+            if bytes.len() != size as usize {
+                return Err(MapValueError::Layout {
+                    path: what.into(),
+                    reason: format!(
+                        "its BTF type is {} bytes, the map's {what} size {size}",
+                        bytes.len()
+                    ),
+                });
             }
-            Ok(v.to_le_bytes()[..size as usize].to_vec())
+            Ok(bytes)
         };
-        let k = bytes(key, def.key_size, "key")?;
-        let v = bytes(value, def.value_size, "value")?;
-        self.preload.push((idx, k, v));
-        Ok(())
+        let encoded = one(
+            def.key_type,
+            def.key_size,
+            key,
+            mapvalue::Role::Key,
+            "key",
+            resolve,
+        )
+        .and_then(|k| {
+            one(
+                def.value_type,
+                def.value_size,
+                value,
+                mapvalue::Role::Value,
+                "value",
+                resolve,
+            )
+            .map(|v| (k, v))
+        });
+        match encoded {
+            Ok((k, v)) => {
+                self.preload.push((idx, k, v));
+                Ok(())
+            }
+            Err(source) => Err(EngineError::Value {
+                policy: self.name.clone(),
+                target: format!("map {map}"),
+                source: Box::new(source),
+            }),
+        }
     }
 
     /// Sets a global variable (`const volatile` tunables in `.rodata`,
-    /// or `.data`/`.bss`) before attach, as libbpf's skeletons do. The value
-    /// is truncated to the variable's size.
+    /// or `.data`/`.bss`) before attach, as libbpf's skeletons do:
+    /// [`Policy::set_global_value`] with [`MapValue::Int`] (range-checked
+    /// against the variable's type).
     pub fn set_global(&mut self, var: &str, value: u64) -> Result<(), EngineError> {
+        self.set_global_value(var, &MapValue::from(value), &mut mapvalue::no_cgroups)
+    }
+
+    /// Sets a global variable from a typed value laid out from the
+    /// variable's BTF type (integers, cgroup paths, structs by field,
+    /// arrays, `char[N]` text; see [`mapvalue`]). The policy must pass its
+    /// check again afterwards (the verifier reads `.rodata` as constants).
+    pub fn set_global_value(
+        &mut self,
+        var: &str,
+        value: &MapValue,
+        resolve: &mut CgroupResolver<'_>,
+    ) -> Result<(), EngineError> {
         let btf = &self.object.btf;
         for map in self.object.maps.iter_mut().filter(|m| m.initial.is_some()) {
             let Some(sec) = btf.datasec(&map.section).and_then(|id| btf.type_by_id(id)) else {
@@ -430,22 +515,41 @@ impl Policy {
             let BtfKind::Datasec { vars, .. } = &sec.kind else {
                 continue;
             };
-            let Some(v) = vars
-                .iter()
-                .find(|v| btf.type_by_id(v.ty).is_some_and(|t| t.name == var))
-            else {
+            let Some((v, ty)) = vars.iter().find_map(|v| match btf.type_by_id(v.ty) {
+                Some(t) if t.name == var => match t.kind {
+                    BtfKind::Var { ty, .. } => Some((v, ty)),
+                    _ => None,
+                },
+                _ => None,
+            }) else {
                 continue;
             };
-            let (off, size) = (v.offset as usize, (v.size as usize).min(8));
-            if let Some(dst) = map
+            let err = |source| EngineError::Value {
+                policy: self.name.clone(),
+                target: "global".into(),
+                source: Box::new(source),
+            };
+            let bytes = mapvalue::encode(btf, ty, value, mapvalue::Role::Value, var, resolve)
+                .map_err(err)?;
+            let (off, size) = (v.offset as usize, v.size as usize);
+            let dst = map
                 .initial
                 .as_mut()
                 .and_then(|b| b.get_mut(off..off + size))
-            {
-                dst.copy_from_slice(&value.to_le_bytes()[..size]);
-                self.checked = false;
-                return Ok(());
-            }
+                .filter(|d| d.len() == bytes.len())
+                .ok_or_else(|| {
+                    err(MapValueError::Layout {
+                        path: var.into(),
+                        reason: format!(
+                            "the variable's type is {} bytes, its place in {} is {size}",
+                            bytes.len(),
+                            map.section
+                        ),
+                    })
+                })?;
+            dst.copy_from_slice(&bytes);
+            self.checked = false;
+            return Ok(());
         }
         Err(EngineError::NoGlobal {
             policy: self.name.clone(),

@@ -1,28 +1,19 @@
 //! Every shared bpf_conformance `.data` file parses, assembles, and its
 //! program survives a disassemble/re-assemble round trip.
 
-use std::path::PathBuf;
-
 use bpfoom_insn::conformance::TestCase;
 use bpfoom_insn::{assemble, disassemble, to_asm};
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("BPFOOM_SHARED") {
-        Some(p) => PathBuf::from(p).join("conformance"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-    }
-}
-
 #[test]
 fn all_conformance_files_assemble_and_round_trip() {
-    let dir = shared_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Some(dir) = bpfoom_testutil::conformance_dir() else {
         bpfoom_testutil::require(
             false,
-            &format!("conformance vectors not found at {}", dir.display()),
+            "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
         );
         return;
     };
+    let entries = std::fs::read_dir(&dir).expect("conformance folder readable");
     let mut n = 0;
     for e in entries.flatten() {
         let path = e.path();

@@ -687,3 +687,11 @@ fn parse_type(r: &mut Reader<'_>, strings: &[u8]) -> Result<BtfType, String> {
         kind,
     })
 }
+
+impl Btf {
+    /// Parses the `.BTF` section of an eBPF ELF object, with data section sizes and variable
+    /// offsets fixed up from the ELF (useful to build a [`crate::Target`] from a compiled object).
+    pub fn from_object(bytes: &[u8]) -> Result<Btf, crate::error::ObjError> {
+        crate::load::object_btf_of(bytes)
+    }
+}

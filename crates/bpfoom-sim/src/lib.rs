@@ -22,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bpfoom_engine::{
-    AttachOptions, Engine, EngineConfig, OomOutcome, PolicyCheck, Record, Verdict,
+    AttachOptions, Engine, EngineConfig, EngineError, OomOutcome, PolicyCheck, Record, Verdict,
 };
 use bpfoom_obj::Object;
 
 pub use host::{Line, SimEvent, SimHost, SimProc};
 pub use scenario::Scenario;
 
-use scenario::{ExpectSpec, GlobalValue, ProcessSpec, StepSpec};
+use scenario::{ExpectSpec, ProcessSpec, StepSpec};
 
 /// The upstream selftest tree with `largest_leaf` attached at `/oom_test`;
 /// `bpfoom demo` runs it. The policy path is resolved by the caller's loader.
@@ -454,23 +454,29 @@ pub fn run_scenario(
             Object::parse(&bytes).map_err(|e| r.err(span.clone(), format!("{}: {e}", v.policy)))?;
         let mut policy = bpfoom_engine::Policy::open(obj, v.instance.as_deref())
             .map_err(|e| r.err(span.clone(), e.to_string()))?;
+        // A string for an integer is a cgroup path; the simulated host
+        // resolves it to the cgroup's id.
+        let host = r.engine.host();
+        let mut resolve = |p: &str| host.lookup(p).ok_or_else(|| "no such cgroup".to_string());
         for (name, val) in &v.globals {
-            let value = match val {
-                GlobalValue::Int(n) => *n,
-                GlobalValue::Cgroup(p) => r.cgroup(p, &span)?,
-            };
             policy
-                .set_global(name, value)
-                .map_err(|e| r.err(span.clone(), e.to_string()))?;
+                .set_global_value(name, val.get_ref(), &mut resolve)
+                .map_err(|e| r.err(val.span(), e.to_string()))?;
         }
         for entry in &v.entries {
-            let key = match &entry.key {
-                GlobalValue::Int(n) => *n,
-                GlobalValue::Cgroup(p) => r.cgroup(p, &span)?,
-            };
-            policy
-                .map_entry(&entry.map, key, entry.value)
-                .map_err(|e| r.err(span.clone(), e.to_string()))?;
+            let en = entry.get_ref();
+            if let Err(e) =
+                policy.set_map_entry(&en.map, en.key.get_ref(), en.value.get_ref(), &mut resolve)
+            {
+                let at = match &e {
+                    EngineError::Value { source, .. } if source.path().starts_with("key") => {
+                        en.key.span()
+                    }
+                    EngineError::Value { .. } => en.value.span(),
+                    _ => entry.span(),
+                };
+                return Err(r.err(at, e.to_string()));
+            }
         }
         policy
             .check(opts.check)

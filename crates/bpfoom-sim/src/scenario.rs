@@ -32,6 +32,9 @@
 //! globals = { watch_cgroup_id = "/job" }        # optional: .rodata/.data/.bss values;
 //!                                               # a string is a cgroup path (its id)
 //! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries
+//! # key and value follow the map's BTF types: integers, cgroup paths,
+//! # structs by field name, lists for arrays, text for char[N]:
+//! # entries = [{ map = "prefs", key = "/job/a", value = { preference = 2 } }]
 //!
 //! [[step]]                       # exactly one of:
 //! alloc = { pid = 102, bytes = "20M" }   # a charge over a limit is an OOM
@@ -54,6 +57,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bpfoom_engine::MapValue;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use toml::Spanned;
@@ -205,16 +209,6 @@ fn default_comm() -> String {
     "proc".into()
 }
 
-/// A global variable value: a number, or a cgroup path (its id is used).
-#[derive(Deserialize, Debug, Clone)]
-#[serde(untagged)]
-pub enum GlobalValue {
-    /// A number.
-    Int(u64),
-    /// A cgroup path.
-    Cgroup(String),
-}
-
 /// `[[attach]]`.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -235,25 +229,28 @@ pub struct AttachSpec {
     /// Reserve for `bpf_mem_cgroup_raise_limit`.
     #[serde(default)]
     pub limit_reserve: Option<Size>,
-    /// Global variables to set before attach (`const volatile` tunables).
+    /// Global variables to set before attach (`const volatile` tunables),
+    /// typed by the variable's BTF type (see [`MapValue`]).
     #[serde(default)]
-    pub globals: BTreeMap<String, GlobalValue>,
+    pub globals: BTreeMap<String, Spanned<MapValue>>,
     /// Map entries to insert at attach (the daemon's configuration maps).
     #[serde(default)]
-    pub entries: Vec<MapEntry>,
+    pub entries: Vec<Spanned<MapEntry>>,
 }
 
-/// `{ map, key, value }`: one map entry; a string key is a cgroup path
-/// (its id is used).
+/// `{ map, key, value }`: one map entry, key and value laid out from the
+/// map's BTF key and value types: integers, cgroup paths (a string for an
+/// integer field is a cgroup path, its id is used), inline tables of struct
+/// fields by name, lists for arrays (see [`bpfoom_engine::mapvalue`]).
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct MapEntry {
     /// Map name.
     pub map: String,
     /// Key.
-    pub key: GlobalValue,
+    pub key: Spanned<MapValue>,
     /// Value.
-    pub value: u64,
+    pub value: Spanned<MapValue>,
 }
 
 /// `{ pid, bytes }`.

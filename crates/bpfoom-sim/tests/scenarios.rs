@@ -144,10 +144,43 @@ fn bad_scenarios_name_the_line_and_reason() {
             6,
             "no source for missing.bpf.o",
         ),
+        // Globals and map entries name the line of the value itself.
         (
             format!("{base}{}globals = {{ nope = 1 }}\n", attach("largest_leaf")),
-            6,
+            9,
             "no global variable nope",
+        ),
+        (
+            format!(
+                "{base}{}entries = [{{ map = \"prefs\", key = \"/job\", value = 4294967296 }}]\n",
+                attach("oomd_like")
+            ),
+            9,
+            "map prefs value: 4294967296 is out of range for u32 (0..=4294967295)",
+        ),
+        (
+            format!(
+                "{base}{}entries = [\n  {{ map = \"prefs\", key = 1, value = 1 }},\n  {{ map = \"prefs\", key = \"/nope\", value = 1 }},\n]\n",
+                attach("oomd_like")
+            ),
+            11,
+            "map prefs key: cgroup /nope: no such cgroup",
+        ),
+        (
+            format!(
+                "{base}{}entries = [{{ map = \"prefs\", key = 1, value = {{ preference = 1 }} }}]\n",
+                attach("oomd_like")
+            ),
+            9,
+            "u32 takes an integer or a cgroup path, not a table",
+        ),
+        (
+            format!(
+                "{base}{}entries = [{{ map = \"nomap\", key = 1, value = 1 }}]\n",
+                attach("oomd_like")
+            ),
+            9,
+            "no map nomap",
         ),
         (format!("{base}[[expect]]\n"), 6, "at least one of"),
         // The verifier is the gate: a reference leak never attaches.

@@ -43,6 +43,13 @@ pub fn shared_dir() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// The bpf_conformance vectors (`conformance/` in the [`shared_dir`]), if present.
+pub fn conformance_dir() -> Option<PathBuf> {
+    shared_dir()
+        .map(|d| d.join("conformance"))
+        .filter(|d| d.is_dir())
+}
+
 /// The clang to use: `$CLANG` or `clang` on PATH, if it runs.
 pub fn clang() -> Option<PathBuf> {
     let c = std::env::var_os("CLANG")
