@@ -544,3 +544,95 @@ fn fault2_victim_cgroup_removed_mid_chain() {
     assert!(d.wait_exit(10 * S).is_some_and(|s| s.success()));
     assert_eq!(t.oom_control("oom", "oom_kill_disable"), Some(0));
 }
+
+/// The bound for a policy that kills a victim that cannot exit, again and
+/// again: the victim grace (3 s), that kill refused (nothing left to free),
+/// the handler FAILED, then the kernel's killer (which marks the reaped
+/// victim, then picks another task), with margin for a shared machine.
+const REKILL_BOUND: Duration = Duration::from_secs(8);
+
+/// Fault 3, "kills a task that is already exiting", with a victim that
+/// cannot exit: the policy chooses the reaped D-state victim on every OOM.
+/// Killing it again frees nothing, so it is refused (before the fix it
+/// counted as PROCESSED with memory freed, every 3 s, and the allocator
+/// stayed paused for as long as the victim lived); the chain falls back to
+/// the kernel, which resolves the OOM within the bound.
+#[test]
+fn fault3_kill_victim_that_cannot_exit_again() {
+    let Some((root, own)) = v1_or_skip("fault3_kill_victim_that_cannot_exit_again") else {
+        return;
+    };
+    let Some(pol) = policy("tests/kill_victim_again.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f3again", 32 << 20);
+    t.mkdir("a");
+    t.mkdir("b");
+    let mut d = DaemonProc::start(
+        "f3again",
+        &[format!("--attach={}={}", pol.display(), t.cg(""))],
+    );
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    let fuse = match Fuse::mount("f3again") {
+        Ok(f) => f,
+        Err(e) => {
+            bpfoom_testutil::require(false, &format!("fault3_again: {e}"));
+            return;
+        }
+    };
+    let hang = fuse.mnt.join("x");
+    let b = Blocked {
+        victim: Alloc::start_env(
+            &t.top.join("a"),
+            20,
+            1000,
+            120,
+            "anon",
+            &[(ALLOC_STAT_ENV, &hang)],
+        ),
+        fuse: Some(fuse),
+    };
+    assert!(b.victim.ready(10 * S), "victim did not allocate");
+    assert!(wait_until(5 * S, || b
+        .fuse
+        .as_ref()
+        .unwrap()
+        .saw(FUSE_LOOKUP)));
+    let vpid = b.victim.pid();
+    let mut alloc = Alloc::start(&t.top.join("b"), 20, 0, 120);
+    assert!(alloc.ready(10 * S), "first OOM: {}", d.stderr());
+    d.wait_record(5 * S, |r| r["event"] == "kill" && r["pid"] == vpid)
+        .expect("the victim was killed");
+    std::thread::sleep(S / 5);
+    assert_eq!(state_of(vpid).map(|s| s.0), Some('D'));
+    // Second OOM: the policy goes for the victim again.
+    let t1 = Instant::now();
+    let mut more = Alloc::start(&t.top.join("b"), 20, 0, 120);
+    let resolved = wait_until(REKILL_BOUND + 10 * S, || {
+        !more.alive() || !alloc.alive() || more.ready(Duration::ZERO)
+    });
+    let took = t1.elapsed();
+    d.drain(S / 2);
+    for r in &d.seen {
+        eprintln!("{r}");
+    }
+    assert!(resolved, "the second OOM stayed paused: {}", d.stderr());
+    eprintln!("second OOM resolved after {took:?}");
+    assert!(
+        took < REKILL_BOUND,
+        "took {took:?} (bound {REKILL_BOUND:?}): {}",
+        d.stderr()
+    );
+    assert!(
+        d.stderr()
+            .contains(&format!("kill_victim_again: kill {vpid} failed")),
+        "the policy did not go for the victim again: {}",
+        d.stderr()
+    );
+    assert!(
+        d.seen
+            .iter()
+            .any(|r| r["event"] == "resolved" && r["by"] == "kernel"),
+        "no kernel fallback"
+    );
+}
