@@ -40,6 +40,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         "psi_early.bpf.c",
         "oomd_like.bpf.c",
         "tests/always_fail.bpf.c",
+        "tests/kill_exiting.bpf.c",
     ] {
         let Some(obj) = bpfoom_testutil::compile_or_skip(&root.join("bpf/policies").join(src), &[])
         else {
@@ -77,7 +78,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         append: String::new(),
         mem_mb: 1024,
         smp: 2,
-        timeout: Duration::from_secs(240),
+        timeout: Duration::from_secs(420),
         kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
     };
     let booted = vm::boot(&boot);
