@@ -411,8 +411,9 @@ fn mid_chain(d: &mut DaemonProc) -> Instant {
 /// kill or handler record, `latency_us` from the OOM notification, which
 /// precedes the OOM record's arrival) came after the test acted.
 fn chose_and_acted_before(d: &DaemonProc, vpid: i32, rec: &serde_json::Value, acted_us: u64) {
+    // stderr is read by its own thread: the line may trail the record.
     assert!(
-        d.stderr().contains(&format!("slow_kill: chose {vpid}")),
+        d.wait_stderr(&format!("slow_kill: chose {vpid}"), 5 * S),
         "the policy did not choose the victim: {}",
         d.stderr()
     );
