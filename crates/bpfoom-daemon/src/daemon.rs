@@ -30,7 +30,8 @@ use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 /// before the same memcg's OOM is handled again.
 const SETTLE: Duration = Duration::from_millis(150);
 /// A victim that has not exited after this long no longer holds off a new
-/// OOM run in its cgroup.
+/// OOM run in its cgroup; one whose memory is already gone (reaped while it
+/// cannot exit) holds off nothing ([`LinuxHost::holding_victims`]).
 const VICTIM_GRACE: Duration = Duration::from_secs(3);
 /// How often the managed subtrees are re-read in full: inotify reports
 /// created and removed cgroups at once, this only catches what it missed
@@ -530,7 +531,7 @@ impl Daemon {
             }
             if let Some(&t) = self.last_action.get(&Some(cg)) {
                 let since = now.saturating_duration_since(t);
-                if since < SETTLE || (host.live_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
+                if since < SETTLE || (host.holding_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
                     continue;
                 }
             }
