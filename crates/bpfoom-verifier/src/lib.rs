@@ -79,7 +79,14 @@
 //!   converges open-coded iterator loops by widening. Linux gives up on some
 //!   iterator loops that bpfoom proves (`iter_css_task_count`,
 //!   `iter_css_acquire_task_iter`: 1M instructions; `iter_css_rcu`: 8193
-//!   pending jumps); bpfoom is never weaker than Linux on the corpus.
+//!   pending jumps). The kernel's log shows why: the loop counter stays an
+//!   exact constant (0, 1, 2, ...) at every `bpf_iter_css_next`, because the
+//!   test on it after the loop (`return n > 1`) is decided by its exact value,
+//!   which marks it precise; a precise scalar is neither widened
+//!   (`widen_imprecise_scalars()`) nor pruned, so Linux walks the loop
+//!   element by element until a limit. bpfoom, without precision tracking,
+//!   widens the counter and converges. bpfoom is never weaker than Linux on
+//!   the corpus.
 //! - The combined stack limit is checked on the stack a call chain has
 //!   touched when it calls (Linux: each function's deepest frame over all
 //!   paths); a frame that grows only after a call returns is counted
