@@ -98,6 +98,8 @@ pub struct DaemonSection {
     pub cgroup_root: Option<PathBuf>,
     /// The /proc tree (default `/proc`).
     pub proc_root: Option<PathBuf>,
+    /// Prometheus metrics endpoint, `HOST:PORT` or a bare port (loopback).
+    pub metrics: Option<String>,
 }
 
 /// `[v2]`.
@@ -407,9 +409,28 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
     fn shipped_example_is_valid() {
         let text = include_str!("../../../dist/bpfoom.toml");
         let c = Config::parse(text, "dist/bpfoom.toml").unwrap();
-        assert_eq!(c.attach.len(), 2);
-        assert_eq!(c.attach[1].limit_reserve, Some(Size(512 << 20)));
+        // As shipped: one instance at the root, which every host has.
+        assert_eq!(c.attach.len(), 1);
+        assert_eq!(c.attach[0].cgroup.get_ref(), "/");
+        assert_eq!(c.daemon.metrics.as_deref(), Some("127.0.0.1:9464"));
         assert_eq!(c.global.fallback, Some(FallbackKind::None));
+        // The commented examples are valid once uncommented.
+        let mut on = String::new();
+        let mut example = false;
+        for l in text.lines() {
+            example |= l.starts_with("# [[attach]]");
+            // Config lines, not the prose between the examples.
+            let config = |x: &str| x.starts_with(['[', ']', ' ']) || x.contains(" = ");
+            match l.strip_prefix("# ") {
+                Some(x) if example && config(x) => on.push_str(x),
+                _ => on.push_str(l),
+            }
+            on.push('\n');
+        }
+        let c = Config::parse(&on, "dist/bpfoom.toml (examples)").unwrap();
+        assert_eq!(c.attach.len(), 3);
+        assert_eq!(c.attach[2].limit_reserve, Some(Size(512 << 20)));
+        assert_eq!(c.attach[1].maps.len(), 2);
     }
 
     #[test]

@@ -78,6 +78,15 @@ pub enum Request {
     },
     /// Report the daemon's state.
     Status,
+    /// Re-read the config file and apply its `[[attach]]` entries.
+    Reload,
+    /// The last decision records; with `follow`, the connection stays open
+    /// and every new record follows as one JSON line.
+    Events {
+        /// Keep streaming.
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 /// A response.
@@ -96,6 +105,12 @@ pub struct Response {
     /// `status` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+    /// What a `reload` changed, one entry per instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<crate::reload::Change>>,
+    /// `events` output: the last records, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<serde_json::Value>>,
 }
 
 impl Response {
@@ -124,7 +139,7 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
     let io = |what: &str, e: std::io::Error| {
         DaemonError::Control(format!("{what} {}: {e}", socket.display()))
     };
-    let mut s = UnixStream::connect(socket).map_err(|e| io("connecting to", e))?;
+    let mut s = connect(socket)?;
     s.set_read_timeout(Some(timeout))
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| io("configuring", e))?;
@@ -139,6 +154,20 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
         .map_err(|e| io("reading from", e))?;
     serde_json::from_str(&resp)
         .map_err(|e| DaemonError::Control(format!("bad response from {}: {e}", socket.display())))
+}
+
+/// Connects to the daemon's socket; a missing or dead daemon is named.
+pub fn connect(socket: &Path) -> Result<UnixStream, DaemonError> {
+    UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            DaemonError::Control(format!(
+                "cannot connect to {}: {e}: is bpfoom running? (start it with `bpfoom run` \
+                 or `systemctl start bpfoom`; --socket names another daemon's socket)",
+                socket.display()
+            ))
+        }
+        _ => DaemonError::Control(format!("connecting to {}: {e}", socket.display())),
+    })
 }
 
 use std::io::Read as _;

@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -18,10 +18,12 @@ use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, Linux
 use bpfoom_obj::Object;
 
 use crate::clients::{Got, Pending};
-use crate::config::{Config, FallbackKind, LogFormat};
+use crate::config::{AttachSection, Config, FallbackKind, LogFormat};
 use crate::control::{self, AttachOpts, Request, Response, MAX_REQUEST};
 use crate::logging::Output;
+use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
+use crate::reload::{Action, Change, Spec};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
 /// After acting on an OOM, give the kernel this long to wake the waiters
@@ -42,7 +44,20 @@ struct Attached {
     cgroup: CgroupId,
     kind: OpsKind,
     file: PathBuf,
+    /// What the config entry asked for; `None` for `bpfoom attach` and
+    /// `run --attach`, which a reload leaves alone.
+    spec: Option<Spec>,
 }
+
+/// A policy loaded, configured and verified, not yet attached.
+struct Prepared {
+    policy: Policy,
+    cgroup: CgroupId,
+    opts: AttachOptions,
+}
+
+/// signal(7): SIGHUP is 1 on every Linux architecture.
+const SIGHUP: i32 = 1;
 
 #[derive(Default, serde::Serialize)]
 struct Counters {
@@ -63,13 +78,19 @@ struct Daemon {
     out: Rc<RefCell<Output>>,
     attached: Vec<Attached>,
     counters: Counters,
-    recent: VecDeque<String>,
+    /// When the daemon started (status: `started`, `uptime_s`).
+    started: (Instant, std::time::SystemTime),
     global: GlobalMonitor,
     last_action: HashMap<Option<CgroupId>, Instant>,
     dry_run: bool,
     global_full_avg10: Option<f64>,
     psi: PsiFeeder,
     clients: Pending,
+    metrics: Metrics,
+    /// The config file and what it said at start or the last reload.
+    config: Option<(PathBuf, Config)>,
+    /// The bound metrics endpoint, until its thread starts.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -158,20 +179,30 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         out,
         attached: Vec::new(),
         counters: Counters::default(),
-        recent: VecDeque::new(),
+        started: (Instant::now(), std::time::SystemTime::now()),
         global,
         last_action: HashMap::new(),
         dry_run,
         global_full_avg10: cfg.global.max_psi_full_avg10,
         psi: PsiFeeder::default(),
         clients: Pending::default(),
+        metrics: Metrics::new(),
+        config: args.config.clone().map(|p| (p, cfg.clone())),
+        metrics_listener: None,
     };
-    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock);
+    let metrics_addr = match args.metrics.as_deref().or(d.metrics.as_deref()) {
+        Some(a) => Some(crate::metrics::parse_addr(a)?),
+        None => None,
+    };
+    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock, metrics_addr);
     let result = result.and_then(|listener| dm.serve(&listener, guardian));
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
     for e in errs {
-        dm.info(&format!("restore failed: {e}"));
+        dm.out.borrow_mut().log(
+            crate::records::Severity::Err,
+            &format!("restore failed: {e}"),
+        );
     }
     let _ = std::fs::remove_file(&socket);
     notify_systemd("STOPPING=1");
@@ -262,61 +293,22 @@ impl Daemon {
         cli: &[(PathBuf, String)],
         socket: &Path,
         no_mlock: bool,
+        metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
         for a in &cfg.attach {
-            let opts = AttachOpts {
-                backoff_budget: a.backoff_budget,
-                backoff_timeout_ms: a.backoff_timeout_ms,
-                limit_reserve: a.limit_reserve.map(|s| s.0),
-                globals: a
-                    .globals
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-                    .collect(),
-                maps: a
-                    .maps
-                    .iter()
-                    .map(|m| {
-                        let m = m.get_ref();
-                        control::MapEntry {
-                            map: m.map.clone(),
-                            key: m.key.get_ref().clone(),
-                            value: m.value.get_ref().clone(),
-                            arg: None,
-                        }
-                    })
-                    .collect(),
-            };
-            // A value that does not fit its BTF type names the line of the
-            // value (or key) in the configuration file.
-            let locate = |item: Item<'_>, message: String| {
-                let span = match item {
-                    Item::Global(var) => a.globals.get(var).map(|v| v.span()),
-                    Item::Map { index, key: true } => {
-                        a.maps.get(index).map(|m| m.get_ref().key.span())
-                    }
-                    Item::Map { index, key: false } => {
-                        a.maps.get(index).map(|m| m.get_ref().value.span())
-                    }
-                };
-                DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), message))
-            };
+            let opts = entry_opts(a);
+            let locate = entry_locate(cfg, a);
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
-            self.attach(
-                &file,
-                a.cgroup.get_ref(),
-                a.instance.as_deref(),
-                &opts,
-                &locate,
-            )
-            .map_err(|e| match e {
-                DaemonError::Rejected(m) => DaemonError::Rejected(m),
-                DaemonError::Config(c) => DaemonError::Config(c),
-                other => DaemonError::BadInput(format!(
-                    "attach entry for {}: {other}",
-                    a.cgroup.get_ref()
-                )),
-            })?;
+            let instance = a.instance.as_deref();
+            self.attach_as(&file, a.cgroup.get_ref(), instance, &opts, &locate, true)
+                .map_err(|e| match e {
+                    DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                    DaemonError::Config(c) => DaemonError::Config(c),
+                    other => DaemonError::BadInput(format!(
+                        "attach entry for {}: {other}",
+                        a.cgroup.get_ref()
+                    )),
+                })?;
         }
         for (p, c) in cli {
             self.attach(p, c, None, &AttachOpts::default(), &request_item)?;
@@ -324,16 +316,25 @@ impl Daemon {
         // The daemon must outlive the OOMs it handles (needs
         // CAP_SYS_RESOURCE; the unit file sets it too).
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-            self.info(&format!("cannot set oom_score_adj -1000 ({e})"));
+            self.warn(&format!("cannot set oom_score_adj -1000 ({e})"));
         }
         if !no_mlock {
             if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
-                self.info(&format!("mlockall failed ({e}); continuing unlocked"));
+                self.warn(&format!("mlockall failed ({e}); continuing unlocked"));
             }
         }
         // Bound last: a client that can connect sees the initial attachments.
         let listener = bind_socket(socket)?;
         self.flush();
+        if let Some(addr) = metrics_addr {
+            // After the initial attachments: a readiness probe on /metrics
+            // passes only once the policies are in place. The thread starts
+            // in serve(), once the signals are blocked.
+            let l = crate::metrics::bind(addr)?;
+            let bound = l.local_addr().map_err(setup("metrics endpoint"))?;
+            self.metrics_listener = Some(l);
+            self.info(&format!("metrics at http://{bound}/metrics"));
+        }
         self.info(&format!(
             "running (pid {}, socket {}, {} instances{})",
             std::process::id(),
@@ -351,9 +352,19 @@ impl Daemon {
         mut guardian: Guardian,
     ) -> Result<(), DaemonError> {
         let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
+        if let Some(l) = self.metrics_listener.take() {
+            crate::metrics::spawn(l, self.metrics.registry())?;
+        }
         let global_psi = self.global_trigger();
         let mut last_rescan = Instant::now();
+        let mut watchdog = crate::notify::Watchdog::from_env();
         loop {
+            if let Some(w) = watchdog.as_mut() {
+                // From the loop itself: a hung loop stops the keep-alives.
+                if w.tick(Instant::now()) {
+                    notify_systemd("WATCHDOG=1");
+                }
+            }
             let busy = !self.last_action.is_empty();
             // Idle, only the descriptors wake the loop; housekeeping (v1
             // fallbacks, victims, global sampling, v2 sampling) needs turns.
@@ -374,6 +385,9 @@ impl Daemon {
             if !self.clients.is_empty() {
                 // Connections still sending their request are read each pass.
                 timeout = timeout.min(Duration::from_millis(20));
+            }
+            if let Some(w) = &watchdog {
+                timeout = timeout.min(w.due_in(Instant::now()));
             }
             let (ready, fired) = {
                 let host = self.engine.host();
@@ -401,8 +415,15 @@ impl Daemon {
             let now = Instant::now();
             if ready[0] {
                 let sig = sys::read_signal(&sigfd).unwrap_or(0);
-                self.info(&format!("signal {sig}: restoring cgroups and exiting"));
-                return Ok(());
+                if sig == SIGHUP {
+                    // A habitual `kill -HUP` reloads; it never drops protection.
+                    notify_systemd("RELOADING=1");
+                    self.reload_logged("SIGHUP");
+                    notify_systemd("READY=1");
+                } else {
+                    self.info(&format!("signal {sig}: restoring cgroups and exiting"));
+                    return Ok(());
+                }
             }
             if ready[3] {
                 self.info(&format!(
@@ -544,17 +565,21 @@ impl Daemon {
                 },
                 _ => {}
             }
-            if !matches!(r.record, Record::Printk { .. }) {
-                if self.recent.len() >= 20 {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(r.to_json(self.dry_run));
-            }
+            self.metrics.observe(&r);
         }
+        let host = self.engine.host();
+        self.metrics
+            .set_state(self.engine.instances().len(), host.watched());
     }
 
     fn info(&self, msg: &str) {
         self.out.borrow_mut().info(msg);
+    }
+
+    fn warn(&self, msg: &str) {
+        self.out
+            .borrow_mut()
+            .log(crate::records::Severity::Warning, msg);
     }
 
     /// Accepts new connections (a bounded number per wake-up: a flood
@@ -604,11 +629,24 @@ impl Daemon {
                 "permission denied: uid {uid} (pid {pid}) is not root"
             )))
         } else {
-            self.counters.requests += 1;
-            let r = match serde_json::from_str::<Request>(&line) {
+            let req = serde_json::from_str::<Request>(&line);
+            // Looking (status, events) is not a request that changes anything.
+            if !matches!(req, Ok(Request::Status | Request::Events { .. })) {
+                self.counters.requests += 1;
+            }
+            let follow = matches!(req, Ok(Request::Events { follow: true }));
+            let r = match req {
                 Ok(req) => self.request(req),
                 Err(e) => Response::err(&DaemonError::BadInput(format!("bad request: {e}"))),
             };
+            if follow {
+                respond(s, &r)?;
+                // From now on every record is written to this client too.
+                let f = s.try_clone()?;
+                f.set_nonblocking(true)?;
+                self.out.borrow_mut().journal.follow(f);
+                return Ok(());
+            }
             if !r.ok {
                 self.counters.rejected_requests += 1;
             }
@@ -644,6 +682,12 @@ impl Daemon {
             Request::Detach { cgroup } => self
                 .detach(&cgroup)
                 .map(|n| Response::ok(format!("detached {n} from {cgroup}"))),
+            Request::Reload => Ok(self.reload_reply()),
+            Request::Events { .. } => Ok(Response {
+                ok: true,
+                events: Some(self.recent_records()),
+                ..Default::default()
+            }),
             Request::Status => Ok(Response {
                 ok: true,
                 status: Some(self.status()),
@@ -671,10 +715,37 @@ impl Daemon {
         opts: &AttachOpts,
         locate: &dyn Fn(Item<'_>, String) -> DaemonError,
     ) -> Result<String, DaemonError> {
+        self.attach_as(file, cgroup, instance, opts, locate, false)
+    }
+
+    /// [`Daemon::attach`]; `from_config`: the instance is a config entry's,
+    /// which a reload manages.
+    fn attach_as(
+        &mut self,
+        file: &Path,
+        cgroup: &str,
+        instance: Option<&str>,
+        opts: &AttachOpts,
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+        from_config: bool,
+    ) -> Result<String, DaemonError> {
+        let spec = Spec::read(file.to_path_buf(), instance, opts).map_err(DaemonError::BadInput)?;
+        let p = self.prepare(&spec, cgroup, locate)?;
+        self.install(p, spec.file.clone(), from_config.then_some(spec))
+    }
+
+    /// Loads, configures and verifies a policy for `cgroup`; changes nothing.
+    fn prepare(
+        &self,
+        spec: &Spec,
+        cgroup: &str,
+        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+    ) -> Result<Prepared, DaemonError> {
         let bad = DaemonError::BadInput;
+        let (file, bytes, instance) = (&spec.file, &spec.bytes, spec.instance.as_deref());
+        let opts = &spec.opts;
         let cg = self.resolve(cgroup)?;
-        let bytes = std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display())))?;
-        let obj = Object::parse(&bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        let obj = Object::parse(bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         let mut policy =
             Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
         // Typed values: laid out from the object's BTF; a string for an
@@ -697,9 +768,10 @@ impl Daemon {
             // The contract check, then bpfoom's verifier; its report carries
             // the PROBE_MEM loads the VM must make fault-safe.
             .check(&bpfoom_engine::Verifier::default())
-            .map_err(|e| DaemonError::Rejected(format!("{}: {e}", file.display())))?;
-        let name = policy.name().to_string();
-        let kind = policy.kind();
+            .map_err(|e| {
+                self.metrics.verifier_rejection();
+                DaemonError::Rejected(format!("{}: {e}", file.display()))
+            })?;
         let defaults = AttachOptions::default();
         let aopts = AttachOptions {
             backoff_budget: opts.backoff_budget.unwrap_or(defaults.backoff_budget),
@@ -708,19 +780,220 @@ impl Daemon {
                 .map_or(defaults.backoff_timeout, Duration::from_millis),
             limit_reserve: opts.limit_reserve.unwrap_or(defaults.limit_reserve),
         };
+        Ok(Prepared {
+            policy,
+            cgroup: cg,
+            opts: aopts,
+        })
+    }
+
+    /// Attaches a prepared policy and watches its subtree; returns the
+    /// instance name.
+    fn install(
+        &mut self,
+        p: Prepared,
+        file: PathBuf,
+        spec: Option<Spec>,
+    ) -> Result<String, DaemonError> {
+        let (name, kind, cg) = (p.policy.name().to_string(), p.policy.kind(), p.cgroup);
         self.engine
-            .attach(policy, cg, aopts)
+            .attach(p.policy, cg, p.opts)
             .map_err(|e| DaemonError::Rejected(e.to_string()))?;
         self.attached.push(Attached {
             cgroup: cg,
             kind,
-            file: file.to_path_buf(),
+            file,
+            spec,
         });
         let r = self.engine.host_mut().manage(cg);
         for c in r.added {
             self.engine.cgroup_online(c);
         }
         Ok(name)
+    }
+
+    /// Reloads and logs each change (SIGHUP).
+    fn reload_logged(&mut self, why: &str) {
+        match self.reload() {
+            Ok(changes) => {
+                self.info(&format!("{why}: reloaded the config"));
+                for c in &changes {
+                    self.info(&format!("reload: {}", c.line()));
+                }
+            }
+            Err(e) => self.info(&format!("{why}: reload failed, nothing changed: {e}")),
+        }
+        self.flush();
+    }
+
+    /// Reloads for `bpfoom reload`: the changes, and code 1 when an entry
+    /// was rejected (the rest is applied).
+    fn reload_reply(&mut self) -> Response {
+        match self.reload() {
+            Ok(changes) => {
+                let rejected = changes.iter().any(|c| c.action == Action::Rejected);
+                let text: Vec<String> = changes.iter().map(Change::line).collect();
+                Response {
+                    ok: !rejected,
+                    code: u8::from(rejected),
+                    message: Some(text.join("\n")),
+                    error: rejected.then(|| text.join("\n")),
+                    changes: Some(changes),
+                    ..Default::default()
+                }
+            }
+            Err(e) => Response::err(&e),
+        }
+    }
+
+    /// Re-reads the config file and brings its `[[attach]]` entries into
+    /// effect (see [`crate::reload`] for the rules). An unreadable or
+    /// invalid file changes nothing.
+    fn reload(&mut self) -> Result<Vec<Change>, DaemonError> {
+        let Some((path, old_cfg)) = self.config.clone() else {
+            return Err(DaemonError::BadInput(
+                "started without --config: there is no config file to reload".into(),
+            ));
+        };
+        let cfg = Config::load(&path)?;
+        let mut changes = crate::reload::restart_sections(&old_cfg, &cfg);
+        // Which config-made instances stay as they are (by index).
+        let mut keep = vec![false; self.attached.len()];
+        let mut installs: Vec<(Prepared, Spec, String)> = Vec::new();
+        for a in &cfg.attach {
+            let cgroup = a.cgroup.get_ref();
+            let reject = |why: String| Change::new(Action::Rejected, cgroup, None).because(why);
+            let cg = match self.resolve(cgroup) {
+                Ok(cg) => cg,
+                Err(e) => {
+                    changes.push(reject(e.to_string()));
+                    continue;
+                }
+            };
+            let ours = |x: &Attached| x.cgroup == cg && x.spec.is_some();
+            let file = cfg_path(&args_config_dir(), a.policy.get_ref());
+            let spec = match Spec::read(file, a.instance.as_deref(), &entry_opts(a)) {
+                Ok(s) => s,
+                Err(e) => {
+                    for (i, x) in self.attached.iter().enumerate() {
+                        keep[i] |= ours(x);
+                    }
+                    changes.push(reject(e));
+                    continue;
+                }
+            };
+            if let Some(i) = self
+                .attached
+                .iter()
+                .position(|x| ours(x) && x.spec.as_ref() == Some(&spec))
+            {
+                keep[i] = true;
+                let name = self.instance_name(cg, self.attached[i].kind);
+                changes.push(Change::new(Action::Unchanged, cgroup, name.as_deref()));
+                continue;
+            }
+            match self.prepare(&spec, cgroup, &entry_locate(&cfg, a)) {
+                Ok(p) => installs.push((p, spec, cgroup.clone())),
+                Err(e) => {
+                    for (i, x) in self.attached.iter().enumerate() {
+                        keep[i] |= ours(x);
+                    }
+                    changes.push(reject(e.to_string()));
+                }
+            }
+        }
+        // Everything is verified: swap. Nothing below handles an OOM, and
+        // no cgroup of a replaced instance is unwatched.
+        for (p, spec, cgroup) in installs {
+            let (cg, kind) = (p.cgroup, p.policy.kind());
+            let old = self
+                .attached
+                .iter()
+                .position(|x| x.cgroup == cg && x.kind == kind && x.spec.is_some());
+            let Some(i) = old else {
+                let r = self.install(p, spec.file.clone(), Some(spec));
+                keep.push(true);
+                changes.push(match r {
+                    Ok(name) => Change::new(Action::Attached, &cgroup, Some(&name)),
+                    Err(e) => Change::new(Action::Rejected, &cgroup, None).because(e.to_string()),
+                });
+                continue;
+            };
+            keep[i] = true;
+            let why = self.attached[i]
+                .spec
+                .as_ref()
+                .map(|o| crate::reload::what_changed(o, &spec))
+                .unwrap_or_default();
+            let _ = self.engine.detach(cg, kind, "replaced by reload");
+            let a = self.attached.remove(i);
+            keep.remove(i);
+            match self.install(p, spec.file.clone(), Some(spec)) {
+                Ok(name) => {
+                    keep.push(true);
+                    changes.push(Change::new(Action::Replaced, &cgroup, Some(&name)).because(why));
+                }
+                Err(e) => {
+                    // Put the old instance back from its own bytes (it was
+                    // verified when it was attached).
+                    let back = a.spec.clone().ok_or_else(|| e.to_string());
+                    let back = back.and_then(|old| {
+                        let p = self
+                            .prepare(&old, &cgroup, &request_item)
+                            .map_err(|e| e.to_string())?;
+                        self.install(p, a.file.clone(), Some(old))
+                            .map_err(|e| e.to_string())
+                    });
+                    keep.push(true);
+                    let mut c = Change::new(Action::Rejected, &cgroup, None).because(e.to_string());
+                    if let Err(b) = back {
+                        c.reason =
+                            Some(format!("{e}; the old instance could not be restored: {b}"));
+                    }
+                    changes.push(c);
+                }
+            }
+        }
+        // Entries gone from the file.
+        let gone: Vec<(CgroupId, OpsKind)> = self
+            .attached
+            .iter()
+            .zip(&keep)
+            .filter(|(x, k)| x.spec.is_some() && !**k)
+            .map(|(x, _)| (x.cgroup, x.kind))
+            .collect();
+        for (cg, kind) in gone {
+            let name = self.instance_name(cg, kind);
+            let path = self.engine.host().path(cg).unwrap_or_default();
+            let _ = self
+                .engine
+                .detach(cg, kind, "removed from the config by reload");
+            self.attached
+                .retain(|x| !(x.cgroup == cg && x.kind == kind));
+            if !self.attached.iter().any(|x| x.cgroup == cg) {
+                self.engine.host_mut().unmanage(cg);
+            }
+            changes.push(Change::new(Action::Detached, &path, name.as_deref()));
+        }
+        self.config = Some((path, cfg));
+        Ok(changes)
+    }
+
+    /// The last records as JSON objects, oldest first.
+    fn recent_records(&self) -> Vec<serde_json::Value> {
+        let out = self.out.borrow();
+        out.journal
+            .recent()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn instance_name(&self, cg: CgroupId, kind: OpsKind) -> Option<String> {
+        self.engine
+            .instances()
+            .into_iter()
+            .find(|x| x.cgroup == cg && x.kind == kind)
+            .map(|x| x.name)
     }
 
     fn detach(&mut self, cgroup: &str) -> Result<String, DaemonError> {
@@ -772,10 +1045,12 @@ impl Daemon {
                     "backoff_budget_left": i.backoff_budget_left,
                     "limit_reserve_left": i.limit_reserve_left,
                     "policy_file": files.get(&(i.cgroup, i.kind == OpsKind::Oom)),
+                    "counters": self.metrics.instance_counters(&i.name, &host.path(i.cgroup).unwrap_or_default()),
                 })
             })
             .collect();
         serde_json::json!({
+            "bpfoom": crate::VERSION,
             "pid": std::process::id(),
             "hierarchy": host.cgroupfs().root_dir().display().to_string(),
             "version": format!("{:?}", host.cgroupfs().version()),
@@ -784,7 +1059,9 @@ impl Daemon {
             "restore_entries": host.restore_entries().len(),
             "instances": instances,
             "counters": self.counters,
-            "last_decisions": self.recent.iter().collect::<Vec<_>>(),
+            "started": crate::records::rfc3339(self.started.1),
+            "uptime_s": self.started.0.elapsed().as_secs(),
+            "last_decisions": self.recent_records(),
         })
     }
 }
@@ -808,6 +1085,49 @@ enum Item<'a> {
     Global(&'a str),
     /// Map entry `index`; `key`: the error is in its key.
     Map { index: usize, key: bool },
+}
+
+/// A config entry's options as an attach request carries them.
+fn entry_opts(a: &AttachSection) -> AttachOpts {
+    AttachOpts {
+        backoff_budget: a.backoff_budget,
+        backoff_timeout_ms: a.backoff_timeout_ms,
+        limit_reserve: a.limit_reserve.map(|s| s.0),
+        globals: a
+            .globals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect(),
+        maps: a
+            .maps
+            .iter()
+            .map(|m| {
+                let m = m.get_ref();
+                control::MapEntry {
+                    map: m.map.clone(),
+                    key: m.key.get_ref().clone(),
+                    value: m.value.get_ref().clone(),
+                    arg: None,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Locates a config entry's bad value: the error names the line of the
+/// value (or key) in the configuration file.
+fn entry_locate<'a>(
+    cfg: &'a Config,
+    a: &'a AttachSection,
+) -> impl Fn(Item<'_>, String) -> DaemonError + 'a {
+    move |item: Item<'_>, message: String| {
+        let span = match item {
+            Item::Global(var) => a.globals.get(var).map(|v| v.span()),
+            Item::Map { index, key: true } => a.maps.get(index).map(|m| m.get_ref().key.span()),
+            Item::Map { index, key: false } => a.maps.get(index).map(|m| m.get_ref().value.span()),
+        };
+        DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), message))
+    }
 }
 
 /// Locates errors of a request's options by the client's arguments (the

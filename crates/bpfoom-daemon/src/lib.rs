@@ -33,7 +33,12 @@ pub mod config;
 pub mod control;
 mod daemon;
 mod logging;
+pub mod metrics;
+pub mod notify;
 mod psi;
+pub mod records;
+pub mod reload;
+pub mod show;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +49,17 @@ use clap::{Args, Subcommand};
 pub use config::{Config, ConfigError, LogFormat};
 pub use control::{AttachOpts, Request, Response};
 pub use daemon::run_daemon;
+
+/// The git commit this binary was built from (`unknown` outside a checkout).
+pub const GIT_COMMIT: &str = env!("BPFOOM_GIT_COMMIT");
+
+/// The version line of `bpfoom --version`: the crate version and the commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BPFOOM_GIT_COMMIT"),
+    ")"
+);
 
 /// The default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/bpfoom/bpfoom.sock";
@@ -112,6 +128,10 @@ pub struct RunArgs {
     /// Skip mlockall (for unprivileged experiments).
     #[arg(long)]
     pub no_mlock: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (ADDR as HOST:PORT,
+    /// or a bare PORT on 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// `bpfoom attach`.
@@ -163,7 +183,32 @@ pub struct DetachArgs {
 /// `bpfoom status`.
 #[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
-    /// Print the raw JSON.
+    /// Print one JSON object (records as objects, not strings).
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// `bpfoom events`.
+#[derive(Args, Debug, Clone)]
+pub struct EventsArgs {
+    /// Keep streaming new records until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// One JSON object per line (as on the daemon's stdout).
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// `bpfoom reload`.
+#[derive(Args, Debug, Clone)]
+pub struct ReloadArgs {
+    /// Print the changes as a JSON array.
     #[arg(long)]
     pub json: bool,
     /// Control socket path.
@@ -182,6 +227,11 @@ pub enum DaemonCmd {
     Detach(DetachArgs),
     /// Show the running daemon's instances, counters and last decisions.
     Status(StatusArgs),
+    /// Re-read the daemon's config file: verify new and changed instances,
+    /// swap them in, detach removed ones (also on SIGHUP).
+    Reload(ReloadArgs),
+    /// Print the daemon's last decision records; `--follow` streams new ones.
+    Events(EventsArgs),
 }
 
 /// Runs one daemon verb, writing client output to `out`.
@@ -191,6 +241,8 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
         DaemonCmd::Attach(a) => attach(a, out),
         DaemonCmd::Detach(a) => detach(a, out),
         DaemonCmd::Status(a) => status(a, out),
+        DaemonCmd::Reload(a) => reload(a, out),
+        DaemonCmd::Events(a) => events(a, out),
     }
 }
 
@@ -287,6 +339,32 @@ pub fn attach(a: &AttachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     finish(control::request(&a.socket, &req, CLIENT_TIMEOUT)?, out)
 }
 
+/// `bpfoom reload`: one line per instance (or a JSON array); exit 1 when
+/// an entry was rejected (the others are applied, the rejected one keeps
+/// what was attached).
+pub fn reload(a: &ReloadArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
+    let resp = control::request(&a.socket, &Request::Reload, CLIENT_TIMEOUT)?;
+    let Some(changes) = &resp.changes else {
+        return finish(resp, out);
+    };
+    if a.json {
+        let text =
+            serde_json::to_string(changes).map_err(|e| DaemonError::Control(e.to_string()))?;
+        writeln!(out, "{text}")?;
+    } else {
+        for c in changes {
+            writeln!(out, "{}", c.line())?;
+        }
+    }
+    if resp.ok {
+        Ok(())
+    } else {
+        Err(DaemonError::Rejected(
+            "reload: an entry was rejected and keeps its previous instance".into(),
+        ))
+    }
+}
+
 /// `bpfoom detach`.
 pub fn detach(a: &DetachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let req = Request::Detach {
@@ -295,22 +373,8 @@ pub fn detach(a: &DetachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     finish(control::request(&a.socket, &req, CLIENT_TIMEOUT)?, out)
 }
 
-/// A name as the text status shows it: control characters and backslashes
-/// escaped (`\t`, `\u{1b}`, `\\`), so a cgroup or file name can neither
-/// break a line nor send escape sequences to the terminal (fault 8).
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || c == '\\' {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `bpfoom status`.
+/// `bpfoom status`: tables (or, with `--json`, the daemon's JSON object
+/// with records as objects).
 pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let resp = control::request(&a.socket, &Request::Status, CLIENT_TIMEOUT)?;
     if !resp.ok {
@@ -319,38 +383,15 @@ pub fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     let st = resp.status.unwrap_or_default();
     if a.json {
         writeln!(out, "{st}")?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "bpfoom daemon pid {} ({}), {} watched cgroups{}",
-        st["pid"],
-        st["hierarchy"].as_str().unwrap_or("?"),
-        st["watched"],
-        if st["dry_run"] == true {
-            ", dry run"
-        } else {
-            ""
-        }
-    )?;
-    for i in st["instances"].as_array().into_iter().flatten() {
-        let field = |k: &str| printable(i[k].as_str().unwrap_or("?"));
-        writeln!(
-            out,
-            "  {} {} at {}: backoff budget {}, limit reserve {} bytes ({})",
-            field("kind"),
-            field("name"),
-            field("cgroup"),
-            i["backoff_budget_left"],
-            i["limit_reserve_left"],
-            field("policy_file"),
-        )?;
-    }
-    writeln!(out, "counters: {}", st["counters"])?;
-    for d in st["last_decisions"].as_array().into_iter().flatten() {
-        writeln!(out, "  {d}")?;
+    } else {
+        write!(out, "{}", show::status_text(&st))?;
     }
     Ok(())
+}
+
+/// `bpfoom events`.
+pub fn events(a: &EventsArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
+    show::events(&a.socket, a.follow, a.json, out)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use bpfoom_engine::Record;
 use bpfoom_host::TimedRecord;
 
 use crate::config::LogFormat;
+use crate::records::{Journal, Severity};
 
 /// A fixed-window limiter: `burst` lines per `window` per key, then one
 /// summary of what was dropped when the window ends.
@@ -60,6 +61,10 @@ pub struct Output {
     limiter: RateLimiter,
     out: Box<dyn Write>,
     err: Box<dyn Write>,
+    /// sd-daemon severity prefixes on stderr (see [`crate::records`]).
+    prefix: bool,
+    /// The last records and the `events --follow` subscribers.
+    pub journal: Journal,
 }
 
 impl Output {
@@ -71,12 +76,20 @@ impl Output {
             limiter: RateLimiter::new(20, Duration::from_secs(1)),
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
+            prefix: crate::records::prefixes_wanted(),
+            journal: Journal::default(),
         }
     }
 
     /// A diagnostic line on stderr (not rate limited: daemon events).
     pub fn info(&mut self, msg: &str) {
-        let _ = writeln!(self.err, "bpfoom: {msg}");
+        self.log(Severity::Info, msg);
+    }
+
+    /// A stderr line with a severity.
+    pub fn log(&mut self, sev: Severity, msg: &str) {
+        let p = if self.prefix { sev.prefix() } else { "" };
+        let _ = writeln!(self.err, "{p}bpfoom: {msg}");
     }
 
     /// One record: printk and errors go to stderr, rate limited per policy;
@@ -90,20 +103,42 @@ impl Output {
                     "error"
                 };
                 let (ok, dropped) = self.limiter.allow(policy, Instant::now());
+                if ok {
+                    // In order with the decisions, for `status` and `events`.
+                    let now = std::time::SystemTime::now();
+                    let json = crate::records::stamp(&r.to_json(self.dry_run), now);
+                    self.journal.push(&json);
+                }
                 if dropped > 0 {
-                    let _ = writeln!(
-                        self.err,
-                        "bpfoom: {policy}: {dropped} messages suppressed (rate limit)"
+                    self.log(
+                        Severity::Warning,
+                        &format!("{policy}: {dropped} messages suppressed (rate limit)"),
                     );
                 }
                 if ok {
-                    let _ = writeln!(self.err, "bpfoom: {policy}: {kind}: {}", message.trim_end());
+                    let sev = if kind == "printk" {
+                        Severity::Debug
+                    } else {
+                        Severity::Err
+                    };
+                    self.log(sev, &format!("{policy}: {kind}: {}", message.trim_end()));
                 }
             }
             _ => {
+                let now = std::time::SystemTime::now();
+                let json = crate::records::stamp(&r.to_json(self.dry_run), now);
+                self.journal.push(&json);
                 let line = match self.format {
-                    LogFormat::Json => r.to_json(self.dry_run),
-                    LogFormat::Text => text(r, self.dry_run),
+                    LogFormat::Json => json,
+                    LogFormat::Text => {
+                        // `[TS +LATENCY] event ...`: the time joins the bracket.
+                        let ts = crate::records::rfc3339(now);
+                        let t = text(r, self.dry_run);
+                        match t.strip_prefix('[') {
+                            Some(rest) => format!("[{ts} {rest}"),
+                            None => format!("[{ts}] {t}"),
+                        }
+                    }
                 };
                 let _ = writeln!(self.out, "{line}");
                 let _ = self.out.flush();

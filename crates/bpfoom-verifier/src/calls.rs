@@ -24,6 +24,7 @@ const KFUNC_POISON: i32 = 2_002_000_000;
 impl Verifier<'_> {
     pub(crate) fn call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
         let i = self.insns[pc];
+        self.check_call_under_lock(st, pc)?;
         match i.src {
             BPF_PSEUDO_CALL => self.subprog_call(st, pc),
             BPF_PSEUDO_KFUNC_CALL => self.kfunc_call(st, pc),
@@ -73,6 +74,13 @@ impl Verifier<'_> {
                 ),
             )
         };
+        if st.lock.is_some() {
+            // As Linux: a global function is verified without the caller's lock.
+            return fail(
+                RejectKind::Call,
+                "global function calls are not allowed while holding a lock, use static function instead",
+            );
+        }
         if gf.returns_void {
             // As Linux: only global functions that return a scalar are supported.
             invalid(format!(
@@ -206,6 +214,7 @@ impl Verifier<'_> {
         let mut map: Option<u32> = None;
         let mut release_id = None;
         let mut alloc_size = 0u32;
+        let mut callback = None;
         for (k, arg) in h.args.iter().enumerate() {
             let regno = k as u8 + 1;
             // trace_printk is variadic: C callers leave unused value slots unset.
@@ -233,7 +242,7 @@ impl Verifier<'_> {
                     };
                     self.check_mem_arg(st, regno, i64::from(sz), false)?;
                 }
-                HArg::ReadMem => {
+                HArg::ReadMem | HArg::UninitMem => {
                     let s = self.reg(st, regno + 1)?;
                     if !s.is_scalar() {
                         return fail(
@@ -260,8 +269,16 @@ impl Verifier<'_> {
                     if s.var.umax >= 1 << 29 {
                         return fail(RejectKind::Call, format!("R{} unbounded memory access, use 'var &= const' or 'if (var < const)'", regno + 1));
                     }
-                    self.check_mem_arg(st, regno, s.var.umax as i64, false)?;
+                    if *arg == HArg::UninitMem {
+                        self.uninit_mem_arg(st, regno, s.var.umax as i64)?;
+                    } else {
+                        self.check_mem_arg(st, regno, s.var.umax as i64, false)?;
+                    }
                 }
+                HArg::ConstStr => self.const_str_arg(st, regno)?,
+                HArg::SpinLock => self.spin_lock_arg(st, regno, h.name == "spin_lock")?,
+                HArg::Func => callback = Some(self.func_arg(st, regno)?),
+                HArg::StackOrNull => self.stack_or_null_arg(st, regno)?,
                 HArg::ConstSize | HArg::ConstSizeOrZero | HArg::Anything => {
                     if *arg != HArg::Anything && !r.is_scalar() {
                         return fail(
@@ -327,6 +344,9 @@ impl Verifier<'_> {
         if let Some(id) = release_id {
             self.release(st, id)?;
         }
+        if let Some(target) = callback {
+            self.push_loop_callback(st, pc, target)?;
+        }
         // An array element always exists: a lookup with a known in-range
         // key cannot return NULL (as in the kernel).
         let array_hit = h.name == "map_lookup_elem"
@@ -362,6 +382,10 @@ impl Verifier<'_> {
                     ..Reg::ptr(RegType::Mem { size: alloc_size })
                 }
             }
+            HRet::TrustedObject(ty) => Reg::ptr(RegType::Btf {
+                ty: HostTypes::get().struct_id(ty).unwrap_or(0),
+                trust: Trust::Trusted,
+            }),
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
@@ -580,6 +604,14 @@ impl Verifier<'_> {
                 }
                 r
             }
+            KRet::Mem { size } => {
+                let mut r = Reg::ptr(RegType::RdonlyMem { size });
+                if k.has(KF_RET_NULL) {
+                    r.maybe_null = true;
+                    r.id = self.new_id();
+                }
+                r
+            }
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
@@ -761,15 +793,21 @@ impl Verifier<'_> {
         set_iter(st, true, it.depth);
         st.cur_mut().regs[0] = Reg::scalar(Scalar::konst(0));
         set_iter(&mut more, false, it.depth + 1);
-        let KRet::Object(rt) = k.ret else {
-            return fail(
-                RejectKind::Call,
-                format!("{} does not return an object", k.name),
-            );
+        more.cur_mut().regs[0] = match k.ret {
+            KRet::Object(rt) => {
+                let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
+                let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
+                Reg::ptr(RegType::Btf { ty, trust })
+            }
+            // bpf_iter_num_next: a read-only int inside the iterator.
+            KRet::Mem { size } => Reg::ptr(RegType::RdonlyMem { size }),
+            _ => {
+                return fail(
+                    RejectKind::Call,
+                    format!("{} does not return a pointer", k.name),
+                )
+            }
         };
-        let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
-        let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
-        more.cur_mut().regs[0] = Reg::ptr(RegType::Btf { ty, trust });
         self.push_branch(more, pc + 1, pc)?;
         Ok(Some(Flow::Next(pc + 1)))
     }

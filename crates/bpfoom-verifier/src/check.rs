@@ -234,8 +234,7 @@ impl<'a> Verifier<'a> {
         f.regs[1] = Reg::ptr(RegType::Ctx);
         State {
             frames: vec![f],
-            refs: Vec::new(),
-            rcu_depth: 0,
+            ..State::default()
         }
     }
 
@@ -375,8 +374,7 @@ impl<'a> Verifier<'a> {
         }
         State {
             frames: vec![f],
-            refs: Vec::new(),
-            rcu_depth: 0,
+            ..State::default()
         }
     }
 
@@ -454,9 +452,11 @@ impl<'a> Verifier<'a> {
 
     fn is_iter_next(&self, pc: usize) -> bool {
         let i = self.insns[pc];
-        i.code == CALL
-            && i.src == BPF_PSEUDO_KFUNC_CALL
-            && kfuncs::by_id(i.imm as u32).is_some_and(|k| k.has(kfuncs::KF_ITER_NEXT))
+        // A helper call that calls back is the same kind of loop head.
+        crate::callbacks::calls_callback(i)
+            || i.code == CALL
+                && i.src == BPF_PSEUDO_KFUNC_CALL
+                && kfuncs::by_id(i.imm as u32).is_some_and(|k| k.has(kfuncs::KF_ITER_NEXT))
     }
 
     /// Registers that matter, per frame, when comparing states at `pc`.
@@ -466,6 +466,10 @@ impl<'a> Verifier<'a> {
             .map(|i| {
                 if i + 1 == n {
                     self.cfg.live_in[pc]
+                } else if st.frames[i + 1].callback {
+                    // A callback returns to its call, which runs again and
+                    // reads the call's arguments.
+                    self.cfg.live_in[st.frames[i + 1].callsite] | (1 << 10)
                 } else {
                     let ret = st.frames[i + 1].callsite + 1;
                     (self.cfg.live_in.get(ret).copied().unwrap_or(0x7ff) & !0x3f) | (1 << 10)
@@ -515,14 +519,17 @@ impl<'a> Verifier<'a> {
                     widen_from = Some(c);
                     loop_visits += 1;
                 }
-            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume) && {
-                let cur = normalized.get_or_insert_with(|| {
-                    let mut c = st.clone();
-                    state::clear_singular_ids(&mut c);
-                    c
-                });
-                state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
-            } {
+            } else if ck.st.callbacks == st.callbacks
+                && state::covers(&ck.st, st, &live, state::Cmp::Subsume)
+                && {
+                    let cur = normalized.get_or_insert_with(|| {
+                        let mut c = st.clone();
+                        state::clear_singular_ids(&mut c);
+                        c
+                    });
+                    state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
+                }
+            {
                 return fail(
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
@@ -673,6 +680,9 @@ impl<'a> Verifier<'a> {
                     ..Reg::ptr(RegType::MapValue { map: m })
                 }
             }
+            BPF_PSEUDO_FUNC => Reg::ptr(RegType::Func {
+                insn: (pc as i64 + i64::from(i.imm) + 1) as u32,
+            }),
             BPF_PSEUDO_BTF_ID => {
                 if kfuncs::by_id(i.imm as u32).is_none() {
                     return fail(
@@ -1000,6 +1010,9 @@ impl<'a> Verifier<'a> {
     }
 
     fn exit(&mut self, st: &mut State) -> R<Flow> {
+        if st.frames.len() > 1 && st.cur().callback {
+            return self.callback_exit(st);
+        }
         if st.frames.len() > 1 {
             let r0 = st.cur().regs[0];
             let callee = st.frameno();
@@ -1039,6 +1052,7 @@ impl<'a> Verifier<'a> {
                 "bpf_rcu_read_lock is missing a matching bpf_rcu_read_unlock at exit",
             );
         }
+        self.check_exit_unlocked(st)?;
         if let Some(g) = self.cur_global {
             // A global function returns a number (or nothing).
             let r0 = st.cur().regs[0];

@@ -110,12 +110,15 @@
 //! ALU/jump/stack programs into the running kernel and checks that the
 //! verdicts agree.
 
+mod callbacks;
 mod calls;
 mod cfg;
 mod check;
+mod helper_mem;
 mod mem;
 pub mod object;
 pub mod scalar;
+mod spin_lock;
 mod state;
 pub mod tnum;
 
@@ -167,6 +170,9 @@ pub struct MapInfo {
     /// Initial contents of the (single) value, for read-only data: loads
     /// from it become constants and `__str` arguments are checked for a NUL.
     pub initial: Option<Vec<u8>>,
+    /// Byte offset of the value's `struct bpf_spin_lock`, when its BTF has
+    /// exactly one (what `bpf_spin_lock()` must point at).
+    pub spin_lock_off: Option<u32>,
 }
 
 /// A source position for an instruction (from BTF line info).

@@ -166,6 +166,8 @@ impl Verifier<'_> {
                     i64::from(info.value_size),
                     "map value",
                 )?;
+                let lo = r.off + off + r.var.smin;
+                self.check_lock_field(map, lo, r.off + off + r.var.smax + size)?;
                 match (acc, r.var.as_const(), &info.initial) {
                     (Access::Read, Some(c), Some(init)) if info.read_only => {
                         let o = (r.off + off + c as i64) as usize;
@@ -187,6 +189,20 @@ impl Verifier<'_> {
                     Access::Write(_) => Reg::NOT_INIT,
                 })
             }
+            RegType::RdonlyMem { size: limit } => {
+                if let Access::Write(_) = acc {
+                    return fail(
+                        RejectKind::ReadOnly,
+                        format!("R{regno} cannot write into {desc}: the memory is read-only"),
+                    );
+                }
+                region(&r, regno, off, size, i64::from(limit), "memory")?;
+                Ok(Reg::scalar(Scalar::sized(size as u32)))
+            }
+            RegType::Func { .. } => fail(
+                RejectKind::InvalidMemAccess,
+                format!("R{regno} invalid mem access 'func'"),
+            ),
             RegType::Stack { frame } => self.stack_access(st, &r, frame, regno, off, size, acc),
         }
     }
@@ -534,10 +550,12 @@ impl Verifier<'_> {
         write: bool,
     ) -> R<()> {
         let r = self.reg(st, regno)?;
+        let rdonly = matches!(r.ty, RegType::RdonlyMem { .. });
         if !matches!(
             r.ty,
             RegType::Stack { .. } | RegType::MapValue { .. } | RegType::Mem { .. }
-        ) {
+        ) && (!rdonly || write)
+        {
             return fail(
                 RejectKind::Call,
                 format!(
@@ -594,11 +612,15 @@ impl Verifier<'_> {
                 Ok(())
             }
             _ => {
+                if let RegType::MapValue { map } = r.ty {
+                    let lo = r.off + r.var.smin;
+                    self.check_lock_field(map, lo, r.off + r.var.smax + size)?;
+                }
                 let limit = match r.ty {
                     RegType::MapValue { map } => {
                         i64::from(self.input.maps[map as usize].value_size)
                     }
-                    RegType::Mem { size } => i64::from(size),
+                    RegType::Mem { size } | RegType::RdonlyMem { size } => i64::from(size),
                     _ => 0,
                 };
                 if r.maybe_null {

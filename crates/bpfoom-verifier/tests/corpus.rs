@@ -417,16 +417,6 @@ fn invalid_encodings() {
             ],
             "invalid atomic",
         ),
-        (
-            "callback pointer",
-            vec![
-                raw(LD_IMM64, 1, BPF_PSEUDO_FUNC, 0, 1),
-                raw(0, 0, 0, 0, 0),
-                R0_ZERO,
-                EXIT_I,
-            ],
-            "callbacks",
-        ),
     ];
     for (name, insns, text) in bad {
         let res = run_insns(&insns, OOM, &Options::default());

@@ -54,6 +54,7 @@ fn our_maps() -> Vec<MapInfo> {
         max_entries: 1,
         read_only: false,
         initial: None,
+        spin_lock_off: None,
     }]
 }
 

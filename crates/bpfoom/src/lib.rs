@@ -5,7 +5,7 @@
 //! was examined and found wanting (e.g. rejected by the verifier), 2 bad
 //! input or usage (with a one-line reason on stderr).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub mod btf;
 pub mod build;
+pub mod generate;
 pub mod inspect;
 pub mod sim;
 pub mod verify;
@@ -44,7 +45,7 @@ impl CliError {
 #[derive(Parser, Debug)]
 #[command(
     name = "bpfoom",
-    version,
+    version = bpfoom_daemon::VERSION,
     about = "BPF OOM policies for today's kernels"
 )]
 struct Cli {
@@ -74,6 +75,8 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Write man pages or shell completions (bash, zsh, fish).
+    Generate(generate::GenerateArgs),
 }
 
 /// Runs the CLI with the given arguments and returns the exit code.
@@ -95,6 +98,8 @@ where
     let mut out = stdout.lock();
     match run(cli.cmd, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`bpfoom status | head`) is not an error.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
             eprintln!("bpfoom: {e}");
@@ -110,11 +115,13 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Sim(a) => sim::run(&a, out),
         Cmd::Btf(a) => btf::run(&a, out),
-        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e.exit_code() {
-            1 => CliError::Rejected(e.to_string()),
-            _ => CliError::BadInput(e.to_string()),
+        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e {
+            bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
+            e if e.exit_code() == 1 => CliError::Rejected(e.to_string()),
+            e => CliError::BadInput(e.to_string()),
         }),
         Cmd::Demo { out_dir } => demo(out_dir, out),
+        Cmd::Generate(a) => generate::run(&a, Cli::command(), out),
     }
 }
 

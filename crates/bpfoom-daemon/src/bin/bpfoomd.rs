@@ -8,7 +8,7 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     name = "bpfoomd",
-    version,
+    version = bpfoom_daemon::VERSION,
     about = "The bpfoom daemon and its control client"
 )]
 struct Cli {
@@ -28,6 +28,12 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout();
     match bpfoom_daemon::run_cmd(&cli.cmd, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`bpfoomd status | head`) is not an error.
+        Err(bpfoom_daemon::DaemonError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("bpfoom: {e}");
             ExitCode::from(e.exit_code())
