@@ -295,6 +295,14 @@ impl Daemon {
         no_mlock: bool,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
+        // Before any attachment: a second daemon must fail without an
+        // `attach` record or a changed cgroup.
+        if UnixStream::connect(socket).is_ok() {
+            return Err(DaemonError::Setup(format!(
+                "{}: another bpfoom daemon is running (bpfoom status --socket {0})",
+                socket.display()
+            )));
+        }
         for a in &cfg.attach {
             let opts = entry_opts(a);
             let locate = entry_locate(cfg, a);
