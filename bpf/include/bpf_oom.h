@@ -78,6 +78,13 @@ enum {
 	BPF_RB_FORCE_WAKEUP = 2,
 };
 
+/* bpf_iter_task_new() flags (kernel enum bpf_iter_task_type). */
+enum bpf_iter_task_type {
+	BPF_TASK_ITER_ALL_PROCS = 0,
+	BPF_TASK_ITER_ALL_THREADS = 1,
+	BPF_TASK_ITER_PROC_THREADS = 2,
+};
+
 /* Open-coded cgroup iterator orders (uapi enum bpf_cgroup_iter_order). */
 enum bpf_cgroup_iter_order {
 	BPF_CGROUP_ITER_ORDER_UNSPEC = 0,
@@ -392,6 +399,28 @@ struct bpf_iter_css_task {
 	__u64 __opaque[1];
 } __attribute__((aligned(8)));
 
+/* The numbers iterator behind bpf_for() and bpf_repeat(). */
+struct bpf_iter_num {
+	__u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+/* The task iterator (every process or thread of the host). */
+struct bpf_iter_task {
+	__u64 __opaque[3];
+} __attribute__((aligned(8)));
+
+/*
+ * A lock inside a map value (uapi). bpf_spin_lock(&v->lock) and
+ * bpf_spin_unlock(&v->lock) follow Linux's rules: the map value's BTF must
+ * contain exactly one struct bpf_spin_lock, the program holds at most one
+ * lock at a time, calls nothing but bpf_spin_unlock while it is held (static
+ * subprograms are fine), never loads or stores the lock field directly, and
+ * unlocks before the program exits.
+ */
+struct bpf_spin_lock {
+	__u32 val;
+};
+
 #endif /* __VMLINUX_H__ */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -434,6 +463,99 @@ extern int bpf_iter_css_task_new(struct bpf_iter_css_task *it, struct cgroup_sub
 				 unsigned int flags) __ksym;
 extern struct task_struct *bpf_iter_css_task_next(struct bpf_iter_css_task *it) __ksym;
 extern void bpf_iter_css_task_destroy(struct bpf_iter_css_task *it) __ksym;
+
+/*
+ * Generic kfuncs (kernel/bpf/helpers.c, kernel/bpf/task_iter.c), with
+ * Linux's flags and rules:
+ * - bpf_iter_num_new(it, start, end): the numbers start..end-1; an empty
+ *   iterator and -EINVAL when start > end, -E2BIG when the range exceeds 8M.
+ *   bpf_iter_num_next() returns a read-only int * or NULL when drained. Use
+ *   bpf_for(i, start, end) and bpf_repeat(n) below.
+ * - bpf_iter_task_new(it, task__nullable, flags): every process of the host
+ *   (BPF_TASK_ITER_ALL_PROCS, task NULL), every thread
+ *   (BPF_TASK_ITER_ALL_THREADS, task NULL) or the threads of task's process
+ *   (BPF_TASK_ITER_PROC_THREADS); -EINVAL (empty) for other combinations.
+ *   RCU-protected: in a sleepable (struct_ops.s) program, create and step it
+ *   inside bpf_rcu_read_lock()/unlock(); its tasks are RCU pointers (pass them
+ *   to bpf_task_acquire() to keep one). bpfoom lists one thread per process.
+ * - bpf_task_under_cgroup(task, ancestor): 1 when task's cgroup is ancestor
+ *   or below it (KF_RCU: trusted or RCU pointers).
+ * - bpf_cgroup_ancestor(cgrp, level): the ancestor of cgrp at that level
+ *   (0 = root; cgrp itself at its own level), acquired, NULL above cgrp's
+ *   level; release it with bpf_cgroup_release().
+ */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task__nullable,
+			     unsigned int flags) __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __ksym;
+extern long bpf_task_under_cgroup(struct task_struct *task, struct cgroup *ancestor) __ksym;
+extern struct cgroup *bpf_cgroup_ancestor(struct cgroup *cgrp, int level) __ksym;
+
+/*
+ * Helpers beyond maps, time and ring buffers (declared by
+ * <bpf/bpf_helper_defs.h> with Linux's ids; bpfoom implements them as Linux
+ * does):
+ * - bpf_loop(nr_loops, callback_fn, ctx, flags): calls the static function
+ *   `static long callback_fn(u64 index, void *ctx)` with index 0, 1, ...
+ *   until it returns 1 or nr_loops calls are made; returns the number of
+ *   calls. flags must be 0 (-EINVAL), nr_loops at most 1 << 23 (-E2BIG). ctx
+ *   is a pointer to the caller's stack or NULL. The verifier checks the
+ *   callback as Linux does: r1 an unknown scalar, r2 the ctx pointer, a
+ *   return value of 0 or 1, explored as if called any number of times.
+ * - bpf_probe_read_kernel(dst, size, ptr): copies size bytes from a kernel
+ *   object (any object a policy can reach: task, cgroup, memcg, ...). The
+ *   read is bounded by the object itself: a read past its end, or from an
+ *   address that is no object, zeroes dst and returns -EFAULT (-14), as a
+ *   faulting read does in Linux; near NULL (a NULL pointer walked, which on
+ *   x86-64 Linux is a user address) it returns -ERANGE (-34). size must be a
+ *   bounded scalar.
+ * - bpf_probe_read_kernel_str(dst, size, ptr): the NUL-terminated string at
+ *   ptr (e.g. task->comm), at most size - 1 bytes and a NUL; returns the bytes
+ *   copied including the NUL, or -EFAULT (-ERANGE near NULL) with dst zeroed.
+ * - bpf_strncmp(s1, s1_sz, s2): strncmp(s1, s2, s1_sz), where s2 is a
+ *   constant string in read-only data; returns -1, 0 or 1.
+ * - bpf_spin_lock(lock), bpf_spin_unlock(lock): see struct bpf_spin_lock.
+ * - bpf_get_current_task_btf(): a trusted task_struct *, never NULL. In
+ *   handle_out_of_memory it is the task whose allocation hit the limit when
+ *   the host knows it (the simulator always does: the scenario step's
+ *   `alloc` pid). Otherwise (the cgroup v1/v2 daemon, which learns of an OOM
+ *   from the cgroup, not from the allocating task, and every PSI callback,
+ *   which Linux runs from a kworker) it is the stand-in: the task running the
+ *   handler, i.e. bpfoomd itself (the simulator: pid 0, a zeroed task). It is
+ *   never a task the policy should kill: bpf_oom_kill_process() refuses it.
+ */
+
+/*
+ * bpf_for(i, start, end): `for (i = start; i < end; i++)` over the numbers
+ * iterator; bpf_repeat(n): run the body n times. The same macros as newer
+ * libbpf's bpf_helpers.h (which 1.1 lacks); the verifier needs no loop
+ * bound for them.
+ */
+#ifndef bpf_for
+#define bpf_for(i, start, end)                                                        \
+	for (struct bpf_iter_num ___it                                                \
+		     __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))),      \
+	     *___p __attribute__((unused)) =                                          \
+		     (bpf_iter_num_new(&___it, (start), (end)),                       \
+		      (void)bpf_iter_num_destroy, (void *)0);                         \
+	     ({                                                                       \
+		     int *___t = bpf_iter_num_next(&___it);                           \
+		     /* the program, not the iterator, bounds i for the verifier */   \
+		     (___t && ((i) = *___t, (i) >= (start) && (i) < (end)));          \
+	     });)
+#endif
+#ifndef bpf_repeat
+#define bpf_repeat(N)                                                                 \
+	for (struct bpf_iter_num ___it                                                \
+		     __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))),      \
+	     *___p __attribute__((unused)) =                                          \
+		     (bpf_iter_num_new(&___it, 0, (N)),                               \
+		      (void)bpf_iter_num_destroy, (void *)0);                         \
+	     bpf_iter_num_next(&___it);)
+#endif
 
 /*
  * bpfoom extensions (not upstream):

@@ -46,6 +46,15 @@ pub enum Arg {
         /// NULL is allowed.
         nullable: bool,
     },
+    /// A plain pointer to a scalar type without `__str` or a size argument
+    /// (`const char *text`): as in Linux, memory of `sizeof(*arg)` bytes on
+    /// the stack or in a writable map value.
+    Mem {
+        /// `sizeof(*arg)`.
+        size: u32,
+        /// `__nullable`: NULL is allowed.
+        nullable: bool,
+    },
     /// A pointer to an iterator slot on the stack (`struct bpf_iter_<name>`).
     Iter(&'static str),
 }
@@ -66,6 +75,12 @@ pub enum Ret {
     Bool,
     /// A pointer to the named kernel struct.
     Object(&'static str),
+    /// A pointer to `size` bytes of read-only memory (`int *`: Linux's
+    /// `PTR_TO_MEM | MEM_RDONLY` for a pointer to a scalar type).
+    Mem {
+        /// Bytes the pointer covers.
+        size: u32,
+    },
 }
 
 /// One kfunc.
@@ -132,7 +147,7 @@ kfuncs! {
     bpf_task_is_oom_victim(task: obj("task_struct")) -> Ret::Bool, 0, Any, false;
     // Takes the OOM lock (a mutex) and runs the whole chain: it sleeps.
     bpf_out_of_memory(memcg__nullable: Arg::Object { ty: "mem_cgroup", nullable: true }, order: Arg::Scalar,
-        flags: Arg::Scalar, constraint_text__nullable: Arg::Str { nullable: true })
+        flags: Arg::Scalar, constraint_text__nullable: Arg::Mem { size: 1, nullable: true })
         -> INT, KF_SLEEPABLE | KF_TRUSTED_ARGS, Psi, false;
     bpf_psi_create_trigger(psi: obj("bpf_psi"), cgroup_id: Arg::Scalar, resource: Arg::Scalar,
         threshold_us: Arg::Scalar, window_us: Arg::Scalar) -> INT, KF_TRUSTED_ARGS, Psi, false;
@@ -163,6 +178,18 @@ kfuncs! {
     bpf_iter_css_task_next(it: Arg::Iter("css_task")) -> Ret::Object("task_struct"),
         KF_ITER_NEXT | KF_RET_NULL, Any, false;
     bpf_iter_css_task_destroy(it: Arg::Iter("css_task")) -> Ret::Void, KF_ITER_DESTROY, Any, false;
+    // Generic kfuncs real policies use (kernel/bpf/helpers.c, kernel/bpf/task_iter.c).
+    bpf_iter_num_new(it: Arg::Iter("num"), start: Arg::Scalar, end: Arg::Scalar) -> INT, KF_ITER_NEW, Any, false;
+    bpf_iter_num_next(it: Arg::Iter("num")) -> Ret::Mem { size: 4 }, KF_ITER_NEXT | KF_RET_NULL, Any, false;
+    bpf_iter_num_destroy(it: Arg::Iter("num")) -> Ret::Void, KF_ITER_DESTROY, Any, false;
+    bpf_iter_task_new(it: Arg::Iter("task"), task__nullable: Arg::Object { ty: "task_struct", nullable: true },
+        flags: Arg::Scalar) -> INT, KF_ITER_NEW | KF_TRUSTED_ARGS | KF_RCU_PROTECTED, Any, false;
+    bpf_iter_task_next(it: Arg::Iter("task")) -> Ret::Object("task_struct"), KF_ITER_NEXT | KF_RET_NULL, Any, false;
+    bpf_iter_task_destroy(it: Arg::Iter("task")) -> Ret::Void, KF_ITER_DESTROY, Any, false;
+    bpf_task_under_cgroup(task: obj("task_struct"), ancestor: obj("cgroup"))
+        -> Ret::Scalar { size: 8, signed: true }, KF_RCU, Any, false;
+    bpf_cgroup_ancestor(cgrp: obj("cgroup"), level: Arg::Scalar) -> Ret::Object("cgroup"),
+        KF_ACQUIRE | KF_RCU | KF_RET_NULL, Any, false;
     bpf_oom_kill_cgroup(oc: obj("oom_control"), cgrp: obj("cgroup"), message__str: Arg::Str { nullable: false })
         -> INT, KF_SLEEPABLE | KF_TRUSTED_ARGS, Oom, true;
     bpf_mem_cgroup_raise_limit(oc: obj("oom_control"), memcg: obj("mem_cgroup"), bytes: Arg::Scalar)
@@ -170,6 +197,13 @@ kfuncs! {
     bpf_oom_badness(task: obj("task_struct"), totalpages: Arg::Scalar)
         -> Ret::Scalar { size: 8, signed: true }, 0, Any, true;
 }
+
+/// `bpf_iter_task_new` flags (kernel `enum bpf_iter_task_type`).
+pub const BPF_TASK_ITER_ALL_PROCS: u32 = 0;
+/// Every thread of every process.
+pub const BPF_TASK_ITER_ALL_THREADS: u32 = 1;
+/// Every thread of the given task's process.
+pub const BPF_TASK_ITER_PROC_THREADS: u32 = 2;
 
 /// Looks a kfunc up by kernel name.
 pub fn by_name(name: &str) -> Option<&'static Kfunc> {

@@ -513,6 +513,10 @@ fn build() -> HostTypes {
     b.strukt("bpf_iter_css", &[("__opaque", opaque3)]);
     let opaque1 = b.array(u64_, 1);
     b.strukt("bpf_iter_css_task", &[("__opaque", opaque1)]);
+    b.strukt("bpf_iter_num", &[("__opaque", opaque1)]);
+    b.strukt("bpf_iter_task", &[("__opaque", opaque3)]);
+    // uapi: what a map value embeds for bpf_spin_lock()/bpf_spin_unlock().
+    b.strukt("bpf_spin_lock", &[("val", u32_)]);
 
     // struct_ops types: function-pointer members typed by prototypes.
     let proto = |b: &mut Builder, ret: TypeId, params: &[(&str, TypeId)]| {

@@ -647,6 +647,154 @@ fn cgroup_kill(m: &mut Value) -> R<()> {
     Ok(())
 }
 
+/// One run of upstream's oomd-style selftest fixture (`test_oomd`) on a
+/// fresh tree with leaves a (45M), b (25M) and c (allocating 20M past
+/// memory.high); `maps` fills its `struct oomd_policy` preference map
+/// (`{a}`, `{b}`, `{c}` stand for the leaves' paths). Returns the victim's
+/// leaf name.
+fn oomd_run(name: &str, maps: &str) -> R<String> {
+    let top = Cg::make(name)?;
+    top.write("memory.max", &(96u64 << 20).to_string())?;
+    let leaves = [top.child("a")?, top.child("b")?, top.child("c")?];
+    let maps = maps
+        .replace("{a}", &leaves[0].rel)
+        .replace("{b}", &leaves[1].rel)
+        .replace("{c}", &leaves[2].rel);
+    let cfg = format!("{V2_SECTION}{}", attach("test_oomd", &top, &maps));
+    let mut d = Daemon::start(name, &cfg)?;
+    let mut a = Alloc::start(&leaves[0], 45, 0, 0)?;
+    check(a.ready(20 * S), || "a could not allocate".into())?;
+    let mut b = Alloc::start(&leaves[1], 25, 0, 0)?;
+    check(b.ready(20 * S), || "b could not allocate".into())?;
+    let _c = Alloc::start(&leaves[2], 20, 0, 0)?;
+    let kill = d
+        .wait_record(60 * S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {}", d.stderr())))?;
+    check(
+        kill["by"].as_str().is_some_and(|b| b == "policy:test_oomd"),
+        || format!("{kill}"),
+    )?;
+    let victim = ["a", "b", "c"]
+        .into_iter()
+        .find(|l| str_ends(&kill, "cgroup", &format!("/{name}/{l}")))
+        .ok_or_else(|| Fail(format!("victim outside the tree: {kill}")))?;
+    d.drain(S / 2);
+    check(d.events("kill").len() == 1, || {
+        format!("{:?}", d.events("kill"))
+    })?;
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(victim.to_string())
+}
+
+/// (6) Upstream's oomd-style selftest on real v2 counters: pgscan exists on
+/// v2 (it reads 0 on v1), so the victim without preferences is whatever
+/// the pgscan delta and then usage pick; marking that victim OMIT in the
+/// struct-valued preference map from the config must move the kill to
+/// another leaf.
+fn upstream_oomd_prefs(m: &mut Value) -> R<()> {
+    let first = oomd_run("oomd1", "")?;
+    m["victim_without_prefs"] = json!(first);
+    let maps = format!(
+        "maps = [{{ map = \"oomd_policies\", key = \"{{{first}}}\", value = {{ preference = 2 }} }}]"
+    );
+    let second = oomd_run("oomd2", &maps)?;
+    m["victim_with_omit"] = json!(second);
+    check(second != first, || {
+        format!("{first} was OMIT but died again")
+    })
+}
+
+/// (7) Upstream's OOM selftest (test_oom, newest form) on its tree below
+/// `toom`: the instance at `toom/oom_test` declines its own attach point's
+/// OOM (the attach-point check), the one at `toom` kills cg4.
+fn upstream_test_oom(m: &mut Value) -> R<()> {
+    let top = Cg::make("toom")?;
+    let oom = top.child("oom_test")?;
+    // 80M of memory.high below the 16M headroom, as in largest_leaf_tree.
+    oom.write("memory.max", &(96u64 << 20).to_string())?;
+    let cg1 = oom.child("cg1")?;
+    let cg2 = oom.child("cg2")?;
+    let cg4 = oom.child("cg3")?.child("cg4")?;
+    let cfg = format!(
+        "{V2_SECTION}{}{}",
+        attach("test_oom", &oom, ""),
+        attach("test_oom", &top, "")
+    );
+    let mut d = Daemon::start("toom", &cfg)?;
+    let mut a1 = Alloc::start(&cg1, 10, 1000, 0)?;
+    check(a1.ready(20 * S), || "cg1 could not allocate".into())?;
+    let mut a2 = Alloc::start(&cg2, 40, -1000, 0)?;
+    check(a2.ready(20 * S), || "cg2 could not allocate".into())?;
+    let mut a4 = Alloc::start(&cg4, 30, 0, 0)?;
+    check(a4.wait(60 * S).is_some(), || {
+        format!("cg4 was not killed: {}", d.stderr())
+    })?;
+    let kill = d
+        .wait_record(10 * S, |r| r["event"] == "kill")
+        .ok_or_else(|| Fail(format!("no kill record: {:?}", d.seen)))?;
+    check(kill["pid"] == a4.pid(), || format!("wrong victim: {kill}"))?;
+    d.drain(S / 2);
+    let rets: Vec<Value> = d
+        .events("handler")
+        .iter()
+        .map(|h| h["ret"].clone())
+        .collect();
+    m["handlers"] = json!(rets);
+    check(rets == [json!("failed"), json!("processed")], || {
+        format!("handler chain: {:?}", d.events("handler"))
+    })?;
+    check(a1.alive() && a2.alive(), || "a survivor died".into())?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// (8) Upstream's PSI selftest (test_psi): its memory "full" trigger on the
+/// leaking cgroup (ids given as cgroup paths in the config's globals)
+/// fires, the handler declares an OOM there with its writable constraint
+/// text, and test_oom at the top kills the leak.
+fn upstream_test_psi(m: &mut Value) -> R<()> {
+    let top = Cg::make("tpsi")?;
+    top.write("memory.max", &(400u64 << 20).to_string())?;
+    let leak = top.child("leak")?;
+    leak.write("memory.high", &(24u64 << 20).to_string())?;
+    let svc = top.child("svc")?;
+    let globals = format!(
+        "globals = {{ mem_cgroup_id = \"{}\", io_cgroup_id = \"{}\" }}",
+        leak.rel, svc.rel
+    );
+    let cfg = format!(
+        "[v2]\nheadroom = \"16M\"\n\n{}{}",
+        attach("test_oom", &top, ""),
+        attach("test_psi", &top, &globals)
+    );
+    let mut d = Daemon::start("tpsi", &cfg)?;
+    let mut s = Alloc::start(&svc, 8, 0, 0)?;
+    check(s.ready(20 * S), || "svc could not allocate".into())?;
+    let mut l = Alloc::start(&leak, 64, 0, 5)?;
+    let t0 = l.started;
+    check(l.wait(90 * S).is_some(), || {
+        format!("the leak was not killed: {:?} {}", d.seen, d.stderr())
+    })?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    d.drain(S / 2);
+    let oom = d
+        .events("oom")
+        .into_iter()
+        .find(|o| o["constraint"] == "psi")
+        .ok_or_else(|| Fail(format!("no PSI-declared oom: {:?}", d.seen)))?;
+    check(oom["text"] == "bpfoom psi test", || format!("{oom}"))?;
+    check(str_ends(&oom, "memcg", "/tpsi/leak"), || format!("{oom}"))?;
+    check(s.alive(), || "the service died".into())?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
 /// One guest test.
 pub type GuestTest = fn(&mut Value) -> R<()>;
 
@@ -657,6 +805,9 @@ pub const V2_SUITE: &[(&str, GuestTest)] = &[
     ("kernel_fallback", kernel_fallback),
     ("psi_early_before_limit", psi_early),
     ("cgroup_kill", cgroup_kill),
+    ("upstream_oomd_prefs", upstream_oomd_prefs),
+    ("upstream_test_oom", upstream_test_oom),
+    ("upstream_test_psi", upstream_test_psi),
 ];
 
 /// Prints one result line.

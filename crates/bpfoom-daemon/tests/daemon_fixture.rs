@@ -444,6 +444,15 @@ fn handler_over_budget_fails_and_the_chain_goes_on() {
     assert!(d.events("kill").is_empty());
 }
 
+/// Replaces a fixture file the way the kernel serves it: a reader sees the old
+/// or the new content, never the empty file `fs::write` leaves between its
+/// truncate and its write (a daemon sampling then would lose its baseline).
+fn write_atomically(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// `psi_early` on real PSI counters: its trigger watches /job; the stall
 /// `total` of /job's `memory.pressure` grows past the threshold, the
 /// trigger fires and the policy's OOM runs the chain in /job.
@@ -478,14 +487,14 @@ fn psi_early_fires_on_growing_pressure_counters() {
             "some avg10=0.00 avg60=0.00 avg300=0.00 total={full}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n"
         )
     };
-    std::fs::write(job.join("memory.pressure"), line(10_000)).unwrap();
+    write_atomically(&job.join("memory.pressure"), &line(10_000));
     d.drain(S / 2);
     assert!(
         d.events("psi_event").is_empty(),
         "{:?}",
         d.events("psi_event")
     );
-    std::fs::write(job.join("memory.pressure"), line(10_000 + 80_000)).unwrap();
+    write_atomically(&job.join("memory.pressure"), &line(10_000 + 80_000));
     let ev = d
         .wait_record(2 * S, |r| r["event"] == "psi_event")
         .unwrap_or_else(|| panic!("no psi_event: {}", d.stderr()));

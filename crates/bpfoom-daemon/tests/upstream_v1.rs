@@ -147,6 +147,20 @@ fn oomd_preference_map_from_attach_command_line() {
         err.contains("value.preference: 300 is out of range for u8"),
         "{err}"
     );
+    // --set takes the same typed values (test_oomd's .bss `struct best`).
+    let (code, _, err) = client(&[
+        "attach",
+        &obj,
+        "--cgroup",
+        &t.cg(""),
+        "--set",
+        "best={ id = 1, bogus = 2 }",
+        "--socket",
+        &sock,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--set best"), "{err}");
+    assert!(err.contains("struct best has no field bogus"), "{err}");
     let (code, out, err) = attach(&format!("oomd_policies:{}={{ preference = 1 }}", t.cg("a")));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("attached test_oomd"), "{out}");

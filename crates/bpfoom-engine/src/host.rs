@@ -194,6 +194,13 @@ pub trait Host {
     fn self_pid(&self) -> Option<Pid> {
         None
     }
+    /// The task whose allocation caused the OOM being handled, when the
+    /// host knows it (Linux runs `handle_out_of_memory` in that task:
+    /// `bpf_get_current_task_btf()` returns it). The simulator knows it;
+    /// a host that learns of OOMs from cgroup files does not.
+    fn allocating_task(&self) -> Option<Pid> {
+        None
+    }
 }
 
 /// Walks from `cg` up to the root, `cg` first.

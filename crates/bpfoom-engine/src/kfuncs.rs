@@ -7,6 +7,8 @@
 //! the memory-releasing calls into host actions that set
 //! `oc->bpf_memory_freed`.
 
+mod generic;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
@@ -393,6 +395,9 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
         if id == bpfoom_vm::helpers::ids::TRACE_PRINTK {
             self.flush_trace(env);
         }
+        if id == bpfoom_vm::helpers::ids::GET_CURRENT_TASK_BTF {
+            return Ok(self.current_task(env));
+        }
         Err(VmHostError::Unsupported)
     }
 
@@ -582,7 +587,9 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
             "bpf_iter_css_destroy" | "bpf_iter_css_task_destroy" => self.iter_destroy(a[0], env),
             "bpf_psi_create_trigger" => self.psi_create_trigger(a),
             "bpf_out_of_memory" => self.out_of_memory(a, env),
-            _ => Err(VmHostError::Unsupported),
+            other => self
+                .generic_kfunc(other, a, env)
+                .unwrap_or(Err(VmHostError::Unsupported)),
         }
     }
 }

@@ -122,6 +122,8 @@ pub struct SimHost {
     exit_delay: Duration,
     /// The charge being attempted: (cgroup, bytes).
     pending: Option<(CgroupId, u64)>,
+    /// The process whose charge is being attempted.
+    allocator: Option<Pid>,
     lines: Vec<Line>,
     self_pid: Option<Pid>,
 }
@@ -149,6 +151,7 @@ impl SimHost {
             now: Duration::ZERO,
             exit_delay,
             pending: None,
+            allocator: None,
             lines: Vec::new(),
             self_pid: None,
         }
@@ -357,6 +360,13 @@ impl SimHost {
     /// Sets the charge being attempted (for [`Host::oom_resolved`]).
     pub fn set_pending(&mut self, pending: Option<(CgroupId, u64)>) {
         self.pending = pending;
+    }
+
+    /// Sets the process whose charge is being attempted (for
+    /// [`Host::allocating_task`]: `bpf_get_current_task_btf()` in an OOM
+    /// handler).
+    pub fn set_allocator(&mut self, pid: Option<Pid>) {
+        self.allocator = pid;
     }
 
     /// Charges or uncharges anonymous memory.
@@ -641,6 +651,10 @@ impl Host for SimHost {
 
     fn self_pid(&self) -> Option<Pid> {
         self.self_pid
+    }
+
+    fn allocating_task(&self) -> Option<Pid> {
+        self.allocator
     }
 
     fn record(&mut self, r: &Record) {

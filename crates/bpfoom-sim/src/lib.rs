@@ -239,8 +239,10 @@ impl Runner<'_> {
                 h.count_scan(cg, bytes.div_ceil(4096));
             }
             h.set_pending(Some((cg, bytes)));
+            h.set_allocator(Some(pid));
             let outcome = self.engine.out_of_memory(scope);
             self.host().set_pending(None);
+            self.host().set_allocator(None);
             self.host().advance(Duration::ZERO);
             if outcome == OomOutcome::Nothing {
                 return fail(self, "no process could be killed".into());

@@ -479,6 +479,47 @@ mod tests {
     }
 
     #[test]
+    fn typed_globals_and_entries() {
+        let text = r#"[host]
+memory = "8G"
+[[attach]]
+policy = "p.bpf.o"
+cgroup = "/"
+globals = { names = ["sshd", "init"], id = "/job", n = -5 }
+entries = [
+  { map = "prefs", key = "/job/a", value = { preference = 2, inner = { x = [1, 2] } } },
+  { map = "prefs", key = { id = 1, pad = 0 }, value = 7 },
+]
+"#;
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let a = sc.attach[0].get_ref();
+        assert_eq!(
+            *a.globals["names"].get_ref(),
+            MapValue::Array(vec!["sshd".into(), "init".into()])
+        );
+        assert_eq!(*a.globals["id"].get_ref(), MapValue::from("/job"));
+        assert_eq!(*a.globals["n"].get_ref(), MapValue::Int(-5));
+        let e0 = a.entries[0].get_ref();
+        assert_eq!(
+            e0.value.get_ref().to_string(),
+            "{ inner = { x = [1, 2] }, preference = 2 }"
+        );
+        assert_eq!(line_of(text, e0.value.span().start), 8);
+        let e1 = a.entries[1].get_ref();
+        assert!(matches!(e1.key.get_ref(), MapValue::Struct(_)));
+        assert_eq!(line_of(text, e1.key.span().start), 9);
+        // Floats are refused with the line.
+        let bad = text.replace("n = -5", "n = 0.5");
+        match Scenario::parse(&bad, "t.toml") {
+            Err(SimError::Scenario { line, reason, .. }) => {
+                assert_eq!(line, 6, "{reason}");
+                assert!(reason.contains("float"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let text = "[host]\nmemory = \"8G\"\n\n[[cgroup]]\npath = \"/a\"\nlimit = \"80Q\"\n";
         match Scenario::parse(text, "x.toml") {

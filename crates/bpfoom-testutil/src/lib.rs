@@ -4,6 +4,8 @@
 //! documented clang line on demand, into a content-addressed cache under the
 //! cargo target directory, so a stale object can never be picked up.
 
+pub mod kernel;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
             max_entries: 1,
             read_only: true,
             initial: Some(b"bench\0\0\0\0\0\0\0\0\0\0\0".to_vec()),
+            spin_lock_off: None,
         },
         MapInfo {
             name: "arr".into(),
@@ -70,6 +71,7 @@ fn bench(c: &mut Criterion) {
             max_entries: 4,
             read_only: false,
             initial: None,
+            spin_lock_off: None,
         },
     ];
     let opts = Options::default();

@@ -23,6 +23,7 @@ const KFUNC_POISON: i32 = 2_002_000_000;
 impl Verifier<'_> {
     pub(crate) fn call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
         let i = self.insns[pc];
+        self.check_call_under_lock(st, pc)?;
         match i.src {
             BPF_PSEUDO_CALL => self.subprog_call(st, pc),
             BPF_PSEUDO_KFUNC_CALL => self.kfunc_call(st, pc),
@@ -71,23 +72,14 @@ impl Verifier<'_> {
             );
         };
         st.refs.remove(pos);
-        for fr in &mut st.frames {
-            for r in &mut fr.regs {
-                if r.ref_obj_id == id {
-                    *r = Reg::NOT_INIT;
-                }
+        // As Linux's mark_reg_invalid() for privileged programs
+        // (allow_ptr_leaks): every copy of the released pointer, in registers
+        // and spilled, becomes an unknown number.
+        st.for_each_reg(|r| {
+            if r.ref_obj_id == id {
+                *r = Reg::scalar(Scalar::UNKNOWN);
             }
-            for s in &mut fr.stack {
-                if matches!(s.data, SlotData::Spill { reg, .. } if reg.ref_obj_id == id) {
-                    s.data = SlotData::None;
-                    for b in s.bytes.iter_mut() {
-                        if *b == Byte::Spill {
-                            *b = Byte::Invalid;
-                        }
-                    }
-                }
-            }
-        }
+        });
         Ok(())
     }
 
@@ -114,6 +106,7 @@ impl Verifier<'_> {
         let mut map: Option<u32> = None;
         let mut release_id = None;
         let mut alloc_size = 0u32;
+        let mut callback = None;
         for (k, arg) in h.args.iter().enumerate() {
             let regno = k as u8 + 1;
             // trace_printk is variadic: C callers leave unused value slots unset.
@@ -141,7 +134,7 @@ impl Verifier<'_> {
                     };
                     self.check_mem_arg(st, regno, i64::from(sz), false)?;
                 }
-                HArg::ReadMem => {
+                HArg::ReadMem | HArg::UninitMem => {
                     let s = self.reg(st, regno + 1)?;
                     if !s.is_scalar() {
                         return fail(
@@ -168,8 +161,16 @@ impl Verifier<'_> {
                     if s.var.umax >= 1 << 29 {
                         return fail(RejectKind::Call, format!("R{} unbounded memory access, use 'var &= const' or 'if (var < const)'", regno + 1));
                     }
-                    self.check_mem_arg(st, regno, s.var.umax as i64, false)?;
+                    if *arg == HArg::UninitMem {
+                        self.uninit_mem_arg(st, regno, s.var.umax as i64)?;
+                    } else {
+                        self.check_mem_arg(st, regno, s.var.umax as i64, false)?;
+                    }
                 }
+                HArg::ConstStr => self.const_str_arg(st, regno)?,
+                HArg::SpinLock => self.spin_lock_arg(st, regno, h.name == "spin_lock")?,
+                HArg::Func => callback = Some(self.func_arg(st, regno)?),
+                HArg::StackOrNull => self.stack_or_null_arg(st, regno)?,
                 HArg::ConstSize | HArg::ConstSizeOrZero | HArg::Anything => {
                     if *arg != HArg::Anything && !r.is_scalar() {
                         return fail(
@@ -235,6 +236,9 @@ impl Verifier<'_> {
         if let Some(id) = release_id {
             self.release(st, id)?;
         }
+        if let Some(target) = callback {
+            self.push_loop_callback(st, pc, target)?;
+        }
         // An array element always exists: a lookup with a known in-range
         // key cannot return NULL (as in the kernel).
         let array_hit = h.name == "map_lookup_elem"
@@ -270,6 +274,10 @@ impl Verifier<'_> {
                     ..Reg::ptr(RegType::Mem { size: alloc_size })
                 }
             }
+            HRet::TrustedObject(ty) => Reg::ptr(RegType::Btf {
+                ty: HostTypes::get().struct_id(ty).unwrap_or(0),
+                trust: Trust::Trusted,
+            }),
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
@@ -327,6 +335,13 @@ impl Verifier<'_> {
         }
         match k.name {
             "bpf_rcu_read_lock" => {
+                if st.rcu_depth > 0 {
+                    // As Linux: RCU read sections do not nest.
+                    return fail(
+                        RejectKind::Rcu,
+                        "nested rcu read lock (kernel function bpf_rcu_read_lock)",
+                    );
+                }
                 st.rcu_depth += 1;
                 Self::clobber(st);
                 return Ok(Flow::Next(pc + 1));
@@ -414,6 +429,12 @@ impl Verifier<'_> {
                         release_id = Some(r.ref_obj_id);
                     }
                 }
+                KArg::Mem { size, nullable } => {
+                    if r.is_null_const() && nullable {
+                        continue;
+                    }
+                    self.kfunc_mem_arg(st, regno, &r, size, nullable, a, pname, k)?;
+                }
                 KArg::Str { nullable } => {
                     if r.is_null_const() && nullable {
                         continue;
@@ -475,9 +496,53 @@ impl Verifier<'_> {
                 }
                 r
             }
+            KRet::Mem { size } => {
+                let mut r = Reg::ptr(RegType::RdonlyMem { size });
+                if k.has(KF_RET_NULL) {
+                    r.maybe_null = true;
+                    r.id = self.new_id();
+                }
+                r
+            }
         };
         st.cur_mut().regs[0] = r0;
         Ok(Flow::Next(pc + 1))
+    }
+
+    /// A kfunc's plain pointer-to-scalar argument: Linux's `check_mem_reg()`
+    /// (memory of `size` bytes the kfunc may read; a maybe-NULL pointer only
+    /// for `__nullable`).
+    #[allow(clippy::too_many_arguments)]
+    fn kfunc_mem_arg(
+        &mut self,
+        st: &mut State,
+        regno: u8,
+        r: &Reg,
+        size: u32,
+        nullable: bool,
+        a: usize,
+        pname: &str,
+        k: &Kfunc,
+    ) -> R<()> {
+        if r.maybe_null && !nullable {
+            return fail(
+                RejectKind::NullDeref,
+                format!(
+                    "arg#{a} ({pname}) of {} may be NULL: check R{regno} first",
+                    k.name
+                ),
+            );
+        }
+        // Read access is checked; a read-only map value (a string literal
+        // in .rodata) is accepted. Whether Linux also asks for write access
+        // here cannot be checked against this machine's kernel: none of its
+        // kfuncs that syscall programs may call has a plain `const char *`
+        // argument (see the crate docs).
+        let saved = st.cur().regs[regno as usize];
+        st.cur_mut().regs[regno as usize].maybe_null = false;
+        let res = self.check_mem_arg(st, regno, i64::from(size), false);
+        st.cur_mut().regs[regno as usize] = saved;
+        res
     }
 
     fn check_const_str(&self, r: &Reg, a: usize, pname: &str, k: &Kfunc) -> R<()> {
@@ -620,15 +685,21 @@ impl Verifier<'_> {
         set_iter(st, true, it.depth);
         st.cur_mut().regs[0] = Reg::scalar(Scalar::konst(0));
         set_iter(&mut more, false, it.depth + 1);
-        let KRet::Object(rt) = k.ret else {
-            return fail(
-                RejectKind::Call,
-                format!("{} does not return an object", k.name),
-            );
+        more.cur_mut().regs[0] = match k.ret {
+            KRet::Object(rt) => {
+                let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
+                let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
+                Reg::ptr(RegType::Btf { ty, trust })
+            }
+            // bpf_iter_num_next: a read-only int inside the iterator.
+            KRet::Mem { size } => Reg::ptr(RegType::RdonlyMem { size }),
+            _ => {
+                return fail(
+                    RejectKind::Call,
+                    format!("{} does not return a pointer", k.name),
+                )
+            }
         };
-        let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
-        let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
-        more.cur_mut().regs[0] = Reg::ptr(RegType::Btf { ty, trust });
         self.push_branch(more, pc + 1, pc)?;
         Ok(Some(Flow::Next(pc + 1)))
     }

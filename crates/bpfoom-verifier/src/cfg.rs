@@ -47,9 +47,7 @@ fn check_encoding(insns: &[Insn], pc: usize) -> Result<(), String> {
             match i.src {
                 BPF_PSEUDO_NONE | BPF_PSEUDO_MAP_VALUE | BPF_PSEUDO_BTF_ID => {}
                 BPF_PSEUDO_MAP_FD if n.imm == 0 => {}
-                BPF_PSEUDO_FUNC => {
-                    return Err("function pointers (callbacks) are not supported".into())
-                }
+                BPF_PSEUDO_FUNC if n.imm == 0 => {}
                 _ => return Err(format!("invalid ld_imm64 source {}", i.src)),
             }
         }
@@ -235,6 +233,10 @@ pub(crate) fn analyze(insns: &[Insn]) -> Result<Cfg, CfgError> {
         if !second[pc] && i.code == CALL && i.src == BPF_PSEUDO_CALL {
             subprogs.push(target_ok(pc, pc as i64 + i64::from(i.imm) + 1)?);
         }
+        // A callback (`ld_imm64` of a function) starts a subprogram too.
+        if !second[pc] && i.code == LD_IMM64 && i.src == BPF_PSEUDO_FUNC {
+            subprogs.push(target_ok(pc, pc as i64 + i64::from(i.imm) + 1)?);
+        }
     }
     subprogs.sort_unstable();
     subprogs.dedup();
@@ -292,7 +294,9 @@ pub(crate) fn analyze(insns: &[Insn]) -> Result<Cfg, CfgError> {
         }
         work.extend(&succs[pc]);
         let i = insns[pc];
-        if i.code == CALL && i.src == BPF_PSEUDO_CALL {
+        if (i.code == CALL && i.src == BPF_PSEUDO_CALL)
+            || (i.code == LD_IMM64 && i.src == BPF_PSEUDO_FUNC)
+        {
             work.push((pc as i64 + i64::from(i.imm) + 1) as usize);
         }
     }

@@ -214,8 +214,7 @@ impl<'a> Verifier<'a> {
         f.regs[1] = Reg::ptr(RegType::Ctx);
         State {
             frames: vec![f],
-            refs: Vec::new(),
-            rcu_depth: 0,
+            ..State::default()
         }
     }
 
@@ -361,9 +360,11 @@ impl<'a> Verifier<'a> {
 
     fn is_iter_next(&self, pc: usize) -> bool {
         let i = self.insns[pc];
-        i.code == CALL
-            && i.src == BPF_PSEUDO_KFUNC_CALL
-            && kfuncs::by_id(i.imm as u32).is_some_and(|k| k.has(kfuncs::KF_ITER_NEXT))
+        // A helper call that calls back is the same kind of loop head.
+        crate::callbacks::calls_callback(i)
+            || i.code == CALL
+                && i.src == BPF_PSEUDO_KFUNC_CALL
+                && kfuncs::by_id(i.imm as u32).is_some_and(|k| k.has(kfuncs::KF_ITER_NEXT))
     }
 
     /// Registers that matter, per frame, when comparing states at `pc`.
@@ -373,6 +374,10 @@ impl<'a> Verifier<'a> {
             .map(|i| {
                 if i + 1 == n {
                     self.cfg.live_in[pc]
+                } else if st.frames[i + 1].callback {
+                    // A callback returns to its call, which runs again and
+                    // reads the call's arguments.
+                    self.cfg.live_in[st.frames[i + 1].callsite] | (1 << 10)
                 } else {
                     let ret = st.frames[i + 1].callsite + 1;
                     (self.cfg.live_in.get(ret).copied().unwrap_or(0x7ff) & !0x3f) | (1 << 10)
@@ -422,14 +427,17 @@ impl<'a> Verifier<'a> {
                     widen_from = Some(c);
                     loop_visits += 1;
                 }
-            } else if state::covers(&ck.st, st, &live, state::Cmp::Subsume) && {
-                let cur = normalized.get_or_insert_with(|| {
-                    let mut c = st.clone();
-                    state::clear_singular_ids(&mut c);
-                    c
-                });
-                state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
-            } {
+            } else if ck.st.callbacks == st.callbacks
+                && state::covers(&ck.st, st, &live, state::Cmp::Subsume)
+                && {
+                    let cur = normalized.get_or_insert_with(|| {
+                        let mut c = st.clone();
+                        state::clear_singular_ids(&mut c);
+                        c
+                    });
+                    state::covers(cur, &ck.st, &live, state::Cmp::Subsume)
+                }
+            {
                 return fail(
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
@@ -580,6 +588,9 @@ impl<'a> Verifier<'a> {
                     ..Reg::ptr(RegType::MapValue { map: m })
                 }
             }
+            BPF_PSEUDO_FUNC => Reg::ptr(RegType::Func {
+                insn: (pc as i64 + i64::from(i.imm) + 1) as u32,
+            }),
             BPF_PSEUDO_BTF_ID => {
                 if kfuncs::by_id(i.imm as u32).is_none() {
                     return fail(
@@ -633,7 +644,13 @@ impl<'a> Verifier<'a> {
                     src
                 }
             } else if src.is_ptr() {
-                return fail(RejectKind::PointerLeak, format!("R{} partial copy of pointer: 32-bit or sign-extending moves of pointers are not allowed", i.src));
+                // Privileged (allow_ptr_leaks): a partial or sign-extended
+                // copy of a pointer is some number, zero-extended when 32-bit.
+                Reg::scalar(if w == 32 {
+                    Scalar::sized(4)
+                } else {
+                    Scalar::UNKNOWN
+                })
             } else if i.off != 0 {
                 let s = src.var.sign_extend(i.off as u32);
                 Reg::scalar(if w == 32 { s.truncate(4) } else { s })
@@ -654,19 +671,15 @@ impl<'a> Verifier<'a> {
         let res = match o {
             BPF_NEG => {
                 if dst.is_ptr() {
-                    return fail(
-                        RejectKind::PointerArith,
-                        format!("R{} pointer arithmetic with neg operator prohibited", i.dst),
-                    );
+                    // Privileged (allow_ptr_leaks): the result is some number.
+                    return self.set_reg(st, i.dst, Reg::scalar(Scalar::UNKNOWN));
                 }
                 Reg::scalar(Scalar::alu(BPF_SUB, &Scalar::konst(0), &dst.var, w, false))
             }
             BPF_END => {
                 if dst.is_ptr() {
-                    return fail(
-                        RejectKind::PointerArith,
-                        format!("R{} pointer arithmetic with byte swap prohibited", i.dst),
-                    );
+                    // Privileged (allow_ptr_leaks): the result is some number.
+                    return self.set_reg(st, i.dst, Reg::scalar(Scalar::UNKNOWN));
                 }
                 let bytes = (i.imm / 8) as u32;
                 let to_le = class(i.code) == BPF_ALU && !x;
@@ -723,7 +736,9 @@ impl<'a> Verifier<'a> {
             );
         }
         if dst.is_ptr() && src.is_ptr() {
-            if o == BPF_SUB && dst.ty == src.ty && !dst.maybe_null && !src.maybe_null {
+            // Privileged (allow_ptr_leaks): the difference of any two
+            // pointers is some number; every other combination is refused.
+            if o == BPF_SUB {
                 return Ok(Reg::scalar(Scalar::UNKNOWN));
             }
             return fail(
@@ -845,15 +860,9 @@ impl<'a> Verifier<'a> {
                 }
             });
         }
-        if w == 32 {
-            return fail(
-                RejectKind::PointerLeak,
-                format!(
-                    "R{} 32-bit comparison of a pointer prohibited",
-                    if a.is_ptr() { i.dst } else { i.src }
-                ),
-            );
-        }
+        // Privileged (allow_ptr_leaks): pointers may be compared with
+        // anything. Only a 64-bit equality test against NULL teaches the
+        // verifier something; every other comparison explores both ways.
         let null_side = if a.is_ptr() && b.is_null_const() {
             Some(a)
         } else if b.is_ptr() && a.is_null_const() {
@@ -861,7 +870,7 @@ impl<'a> Verifier<'a> {
         } else {
             None
         };
-        if let (Some(p), Cmp::Eq | Cmp::Ne) = (null_side, cmp) {
+        if let (Some(p), Cmp::Eq | Cmp::Ne, 64) = (null_side, cmp, w) {
             let eq_taken = cmp == Cmp::Eq;
             if p.maybe_null {
                 let id = p.id;
@@ -874,13 +883,8 @@ impl<'a> Verifier<'a> {
                 // The comparison with NULL is known: only one way is possible.
                 return self.fork(st, pc, target, (!eq_taken, eq_taken), |_, _| {});
             }
-            return self.fork(st, pc, target, (true, true), |_, _| {});
         }
-        if a.is_ptr() && b.is_ptr() && a.ty == b.ty && !a.maybe_null && !b.maybe_null {
-            return self.fork(st, pc, target, (true, true), |_, _| {});
-        }
-        let r = if a.is_ptr() { i.dst } else { i.src };
-        fail(RejectKind::PointerLeak, format!("R{r} pointer comparison prohibited (only against NULL or a pointer of the same kind)"))
+        self.fork(st, pc, target, (true, true), |_, _| {})
     }
 
     /// Continues with the feasible outcomes of a branch: the taken one is
@@ -914,6 +918,9 @@ impl<'a> Verifier<'a> {
     }
 
     fn exit(&mut self, st: &mut State) -> R<Flow> {
+        if st.frames.len() > 1 && st.cur().callback {
+            return self.callback_exit(st);
+        }
         if st.frames.len() > 1 {
             let r0 = st.cur().regs[0];
             let callee = st.frameno();
@@ -953,6 +960,7 @@ impl<'a> Verifier<'a> {
                 "bpf_rcu_read_lock is missing a matching bpf_rcu_read_unlock at exit",
             );
         }
+        self.check_exit_unlocked(st)?;
         if let Return::Int { min, max } = self.hook.ret {
             let r0 = st.cur().regs[0];
             if !r0.is_init() {
@@ -961,10 +969,12 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
-            if r0.is_ptr() {
-                return fail(RejectKind::PointerLeak, "R0 leaks addr as return value");
-            }
-            let (lo, hi) = (i64::from(r0.var.s32min), i64::from(r0.var.s32max));
+            // Privileged (allow_ptr_leaks): a pointer returned is some number.
+            let (lo, hi) = if r0.is_ptr() {
+                (i64::from(i32::MIN), i64::from(i32::MAX))
+            } else {
+                (i64::from(r0.var.s32min), i64::from(r0.var.s32max))
+            };
             if lo < min || hi > max {
                 return fail(
                     RejectKind::ReturnValue,

@@ -38,14 +38,52 @@
 //! the same loop (iterator depth ignored) is pruned, and scalars that keep
 //! changing around the loop are joined, then widened to unknown.
 //!
-//! # Differences from Linux worth knowing
-//! - No precision back-tracking and no stack liveness: scalars are compared
-//!   exactly when pruning (register liveness is used), so some programs need
-//!   more states than in Linux; iterator loops rely on widening instead.
-//! - Uninitialised stack reads are always rejected (Linux allows them for
-//!   privileged loaders), as are pointer comparisons other than NULL checks
-//!   and comparisons of two pointers of the same kind,
-//!   and pointers returned, stored into maps or partially spilled.
+//! # Privileged semantics, as Linux gives struct_ops programs
+//! struct_ops programs are loaded with CAP_SYS_ADMIN, so Linux verifies them
+//! with `allow_ptr_leaks` and `allow_uninit_stack`; bpfoom does the same:
+//! pointers may be compared with anything (only 64-bit NULL tests refine),
+//! subtracted from each other, negated, copied with 32-bit or sign-extending
+//! moves (the result is a number), stored into map values and memory; a
+//! released reference becomes an unknown scalar in every register and spill
+//! slot; uninitialised stack reads as an unknown scalar, and helpers and
+//! kfuncs may read uninitialised or pointer-holding stack bytes. Partial
+//! spills and fills of pointers, 32-bit pointer arithmetic and stores into
+//! kernel objects stay refused, as in Linux. Kfunc arguments follow Linux's
+//! classes: a plain `const char *` is memory of `sizeof(*arg)` bytes,
+//! `__str` a constant string in read-only data, `__nullable` allows NULL;
+//! KF_TRUSTED_ARGS / KF_RCU / release arguments need trusted (or, for
+//! KF_RCU, RCU) pointers; inside an RCU read section (always, in a
+//! non-sleepable program) the fields Linux lists as RCU-safe
+//! (`task->real_parent`, `task->group_leader`, `cgroup->kn`, `css->cgroup`)
+//! give RCU pointers; RCU sections do not nest. Frames are rounded up to 16
+//! bytes (Linux's `round_up_stack_depth()` with the JIT on) before the
+//! 512-byte limit of a call chain is checked.
+//!
+//! The kernel-parity test (`tests/parity.rs`, corpus in `tests/parity/`)
+//! loads each twin program into the running kernel as root and fails on any
+//! verdict that differs from bpfoom's.
+//!
+//! # Differences from Linux that remain
+//! Each is listed, with its reason, in `tests/parity/known-differences.txt`
+//! and shows in the parity test's table:
+//! - Global functions are verified in the caller's context like static ones,
+//!   not once against their BTF prototype (`global_subprog_plain_task`,
+//!   `global_subprog_ctx`, `global_subprog_nonnull_read`,
+//!   `global_subprog_scalar_range`): bpfoom accepts a plain
+//!   `struct task_struct *` argument, an unchecked read of a plain pointer
+//!   argument and a return value whose bounds the caller relies on, which
+//!   Linux rejects.
+//! - Pruning differs: bpfoom has no precision back-tracking and no stack
+//!   liveness (scalars are compared exactly, register liveness is used) and
+//!   converges open-coded iterator loops by widening. Linux gives up on some
+//!   iterator loops that bpfoom proves (`iter_css_task_count`,
+//!   `iter_css_acquire_task_iter`: 1M instructions; `iter_css_rcu`: 8193
+//!   pending jumps); bpfoom is never weaker than Linux on the corpus.
+//! - A plain `const char *` kfunc argument is checked for read access only,
+//!   so a string literal in `.rodata` is accepted; no kfunc of this
+//!   machine's kernel that a syscall program may call has such an argument,
+//!   so the parity test cannot settle whether Linux also asks for write
+//!   access there.
 //! - A `_Bool` field of a host object loads as 0 or 1 (bpfoom owns the host
 //!   objects and only stores 0 or 1 there). Linux would see 0..=255, but Linux
 //!   also has no return-range rule for `handle_out_of_memory`; bpfoom's 0..=2
@@ -55,16 +93,19 @@
 //! - `PTR_TO_MAP_KEY` does not exist: no helper bpfoom offers produces it.
 //! - Return values are checked on the low 32 bits (the callbacks return `int`).
 //!
-//! The differential test (`tests/differential.rs`) loads generated programs
-//! into the running kernel and checks that the verdicts agree, classifying
-//! the deliberate differences above.
+//! The generated-program differential test (`tests/differential.rs`) loads
+//! ALU/jump/stack programs into the running kernel and checks that the
+//! verdicts agree.
 
+mod callbacks;
 mod calls;
 mod cfg;
 mod check;
+mod helper_mem;
 mod mem;
 pub mod object;
 pub mod scalar;
+mod spin_lock;
 mod state;
 pub mod tnum;
 
@@ -116,6 +157,9 @@ pub struct MapInfo {
     /// Initial contents of the (single) value, for read-only data: loads
     /// from it become constants and `__str` arguments are checked for a NUL.
     pub initial: Option<Vec<u8>>,
+    /// Byte offset of the value's `struct bpf_spin_lock`, when its BTF has
+    /// exactly one (what `bpf_spin_lock()` must point at).
+    pub spin_lock_off: Option<u32>,
 }
 
 /// A source position for an instruction (from BTF line info).

@@ -13,6 +13,17 @@ use crate::RejectKind;
 /// (struct, member). Every other pointer field gives a walked pointer.
 const TRUSTED_OR_NULL: &[(&str, &str)] = &[("oom_control", "memcg")];
 
+/// Pointer fields that Linux's verifier trusts inside an RCU read section
+/// when walked from a trusted or RCU pointer (its `BTF_TYPE_SAFE_RCU` lists,
+/// `kernel/bpf/verifier.c`): the result is an RCU pointer, never NULL.
+/// Non-sleepable programs are always inside an RCU read section.
+const SAFE_RCU: &[(&str, &str)] = &[
+    ("task_struct", "real_parent"),
+    ("task_struct", "group_leader"),
+    ("cgroup", "kn"),
+    ("cgroup_subsys_state", "cgroup"),
+];
+
 /// A memory access.
 #[derive(Clone, Copy)]
 pub(crate) enum Access {
@@ -68,17 +79,9 @@ impl Verifier<'_> {
                 ),
             );
         }
-        if src.is_ptr() {
-            return fail(
-                RejectKind::PointerLeak,
-                format!("R{} leaks addr into mem", i.src),
-            );
-        }
+        // Privileged (allow_ptr_leaks): a pointer operand is stored as a number.
         if i.imm == BPF_CMPXCHG {
-            let r0 = self.reg(st, 0)?;
-            if r0.is_ptr() {
-                return fail(RejectKind::PointerLeak, "R0 leaks addr into mem");
-            }
+            self.reg(st, 0)?;
         }
         let old = self.access(st, i.dst, off, size, Access::Read)?;
         if old.is_ptr() {
@@ -122,15 +125,8 @@ impl Verifier<'_> {
                 ),
             );
         }
-        if let Access::Write(v) = acc {
-            if v.is_ptr() && !matches!(r.ty, RegType::Stack { .. }) {
-                let what = match r.ty {
-                    RegType::MapValue { .. } => "map",
-                    _ => "mem",
-                };
-                return fail(RejectKind::PointerLeak, format!("pointer value leaks addr into {what}: storing a pointer is only allowed on the stack"));
-            }
-        }
+        // Privileged (allow_ptr_leaks): a pointer may be stored into a map
+        // value or memory; what is read back is a number.
         match r.ty {
             RegType::Scalar | RegType::NotInit => fail(
                 RejectKind::InvalidMemAccess,
@@ -154,7 +150,8 @@ impl Verifier<'_> {
                         ),
                     );
                 };
-                self.btf_load(ty, trust, r.off + c as i64 + off, size)
+                let in_rcu = !self.input.sleepable || st.rcu_depth > 0;
+                self.btf_load(ty, trust, in_rcu, r.off + c as i64 + off, size)
             }
             RegType::MapValue { map } => {
                 let info = &self.input.maps[map as usize];
@@ -169,6 +166,8 @@ impl Verifier<'_> {
                     i64::from(info.value_size),
                     "map value",
                 )?;
+                let lo = r.off + off + r.var.smin;
+                self.check_lock_field(map, lo, r.off + off + r.var.smax + size)?;
                 match (acc, r.var.as_const(), &info.initial) {
                     (Access::Read, Some(c), Some(init)) if info.read_only => {
                         let o = (r.off + off + c as i64) as usize;
@@ -190,6 +189,20 @@ impl Verifier<'_> {
                     Access::Write(_) => Reg::NOT_INIT,
                 })
             }
+            RegType::RdonlyMem { size: limit } => {
+                if let Access::Write(_) = acc {
+                    return fail(
+                        RejectKind::ReadOnly,
+                        format!("R{regno} cannot write into {desc}: the memory is read-only"),
+                    );
+                }
+                region(&r, regno, off, size, i64::from(limit), "memory")?;
+                Ok(Reg::scalar(Scalar::sized(size as u32)))
+            }
+            RegType::Func { .. } => fail(
+                RejectKind::InvalidMemAccess,
+                format!("R{regno} invalid mem access 'func'"),
+            ),
             RegType::Stack { frame } => self.stack_access(st, &r, frame, regno, off, size, acc),
         }
     }
@@ -232,7 +245,7 @@ impl Verifier<'_> {
 
     /// A load from a typed kernel object: only whole fields (or bytes inside
     /// a non-pointer field), typed by the field.
-    fn btf_load(&mut self, ty: TypeId, trust: Trust, o: i64, size: i64) -> R<Reg> {
+    fn btf_load(&mut self, ty: TypeId, trust: Trust, in_rcu: bool, o: i64, size: i64) -> R<Reg> {
         let h = HostTypes::get();
         let mut ty = h.resolve(ty);
         let mut o = o;
@@ -309,6 +322,15 @@ impl Verifier<'_> {
                             trust: Trust::Trusted,
                         })
                     });
+                }
+                if SAFE_RCU.contains(&(sname.as_str(), m.name.as_str()))
+                    && trust != Trust::Walked
+                    && in_rcu
+                {
+                    return Ok(Reg::ptr(RegType::Btf {
+                        ty: to,
+                        trust: Trust::Rcu,
+                    }));
                 }
                 return Ok(Reg::ptr(RegType::Btf {
                     ty: to,
@@ -392,11 +414,15 @@ impl Verifier<'_> {
             .iter()
             .enumerate()
             .map(|(k, f)| {
-                if k == fi {
+                let d = if k == fi {
                     f.depth().max((((-base) + 7) / 8 * 8) as usize)
                 } else {
                     f.depth()
-                }
+                };
+                // Linux's round_up_stack_depth() with the JIT on (x86-64's
+                // default): each frame is rounded up to 16 bytes before the
+                // frames of a call chain are added up.
+                d.div_ceil(16) * 16
             })
             .sum();
         if total > STACK_SIZE as usize {
@@ -411,12 +437,8 @@ impl Verifier<'_> {
         let fr = &mut st.frames[fi];
         match acc {
             Access::Read => {
-                if bytes
-                    .iter()
-                    .any(|&(s, b)| fr.slot(s).bytes[b] == Byte::Invalid)
-                {
-                    return fail(RejectKind::Stack, format!("invalid read from stack R{regno} off {}+0 size {size}: reading uninitialized stack", base));
-                }
+                // Privileged (allow_uninit_stack): uninitialised bytes read as
+                // an unknown number.
                 if !var && bytes.iter().all(|&(s, _)| s == bytes[0].0) {
                     let (s, b0) = bytes[0];
                     let slot = fr.slot(s);
@@ -527,10 +549,12 @@ impl Verifier<'_> {
         write: bool,
     ) -> R<()> {
         let r = self.reg(st, regno)?;
+        let rdonly = matches!(r.ty, RegType::RdonlyMem { .. });
         if !matches!(
             r.ty,
             RegType::Stack { .. } | RegType::MapValue { .. } | RegType::Mem { .. }
-        ) {
+        ) && (!rdonly || write)
+        {
             return fail(
                 RejectKind::Call,
                 format!(
@@ -574,14 +598,11 @@ impl Verifier<'_> {
                     let slot = fr.slot(s);
                     let why = match slot.bytes[b] {
                         Byte::Misc | Byte::Zero => None,
-                        Byte::Spill if matches!(slot.data, SlotData::Spill { reg, .. } if reg.is_scalar()) => {
-                            None
-                        }
-                        Byte::Spill => {
-                            Some((RejectKind::PointerLeak, "it holds a spilled pointer"))
-                        }
+                        // Privileged (allow_ptr_leaks, allow_uninit_stack):
+                        // helpers may read spilled pointers and bytes never
+                        // written.
+                        Byte::Spill | Byte::Invalid => None,
                         Byte::Iter => Some((RejectKind::Reference, "it holds an iterator")),
-                        Byte::Invalid => Some((RejectKind::Stack, "reading uninitialized stack")),
                     };
                     if let Some((kind, why)) = why {
                         return fail(kind, format!("invalid indirect read from stack R{regno} off {o} ({size} bytes from off {lo}): {why}"));
@@ -590,11 +611,15 @@ impl Verifier<'_> {
                 Ok(())
             }
             _ => {
+                if let RegType::MapValue { map } = r.ty {
+                    let lo = r.off + r.var.smin;
+                    self.check_lock_field(map, lo, r.off + r.var.smax + size)?;
+                }
                 let limit = match r.ty {
                     RegType::MapValue { map } => {
                         i64::from(self.input.maps[map as usize].value_size)
                     }
-                    RegType::Mem { size } => i64::from(size),
+                    RegType::Mem { size } | RegType::RdonlyMem { size } => i64::from(size),
                     _ => 0,
                 };
                 if r.maybe_null {

@@ -40,6 +40,9 @@ pub fn maps_of(obj: &Object) -> Vec<MapInfo> {
             max_entries: m.max_entries,
             read_only: m.readonly,
             initial: m.initial.clone(),
+            spin_lock_off: m
+                .value_type
+                .and_then(|t| crate::spin_lock::spin_lock_offset(&obj.btf, t)),
         })
         .collect()
 }
@@ -77,6 +80,19 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                 maps: &maps,
                 line_info: &lines,
             };
+            if let Some((pc, name)) = crate::callbacks::global_callback(obj, p) {
+                return Err(VerifyError::Rejected(Box::new(crate::Rejection {
+                    program: p.name.clone(),
+                    kind: crate::RejectKind::Call,
+                    insn: pc,
+                    disasm: bpfoom_insn::disasm::insn_text(&p.insns, pc, &()),
+                    source: lines.iter().rfind(|l| l.insn <= pc).cloned(),
+                    regs: String::new(),
+                    reason: format!("callback function {name} not static"),
+                    insns_processed: 0,
+                    log: String::new(),
+                })));
+            }
             let report = verify(&input, opts)?;
             out.push(ProgramReport {
                 program: p.name.clone(),

@@ -41,6 +41,11 @@ pub(crate) enum RegType {
     Btf { ty: TypeId, trust: Trust },
     /// Memory of a known size (a ring buffer record).
     Mem { size: u32 },
+    /// Read-only memory of a known size (`int *` from `bpf_iter_num_next`).
+    RdonlyMem { size: u32 },
+    /// A static subprogram starting at instruction `insn` (`ld_imm64` with
+    /// `BPF_PSEUDO_FUNC`), only good as a callback argument.
+    Func { insn: u32 },
 }
 
 /// One register.
@@ -173,6 +178,9 @@ pub(crate) struct Frame {
     pub callsite: usize,
     /// First instruction of the function.
     pub subprog: usize,
+    /// A callback frame (`bpf_loop`): it returns to its call instruction,
+    /// which runs again, and its r0 must be 0 or 1.
+    pub callback: bool,
 }
 
 impl Frame {
@@ -184,6 +192,7 @@ impl Frame {
             stack: Vec::new(),
             callsite,
             subprog,
+            callback: false,
         }
     }
 
@@ -232,6 +241,13 @@ pub(crate) struct State {
     pub frames: Vec<Frame>,
     pub refs: Vec<RefEntry>,
     pub rcu_depth: u32,
+    /// The `bpf_spin_lock` held, if any.
+    pub lock: Option<crate::spin_lock::Lock>,
+    /// Callback calls entered on this path (Linux's
+    /// `callback_unroll_depth`): never compared for pruning, only by the
+    /// infinite-loop check, for which a callback body reached again by the
+    /// next call of the same callback is progress, not a loop.
+    pub callbacks: u32,
 }
 
 impl State {
@@ -301,12 +317,18 @@ pub(crate) fn covers(old: &State, cur: &State, live: &[u16], mode: Cmp) -> bool 
     if old.frames.len() != cur.frames.len()
         || old.refs.len() != cur.refs.len()
         || old.rcu_depth != cur.rcu_depth
+        || old.lock.is_some() != cur.lock.is_some()
     {
         return false;
     }
     let mut ids = IdMap::default();
+    if let (Some(o), Some(c)) = (old.lock, cur.lock) {
+        if o.map != c.map || !ids.check(o.id, c.id) {
+            return false;
+        }
+    }
     for (i, (fo, fc)) in old.frames.iter().zip(&cur.frames).enumerate() {
-        if fo.callsite != fc.callsite || fo.subprog != fc.subprog {
+        if fo.callsite != fc.callsite || fo.subprog != fc.subprog || fo.callback != fc.callback {
             return false;
         }
         let mask = live.get(i).copied().unwrap_or(0x7ff);
@@ -358,10 +380,9 @@ fn slot_covers(old: &Slot, cur: &Slot, ids: &mut IdMap, mode: Cmp) -> bool {
     for b in 0..8 {
         let ok = match (old.bytes[b], cur.bytes[b]) {
             (Byte::Invalid, _) => true,
-            (Byte::Misc, Byte::Misc | Byte::Zero) => true,
-            (Byte::Misc, Byte::Spill) => {
-                matches!(cur.data, SlotData::Spill { reg, .. } if reg.is_scalar())
-            }
+            // Privileged (allow_uninit_stack), as Linux's stacksafe(): a
+            // state that was safe with unknown bytes is safe with any.
+            (Byte::Misc, Byte::Misc | Byte::Zero | Byte::Invalid | Byte::Spill) => true,
             (Byte::Zero, Byte::Zero) => true,
             (Byte::Zero, Byte::Spill) => {
                 matches!(cur.data, SlotData::Spill { reg, .. } if reg.is_null_const())
@@ -561,6 +582,11 @@ impl fmt::Display for RegFmt<'_> {
                 extra.insert(0, format!("sz={size}"));
                 write!(f, "mem{null}({})", extra.join(","))
             }
+            RegType::RdonlyMem { size } => {
+                extra.insert(0, format!("sz={size}"));
+                write!(f, "rdonly_mem{null}({})", extra.join(","))
+            }
+            RegType::Func { insn } => write!(f, "func(insn={insn})"),
             RegType::Btf { ty, trust } => {
                 let h = HostTypes::get();
                 let name = h.ty(ty).and_then(|t| t.name()).unwrap_or("?");

@@ -43,7 +43,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("return_clamped", oom(true, "", "int o = oc->order; if (o < 0 || o > 2) return 0; return o;"), A),
         ("root_memcg_leak", oom(true, "", "struct mem_cgroup *m = bpf_get_root_mem_cgroup(); if (!m) return 0; return bpf_mem_cgroup_usage(m) > 4096 ? 1 : 0;"), no(Reference, "Unreleased reference")),
         ("root_memcg_released", oom(true, "", "struct mem_cgroup *m = bpf_get_root_mem_cgroup(); unsigned long u; if (!m) return 0; u = bpf_mem_cgroup_usage(m); bpf_put_mem_cgroup(m); return u > 4096 ? 1 : 0;"), A),
-        ("use_after_release", oom(true, "", "struct mem_cgroup *m = bpf_get_root_mem_cgroup(); if (!m) return 0; bpf_put_mem_cgroup(m); return m->oom_group ? 1 : 0;"), no(UninitRegister, "released")),
+        ("use_after_release", oom(true, "", "struct mem_cgroup *m = bpf_get_root_mem_cgroup(); if (!m) return 0; bpf_put_mem_cgroup(m); return m->oom_group ? 1 : 0;"), no(InvalidMemAccess, "invalid mem access 'scalar'")),
         ("kill_not_sleepable", oom(false, "", "struct task_struct *t = bpf_task_from_pid(1); if (!t) return 0; bpf_oom_kill_process(oc, t, \"x\"); bpf_task_release(t); return 1;"), no(Sleepable, "must be sleepable")),
         ("kill_acquired", oom(true, "", "struct task_struct *t = bpf_task_from_pid(1); int r; if (!t) return 0; r = bpf_oom_kill_process(oc, t, \"bpfoom test\"); bpf_task_release(t); return r ? 0 : 1;"), A),
         ("kill_walked_task", oom(true, "", "return bpf_oom_kill_process(oc, oc->chosen, \"x\") ? 0 : 1;"), no(Trust, "must be referenced or trusted")),

@@ -118,6 +118,7 @@ fn accepted_generated_programs_run_safely() {
         max_entries: 1,
         read_only: false,
         initial: None,
+        spin_lock_off: None,
     }];
     for n in 0..total {
         let insns = gen::generate(&mut rng);

@@ -197,6 +197,15 @@ pub(crate) fn decode(insns: &[Insn], maps: &[Map], probe: &[usize]) -> Result<Ve
                         .ok_or(err(LoadErrorKind::BadMap { map: i.imm, off: 0 }))?;
                     crate::helpers::map_handle(i.imm as usize)
                 }
+                // A callback: an opaque handle naming its first instruction,
+                // which `bpf_loop` turns back into a call target.
+                BPF_PSEUDO_FUNC if next.imm == 0 => {
+                    let t = pc as i64 + i64::from(i.imm) + 1;
+                    if t < 0 || t >= n as i64 {
+                        return Err(err(LoadErrorKind::BadTarget(t)));
+                    }
+                    crate::helpers::func_handle(t as usize)
+                }
                 BPF_PSEUDO_MAP_VALUE => {
                     let bad = || {
                         err(LoadErrorKind::BadMap {

@@ -1,5 +1,7 @@
 //! Helpers the VM implements itself: maps, ring buffers, time, random
-//! numbers and `bpf_trace_printk`.
+//! numbers, `bpf_trace_printk`, kernel-memory reads, `bpf_strncmp`, spin
+//! locks and `bpf_loop` (the last one in the interpreter, which must run
+//! the callback).
 
 use crate::mem::{MemError, Owner};
 use crate::{Env, HostError};
@@ -34,6 +36,40 @@ pub mod ids {
     pub const RINGBUF_DISCARD: u32 = 133;
     /// `bpf_ringbuf_query`.
     pub const RINGBUF_QUERY: u32 = 134;
+    /// `bpf_spin_lock`.
+    pub const SPIN_LOCK: u32 = 93;
+    /// `bpf_spin_unlock`.
+    pub const SPIN_UNLOCK: u32 = 94;
+    /// `bpf_probe_read_kernel`.
+    pub const PROBE_READ_KERNEL: u32 = 113;
+    /// `bpf_probe_read_kernel_str`.
+    pub const PROBE_READ_KERNEL_STR: u32 = 115;
+    /// `bpf_get_current_task_btf` (the embedder's [`crate::Host`] answers it:
+    /// the VM knows no tasks).
+    pub const GET_CURRENT_TASK_BTF: u32 = 158;
+    /// `bpf_loop`.
+    pub const LOOP: u32 = 181;
+    /// `bpf_strncmp`.
+    pub const STRNCMP: u32 = 182;
+}
+
+/// `BPF_MAX_LOOPS`: `bpf_loop` refuses more iterations with `-E2BIG`.
+pub const MAX_LOOPS: u64 = 1 << 23;
+
+/// Function handles (`ld_imm64` with `BPF_PSEUDO_FUNC`) are opaque values in
+/// a kernel-like range below the map handles: the callback's instruction
+/// index added to a base, so dereferencing one faults cleanly.
+const FUNC_HANDLE_BASE: u64 = 0xffff_fe00_0000_0000;
+
+/// The register value a program sees for the function at instruction `insn`.
+pub fn func_handle(insn: usize) -> u64 {
+    FUNC_HANDLE_BASE + insn as u64
+}
+
+/// The instruction index a function handle names, if it is one.
+pub fn func_of_handle(v: u64) -> Option<usize> {
+    let i = v.checked_sub(FUNC_HANDLE_BASE)?;
+    (i < 1 << 32).then_some(i as usize)
 }
 
 /// Map references are opaque handles in a kernel-like address range that no
@@ -73,8 +109,134 @@ pub(crate) fn call(env: &mut Env, id: u32, a: [u64; 5]) -> Option<Result<u64, Ho
         RINGBUF_RESERVE => ringbuf_reserve(env, a),
         RINGBUF_QUERY => ring(env, a[0]).map(|(_, r)| r.query(a[1])),
         RINGBUF_SUBMIT | RINGBUF_DISCARD => ringbuf_finish(env, a[0], id == RINGBUF_SUBMIT),
+        PROBE_READ_KERNEL => probe_read_kernel(env, a),
+        PROBE_READ_KERNEL_STR => probe_read_kernel_str(env, a),
+        STRNCMP => strncmp(env, a),
+        SPIN_LOCK | SPIN_UNLOCK => spin_lock(env, a[0], id == SPIN_LOCK),
         _ => return None,
     })
+}
+
+/// The error of a faulting kernel read from `addr`: Linux refuses user
+/// addresses before trying (`copy_from_kernel_nofault_allowed()`: -ERANGE),
+/// and on x86-64 a NULL pointer plus a small offset is one; any other
+/// unreadable address faults (-EFAULT).
+fn read_fault(addr: u64) -> u64 {
+    if addr < 4096 {
+        errno(libc::ERANGE)
+    } else {
+        errno(libc::EFAULT)
+    }
+}
+
+/// `bpf_probe_read_kernel(dst, size, src)`: the copy must lie inside one
+/// region (a host object, a map value, the stack, ...): bounded by what the
+/// object really has. Anything else is Linux's faulting read: `dst` is
+/// zeroed and the result is `-EFAULT` (`-ERANGE` near NULL).
+fn probe_read_kernel(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let size = a[1] as u32 as usize;
+    if size == 0 {
+        return Ok(0);
+    }
+    match env.mem.read(a[2], size) {
+        Ok(bytes) => {
+            env.mem.write(a[0], &bytes)?;
+            Ok(0)
+        }
+        Err(_) => {
+            env.mem.write(a[0], &vec![0; size])?;
+            Ok(read_fault(a[2]))
+        }
+    }
+}
+
+/// `bpf_probe_read_kernel_str(dst, size, src)`: up to `size - 1` bytes of
+/// the string and a NUL; the length copied including the NUL. A string that
+/// runs off the end of its region before its NUL (and before `size - 1`
+/// bytes) is a faulting read: `dst` zeroed, `-EFAULT` (`-ERANGE` near NULL).
+fn probe_read_kernel_str(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let size = a[1] as u32 as usize;
+    if size == 0 {
+        return Ok(0);
+    }
+    let avail = env
+        .mem
+        .find(a[2], 1)
+        .map(|r| (r.start() + r.len() - a[2]) as usize);
+    let out = avail.and_then(|avail| {
+        let want = avail.min(size - 1);
+        let bytes = env.mem.read(a[2], want).ok()?;
+        match bytes.iter().position(|&b| b == 0) {
+            Some(nul) => Some(bytes[..=nul].to_vec()),
+            // Truncated at size - 1 bytes: the kernel adds the NUL.
+            None if want == size - 1 => {
+                let mut v = bytes;
+                v.push(0);
+                Some(v)
+            }
+            // The region ended first: the next byte faults.
+            None => None,
+        }
+    });
+    match out {
+        Some(s) => {
+            env.mem.write(a[0], &s)?;
+            Ok(s.len() as u64)
+        }
+        None => {
+            env.mem.write(a[0], &vec![0; size])?;
+            Ok(read_fault(a[2]))
+        }
+    }
+}
+
+/// `bpf_strncmp(s1, s1_sz, s2)`: the kernel's `strncmp(s1, s2, s1_sz)`,
+/// -1, 0 or 1 (the verifier made `s2` a NUL-terminated constant).
+fn strncmp(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+    let n = a[1] as u32 as usize;
+    let s1 = env.mem.read(a[0], n)?;
+    let s2 = env.mem.read_cstr_bytes(a[2], n)?;
+    for (i, &c1) in s1.iter().enumerate() {
+        let c2 = s2.get(i).copied().unwrap_or(0);
+        if c1 != c2 {
+            return Ok(if c1 < c2 { -1i64 as u64 } else { 1 });
+        }
+        if c1 == 0 {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+/// `bpf_spin_lock` / `bpf_spin_unlock`: the VM runs one program at a time,
+/// so the lock word only records that it is held; the verifier guarantees
+/// pairing, the checks here catch an unverified program.
+fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, HostError> {
+    if !matches!(
+        env.mem.find(addr, 4).map(|r| r.owner()),
+        Some(Owner::Map(_))
+    ) {
+        return Err(HostError::BadArgument(format!(
+            "{addr:#x} is not a bpf_spin_lock in a map value"
+        )));
+    }
+    let mut b = [0u8; 4];
+    env.mem.read_into(addr, &mut b)?;
+    let held = u32::from_le_bytes(b) != 0;
+    if held == lock {
+        return Err(HostError::BadArgument(format!(
+            "bpf_spin_{} of a lock that is {}",
+            if lock { "lock" } else { "unlock" },
+            if held { "held (deadlock)" } else { "not held" }
+        )));
+    }
+    env.mem.write(addr, &u32::from(lock).to_le_bytes())?;
+    if lock {
+        env.held_locks.push(addr);
+    } else {
+        env.held_locks.retain(|&a| a != addr);
+    }
+    Ok(0)
 }
 
 fn ring(env: &mut Env, handle: u64) -> Result<(usize, &mut crate::maps::Ring), HostError> {

@@ -213,6 +213,79 @@ impl Cpu<'_> {
     }
 }
 
+/// Returned by `Exit` when a callback's frame returns to `bpf_loop`.
+const RET_TO_LOOP: usize = usize::MAX - 1;
+
+/// `bpf_loop(nr_loops, callback_fn, callback_ctx, flags)` at `pc`, as Linux
+/// runs it: `-EINVAL` for flags, `-E2BIG` above `BPF_MAX_LOOPS`, otherwise
+/// `callback_fn(i, callback_ctx)` for i = 0.. until it returns non-zero
+/// (result i + 1) or nr_loops calls are made (result nr_loops). Each call is
+/// a bpf-to-bpf call in a new frame (so it counts toward the frame limit),
+/// and the budget is checked before each, as at any other call.
+fn loop_call(c: &mut Cpu<'_>, pc: usize) -> usize {
+    let (nr, func, ctx, flags) = (c.r[1] as u32 as u64, c.r[2], c.r[3], c.r[4]);
+    let errno = |e: i32| (-i64::from(e)) as u64;
+    if flags != 0 {
+        c.r[0] = errno(libc::EINVAL);
+        return next(c, pc + 1);
+    }
+    if nr > helpers::MAX_LOOPS {
+        c.r[0] = errno(libc::E2BIG);
+        return next(c, pc + 1);
+    }
+    let code = c.code;
+    let entry = helpers::func_of_handle(func)
+        .filter(|&t| t < code.len() && !matches!(code[t].d.op, Op::Hole | Op::FellOff));
+    let Some(entry) = entry else {
+        let source = HostError::BadArgument(format!("{func:#x} is not a function"));
+        return c.fail(
+            pc,
+            VmError::Helper {
+                pc,
+                id: helpers::ids::LOOP,
+                source,
+            },
+        );
+    };
+    c.leave(pc + 1, entry);
+    let mut i = 0;
+    while i < nr {
+        if c.env.frames.len() + 1 >= MAX_FRAMES {
+            return c.fail_counted(VmError::CallDepth { pc });
+        }
+        if let Some(stop) = c.over_budget(pc) {
+            return stop;
+        }
+        let r = &c.r;
+        c.env.frames.push(Frame {
+            ret: RET_TO_LOOP,
+            saved: [r[6], r[7], r[8], r[9]],
+        });
+        c.r[10] = c.env.mem.frame_pointer(c.env.frames.len());
+        c.r[1] = i;
+        c.r[2] = ctx;
+        c.start = entry;
+        let mut p = entry;
+        loop {
+            let t = &code[p];
+            p = (t.h)(c, p, t);
+            if p == STOP {
+                return STOP;
+            }
+            if p == RET_TO_LOOP {
+                break;
+            }
+        }
+        i += 1;
+        if c.r[0] != 0 {
+            break;
+        }
+    }
+    c.r[0] = i;
+    c.start = pc + 1;
+    next(c, pc + 1)
+}
+
 /// Continues with the instruction at `pc`: a tail call, or back to the driver.
 #[inline(always)]
 fn next(c: &mut Cpu<'_>, pc: usize) -> usize {
@@ -527,6 +600,9 @@ mod ops {
     }
 
     fn helper_call(c: &mut Cpu<'_>, pc: usize, id: u32) -> usize {
+        if id == helpers::ids::LOOP {
+            return loop_call(c, pc);
+        }
         let args = [c.r[1], c.r[2], c.r[3], c.r[4], c.r[5]];
         match call_helper(c.env, c.host, id, args) {
             Ok(v) => {

@@ -129,6 +129,15 @@ impl Jit {
 
     /// Compiles decoded `code` for the VM whose memory is `mem`.
     pub(crate) fn compile(&mut self, code: &[D], mem: &Memory) -> Result<Compiled, String> {
+        // bpf_loop re-enters BPF code from a helper; only the interpreter's
+        // driver can do that. Refused here rather than run wrongly.
+        if let Some(pc) = code.iter().position(|d| {
+            d.op == crate::decode::Op::CallHelper && d.imm == u64::from(crate::helpers::ids::LOOP)
+        }) {
+            return Err(format!(
+                "instruction {pc}: bpf_loop needs the interpreter (Engine::Interpreter)"
+            ));
+        }
         let mut module = JITModule::new(JITBuilder::with_isa(
             self.isa.clone(),
             default_libcall_names(),

@@ -197,6 +197,8 @@ pub struct Env {
     rng: u64,
     pub(crate) epoch: Instant,
     pub(crate) frames: Vec<interp::Frame>,
+    /// `bpf_spin_lock`s taken and not yet released in this run.
+    pub(crate) held_locks: Vec<u64>,
 }
 
 impl Env {
@@ -309,6 +311,7 @@ impl Vm {
                 rng: seed | 1,
                 epoch,
                 frames: Vec::with_capacity(MAX_FRAMES),
+                held_locks: Vec::new(),
             },
             budget: DEFAULT_BUDGET,
             last_insns: 0,
@@ -399,6 +402,12 @@ impl Vm {
             () => interp::exec(&p.code, &mut self.env, host, args, self.budget),
         };
         self.last_insns = insns;
+        // A run stopped inside a locked region (budget, fault, host error:
+        // what the kernel's verifier rules out but a userspace VM can still
+        // hit) must not leave the lock taken for the next run.
+        for addr in std::mem::take(&mut self.env.held_locks) {
+            let _ = self.env.mem.write(addr, &[0; 4]);
+        }
         // Records reserved but never submitted die with the run.
         for m in self.env.maps.iter_mut() {
             if let Some(ring) = m.ring_mut() {

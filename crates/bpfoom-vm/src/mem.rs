@@ -144,6 +144,16 @@ impl Region {
     pub fn owner(&self) -> Owner {
         self.owner
     }
+
+    /// Length of the region in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty region.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Handle of a host object registered with [`Memory::add_object`].
@@ -382,6 +392,23 @@ impl Memory {
         let bytes = self.read(addr, avail)?;
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    }
+
+    /// The bytes of the NUL-terminated string at `addr`, without the NUL, at
+    /// most `max` of them; stops at the end of its region.
+    pub fn read_cstr_bytes(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, MemError> {
+        let r = self.find(addr, 1).ok_or(MemError {
+            addr,
+            len: 1,
+            write: false,
+            reason: FaultReason::Unmapped,
+        })?;
+        let avail = (r.start + r.len - addr).min(max as u64) as usize;
+        let mut bytes = self.read(addr, avail)?;
+        if let Some(end) = bytes.iter().position(|&b| b == 0) {
+            bytes.truncate(end);
+        }
+        Ok(bytes)
     }
 
     /// Registers a host object with the given initial bytes; programs reach it

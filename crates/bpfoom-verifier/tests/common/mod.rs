@@ -50,6 +50,7 @@ fn map(
         max_entries,
         read_only,
         initial,
+        spin_lock_off: None,
     }
 }
 

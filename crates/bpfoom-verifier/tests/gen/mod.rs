@@ -309,6 +309,18 @@ pub const MAP_VALUE_SIZE: i64 = 64;
 /// register or stack reads, aligned in-bounds stack accesses, pointers only
 /// moved, offset, spilled whole and dereferenced, a number returned; map
 /// value accesses within the value.
+/// A value as a number: pointers are given fixed, distinct addresses
+/// (privileged programs may compare and compute with them).
+fn addr(v: V) -> Option<u64> {
+    match v {
+        V::Num(n) => Some(n),
+        V::Fp(p) => Some((0x7fff_0000_0200_i64 + p) as u64),
+        V::Map(p) => Some((0x5555_0000_0000_i64 + p) as u64),
+        V::MapPtr => Some(0x4444_0000_0000),
+        V::Uninit => None,
+    }
+}
+
 pub fn runs_safely(insns: &[Insn]) -> bool {
     use bpfoom_verifier::scalar::{eval_alu, Cmp};
     let mut r = [V::Uninit; 11];
@@ -350,10 +362,28 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     (BPF_SUB, V::Map(a), V::Map(b)) | (BPF_SUB, V::Fp(a), V::Fp(b)) if w == 64 => {
                         V::Num(a.wrapping_sub(b) as u64)
                     }
-                    (BPF_NEG, V::Num(n), _) => {
+                    (BPF_NEG, d, _) if addr(d).is_some() => {
+                        let n = addr(d).unwrap_or(0);
                         V::Num(eval_alu(BPF_SUB, 0, n, w, false).unwrap_or(0))
                     }
                     (BPF_ADD, V::Fp(p), V::Num(n)) if w == 64 => V::Fp(p.wrapping_add(n as i64)),
+                    (BPF_MOV, _, p) => match addr(p) {
+                        Some(n) => V::Num(if w == 32 { n & 0xffff_ffff } else { n }),
+                        None => return false,
+                    },
+                    (_, d, s) if addr(d).is_some() && addr(s).is_some() => {
+                        // Privileged: pointers used as numbers are addresses.
+                        let (a, b) = (addr(d).unwrap_or(0), addr(s).unwrap_or(0));
+                        let b = if matches!(o, BPF_LSH | BPF_RSH | BPF_ARSH) {
+                            b & u64::from(w - 1)
+                        } else {
+                            b
+                        };
+                        match eval_alu(o, a, b, w, i.off == 1) {
+                            Some(v) => V::Num(v),
+                            None => return false,
+                        }
+                    }
                     (_, V::Num(a), V::Num(b)) => {
                         // Register shift amounts wrap at run time (x86 masks them).
                         let b = if matches!(o, BPF_LSH | BPF_RSH | BPF_ARSH) {
@@ -413,7 +443,8 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     } else {
                         r[i.src as usize]
                     };
-                    let V::Num(v) = val else { return false };
+                    // Privileged: a pointer is stored as its address.
+                    let Some(v) = addr(val) else { return false };
                     for k in 0..n {
                         value[(a + k) as usize] = (v >> (8 * k)) as u8;
                     }
@@ -443,7 +474,9 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                     } else {
                         let mut v = 0u64;
                         for k in (0..n).rev() {
-                            let Some(b) = mem[at(k)] else { return false };
+                            // Privileged: uninitialised stack reads some
+                            // number (the VM's stack starts zeroed).
+                            let b = mem[at(k)].unwrap_or(0);
                             v = (v << 8) | u64::from(b);
                         }
                         r[i.dst as usize] = V::Num(v);
@@ -472,18 +505,16 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
                 }
                 pc += 1;
             }
-            _ if o == BPF_EXIT => return matches!(r[0], V::Num(_)),
+            // Privileged: a pointer returned is its address.
+            _ if o == BPF_EXIT => return addr(r[0]).is_some(),
             _ if o == BPF_CALL => {
                 // Only bpf_map_lookup_elem(map, &key) with key 0 on the stack.
                 let V::Fp(k) = r[2] else { return false };
                 if i.imm != 1 || r[1] != V::MapPtr || k < -512 || k + 4 > 0 {
                     return false;
                 }
-                if (0..4).any(|j| mem[(512 + k + j) as usize].is_none())
-                    || spilled.iter().any(|&(s, _)| k < s + 8 && s < k + 4)
-                {
-                    return false;
-                }
+                // Privileged: the key may be uninitialised or hold a spilled
+                // pointer; any key of an array of one entry is found or not.
                 r[0] = V::Map(0);
                 for reg in &mut r[1..=5] {
                     *reg = V::Uninit;
@@ -493,10 +524,8 @@ pub fn runs_safely(insns: &[Insn]) -> bool {
             _ if o == BPF_JA => pc = (pc as i64 + i64::from(i.off) + 1) as usize,
             _ => {
                 let w = if cls == BPF_JMP32 { 32 } else { 64 };
-                let num = |v: V| match v {
-                    V::Num(n) => Some(n),
-                    _ => None,
-                };
+                // Privileged: pointers compare as their addresses.
+                let num = addr;
                 let ptr = |v: V| matches!(v, V::Fp(_) | V::Map(_) | V::MapPtr);
                 if ptr(r[i.dst as usize])
                     && !x

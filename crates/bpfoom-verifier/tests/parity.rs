@@ -1,0 +1,259 @@
+//! Kernel parity: every twin program in `tests/parity/*.c` is verified by
+//! the running kernel's privileged verifier (built as a `SEC("syscall")`
+//! program against the kernel's own `vmlinux.h`, loaded as root) and by
+//! bpfoom (built against `bpf_oom.h` as a struct_ops handler). The verdicts
+//! must agree; expected verdicts are never written down, the kernel gives
+//! them at test time. See `bpfoom_testutil::kernel` for how the twins are
+//! built and `tests/parity/README.md` for the case format.
+//!
+//! A disagreement fails the test with both logs, unless the case is listed
+//! in `tests/parity/known-differences.txt` with its reason; a listed case
+//! that agrees fails too, so the list can only shrink.
+//!
+//! Needs root, clang, bpftool and the BPF syscall; skips with a printed
+//! reason otherwise (fails under CI / `BPFOOM_REQUIRE=1`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bpfoom_obj::Object;
+use bpfoom_testutil::kernel::{self, KernelVerdict};
+use bpfoom_verifier::{verify_object, Options, VerifyError};
+
+/// What bpfoom said about one twin.
+struct Ours {
+    accepted: bool,
+    processed: u64,
+    /// One line: the reason of a rejection.
+    reason: String,
+}
+
+struct Outcome {
+    name: String,
+    kernel: KernelVerdict,
+    ours: Ours,
+    /// Wall time of the kernel load and of bpfoom's verification.
+    kernel_time: Duration,
+    ours_time: Duration,
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("tests/parity")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `case: reason` lines (`#` comments) of cases known to disagree.
+fn known_differences() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(corpus_dir().join("known-differences.txt")).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (c, r) = l.split_once(':').unwrap_or((l, ""));
+            (c.trim().to_string(), r.trim().to_string())
+        })
+        .collect()
+}
+
+fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
+    let bytes = std::fs::read(obj).map_err(|e| format!("{}: {e}", obj.display()))?;
+    let o = Object::parse(&bytes).map_err(|e| format!("bpfoom-obj: {e}"))?;
+    let opts = Options {
+        log_level,
+        ..Options::default()
+    };
+    match verify_object(&o, &opts) {
+        Ok(reports) => {
+            let r = reports
+                .iter()
+                .find(|r| r.program == "twin")
+                .ok_or("no program `twin` was verified")?;
+            Ok((
+                Ours {
+                    accepted: true,
+                    processed: r.report.insns_processed,
+                    reason: String::new(),
+                },
+                r.report.log.clone(),
+            ))
+        }
+        Err(VerifyError::Rejected(r)) => Ok((
+            Ours {
+                accepted: false,
+                processed: r.insns_processed,
+                reason: format!("{}: {}", r.insn, r.reason),
+            },
+            r.to_string(),
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn run_case(path: &Path) -> Result<Outcome, String> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let body = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let kobj = kernel::build_kernel_twin(&name, &body).map_err(|e| format!("{name}: {e}"))?;
+    let bobj = kernel::build_bpfoom_twin(&name, &body).map_err(|e| format!("{name}: {e}"))?;
+    let t = Instant::now();
+    let kernel = kernel::load(&kobj).map_err(|e| format!("{name}: {e}"))?;
+    let kernel_time = t.elapsed();
+    let t = Instant::now();
+    let (ours, _) = ours(&bobj, 0).map_err(|e| format!("{name}: {e}"))?;
+    let ours_time = t.elapsed();
+    Ok(Outcome {
+        name,
+        kernel,
+        ours,
+        kernel_time,
+        ours_time,
+    })
+}
+
+fn verdict(accepted: bool) -> &'static str {
+    if accepted {
+        "accept"
+    } else {
+        "reject"
+    }
+}
+
+/// The kernel's reason: the last line before the stats that is not a state dump.
+fn kernel_reason(log: &str) -> String {
+    log.lines()
+        .rev()
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("libbpf:")
+        })
+        .find(|l| !l.starts_with(|c: char| c.is_ascii_digit()) || l.contains("!read_ok"))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn kernel_parity() {
+    if let Some(why) = kernel::unavailable() {
+        bpfoom_testutil::require(false, &why);
+        return;
+    }
+    let cases = cases();
+    assert!(!cases.is_empty(), "no cases in tests/parity");
+    let known = known_differences();
+    let results: Mutex<Vec<Result<Outcome, String>>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(p) = cases.get(i) else { break };
+                let r = run_case(p);
+                results.lock().unwrap().push(r);
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    let mut errors = Vec::new();
+    let mut outcomes = Vec::new();
+    for r in results.drain(..) {
+        match r {
+            Ok(o) => outcomes.push(o),
+            Err(e) => errors.push(e),
+        }
+    }
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+
+    println!(
+        "{:<40} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}  notes",
+        "case", "kernel", "insns", "bpfoom", "insns", "k-ms", "b-ms"
+    );
+    let mut failures = Vec::new();
+    let mut agree = 0;
+    for o in &outcomes {
+        let same = o.kernel.accepted == o.ours.accepted;
+        let listed = known.iter().find(|(c, _)| *c == o.name);
+        let note = match (same, listed) {
+            (true, None) => String::new(),
+            (true, Some(_)) => "AGREES BUT LISTED".into(),
+            (false, Some((_, why))) => format!("KNOWN DIFFERENCE: {why}"),
+            (false, None) => "DISAGREE".into(),
+        };
+        let kinsns = o.kernel.processed.map_or("-".into(), |n| n.to_string());
+        println!(
+            "{:<40} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}  {note}",
+            o.name,
+            verdict(o.kernel.accepted),
+            kinsns,
+            verdict(o.ours.accepted),
+            o.ours.processed,
+            o.kernel_time.as_millis(),
+            o.ours_time.as_millis(),
+        );
+        if !o.kernel.accepted {
+            println!("{:<40}   kernel: {}", "", kernel_reason(&o.kernel.log));
+        }
+        if !o.ours.accepted {
+            println!("{:<40}   bpfoom: {}", "", o.ours.reason);
+        }
+        if same {
+            agree += 1;
+        }
+        match (same, listed) {
+            (true, Some(_)) => failures.push(format!(
+                "{}: agrees with the kernel now; remove it from known-differences.txt",
+                o.name
+            )),
+            (false, None) => {
+                let body = std::fs::read_to_string(corpus_dir().join(format!("{}.c", o.name)))
+                    .unwrap_or_default();
+                let bobj = kernel::build_bpfoom_twin(&o.name, &body).expect("built before");
+                let blog = ours(&bobj, 2).map(|(_, l)| l).unwrap_or_else(|e| e);
+                failures.push(format!(
+                    "{}: kernel {} ({} insns), bpfoom {} ({} insns)\n--- kernel log (tail) ---\n{}\n--- bpfoom log (tail) ---\n{}",
+                    o.name,
+                    verdict(o.kernel.accepted),
+                    o.kernel.processed.map_or("?".into(), |n| n.to_string()),
+                    verdict(o.ours.accepted),
+                    o.ours.processed,
+                    kernel::tail(&o.kernel.log, 40),
+                    kernel::tail(&blog, 40),
+                ));
+            }
+            _ => {}
+        }
+    }
+    println!("{agree} of {} cases agree with the kernel", outcomes.len());
+    for (c, _) in &known {
+        if !outcomes.iter().any(|o| &o.name == c) {
+            failures.push(format!("known-differences.txt names {c}, which is no case"));
+        }
+    }
+    failures.extend(errors.into_iter().map(|e| format!("broken case: {e}")));
+    assert!(
+        failures.is_empty(),
+        "{} parity failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

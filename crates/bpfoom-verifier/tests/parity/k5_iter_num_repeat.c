@@ -1,0 +1,15 @@
+/* kfuncs: bpf_iter_num_*. bpf_repeat counts. */
+#ifndef bpf_for /* libbpf 1.1 lacks it; bpf_oom.h has the same */
+#define bpf_for(i, start, end) for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, (start), (end)), (void)bpf_iter_num_destroy, (void *)0); ({ int *___t = bpf_iter_num_next(&___it); (___t && ((i) = *___t, (i) >= (start) && (i) < (end))); });)
+#define bpf_repeat(N) for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, 0, (N)), (void)bpf_iter_num_destroy, (void *)0); bpf_iter_num_next(&___it);)
+#endif
+u32 seen;
+TWIN
+{
+	/* a global counter: a register one would be precise (returned) and
+	 * keep the kernel from converging */
+	bpf_repeat(50) {
+		seen++;
+	}
+	return 1;
+}

@@ -1,0 +1,10 @@
+/* maps: buf. helpers: bpf_strncmp. The first string in a map value. */
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, char[16]); } buf SEC(".maps");
+TWIN
+{
+	u32 k = 0;
+	char *b = bpf_map_lookup_elem(&buf, &k);
+	if (!b)
+		return 0;
+	return bpf_strncmp(b, 16, "init") == 0;
+}

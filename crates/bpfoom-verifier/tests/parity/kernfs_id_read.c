@@ -1,0 +1,5 @@
+/* cgrp->kn->id (the cgroup id). */
+TWIN
+{
+	return cgrp->kn->id > 1;
+}

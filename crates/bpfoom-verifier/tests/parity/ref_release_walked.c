@@ -1,0 +1,6 @@
+/* kfuncs: bpf_task_release. Releasing a pointer that was never acquired. */
+TWIN
+{
+	bpf_task_release(task->real_parent);
+	return 0;
+}
