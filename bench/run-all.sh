@@ -3,6 +3,7 @@
 # Groups 1 and 3 need root and this machine's cgroup v1 memory controller;
 # group 5 needs qemu-system-x86 and busybox-static (and earlyoom, nohang,
 # oomd for their rows). BPFOOM_BENCH_IDLE_SECS shortens group 3 (default 60).
+# Group 7 (the soak) needs root and cgroup v1 and takes 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p bpfoom-bench
@@ -14,3 +15,4 @@ mkdir -p "$R"
 "$B" reaction --cgroups 10,100,1000 --procs 10 --reps 20 | tee "$R/reaction.md"
 "$B" idle --cgroups 1000 | tee "$R/idle.md"
 "$B" compare --reps 3 --svg bench/compare.svg --raw "$R/compare.jsonl" | tee "$R/compare.md"
+"$B" soak --minutes 10 --out bench/soak | tee "$R/soak.md"

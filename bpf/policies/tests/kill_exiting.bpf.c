@@ -36,8 +36,10 @@ int BPF_PROG(kill_exiting_oom, struct oom_control *oc, struct cgroup *cgrp)
 		if (!m)
 			continue;
 		bpf_for_each(css_task, task, &m->css, CSS_TASK_ITER_PROCS) {
-			if (bpf_task_is_oom_victim(task))
+			if (bpf_task_is_oom_victim(task)) {
 				victims_seen++;
+				bpf_printk("kill_exiting: oom victim %d", task->tgid);
+			}
 			points = bpf_oom_badness(task, oc->totalpages);
 			if (points > best_points) {
 				best_points = points;

@@ -797,6 +797,131 @@ fn upstream_test_psi(m: &mut Value) -> R<()> {
 
 /// One guest test.
 pub type GuestTest = fn(&mut Value) -> R<()>;
+/// Waits until `f` holds (polling every 20 ms); false on timeout.
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(S / 50);
+    }
+    true
+}
+
+/// Issue 13, fault 1 on cgroup v2: a victim frozen by the v2 freezer
+/// (`cgroup.freeze`). Unlike the v1 freezer, a fatal signal reaches a
+/// v2-frozen task, so bpfoom's kill ends it without a thaw; the allocator
+/// finishes and the kernel killed nobody.
+fn fault1_frozen_victim_v2(m: &mut Value) -> R<()> {
+    let top = Cg::make("f1v2")?;
+    // memory.high sits at 48M: victim 20M + allocator 40M cross it.
+    top.write("memory.max", &(64u64 << 20).to_string())?;
+    let a = top.child("a")?;
+    let b = top.child("b")?;
+    let mut d = Daemon::start(
+        "f1v2",
+        &format!("{V2_SECTION}{}", attach("kill_exiting", &top, "")),
+    )?;
+    let mut victim = Alloc::start(&a, 20, 1000, 0)?;
+    check(victim.ready(30 * S), || {
+        "the victim could not allocate".into()
+    })?;
+    a.write("cgroup.freeze", "1")?;
+    check(
+        wait_for(10 * S, || a.key("cgroup.events", "frozen") == Some(1)),
+        || format!("not frozen: {}", a.read("cgroup.events")),
+    )?;
+    let mut alloc = Alloc::start(&b, 40, 0, 0)?;
+    let t0 = alloc.started;
+    let died = victim.wait(90 * S);
+    let _ = a.write("cgroup.freeze", "0");
+    check(died.is_some(), || {
+        format!("the frozen victim survived: {}", d.stderr())
+    })?;
+    m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
+    check(alloc.ready(60 * S), || {
+        format!("the allocator did not finish: {}", d.stderr())
+    })?;
+    let kill = d.wait_record(5 * S, |r| r["event"] == "kill");
+    check(
+        kill.as_ref().is_some_and(|k| k["pid"] == victim.pid()),
+        || format!("kill record: {kill:?}"),
+    )?;
+    m["latency_us"] = kill.map_or(Value::Null, |k| k["latency_us"].clone());
+    check(top.key("memory.events", "oom_kill") == Some(0), || {
+        format!("kernel OOM killer ran: {}", top.read("memory.events"))
+    })?;
+    d.stop();
+    top.destroy();
+    Ok(())
+}
+
+/// SIGKILLs a daemon and its guardian (stopped first, so it cannot
+/// restore): only the state file knows what was changed.
+fn crash(d: &mut Daemon) -> R<()> {
+    let pid = d.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let guardian: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| Fail("the daemon has no guardian".into()))?;
+    // SAFETY: kill(2) on our own child and its child; no memory effects.
+    unsafe {
+        libc::kill(guardian, libc::SIGSTOP);
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let _ = d.child.wait();
+    // SAFETY: as above.
+    unsafe { libc::kill(guardian, libc::SIGKILL) };
+    std::thread::sleep(S / 5);
+    Ok(())
+}
+
+/// Issue 13, fault 6 on cgroup v2: what bpfoom leaves behind there is a
+/// lowered `memory.high` (a throttle, not a pause). After daemon and
+/// guardian are SIGKILLed: (1) the state file cut inside its last value
+/// still lifts the throttle on restart (`max`, not a few bytes); (2) with
+/// the state file lost, a new daemon managing the cgroup does not take the
+/// leftover for the owner's value, so after it exits nothing is throttled.
+fn fault6_restart_damaged_v2(m: &mut Value) -> R<()> {
+    let top = Cg::make("f6v2")?;
+    top.write("memory.max", &(64u64 << 20).to_string())?;
+    let cfg = format!("{V2_SECTION}{}", attach("always_fail", &top, ""));
+    let state = Path::new("/run/bpfoom/f6v2.state");
+    let mut d = Daemon::start("f6v2", &cfg)?;
+    let lowered = top.read("memory.high").trim().to_string();
+    check(lowered == (48u64 << 20).to_string(), || {
+        format!("memory.high {lowered}")
+    })?;
+    crash(&mut d)?;
+    check(top.read("memory.high").trim() == lowered, || {
+        "the guardian restored (it was stopped)".into()
+    })?;
+    let text = std::fs::read(state).map_err(|e| Fail(format!("state file: {e}")))?;
+    check(text.len() > 3, || "empty state file".into())?;
+    std::fs::write(state, &text[..text.len() - 3]).map_err(|e| Fail(e.to_string()))?;
+    let mut d2 = Daemon::start("f6v2", V2_SECTION)?;
+    let after_cut = top.read("memory.high").trim().to_string();
+    m["after_cut"] = json!(after_cut);
+    d2.stop();
+    check(after_cut == "max", || format!("after the cut: {after_cut}"))?;
+    // (2) Lost state file.
+    let mut d3 = Daemon::start("f6v2", &cfg)?;
+    crash(&mut d3)?;
+    std::fs::write(state, b"").map_err(|e| Fail(e.to_string()))?;
+    let mut d4 = Daemon::start("f6v2", &cfg)?;
+    d4.stop();
+    let after_lost = top.read("memory.high").trim().to_string();
+    m["after_lost"] = json!(after_lost);
+    check(after_lost == "max", || {
+        format!("the leftover throttle stayed: {after_lost}")
+    })?;
+    top.destroy();
+    Ok(())
+}
 
 /// The cgroup v2 end-to-end suite, by name.
 pub const V2_SUITE: &[(&str, GuestTest)] = &[
@@ -808,6 +933,8 @@ pub const V2_SUITE: &[(&str, GuestTest)] = &[
     ("upstream_oomd_prefs", upstream_oomd_prefs),
     ("upstream_test_oom", upstream_test_oom),
     ("upstream_test_psi", upstream_test_psi),
+    ("fault1_frozen_victim_v2", fault1_frozen_victim_v2),
+    ("fault6_restart_damaged_v2", fault6_restart_damaged_v2),
 ];
 
 /// Prints one result line.

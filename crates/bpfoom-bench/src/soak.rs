@@ -761,8 +761,10 @@ fn panel(out: &mut String, y0: f64, title: &str, unit: &str, t_max: f64, series:
             X0 + W,
             X0 - 4.0,
             yy + 4.0,
-            if v_max >= 10.0 {
+            if v.fract() == 0.0 {
                 format!("{v:.0}")
+            } else if v_max >= 10.0 {
+                format!("{v:.1}")
             } else {
                 format!("{v:.2}")
             },

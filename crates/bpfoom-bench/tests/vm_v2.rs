@@ -49,6 +49,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         "psi_early.bpf.c",
         "oomd_like.bpf.c",
         "tests/always_fail.bpf.c",
+        "tests/kill_exiting.bpf.c",
         "tests/upstream/test_oomd.bpf.c",
         "tests/upstream/test_oom.bpf.c",
         "tests/upstream/test_psi.bpf.c",
@@ -89,7 +90,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         append: String::new(),
         mem_mb: 1024,
         smp: 2,
-        timeout: Duration::from_secs(240),
+        timeout: Duration::from_secs(600),
         kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
     };
     let booted = vm::boot(&boot);

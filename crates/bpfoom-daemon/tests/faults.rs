@@ -1446,3 +1446,111 @@ fn fault7_daemon_memory_under_pressure() {
     )
     .unwrap();
 }
+
+// ---------------------------------------------------------------------
+// (5) 1,000 concurrent clients
+// ---------------------------------------------------------------------
+
+/// 1,000 connections open at once, each sending a status request and
+/// reading its answer, while an OOM happens: every connection is served (a
+/// whole, parseable response) or refused (closed without one), the OOM is
+/// resolved about as fast as without the clients, the daemon still serves
+/// afterwards, and its descriptors return to their idle count.
+#[test]
+fn fault5_thousand_concurrent_clients() {
+    let Some((root, own)) = v1_or_skip("fault5_thousand_concurrent_clients") else {
+        return;
+    };
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f5thousand", 80 << 20);
+    t.mkdir("job");
+    let mut d = DaemonProc::start("f5thousand", &[attach_arg(&ll, &t.cg(""))]);
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    let sock = d.socket.clone();
+    let pid = d.child.id();
+    std::thread::sleep(S / 2);
+    let idle_fds = fd_count(pid);
+    let (_h, base) = time_to_kill(&t.top.join("job"), 120, 20 * S);
+    let base = base.expect("baseline OOM not resolved");
+    d.wait_record(5 * S, |r| r["event"] == "kill")
+        .expect("baseline kill");
+    std::thread::sleep(S / 2);
+    // 20 threads open 50 connections each, all before any is read, so
+    // 1,000 are open at once; then each sends its request and reads.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(21));
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let sock = sock.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                for _ in 0..50 {
+                    if let Ok(s) = UnixStream::connect(&sock) {
+                        let _ = s.set_read_timeout(Some(20 * S));
+                        let _ = s.set_write_timeout(Some(5 * S));
+                        conns.push(s);
+                    }
+                }
+                let opened = conns.len();
+                barrier.wait();
+                let (mut served, mut refused, mut bad) = (0usize, 0usize, Vec::new());
+                for mut s in conns {
+                    if s.write_all(b"{\"op\":\"status\"}\n").is_err() {
+                        refused += 1;
+                        continue;
+                    }
+                    let mut out = String::new();
+                    match s.read_to_string(&mut out) {
+                        Ok(_) if out.is_empty() => refused += 1,
+                        Ok(_) => match serde_json::from_str::<serde_json::Value>(out.trim()) {
+                            Ok(v) if v["ok"] == true => served += 1,
+                            _ => bad.push(out),
+                        },
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => refused += 1,
+                        Err(e) => bad.push(format!("read: {e}")),
+                    }
+                }
+                (opened, served, refused, bad)
+            })
+        })
+        .collect();
+    barrier.wait();
+    eprintln!("1,000 connections open; daemon holds {} fds", fd_count(pid));
+    // The OOM while they are all open and being served.
+    let (_h2, took) = time_to_kill(&t.top.join("job"), 120, 30 * S);
+    let (mut opened, mut served, mut refused, mut bad) = (0, 0, 0, Vec::new());
+    for th in threads {
+        let (o, s, r, b) = th.join().unwrap();
+        opened += o;
+        served += s;
+        refused += r;
+        bad.extend(b);
+    }
+    let took =
+        took.unwrap_or_else(|| panic!("OOM not resolved with 1,000 clients: {}", d.stderr()));
+    eprintln!(
+        "{opened} connections: {served} served, {refused} refused, {} bad; OOM {took:?} (baseline {base:?})",
+        bad.len()
+    );
+    assert_eq!(opened, 1000, "could not open 1,000 connections");
+    assert!(
+        bad.is_empty(),
+        "malformed answers: {:?}",
+        &bad[..bad.len().min(3)]
+    );
+    assert_eq!(served + refused, opened);
+    assert!(served > 0, "nobody was served");
+    assert!(
+        took < base + 2 * S,
+        "the OOM path waited on the clients: {took:?} vs {base:?}"
+    );
+    let st = status_json(&sock);
+    assert_eq!(st["counters"]["kills"], 2, "{st}");
+    assert!(
+        wait_until(10 * S, || fd_count(pid) <= idle_fds + 1),
+        "daemon holds {} fds after the clients left (idle {idle_fds})",
+        fd_count(pid)
+    );
+}

@@ -316,6 +316,17 @@ pub(crate) fn kill_task<H: Host + ?Sized>(
         return Err(e);
     }
     if st.victims.contains_key(&pid) {
+        // A victim that holds nothing any more (its memory reaped, as the
+        // kernel's MMF_OOM_SKIP marks it) cannot free anything by being
+        // killed again: not a success, or a policy that keeps choosing a
+        // victim that cannot exit would hold the OOM paused for as long as
+        // that victim lives (issue 13, fault 3).
+        if task.rss_pages + task.swap_pages == 0 {
+            return Err(HostError::new(
+                ESRCH,
+                format!("pid {pid} is an OOM victim with nothing left to free"),
+            ));
+        }
         host.reap(pid);
         return Ok(());
     }

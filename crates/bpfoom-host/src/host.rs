@@ -399,7 +399,18 @@ impl LinuxHost {
         }
         if !self.restore.contains(&path) {
             let prior = std::fs::read_to_string(&path).unwrap_or_else(|_| "max".into());
-            if let Err(e) = self.restore.add(path.clone(), prior.trim().to_string()) {
+            let prior = prior.trim();
+            // Exactly the value bpfoom sets: the leftover of a daemon that
+            // died with its state file lost (fault 6). Putting it back would
+            // keep the throttle after this daemon exits, for good; the
+            // kernel's default goes back instead, as v1's oom_kill_disable
+            // always goes back to 0.
+            let prior = if prior == target.to_string() {
+                "max"
+            } else {
+                prior
+            };
+            if let Err(e) = self.restore.add(path.clone(), prior.to_string()) {
                 self.log_error(format!("state file: {e}"));
                 return;
             }

@@ -13,7 +13,9 @@
 //! as bytes: good lines are applied, garbage is skipped, and a line cut off
 //! after its cgroup directory still un-pauses that cgroup (fault 6 of the
 //! reliability suite): the only value bpfoom ever records for
-//! `memory.oom_control` is the kernel's default, 0.
+//! `memory.oom_control` is the kernel's default, 0; on cgroup v2 such a
+//! line lifts the cgroup's `memory.high` to `max`. A last line without its
+//! newline was cut and is only trusted to name its cgroup.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -181,13 +183,19 @@ fn plausible_value(v: &[u8]) -> bool {
 
 /// The cgroup directory of a damaged line: everything before its last
 /// `/memory.` (the cut may have fallen anywhere in the file name), if it is
-/// an existing directory holding `memory.oom_control`.
+/// an existing directory holding `memory.oom_control` (v1) or
+/// `memory.high` (v2). A value after the file name is ignored.
 fn damaged_dir(line: &[u8]) -> Option<PathBuf> {
-    let path = unescape_path(line);
+    let path_part = line
+        .iter()
+        .rposition(|&b| b == b' ')
+        .map_or(line, |sp| &line[..sp]);
+    let path = unescape_path(path_part);
     let bytes = path.as_os_str().as_bytes();
     let cut = bytes.windows(8).rposition(|w| w == b"/memory.")?;
     let dir = PathBuf::from(OsStr::from_bytes(&bytes[..cut]));
-    (dir.is_absolute() && dir.join("memory.oom_control").is_file()).then_some(dir)
+    let cgroup = dir.join("memory.oom_control").is_file() || dir.join("memory.high").is_file();
+    (dir.is_absolute() && cgroup).then_some(dir)
 }
 
 /// Reads a state file left by a previous daemon, line by line as bytes.
@@ -198,11 +206,18 @@ pub fn read_state_file(file: &Path) -> io::Result<StateFile> {
         Err(e) => return Err(e),
     };
     let mut st = StateFile::default();
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    // bpfoom ends every line with a newline: a last line without one was
+    // cut, possibly inside its value ("memory.high 88" of 88080384), so it
+    // is only trusted to name its cgroup (fault 6).
+    let cut_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let last = lines.len().saturating_sub(1);
+    for (i, line) in lines.into_iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+        let whole = !(cut_tail && i == last);
         let parsed = line
             .iter()
             .rposition(|&b| b == b' ')
-            .filter(|&sp| sp > 0 && line[0] == b'/' && plausible_value(&line[sp + 1..]))
+            .filter(|&sp| whole && sp > 0 && line[0] == b'/' && plausible_value(&line[sp + 1..]))
             .map(|sp| {
                 (
                     unescape_path(&line[..sp]),
@@ -222,18 +237,30 @@ pub fn read_state(file: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     read_state_file(file).map(|s| s.entries)
 }
 
+/// What a damaged entry naming cgroup directory `d` is restored to: the
+/// kernel's defaults for what bpfoom changes, `memory.oom_control` 0 (v1:
+/// un-paused) or, on cgroup v2 (no `memory.oom_control`), `memory.high`
+/// `max` (no throttle left behind; a `memory.high` of the cgroup's owner is
+/// lost with the entry that recorded it, and no throttle is the safe side).
+fn salvage(d: &Path) -> (PathBuf, String) {
+    let v1 = d.join("memory.oom_control");
+    if v1.exists() || !d.join("memory.high").exists() {
+        (v1, "0".to_string())
+    } else {
+        (d.join("memory.high"), "max".to_string())
+    }
+}
+
 /// Restores what a previous daemon left in `file` (it crashed and the
 /// guardian could not finish, or both died), then empties the file. A
-/// damaged entry naming a cgroup directory un-pauses that cgroup
-/// (`memory.oom_control` 0). Returns the entries applied.
+/// damaged entry naming a cgroup directory puts that cgroup back to the
+/// kernel's defaults ([`salvage`]: v1 un-paused, v2 `memory.high max`).
+/// Returns the entries applied.
 pub fn reconcile(file: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     let st = read_state_file(file)?;
     let mut applied = Vec::new();
     let mut first_err = None;
-    let salvaged = st
-        .damaged_dirs
-        .iter()
-        .map(|d| (d.join("memory.oom_control"), "0".to_string()));
+    let salvaged = st.damaged_dirs.iter().map(|d| salvage(d));
     for (p, v) in st.entries.iter().cloned().chain(salvaged) {
         // One bad entry must not keep the others paused.
         match write_back(&p, &v) {
@@ -296,6 +323,25 @@ mod tests {
             "0"
         );
         assert_eq!(std::fs::read(&state).unwrap(), b"");
+        // A cgroup v2 directory (memory.high, no memory.oom_control): its
+        // throttle is lifted.
+        let v2 = dir.join("v2cg");
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::write(v2.join("memory.high"), "88080384").unwrap();
+        for cut in ["memory.hi", "memory.high 880"] {
+            std::fs::write(v2.join("memory.high"), "88080384").unwrap();
+            std::fs::write(&state, format!("{}/{cut}", v2.display())).unwrap();
+            let applied = reconcile(&state).unwrap();
+            assert_eq!(
+                applied,
+                vec![(v2.join("memory.high"), "max".to_string())],
+                "{cut}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(v2.join("memory.high")).unwrap(),
+                "max"
+            );
+        }
         // Nothing is ever created.
         std::fs::write(&state, format!("{} 0\n", dir.join("new").display())).unwrap();
         reconcile(&state).unwrap();

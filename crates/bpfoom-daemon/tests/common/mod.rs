@@ -188,6 +188,10 @@ pub struct Alloc {
 /// tmpfs page cache, which counts as NR_FILE_PAGES).
 pub const ALLOC_ENV: &str = "BPFOOM_TEST_ALLOC";
 
+/// With this env var set, the allocator `stat`s the path it names once it
+/// is READY (then sleeps as usual).
+pub const ALLOC_STAT_ENV: &str = "BPFOOM_TEST_ALLOC_STAT";
+
 impl Alloc {
     /// Starts a helper that joins `cgroup_dir`, sets its oom_score_adj,
     /// touches `mib` MiB, prints READY and sleeps `secs` (then exits 0).
@@ -197,6 +201,18 @@ impl Alloc {
 
     /// Like [`Alloc::start`] with the memory kind (`anon` or `shm`).
     pub fn start_kind(cgroup_dir: &Path, mib: u64, adj: i32, secs: u64, kind: &str) -> Alloc {
+        Self::start_env(cgroup_dir, mib, adj, secs, kind, &[])
+    }
+
+    /// Like [`Alloc::start_kind`] with extra environment variables.
+    pub fn start_env(
+        cgroup_dir: &Path,
+        mib: u64,
+        adj: i32,
+        secs: u64,
+        kind: &str,
+        env: &[(&str, &Path)],
+    ) -> Alloc {
         let exe = std::env::current_exe().expect("test binary");
         let mut child = Command::new(exe)
             .args([
@@ -210,6 +226,7 @@ impl Alloc {
                 ALLOC_ENV,
                 format!("{}:{mib}:{adj}:{secs}:{kind}", cgroup_dir.display()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -309,6 +326,11 @@ pub fn alloc_helper_main() {
     }
     std::hint::black_box((&v, &shm));
     println!("BPFOOM-READY {}", std::process::id());
+    if let Some(p) = std::env::var_os(ALLOC_STAT_ENV) {
+        // Blocks for as long as the file system does not answer (the FUSE
+        // server of the uninterruptible-sleep test never does).
+        let _ = std::fs::metadata(p);
+    }
     std::thread::sleep(Duration::from_secs(secs));
     std::process::exit(0);
 }
