@@ -254,7 +254,7 @@ fn salvage(d: &Path) -> (PathBuf, String) {
 /// Restores what a previous daemon left in `file` (it crashed and the
 /// guardian could not finish, or both died), then empties the file. A
 /// damaged entry naming a cgroup directory puts that cgroup back to the
-/// kernel's defaults ([`salvage`]: v1 un-paused, v2 `memory.high max`).
+/// kernel's defaults (v1 un-paused, v2 `memory.high max`).
 /// Returns the entries applied.
 pub fn reconcile(file: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     let st = read_state_file(file)?;

@@ -59,6 +59,20 @@
 //! bytes (Linux's `round_up_stack_depth()` with the JIT on) before the
 //! 512-byte limit of a call chain is checked.
 //!
+//! Callbacks and locks follow Linux too (modules `callbacks` and
+//! `spin_lock`): a `bpf_loop` callback is a static subprogram entered in a
+//! new frame with r1 an unknown scalar and r2 the caller's context pointer,
+//! must return 0 or 1, and returns to its call instruction, which runs
+//! again, so the callback is explored as if called any number of times (the
+//! call is a loop head like an iterator's next); a `bpf_spin_lock` must
+//! point at the one `struct bpf_spin_lock` of a map value, only one is held,
+//! nothing but `bpf_spin_unlock` and static subprograms is called while it
+//! is, the main program never exits holding it, and the lock field is never
+//! accessed directly. The helpers and kfuncs of `bpf_oom.h` (numbers and
+//! task iterators, probe reads, `bpf_strncmp`, the current task, ...) are
+//! checked against their Linux prototypes and flags; each has accepting and
+//! rejecting twins (`tests/parity/k5_*.c`).
+//!
 //! The kernel-parity test (`tests/parity.rs`, corpus in `tests/parity/`)
 //! loads each twin program into the running kernel as root and fails on any
 //! verdict that differs from bpfoom's.
@@ -72,7 +86,9 @@
 //!   `global_subprog_scalar_range`): bpfoom accepts a plain
 //!   `struct task_struct *` argument, an unchecked read of a plain pointer
 //!   argument and a return value whose bounds the caller relies on, which
-//!   Linux rejects.
+//!   Linux rejects. For the same reason a global function called while a
+//!   `bpf_spin_lock` is held is accepted (`k5_spin_lock_global_call`);
+//!   Linux allows only static ones there.
 //! - Pruning differs: bpfoom has no precision back-tracking and no stack
 //!   liveness (scalars are compared exactly, register liveness is used) and
 //!   converges open-coded iterator loops by widening. Linux gives up on some
