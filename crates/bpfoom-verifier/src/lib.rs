@@ -88,18 +88,6 @@
 //! # Differences from Linux that remain
 //! Each is listed, with its reason, in `tests/parity/known-differences.txt`
 //! and shows in the parity test's table:
-<<<<<<< HEAD
-//! - Global functions are verified in the caller's context like static ones,
-//!   not once against their BTF prototype (`global_subprog_plain_task`,
-//!   `global_subprog_ctx`, `global_subprog_nonnull_read`,
-//!   `global_subprog_scalar_range`): bpfoom accepts a plain
-//!   `struct task_struct *` argument, an unchecked read of a plain pointer
-//!   argument and a return value whose bounds the caller relies on, which
-//!   Linux rejects. For the same reason a global function called while a
-//!   `bpf_spin_lock` is held is accepted (`k5_spin_lock_global_call`);
-//!   Linux allows only static ones there.
-=======
->>>>>>> h-verifier
 //! - Pruning differs: bpfoom has no precision back-tracking and no stack
 //!   liveness (scalars are compared exactly, register liveness is used) and
 //!   converges open-coded iterator loops by widening. Linux gives up on some
