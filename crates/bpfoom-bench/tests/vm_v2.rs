@@ -13,16 +13,7 @@ use bpfoom_bench::vm::{self, Boot, Initramfs, VmError};
 
 /// Guest tests that cannot pass yet for a reason outside this crate: their
 /// result is printed, not asserted.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "upstream_test_oom",
-        "needs verifier parity (h-verifier): comparing a walked struct cgroup * with the trusted cgrp argument",
-    ),
-    (
-        "upstream_test_psi",
-        "needs verifier parity (h-verifier): a writable char[] as bpf_out_of_memory's nullable constraint text (test_psi), and test_oom's pointer comparison (the OOM policy it runs with)",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn skip(why: &str) {
     bpfoom_testutil::require(false, &format!("vm_v2: {why}"));

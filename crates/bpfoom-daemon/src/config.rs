@@ -199,6 +199,9 @@ pub struct Config {
     /// `[[attach]]`.
     #[serde(default)]
     pub attach: Vec<AttachSection>,
+    /// `[[hook]]`: commands after a kill or a limit raise.
+    #[serde(default)]
+    pub hook: Vec<crate::hooks::HookSection>,
     /// The file the configuration came from (empty when built in code).
     #[serde(skip)]
     pub file: String,

@@ -30,7 +30,8 @@ use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 /// before the same memcg's OOM is handled again.
 const SETTLE: Duration = Duration::from_millis(150);
 /// A victim that has not exited after this long no longer holds off a new
-/// OOM run in its cgroup.
+/// OOM run in its cgroup; one whose memory is already gone (reaped while it
+/// cannot exit) holds off nothing ([`LinuxHost::holding_victims`]).
 const VICTIM_GRACE: Duration = Duration::from_secs(3);
 /// How often the managed subtrees are re-read in full: inotify reports
 /// created and removed cgroups at once, this only catches what it missed
@@ -91,6 +92,8 @@ struct Daemon {
     config: Option<(PathBuf, Config)>,
     /// The bound metrics endpoint, until its thread starts.
     metrics_listener: Option<std::net::TcpListener>,
+    /// `[[hook]]` commands and the running ones.
+    hooks: crate::hooks::Hooks,
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -189,6 +192,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         metrics: Metrics::new(),
         config: args.config.clone().map(|p| (p, cfg.clone())),
         metrics_listener: None,
+        hooks: crate::hooks::Hooks::new(cfg.hook.clone()),
     };
     let metrics_addr = match args.metrics.as_deref().or(d.metrics.as_deref()) {
         Some(a) => Some(crate::metrics::parse_addr(a)?),
@@ -295,6 +299,14 @@ impl Daemon {
         no_mlock: bool,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
+        // Before any attachment: a second daemon must fail without an
+        // `attach` record or a changed cgroup.
+        if UnixStream::connect(socket).is_ok() {
+            return Err(DaemonError::Setup(format!(
+                "{}: another bpfoom daemon is running (bpfoom status --socket {0})",
+                socket.display()
+            )));
+        }
         for a in &cfg.attach {
             let opts = entry_opts(a);
             let locate = entry_locate(cfg, a);
@@ -388,6 +400,10 @@ impl Daemon {
             }
             if let Some(w) = &watchdog {
                 timeout = timeout.min(w.due_in(Instant::now()));
+            }
+            if self.hooks.running() > 0 {
+                // Hook timeouts are enforced on loop passes.
+                timeout = timeout.min(Duration::from_millis(100));
             }
             let (ready, fired) = {
                 let host = self.engine.host();
@@ -530,7 +546,7 @@ impl Daemon {
             }
             if let Some(&t) = self.last_action.get(&Some(cg)) {
                 let since = now.saturating_duration_since(t);
-                if since < SETTLE || (host.live_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
+                if since < SETTLE || (host.holding_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
                     continue;
                 }
             }
@@ -566,6 +582,22 @@ impl Daemon {
                 _ => {}
             }
             self.metrics.observe(&r);
+            // After the action: the OOM is already handled when hooks start.
+            if matches!(r.record, Record::Kill { .. } | Record::LimitRaised { .. }) {
+                let json =
+                    crate::records::stamp(&r.to_json(self.dry_run), std::time::SystemTime::now());
+                let event = if matches!(r.record, Record::Kill { .. }) {
+                    "kill"
+                } else {
+                    "limit_raised"
+                };
+                for l in self.hooks.fire(event, &json) {
+                    self.warn(&l);
+                }
+            }
+        }
+        for l in self.hooks.reap(Instant::now()) {
+            self.warn(&l);
         }
         let host = self.engine.host();
         self.metrics

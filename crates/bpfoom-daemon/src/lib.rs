@@ -32,6 +32,7 @@ mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
+pub mod hooks;
 mod logging;
 pub mod metrics;
 pub mod notify;

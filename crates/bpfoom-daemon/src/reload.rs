@@ -20,7 +20,7 @@
 //!   are unwatched when no other instance covers them);
 //! - the `[daemon]`, `[v2]` and `[global]` sections are not re-applied
 //!   (sockets, hierarchies and thresholds are set up at start): a change
-//!   there is reported as needing a restart.
+//!   there (and in `[[hook]]`) is reported as needing a restart.
 
 use std::path::PathBuf;
 
@@ -165,6 +165,9 @@ pub fn restart_sections(old: &Config, new: &Config) -> Vec<Change> {
     }
     if old.global != new.global {
         v.push(Change::new(Action::NeedsRestart, "global", None));
+    }
+    if old.hook != new.hook {
+        v.push(Change::new(Action::NeedsRestart, "hook", None));
     }
     v
 }

@@ -1205,9 +1205,11 @@ fn fault2_cgroups_vanish_mid_oom() {
 // (4) Churn
 // ---------------------------------------------------------------------
 
-/// 1,000 attach/detach operations on five cgroups while OOMs keep happening
-/// in another: every OOM resolves, and afterwards the daemon holds the same
-/// descriptors and watches as before, and nothing churned is left paused.
+/// 1,000 attach/detach/reload operations (250 rounds of an attach and a
+/// detach on one of five cgroups, and two config reloads that attach and
+/// detach an instance at a sixth) while OOMs keep happening in another:
+/// every OOM resolves, and afterwards the daemon holds the same descriptors
+/// and watches as before, and nothing churned is left paused.
 #[test]
 fn fault4_churn_leaks_nothing() {
     let Some((root, own)) = v1_or_skip("fault4_churn_leaks_nothing") else {
@@ -1224,7 +1226,20 @@ fn fault4_churn_leaks_nothing() {
         t.mkdir(&format!("churn/c{i}"));
         t.mkdir(&format!("churn/c{i}/leaf"));
     }
-    let mut d = DaemonProc::start("f4churn", &[attach_arg(&ll, &t.cg("oomer"))]);
+    t.mkdir("churn/r");
+    let cfg = write_config("f4churn", "");
+    let with_entry = format!(
+        "[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n",
+        ll.display(),
+        t.cg("churn/r")
+    );
+    let mut d = DaemonProc::start(
+        "f4churn",
+        &[
+            attach_arg(&ll, &t.cg("oomer")),
+            format!("--config={}", cfg.display()),
+        ],
+    );
     assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
     let sock = d.socket.clone();
     let pid = d.child.id();
@@ -1245,7 +1260,7 @@ fn fault4_churn_leaks_nothing() {
     });
     let policy = ll.display().to_string();
     let t0 = Instant::now();
-    for i in 0..500 {
+    for i in 0..250 {
         let cg = t.cg(&format!("churn/c{}", i % 5));
         let r = request(
             &sock,
@@ -1254,6 +1269,11 @@ fn fault4_churn_leaks_nothing() {
         assert_eq!(r["ok"], true, "attach {i}: {r}");
         let r = request(&sock, &serde_json::json!({"op": "detach", "cgroup": cg}));
         assert_eq!(r["ok"], true, "detach {i}: {r}");
+        for body in [with_entry.as_str(), ""] {
+            std::fs::write(&cfg, body).unwrap();
+            let r = request(&sock, &serde_json::json!({"op": "reload"}));
+            assert_eq!(r["ok"], true, "reload {i}: {r}");
+        }
     }
     let churn_time = t0.elapsed();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1553,4 +1573,158 @@ fn fault5_thousand_concurrent_clients() {
         "daemon holds {} fds after the clients left (idle {idle_fds})",
         fd_count(pid)
     );
+}
+
+// ---------------------------------------------------------------------
+// (8) Hostile names in metrics labels
+// ---------------------------------------------------------------------
+
+/// Parses one Prometheus text-format sample line into its name and label
+/// pairs (values unescaped: `\\`, `\"`, `\n`); `None` if malformed.
+fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>)> {
+    let (name, rest) = match line.find('{') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line.split(' ').next()?, ""),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut chars = rest.chars().peekable();
+    if !rest.is_empty() {
+        loop {
+            let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+            if chars.next()? != '"' {
+                return None;
+            }
+            let mut val = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => match chars.next()? {
+                        '\\' => val.push('\\'),
+                        '"' => val.push('"'),
+                        'n' => val.push('\n'),
+                        _ => return None,
+                    },
+                    '"' => break,
+                    '\n' => return None,
+                    c => val.push(c),
+                }
+            }
+            labels.push((key, val));
+            match chars.next()? {
+                ',' => continue,
+                '}' => break,
+                _ => return None,
+            }
+        }
+    }
+    let value: String = chars.collect();
+    let value = if rest.is_empty() {
+        line[name.len()..].trim()
+    } else {
+        value.trim()
+    };
+    value.parse::<f64>().ok()?;
+    Some((name.to_string(), labels))
+}
+
+/// Instances at cgroups named with quotes, backslashes, spaces, TAB, CR and
+/// ESC, and one of 255 bytes: every line of `/metrics` parses, and the
+/// `cgroup` labels decode to exactly those paths (one series each, no
+/// label split or merged by a name).
+#[test]
+fn fault8_metrics_labels_stay_well_formed() {
+    let Some((root, own)) = v1_or_skip("fault8_metrics_labels_stay_well_formed") else {
+        return;
+    };
+    let Some(ll) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "f8metrics", 200 << 20);
+    let names = [
+        "quo\"te's \\back".to_string(),
+        "tab\tand\r\u{1b}[31m".to_string(),
+        "m".repeat(255),
+    ];
+    for n in &names {
+        t.mkdir(n);
+        t.write(n, "memory.limit_in_bytes", &(40u64 << 20).to_string());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut body = format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n");
+    for n in &names {
+        body.push_str(&format!(
+            "\n[[attach]]\npolicy = \"{}\"\ncgroup = {}\n",
+            ll.display(),
+            toml_string(&t.cg(n))
+        ));
+    }
+    let cfg = write_config("f8metrics", &body);
+    let mut d = DaemonProc::start("f8metrics", &[format!("--config={}", cfg.display())]);
+    assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
+    // One OOM per hostile cgroup, so the per-instance series exist.
+    for n in &names {
+        let (_h, took) = time_to_kill(&t.top.join(n), 80, 20 * S);
+        assert!(took.is_some(), "{n:?}: not resolved: {}", d.stderr());
+    }
+    d.wait_record(5 * S, |r| r["event"] == "resolved")
+        .expect("resolved");
+    std::thread::sleep(S / 2);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.set_read_timeout(Some(5 * S)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let text = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(text.contains("bpfoom_kills_total"), "{resp}");
+    let mut cgroups = std::collections::BTreeMap::<String, usize>::new();
+    for line in text
+        .split('\n')
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, labels) =
+            parse_sample(line).unwrap_or_else(|| panic!("malformed metrics line: {line:?}"));
+        if name == "bpfoom_kills_total" {
+            for (k, v) in labels {
+                if k == "cgroup" {
+                    *cgroups.entry(v).or_default() += 1;
+                }
+            }
+        }
+    }
+    eprintln!("kill series by cgroup label: {cgroups:?}");
+    for n in &names {
+        assert_eq!(
+            cgroups.get(&t.cg(n)),
+            Some(&1),
+            "no single series for {n:?}: {cgroups:?}"
+        );
+    }
+    assert_eq!(cgroups.len(), names.len(), "{cgroups:?}");
+}
+
+/// A TOML basic string for `s` (quotes, backslashes and control characters
+/// escaped).
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -512,3 +512,53 @@ fn systemd_watchdog_keepalives_and_reload_notifications() {
         d.stderr()
     );
 }
+
+/// `[[hook]] on = "kill"`: after a real OOM kill, the hook gets the kill
+/// record (with its ts) as JSON on stdin; a hook past its timeout is
+/// killed and logged; the OOM was resolved before either ran.
+#[test]
+fn kill_hooks_get_the_record_after_the_oom() {
+    let Some((root, own)) = v1_or_skip("kill_hooks_get_the_record_after_the_oom") else {
+        return;
+    };
+    let Some(obj) = policy("largest_leaf.bpf.c") else {
+        return;
+    };
+    let t = TestTree::new(&root, &own, "hooks", 60 << 20);
+    t.mkdir("job");
+    let dir = scratch("hooks-config");
+    let got = dir.join("got.json");
+    let cfg = dir.join("bpfoom.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[attach]]\npolicy = \"{}\"\ncgroup = \"{}\"\n\n[[hook]]\non = \"kill\"\nexec = [\"sh\", \"-c\", \"cat > {}\"]\n\n[[hook]]\non = \"kill\"\nexec = [\"sleep\", \"30\"]\ntimeout_ms = 200\n",
+            obj.display(),
+            t.cg(""),
+            got.display()
+        ),
+    )
+    .unwrap();
+    let mut d = DaemonProc::start("hooks", &[format!("--config={}", cfg.display())]);
+    assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
+    let mut hog = Alloc::start(&t.top.join("job"), 100, 0, 60);
+    assert!(hog.wait(20 * S).is_some(), "hog not killed: {}", d.stderr());
+    let kill = d
+        .wait_record(5 * S, |r| r["event"] == "kill")
+        .expect("kill record");
+    let deadline = std::time::Instant::now() + 5 * S;
+    let mut text = String::new();
+    while !text.ends_with('\n') && std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&got).unwrap_or_default();
+        std::thread::sleep(S / 50);
+    }
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["event"], "kill");
+    assert_eq!(v["pid"], kill["pid"]);
+    assert!(v["ts"].is_string(), "{v}");
+    assert!(
+        d.wait_stderr("hook sleep: timed out, killed", 5 * S),
+        "{}",
+        d.stderr()
+    );
+}

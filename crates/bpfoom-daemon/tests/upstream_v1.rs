@@ -214,9 +214,8 @@ fn bad_typed_config_value_names_file_and_line() {
 
 /// Upstream's OOM selftest (newest form) on its tree below a test cgroup T:
 /// the fixture at T/oom_test declines its own attach point's OOM, the one at
-/// T kills cg4. Waits for the verifier parity fix (see the sim tests).
+/// T kills cg4.
 #[test]
-#[ignore = "needs verifier parity (h-verifier): comparing a walked struct cgroup * with the trusted cgrp argument"]
 fn test_oom_kills_cg4_through_the_chain() {
     let Some((root, own)) = v1_or_skip("test_oom_kills_cg4_through_the_chain") else {
         return;

@@ -450,7 +450,22 @@ pub fn type_name(btf: &Btf, ty: u32) -> String {
             BtfKind::Enum { .. } => named("enum"),
             BtfKind::Fwd { union } => named(if *union { "union" } else { "struct" }),
             BtfKind::Ptr(to) => format!("{} *", type_name(btf, *to)),
-            BtfKind::Array { elem, len, .. } => format!("{}[{len}]", type_name(btf, *elem)),
+            BtfKind::Array { elem, len, .. } => {
+                // C order: the outer dimension first (`char[4][16]`).
+                let mut dims = format!("[{len}]");
+                let mut inner = *elem;
+                for _ in 0..MAX_DEPTH {
+                    let id = btf.skip_mods_and_typedefs(inner);
+                    match btf.type_by_id(id).map(|t| &t.kind) {
+                        Some(BtfKind::Array { elem, len, .. }) => {
+                            dims.push_str(&format!("[{len}]"));
+                            inner = *elem;
+                        }
+                        _ => break,
+                    }
+                }
+                format!("{}{dims}", type_name(btf, inner))
+            }
             BtfKind::Volatile(n)
             | BtfKind::Const(n)
             | BtfKind::Restrict(n)
@@ -465,6 +480,33 @@ pub fn type_name(btf: &Btf, ty: u32) -> String {
         };
     }
     format!("type #{ty}")
+}
+
+/// A type with its members, one level deep, for `bpfoom inspect`: what a
+/// configuration writes for it (`struct oomd_policy { u8 preference; u8
+/// recursive_kill; u64 last_pgscan; }`, `u64`, `char[16]`).
+pub fn describe(btf: &Btf, ty: u32) -> String {
+    let name = type_name(btf, ty);
+    let id = btf.skip_mods_and_typedefs(ty);
+    let Some(members) = btf.type_by_id(id).and_then(|t| t.kind.members()) else {
+        return name;
+    };
+    let mut out = format!("{name} {{");
+    for m in members {
+        let field = if m.name.is_empty() {
+            describe(btf, m.ty)
+        } else {
+            format!("{} {}", type_name(btf, m.ty), m.name)
+        };
+        out.push(' ');
+        out.push_str(&field);
+        if m.bitfield_size > 0 {
+            out.push_str(&format!(":{}", m.bitfield_size));
+        }
+        out.push(';');
+    }
+    out.push_str(" }");
+    out
 }
 
 /// Marks the bytes of `ty` (placed at byte `off`) that some scalar covers.
@@ -993,6 +1035,15 @@ mod tests {
                     len: 2,
                 },
             ),
+            // 18: char[3][8]
+            ty(
+                "",
+                BtfKind::Array {
+                    elem: 8,
+                    index: U32,
+                    len: 3,
+                },
+            ),
         ])
         .unwrap()
     }
@@ -1342,6 +1393,35 @@ mod tests {
             encode_untyped(8, &table(&[]), "value", &mut cgroups),
             Err(MapValueError::WrongKind { .. })
         ));
+    }
+
+    #[test]
+    fn descriptions_name_the_fields() {
+        let b = btf();
+        assert_eq!(
+            describe(&b, POLICY),
+            "struct oomd_policy { u8 preference; u8 recursive_kill; u64 last_pgscan; }"
+        );
+        assert_eq!(
+            describe(&b, BITS),
+            "struct bits { u32 a:3; u32 b:5; s32 c:4; }"
+        );
+        assert_eq!(
+            describe(&b, ANON),
+            "struct anon { anonymous union { u32 x; u64 y; }; u64 z; struct oomd_policy * p; }"
+        );
+        assert_eq!(describe(&b, U64T), "__u64");
+        assert_eq!(
+            describe(&b, NAMED),
+            "struct named { char[8] name; u32[2] ids; }"
+        );
+        assert_eq!(describe(&b, 18), "char[3][8]");
+        // A list of strings for a char[3][8].
+        let v = MapValue::Array(vec!["sshd".into(), "init".into()]);
+        let bytes = enc(18, v, Role::Value).unwrap();
+        assert_eq!(&bytes[..8], b"sshd\0\0\0\0");
+        assert_eq!(&bytes[8..12], b"init");
+        assert_eq!(&bytes[16..], [0; 8]);
     }
 
     #[test]

@@ -714,6 +714,28 @@ impl LinuxHost {
             .count()
     }
 
+    /// Live victims inside `scope` that still hold memory. A victim whose
+    /// memory is gone (reaped by `process_mrelease` while it cannot exit,
+    /// or its exit far enough along) has nothing left to free: the kernel's
+    /// MMF_OOM_SKIP marks such a task so the next OOM does not wait for it,
+    /// and neither does the daemon (issue 13, fault 1).
+    pub fn holding_victims(&self, scope: Option<CgroupId>) -> usize {
+        self.prune_victims();
+        let v2 = self.fs.version() == CgroupVersion::V2;
+        self.victims
+            .borrow()
+            .iter()
+            .filter(|(_, v)| {
+                scope.is_none_or(|s| bpfoom_engine::host::is_within(self, v.cgroup, s))
+            })
+            .filter(|(&pid, _)| {
+                self.proc
+                    .entry(pid, v2, self.page_size)
+                    .is_some_and(|e| e.info.rss_pages + e.info.swap_pages > 0)
+            })
+            .count()
+    }
+
     /// Marks the start of an OOM event (for `latency_us`).
     pub fn begin_oom(&mut self, at: Instant) {
         self.fs.forget_counts();

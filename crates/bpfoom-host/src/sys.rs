@@ -305,9 +305,10 @@ unsafe fn guardian_child(
                 }
             }
             libc::close(fd);
-            if len > 0 && !overlong {
-                restore_line(&line[..len]);
-            }
+            // A last line without its newline was cut (bpfoom ends every
+            // line with one): its value may be a fragment ("memory.high
+            // 8808"), so it is left for the next daemon's reconcile, which
+            // only trusts it to name its cgroup.
         }
         libc::_exit(0)
     }

@@ -4,20 +4,16 @@
 //! tree, with the selftests' assertions (cg4 dies; the preference map steers
 //! the oomd-style choice; the PSI trigger declares the OOM).
 //!
-//! `test_oom` (the attach-point check compares `css.cgroup` with the `cgrp`
-//! argument) and `test_psi` (a writable `char[]` as the nullable constraint
-//! text) are accepted by Linux's privileged verifier but not yet by
-//! bpfoom's: the verifier parity work (branch h-verifier) fixes both. Until
-//! it lands, their verifier-gated runs are `#[ignore]`d and the same
-//! scenarios run under the contract check alone, which still tests the
-//! engine's semantics (the chain, the PSI-declared OOM) on the real
-//! programs; the VM bounds-checks every access either way.
+//! Every run goes through bpfoom's verifier, as the daemon's do: `test_oom`
+//! compares a walked `css.cgroup` with the trusted `cgrp` argument (the
+//! attach-point check) and `test_psi` passes a writable `char[]` as the
+//! nullable constraint text, both accepted by Linux's privileged verifier.
 
 #![allow(clippy::unwrap_used)] // test helpers
 
 use std::path::Path;
 
-use bpfoom_engine::{ContractCheck, PolicyCheck, Verifier};
+use bpfoom_engine::{PolicyCheck, Verifier};
 use bpfoom_sim::{run_scenario, SimOptions};
 use bpfoom_testutil::{compile_or_skip, repo_root};
 
@@ -113,14 +109,8 @@ fn test_oom_kills_cg4(check: &dyn PolicyCheck) {
 }
 
 #[test]
-#[ignore = "needs verifier parity (h-verifier): comparing a walked struct cgroup * with the trusted cgrp argument"]
 fn test_oom_attach_point_check_and_cg4_dies() {
     test_oom_kills_cg4(&Verifier::default());
-}
-
-#[test]
-fn test_oom_attach_point_check_and_cg4_dies_contract_check() {
-    test_oom_kills_cg4(&ContractCheck);
 }
 
 fn test_psi_declares_the_oom(check: &dyn PolicyCheck) {
@@ -145,12 +135,6 @@ fn test_psi_declares_the_oom(check: &dyn PolicyCheck) {
 }
 
 #[test]
-#[ignore = "needs verifier parity (h-verifier): a writable char[] as bpf_out_of_memory's nullable constraint text"]
 fn test_psi_trigger_declares_the_oom() {
     test_psi_declares_the_oom(&Verifier::default());
-}
-
-#[test]
-fn test_psi_trigger_declares_the_oom_contract_check() {
-    test_psi_declares_the_oom(&ContractCheck);
 }

@@ -1,5 +1,6 @@
 //! Helper, kfunc and bpf-to-bpf calls; references, RCU, iterators.
 
+use crate::GlobalArg;
 use bpfoom_abi::helpers::{self, Arg as HArg, Ret as HRet};
 use bpfoom_abi::kfuncs::{self, Arg as KArg, Kfunc, Ret as KRet, *};
 use bpfoom_abi::types::{HostTypes, Type, TypeId};
@@ -33,6 +34,9 @@ impl Verifier<'_> {
 
     fn subprog_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
         let target = (pc as i64 + i64::from(self.insns[pc].imm) + 1) as usize;
+        if let Some(g) = self.globals.iter().position(|g| g.insn == target) {
+            return self.global_call(st, pc, g);
+        }
         if st.frames.len() >= MAX_FRAMES {
             return fail(
                 RejectKind::Call,
@@ -55,6 +59,110 @@ impl Verifier<'_> {
         }
         st.frames.push(f);
         Ok(Flow::Next(target))
+    }
+
+    /// A call of a global function: the arguments must match its prototype
+    /// (Linux's `btf_check_subprog_call()`); the result is an unknown number.
+    fn global_call(&mut self, st: &mut State, pc: usize, g: usize) -> R<Flow> {
+        let gf = &self.globals[g];
+        let invalid = |why: String| {
+            fail::<()>(
+                RejectKind::Call,
+                format!(
+                    "Caller passes invalid args into func ('{}'): {why}",
+                    gf.name
+                ),
+            )
+        };
+        if st.lock.is_some() {
+            // As Linux: a global function is verified without the caller's lock.
+            return fail(
+                RejectKind::Call,
+                "global function calls are not allowed while holding a lock, use static function instead",
+            );
+        }
+        if gf.returns_void {
+            // As Linux: only global functions that return a scalar are supported.
+            invalid(format!(
+                "Global function {}() doesn't return scalar. Only those are supported.",
+                gf.name
+            ))?;
+        }
+        for (k, p) in gf.params.iter().enumerate() {
+            let regno = k as u8 + 1;
+            let r = self.reg(st, regno)?;
+            let desc = RegFmt(&r, self.input.maps).to_string();
+            match p {
+                GlobalArg::Unsupported(why) => invalid(why.clone())?,
+                GlobalArg::Scalar => {
+                    if !r.is_scalar() {
+                        invalid(format!("R{regno} is not a scalar ({desc})"))?;
+                    }
+                }
+                GlobalArg::Ctx => {
+                    if r.ty != RegType::Ctx || r.off != 0 {
+                        invalid(format!(
+                            "arg#{k} expects pointer to ctx, R{regno} is {desc}"
+                        ))?;
+                    }
+                }
+                GlobalArg::Trusted { ty, nullable } => {
+                    if r.is_null_const() && *nullable {
+                        continue;
+                    }
+                    let RegType::Btf { ty: rty, trust } = r.ty else {
+                        return invalid(format!(
+                            "R{regno} is not a pointer to struct {ty} ({desc})"
+                        ))
+                        .map(|_| Flow::Done);
+                    };
+                    if (r.maybe_null && !nullable)
+                        || trust != Trust::Trusted
+                        || r.var.as_const() != Some(0)
+                        || !type_at_matches(rty, r.off, ty)
+                    {
+                        invalid(format!(
+                            "R{regno} must be a trusted pointer to struct {ty} ({desc})"
+                        ))?;
+                    }
+                }
+                GlobalArg::Mem { size, nullable } => {
+                    if r.is_null_const() && *nullable {
+                        continue;
+                    }
+                    if r.maybe_null && !nullable {
+                        invalid(format!("R{regno} may be NULL ({desc})"))?;
+                    }
+                    let saved = st.cur().regs[regno as usize];
+                    st.cur_mut().regs[regno as usize].maybe_null = false;
+                    let res = self.check_mem_arg(st, regno, i64::from(*size), false);
+                    st.cur_mut().regs[regno as usize] = saved;
+                    if let Err(f) = res {
+                        invalid(format!("arg#{k} is memory of {size} bytes: {}", f.reason))?;
+                    }
+                }
+            }
+        }
+        // Linux adds a global function's frame to its callers' (rounded).
+        let depth: usize = st
+            .frames
+            .iter()
+            .map(|f| f.depth().div_ceil(16) * 16)
+            .sum::<usize>()
+            + self.global_base();
+        let frames = st.frames.len() + self.global_callers();
+        let b = &mut self.global_base[g];
+        *b = (b.0.max(depth), b.1.max(frames));
+        if !self.global_seen.contains(&g) {
+            self.global_seen.push(g);
+            self.global_queue.push(g);
+        }
+        let void = self.globals[g].returns_void;
+        Self::clobber(st);
+        if !void {
+            st.cur_mut().regs[0] = Reg::scalar(Scalar::UNKNOWN);
+        }
+        Ok(Flow::Next(pc + 1))
     }
 
     fn clobber(st: &mut State) {

@@ -106,6 +106,17 @@ pub(crate) struct Verifier<'a> {
     parent: Option<usize>,
     /// Loads through kernel-object pointers seen on any path.
     probe_mem: std::collections::BTreeSet<usize>,
+    /// The program's global functions.
+    pub globals: &'a [crate::GlobalFunc],
+    /// Called global functions still to verify (indexes into `globals`).
+    pub global_queue: Vec<usize>,
+    /// Global functions queued or verified.
+    pub global_seen: Vec<usize>,
+    /// The global function being verified (None: the program itself).
+    cur_global: Option<usize>,
+    /// Per global function: the deepest stack (rounded frames) and frame
+    /// count of the call chains that call it, added to its own frames.
+    pub global_base: Vec<(usize, usize)>,
 }
 
 struct MapNames<'a>(&'a [crate::MapInfo]);
@@ -151,7 +162,11 @@ fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
 }
 
 impl<'a> Verifier<'a> {
-    pub fn run(input: &'a ProgramInput<'a>, opts: &'a Options) -> Result<Report, VerifyError> {
+    pub fn run(
+        input: &'a ProgramInput<'a>,
+        globals: &'a [crate::GlobalFunc],
+        opts: &'a Options,
+    ) -> Result<Report, VerifyError> {
         let start = Instant::now();
         let hook = hook_of(input).ok_or_else(|| VerifyError::UnknownHook {
             ops: input.hook.ops.to_string(),
@@ -179,6 +194,11 @@ impl<'a> Verifier<'a> {
             log: String::new(),
             parent: None,
             probe_mem: Default::default(),
+            globals,
+            global_queue: Vec::new(),
+            global_seen: Vec::new(),
+            cur_global: None,
+            global_base: vec![(0, 0); globals.len()],
         };
         match cfg::analyze(input.insns) {
             Ok(c) => v.cfg = c,
@@ -288,9 +308,81 @@ impl<'a> Verifier<'a> {
 
     fn explore(&mut self) -> Result<(), VerifyError> {
         let init = self.initial();
+        self.explore_from(init, 0)?;
+        // As Linux: each called global function once, on its own, from its
+        // prototype (functions they call are queued in turn).
+        while let Some(g) = self.global_queue.pop() {
+            self.cur_global = Some(g);
+            let st = self.global_initial(g);
+            let pc = self.globals[g].insn;
+            if self.opts.log_level > 0 {
+                let _ = writeln!(
+                    self.log,
+                    "Validating {}() func at insn {pc}...",
+                    self.globals[g].name
+                );
+            }
+            self.explore_from(st, pc)?;
+        }
+        Ok(())
+    }
+
+    /// Stack bytes of the call chains above the global function being verified.
+    pub(crate) fn global_base(&self) -> usize {
+        self.cur_global.map_or(0, |g| self.global_base[g].0)
+    }
+
+    /// Frames of the call chains above the global function being verified.
+    pub(crate) fn global_callers(&self) -> usize {
+        self.cur_global.map_or(0, |g| self.global_base[g].1)
+    }
+
+    /// The entry state of global function `g`: arguments from its prototype.
+    fn global_initial(&mut self, g: usize) -> State {
+        let gf = &self.globals[g];
+        let mut f = Frame::new(usize::MAX, gf.insn, 0);
+        let params = gf.params.clone();
+        for (k, p) in params.iter().enumerate().take(5) {
+            let mut maybe_null = false;
+            let reg = match p {
+                crate::GlobalArg::Scalar | crate::GlobalArg::Unsupported(_) => {
+                    Reg::scalar(Scalar::UNKNOWN)
+                }
+                crate::GlobalArg::Ctx => Reg::ptr(RegType::Ctx),
+                crate::GlobalArg::Trusted { ty, nullable } => {
+                    maybe_null = *nullable;
+                    let ty = HostTypes::get().struct_id(ty).unwrap_or(0);
+                    Reg::ptr(RegType::Btf {
+                        ty,
+                        trust: crate::state::Trust::Trusted,
+                    })
+                }
+                crate::GlobalArg::Mem { size, nullable } => {
+                    maybe_null = *nullable;
+                    Reg::ptr(RegType::Mem { size: *size })
+                }
+            };
+            f.regs[k + 1] = if maybe_null {
+                Reg {
+                    maybe_null: true,
+                    id: self.new_id(),
+                    ..reg
+                }
+            } else {
+                reg
+            };
+        }
+        State {
+            frames: vec![f],
+            ..State::default()
+        }
+    }
+
+    fn explore_from(&mut self, init: State, start: usize) -> Result<(), VerifyError> {
+        self.parent = None;
         self.pending.push(Pending {
             st: init,
-            pc: 0,
+            pc: start,
             parent: None,
             from: usize::MAX,
         });
@@ -961,6 +1053,20 @@ impl<'a> Verifier<'a> {
             );
         }
         self.check_exit_unlocked(st)?;
+        if let Some(g) = self.cur_global {
+            // A global function returns a number (or nothing).
+            let r0 = st.cur().regs[0];
+            if !self.globals[g].returns_void && !r0.is_scalar() {
+                return fail(
+                    RejectKind::ReturnValue,
+                    format!(
+                        "At subprogram exit the register R0 is not a scalar value ({})",
+                        crate::state::RegFmt(&r0, self.input.maps)
+                    ),
+                );
+            }
+            return Ok(Flow::Done);
+        }
         if let Return::Int { min, max } = self.hook.ret {
             let r0 = st.cur().regs[0];
             if !r0.is_init() {

@@ -55,7 +55,15 @@
 //! KF_RCU, RCU) pointers; inside an RCU read section (always, in a
 //! non-sleepable program) the fields Linux lists as RCU-safe
 //! (`task->real_parent`, `task->group_leader`, `cgroup->kn`, `css->cgroup`)
-//! give RCU pointers; RCU sections do not nest. Frames are rounded up to 16
+//! give RCU pointers; RCU sections do not nest. Global (non-static,
+//! noinline) functions are verified once, on their own, against their BTF
+//! prototype ([`verify_with_globals`], which [`verify_object`] uses): integer
+//! parameters are unknown scalars, `__arg_ctx` the context, `__arg_trusted`
+//! (with `__arg_nullable`) trusted kernel objects, every other pointer memory
+//! of the pointee's size that may be NULL unless `__arg_nonnull`; callers must
+//! pass matching arguments and get an unknown scalar back; void global
+//! functions are refused, as in Linux; a global function's frame is added to
+//! its callers' for the stack limit. Frames are rounded up to 16
 //! bytes (Linux's `round_up_stack_depth()` with the JIT on) before the
 //! 512-byte limit of a call chain is checked.
 //!
@@ -80,6 +88,7 @@
 //! # Differences from Linux that remain
 //! Each is listed, with its reason, in `tests/parity/known-differences.txt`
 //! and shows in the parity test's table:
+<<<<<<< HEAD
 //! - Global functions are verified in the caller's context like static ones,
 //!   not once against their BTF prototype (`global_subprog_plain_task`,
 //!   `global_subprog_ctx`, `global_subprog_nonnull_read`,
@@ -89,12 +98,26 @@
 //!   Linux rejects. For the same reason a global function called while a
 //!   `bpf_spin_lock` is held is accepted (`k5_spin_lock_global_call`);
 //!   Linux allows only static ones there.
+=======
+>>>>>>> h-verifier
 //! - Pruning differs: bpfoom has no precision back-tracking and no stack
 //!   liveness (scalars are compared exactly, register liveness is used) and
 //!   converges open-coded iterator loops by widening. Linux gives up on some
 //!   iterator loops that bpfoom proves (`iter_css_task_count`,
 //!   `iter_css_acquire_task_iter`: 1M instructions; `iter_css_rcu`: 8193
-//!   pending jumps); bpfoom is never weaker than Linux on the corpus.
+//!   pending jumps). The kernel's log shows why: the loop counter stays an
+//!   exact constant (0, 1, 2, ...) at every `bpf_iter_css_next`, because the
+//!   test on it after the loop (`return n > 1`) is decided by its exact value,
+//!   which marks it precise; a precise scalar is neither widened
+//!   (`widen_imprecise_scalars()`) nor pruned, so Linux walks the loop
+//!   element by element until a limit. bpfoom, without precision tracking,
+//!   widens the counter and converges. bpfoom is never weaker than Linux on
+//!   the corpus.
+//! - The combined stack limit is checked on the stack a call chain has
+//!   touched when it calls (Linux: each function's deepest frame over all
+//!   paths); a frame that grows only after a call returns is counted
+//!   without its callees. The parity cases on frame sizes (static and
+//!   global) agree with Linux.
 //! - A plain `const char *` kfunc argument is checked for read access only,
 //!   so a string literal in `.rodata` is accepted; no kfunc of this
 //!   machine's kernel that a syscall program may call has such an argument,
@@ -356,7 +379,60 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// What a global function's parameter is, from its BTF prototype and
+/// `__arg_*` tags (Linux's `btf_prepare_func_args()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlobalArg {
+    /// An integer or enum.
+    Scalar,
+    /// `__arg_ctx`: the program's context.
+    Ctx,
+    /// `__arg_trusted`: a trusted pointer to the named kernel struct.
+    Trusted {
+        /// Struct name in the host types.
+        ty: String,
+        /// `__arg_nullable`: NULL is allowed (and must be checked).
+        nullable: bool,
+    },
+    /// A plain pointer: memory of `size` bytes (the pointee's size), NULL
+    /// allowed (and to be checked) unless `__arg_nonnull`.
+    Mem {
+        /// Bytes.
+        size: u32,
+        /// May be NULL.
+        nullable: bool,
+    },
+    /// A parameter Linux cannot type (e.g. `void *` without a tag): every
+    /// call is refused with this reason.
+    Unsupported(String),
+}
+
+/// A global (non-static) subprogram. Linux verifies it once, on its own,
+/// against its BTF prototype; callers only have to match the prototype and
+/// get an unknown scalar back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalFunc {
+    /// First instruction.
+    pub insn: usize,
+    /// Function name for messages.
+    pub name: String,
+    /// Parameters, in order.
+    pub params: Vec<GlobalArg>,
+    /// Returns `void` (Linux refuses every call of such a global function).
+    pub returns_void: bool,
+}
+
 /// Verifies one program.
 pub fn verify(input: &ProgramInput<'_>, opts: &Options) -> Result<Report, VerifyError> {
-    check::Verifier::run(input, opts)
+    check::Verifier::run(input, &[], opts)
+}
+
+/// Verifies one program whose global subprograms are `globals` (from the
+/// object's BTF): each called one is verified once against its prototype.
+pub fn verify_with_globals(
+    input: &ProgramInput<'_>,
+    globals: &[GlobalFunc],
+    opts: &Options,
+) -> Result<Report, VerifyError> {
+    check::Verifier::run(input, globals, opts)
 }

@@ -424,13 +424,14 @@ impl Verifier<'_> {
                 // frames of a call chain are added up.
                 d.div_ceil(16) * 16
             })
-            .sum();
+            .sum::<usize>()
+            + self.global_base();
         if total > STACK_SIZE as usize {
             return fail(
                 RejectKind::Stack,
                 format!(
                     "combined stack size of {} calls is {total}. Too large",
-                    st.frames.len()
+                    st.frames.len() + self.global_callers()
                 ),
             );
         }

@@ -1,10 +1,11 @@
 //! Verifying a loaded policy object: every struct_ops callback's program,
 //! typed by the member it implements.
 
-use bpfoom_obj::{MapKind as ObjMapKind, Object};
+use bpfoom_obj::{Btf, BtfKind, MapKind as ObjMapKind, Object, Program};
 
 use crate::{
-    verify, Hook, MapInfo, MapKind, Options, ProgramInput, Report, SourceLine, VerifyError,
+    verify_with_globals, GlobalArg, GlobalFunc, Hook, MapInfo, MapKind, Options, ProgramInput,
+    Report, SourceLine, VerifyError,
 };
 
 /// The verification of one program for one struct_ops callback.
@@ -93,7 +94,8 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                     log: String::new(),
                 })));
             }
-            let report = verify(&input, opts)?;
+            let globals = globals_of(&obj.btf, p);
+            let report = verify_with_globals(&input, &globals, opts)?;
             out.push(ProgramReport {
                 program: p.name.clone(),
                 ops: inst.type_name.clone(),
@@ -104,4 +106,105 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
         }
     }
     Ok(out)
+}
+
+/// Follows typedefs, modifiers and type tags.
+fn resolve(btf: &Btf, mut id: u32) -> u32 {
+    for _ in 0..32 {
+        match btf.type_by_id(id).map(|t| &t.kind) {
+            Some(
+                BtfKind::Typedef(t)
+                | BtfKind::Const(t)
+                | BtfKind::Volatile(t)
+                | BtfKind::Restrict(t)
+                | BtfKind::TypeTag(t),
+            ) => id = *t,
+            _ => break,
+        }
+    }
+    id
+}
+
+/// The global (BTF linkage global) subprograms of `p` with their
+/// parameters classified as Linux's `btf_prepare_func_args()` does.
+pub fn globals_of(btf: &Btf, p: &Program) -> Vec<GlobalFunc> {
+    let mut out = Vec::new();
+    for fi in &p.func_info {
+        let Some(fid) = fi.type_id else { continue };
+        if fi.insn == 0 {
+            continue;
+        }
+        let Some(BtfKind::Func { linkage: 1, .. }) = btf.type_by_id(fid).map(|t| &t.kind) else {
+            continue;
+        };
+        let Some((ret, params)) = btf.func_proto(fid) else {
+            continue;
+        };
+        let tags = |k: usize| -> Vec<&str> {
+            btf.types()
+                .iter()
+                .filter(|t| {
+                    matches!(t.kind, BtfKind::DeclTag { ty, component }
+                        if ty == fid && component == k as i32)
+                })
+                .map(|t| t.name.as_str())
+                .collect()
+        };
+        let params = params
+            .iter()
+            .enumerate()
+            .map(|(k, prm)| {
+                let tags = tags(k);
+                let has = |t: &str| tags.contains(&t);
+                let t = resolve(btf, prm.ty);
+                match btf.type_by_id(t).map(|t| &t.kind) {
+                    Some(BtfKind::Int { .. } | BtfKind::Enum { .. }) => GlobalArg::Scalar,
+                    Some(BtfKind::Ptr(to)) => {
+                        let to = resolve(btf, *to);
+                        let pointee = btf.type_by_id(to);
+                        if has("arg:ctx") {
+                            GlobalArg::Ctx
+                        } else if has("arg:trusted") {
+                            match pointee {
+                                Some(pt) if matches!(pt.kind, BtfKind::Struct { .. }) => {
+                                    GlobalArg::Trusted {
+                                        ty: pt.name.clone(),
+                                        nullable: has("arg:nullable"),
+                                    }
+                                }
+                                _ => GlobalArg::Unsupported(format!(
+                                    "arg#{k} __arg_trusted needs a pointer to a struct"
+                                )),
+                            }
+                        } else {
+                            match btf.size_of(to).filter(|&n| n > 0) {
+                                Some(size)
+                                    if !matches!(
+                                        pointee.map(|p| &p.kind),
+                                        Some(BtfKind::Void) | None
+                                    ) =>
+                                {
+                                    GlobalArg::Mem {
+                                        size,
+                                        nullable: !has("arg:nonnull"),
+                                    }
+                                }
+                                _ => GlobalArg::Unsupported(format!(
+                                    "arg#{k} reference type's size cannot be determined"
+                                )),
+                            }
+                        }
+                    }
+                    _ => GlobalArg::Unsupported(format!("arg#{k} has a type Linux cannot pass")),
+                }
+            })
+            .collect();
+        out.push(GlobalFunc {
+            insn: fi.insn,
+            name: fi.name.clone(),
+            params,
+            returns_void: ret == 0,
+        });
+    }
+    out
 }

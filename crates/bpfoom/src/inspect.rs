@@ -1,8 +1,9 @@
 //! `bpfoom inspect`: what a compiled policy contains, after relocation.
 
 use crate::CliError;
+use bpfoom_engine::mapvalue;
 use bpfoom_insn::disasm::{disassemble_with, Names};
-use bpfoom_obj::{CoreOutcome, Object};
+use bpfoom_obj::{BtfKind, CoreOutcome, Object};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -94,6 +95,29 @@ pub fn print(obj: &Object, disasm: bool, out: &mut dyn Write) -> Result<(), CliE
             m.value_size,
             m.max_entries
         )?;
+        // The BTF types a configuration fills entries of (`--map`, config
+        // `maps`, scenario `entries`) or, for global data, its variables
+        // (`--set`, `globals`).
+        let btf = &obj.btf;
+        match (m.key_type, m.value_type) {
+            (_, Some(_)) if m.initial.is_some() => {
+                for var in btf.datasec_vars(&m.section).unwrap_or_default() {
+                    let Some(t) = btf.type_by_id(var.ty) else {
+                        continue;
+                    };
+                    let ty = match t.kind {
+                        BtfKind::Var { ty, .. } => ty,
+                        _ => var.ty,
+                    };
+                    writeln!(out, "    {}: {}", t.name, mapvalue::describe(btf, ty))?;
+                }
+            }
+            (k, v) if k.is_some() || v.is_some() => {
+                let show = |t: Option<u32>| t.map_or("-".into(), |t| mapvalue::describe(btf, t));
+                writeln!(out, "    key {}, value {}", show(k), show(v))?;
+            }
+            _ => {}
+        }
     }
     let mut kfuncs: Vec<&str> = obj
         .programs

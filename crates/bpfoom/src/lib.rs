@@ -115,14 +115,59 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Verify(a) => verify::run(&a, out),
         Cmd::Sim(a) => sim::run(&a, out),
         Cmd::Btf(a) => btf::run(&a, out),
-        Cmd::Daemon(c) => bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e {
-            bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
-            e if e.exit_code() == 1 => CliError::Rejected(e.to_string()),
-            e => CliError::BadInput(e.to_string()),
-        }),
+        Cmd::Daemon(mut c) => {
+            let built = build_sources(&mut c)?;
+            let r = bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e {
+                bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
+                e if e.exit_code() == 1 => CliError::Rejected(e.to_string()),
+                e => CliError::BadInput(e.to_string()),
+            });
+            if let Some(dir) = built {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            r
+        }
         Cmd::Demo { out_dir } => demo(out_dir, out),
         Cmd::Generate(a) => generate::run(&a, Cli::command(), out),
     }
+}
+
+/// `attach SRC.bpf.c` and `run --attach SRC.bpf.c=CG` build the source
+/// first, like `sim` does (with the bundled header and the documented clang
+/// line), and hand the daemon the object; returns the scratch directory to
+/// remove once the daemon has read it. (A `.bpf.c` in the config file is
+/// read by the daemon itself and must be compiled beforehand.)
+fn build_sources(c: &mut bpfoom_daemon::DaemonCmd) -> Result<Option<PathBuf>, CliError> {
+    let mut dir: Option<PathBuf> = None;
+    let mut build = |src: &std::path::Path| -> Result<PathBuf, CliError> {
+        let d = match &dir {
+            Some(d) => d.clone(),
+            None => dir.insert(build::scratch_dir("attach")?).clone(),
+        };
+        let stem = src
+            .file_name()
+            .map_or("policy.bpf.c".into(), |n| n.to_string_lossy());
+        let obj = d.join(stem.replace(".bpf.c", ".bpf.o"));
+        build::compile(src, &obj, None)?;
+        Ok(obj)
+    };
+    match c {
+        bpfoom_daemon::DaemonCmd::Attach(a) if a.policy.to_string_lossy().ends_with(".bpf.c") => {
+            a.policy = build(&a.policy)?;
+        }
+        bpfoom_daemon::DaemonCmd::Run(r) => {
+            for spec in &mut r.attach {
+                if let Some((p, cg)) = spec.rsplit_once('=') {
+                    if p.ends_with(".bpf.c") {
+                        let obj = build(std::path::Path::new(p))?;
+                        *spec = format!("{}={cg}", obj.display());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(dir)
 }
 
 macro_rules! examples {

@@ -17,11 +17,11 @@ pub struct SimArgs {
 pub fn run(a: &SimArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let text = std::fs::read_to_string(&a.scenario)
         .map_err(|e| CliError::BadInput(format!("{}: {e}", a.scenario.display())))?;
-    let base = a
-        .scenario
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // Absolute, so "not found" names a real directory (for `sim x.toml`
+    // the parent is the empty path).
+    let parent = a.scenario.parent().filter(|p| !p.as_os_str().is_empty());
+    let base = std::path::absolute(parent.unwrap_or(Path::new(".")))
+        .map_err(|e| CliError::BadInput(format!("{}: {e}", a.scenario.display())))?;
     run_text(
         &text,
         &a.scenario.display().to_string(),

@@ -90,6 +90,34 @@ fn inspect_maps_and_psi() {
     assert!(out.contains("bpf_trace_printk"), "{out}");
 }
 
+/// The BTF types behind a policy's maps and globals: what `--map`, `--set`,
+/// config `maps`/`globals` and scenario `entries` write, field by field.
+#[test]
+fn inspect_shows_the_types_configuration_fills() {
+    let Some(obj) = bpfoom_testutil::compile_or_skip(
+        &bpfoom_testutil::repo_root().join("bpf/policies/tests/upstream/test_oomd.bpf.c"),
+        &[],
+    ) else {
+        return;
+    };
+    let o = bpfoom(&["inspect", obj.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains(
+            "    key u64, value struct oomd_policy { u8 preference; u8 recursive_kill; u64 last_pgscan; }"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("    best: struct best { u64 id;"), "{out}");
+    let Some(obj) = example("largest_rss") else {
+        return;
+    };
+    let out = stdout(&bpfoom(&["inspect", obj.to_str().unwrap()]));
+    assert!(out.contains("    protected: char[4][16]"), "{out}");
+    assert!(out.contains("    last_victim_pid: s32"), "{out}");
+}
+
 #[test]
 fn inspect_disasm_names_calls() {
     let Some(obj) = example("largest_leaf") else {
