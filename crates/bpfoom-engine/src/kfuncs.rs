@@ -16,13 +16,13 @@ use bpfoom_abi::kfuncs::{self, KfuncId as K};
 use bpfoom_abi::{stats, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_PSI_FULL};
 use bpfoom_vm::{Env, HostError as VmHostError, ObjId};
 
-use crate::engine::{run_chain, OomInstance, OomRequest, State, Trigger};
 use crate::host::{
     ancestors, is_within, oom_badness, subtree_post, subtree_pre, CgroupId, Host, HostError, Pid,
     EBUSY, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH, OOM_SCORE_ADJ_MIN,
 };
 use crate::objects::{put, Key, Layout, Objects};
 use crate::record::{Constraint, Record};
+use crate::state::{OomRequest, State, Trigger};
 use crate::EngineConfig;
 
 /// The OOM event a handler runs for.
@@ -32,11 +32,17 @@ pub(crate) struct OomRun {
     pub scope: Option<CgroupId>,
 }
 
+/// How `bpf_out_of_memory` raises an OOM event from inside a PSI program:
+/// the engine passes the handler chain in as this callback (true when the
+/// event made progress), so the kfuncs need not know the chain, which in
+/// turn runs its handlers through [`Kctx`].
+pub(crate) type Reenter<'a, H> = dyn FnMut(&mut H, &mut State, &OomRequest) -> bool + 'a;
+
 /// What a PSI program may reach.
-pub(crate) struct PsiRun<'a> {
+pub(crate) struct PsiRun<'a, H: ?Sized> {
     pub psi_addr: u64,
     pub triggers: &'a mut Vec<Trigger>,
-    pub chain: &'a mut [OomInstance],
+    pub reenter: &'a mut Reenter<'a, H>,
 }
 
 /// State of one program run.
@@ -49,7 +55,7 @@ pub(crate) struct Kctx<'a, H: Host + ?Sized> {
     pub reserve: &'a mut u64,
     pub objs: Objects,
     pub oom: Option<OomRun>,
-    pub psi: Option<PsiRun<'a>>,
+    pub psi: Option<PsiRun<'a, H>>,
     refs: HashMap<Key, i64>,
     rcu: i32,
     iters: HashMap<u64, VecDeque<Key>>,
@@ -697,7 +703,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
         let Some(psi) = self.psi.as_mut() else {
             return Ok(0);
         };
-        let outcome = run_chain(&mut *self.host, self.st, self.cfg, psi.chain, &req);
-        Ok(u64::from(outcome.made_progress()))
+        let progress = (psi.reenter)(&mut *self.host, self.st, &req);
+        Ok(u64::from(progress))
     }
 }
