@@ -4,7 +4,8 @@
 //! the "mm: BPF OOM" series, the generic cgroup/task kfuncs). The three
 //! entries marked `extension` are bpfoom's own answers to upstream review.
 //! The `id` stands in for the kernel's BTF id: the loader writes it into the
-//! call instruction's `imm`, the verifier and the VM key on it.
+//! call instruction's `imm`, the verifier and the VM key on it. [`KfuncId`]
+//! is the same list as an enum, generated with the table by one macro.
 
 use crate::Scope;
 
@@ -88,6 +89,8 @@ pub enum Ret {
 pub struct Kfunc {
     /// Stand-in for the BTF id (stable within a bpfoom version).
     pub id: u32,
+    /// The same kfunc as an enum, for exhaustive dispatch.
+    pub kind: KfuncId,
     /// Kernel name.
     pub name: &'static str,
     /// Parameters: C name and kind.
@@ -124,13 +127,56 @@ const ULONG: Ret = Ret::Scalar {
     signed: false,
 };
 
+/// Builds [`KfuncId`] and [`KFUNCS`] from one list, so a kfunc's name, id
+/// and prototype cannot drift apart: the enum is what the engine matches on
+/// exhaustively, the table is what the loader, verifier and VM read.
 macro_rules! kfuncs {
     ($($name:ident($($p:ident: $a:expr),*) -> $r:expr, $flags:expr, $scope:ident, $ext:expr;)*) => {
+        /// Every kfunc of [`KFUNCS`], one variant per entry, named exactly as
+        /// the kernel names it (hence not camel case): matching on it
+        /// exhaustively makes the compiler prove a dispatcher implements
+        /// every kfunc of the table. The id is position + 1 (0 is never a
+        /// kfunc).
         #[allow(non_camel_case_types)]
-        enum Ids { $($name),* }
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum KfuncId {
+            $(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                $name,
+            )*
+        }
+
+        impl KfuncId {
+            /// Every variant, in id order (the order of [`KFUNCS`]).
+            pub const ALL: &'static [KfuncId] = &[$(KfuncId::$name),*];
+
+            /// The stand-in BTF id written into call instructions.
+            pub const fn id(self) -> u32 {
+                self as u32 + 1
+            }
+
+            /// The variant with stand-in BTF id `id`.
+            pub fn from_id(id: u32) -> Option<Self> {
+                Self::ALL.get((id as usize).checked_sub(1)?).copied()
+            }
+
+            /// Kernel name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(KfuncId::$name => stringify!($name),)*
+                }
+            }
+
+            /// The table entry.
+            pub fn kfunc(self) -> &'static Kfunc {
+                &KFUNCS[self as usize]
+            }
+        }
+
         /// The table, ordered by id (id = position + 1; 0 is never a kfunc).
         pub static KFUNCS: &[Kfunc] = &[$(Kfunc {
-            id: Ids::$name as u32 + 1,
+            id: KfuncId::$name.id(),
+            kind: KfuncId::$name,
             name: stringify!($name),
             params: &[$((stringify!($p), $a)),*],
             ret: $r,
@@ -233,7 +279,14 @@ mod tests {
             assert_eq!(k.id as usize, i + 1);
             assert_eq!(by_id(k.id), Some(k));
             assert_eq!(by_name(k.name), Some(k));
+            assert_eq!(k.kind.id(), k.id);
+            assert_eq!(k.kind.name(), k.name);
+            assert_eq!(KfuncId::from_id(k.id), Some(k.kind));
+            assert_eq!(k.kind.kfunc(), k);
         }
+        assert_eq!(KfuncId::ALL.len(), KFUNCS.len());
+        assert_eq!(KfuncId::from_id(0), None);
+        assert_eq!(KfuncId::from_id(KFUNCS.len() as u32 + 1), None);
         assert!(by_id(0).is_none());
         assert!(by_name("bpf_nope").is_none());
     }

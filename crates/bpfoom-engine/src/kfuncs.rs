@@ -12,16 +12,17 @@ mod generic;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use bpfoom_abi::{kfuncs, stats, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_PSI_FULL};
+use bpfoom_abi::kfuncs::{self, KfuncId as K};
+use bpfoom_abi::{stats, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_PSI_FULL};
 use bpfoom_vm::{Env, HostError as VmHostError, ObjId};
 
-use crate::engine::{run_chain, OomInstance, OomRequest, State, Trigger};
 use crate::host::{
     ancestors, is_within, oom_badness, subtree_post, subtree_pre, CgroupId, Host, HostError, Pid,
     EBUSY, EINVAL, ENOENT, ENOSPC, EPERM, ESRCH, OOM_SCORE_ADJ_MIN,
 };
 use crate::objects::{put, Key, Layout, Objects};
 use crate::record::{Constraint, Record};
+use crate::state::{OomRequest, State, Trigger};
 use crate::EngineConfig;
 
 /// The OOM event a handler runs for.
@@ -31,11 +32,17 @@ pub(crate) struct OomRun {
     pub scope: Option<CgroupId>,
 }
 
+/// How `bpf_out_of_memory` raises an OOM event from inside a PSI program:
+/// the engine passes the handler chain in as this callback (true when the
+/// event made progress), so the kfuncs need not know the chain, which in
+/// turn runs its handlers through [`Kctx`].
+pub(crate) type Reenter<'a, H> = dyn FnMut(&mut H, &mut State, &OomRequest) -> bool + 'a;
+
 /// What a PSI program may reach.
-pub(crate) struct PsiRun<'a> {
+pub(crate) struct PsiRun<'a, H: ?Sized> {
     pub psi_addr: u64,
     pub triggers: &'a mut Vec<Trigger>,
-    pub chain: &'a mut [OomInstance],
+    pub reenter: &'a mut Reenter<'a, H>,
 }
 
 /// State of one program run.
@@ -48,7 +55,7 @@ pub(crate) struct Kctx<'a, H: Host + ?Sized> {
     pub reserve: &'a mut u64,
     pub objs: Objects,
     pub oom: Option<OomRun>,
-    pub psi: Option<PsiRun<'a>>,
+    pub psi: Option<PsiRun<'a, H>>,
     refs: HashMap<Key, i64>,
     rcu: i32,
     iters: HashMap<u64, VecDeque<Key>>,
@@ -415,8 +422,10 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
     fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
         let k = kfuncs::by_id(id).ok_or(VmHostError::Unsupported)?;
         self.check_time_limit(k.name)?;
-        match k.name {
-            "bpf_oom_kill_process" => {
+        // Exhaustive on purpose: a kfunc added to the ABI table does not
+        // compile until it is implemented here.
+        match k.kind {
+            K::bpf_oom_kill_process => {
                 let scope = self.oc_arg(a[0])?.scope;
                 let pid = self.task_arg(a[1])?;
                 let msg = env.memory().read_cstr(a[2], 256)?;
@@ -445,13 +454,13 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                     Err(e) => Ok(errno(e.errno)),
                 }
             }
-            "bpf_task_is_oom_victim" => {
+            K::bpf_task_is_oom_victim => {
                 let pid = self.task_arg(a[0])?;
                 Ok(u64::from(
                     self.st.victims.contains_key(&pid) && self.host.task(pid).is_some(),
                 ))
             }
-            "bpf_oom_kill_cgroup" => {
+            K::bpf_oom_kill_cgroup => {
                 self.oc_arg(a[0])?;
                 let cg = self.cgroup_arg(a[1])?;
                 let msg = env.memory().read_cstr(a[2], 256)?;
@@ -462,7 +471,7 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                 self.set_freed(env);
                 Ok(0)
             }
-            "bpf_mem_cgroup_raise_limit" => {
+            K::bpf_mem_cgroup_raise_limit => {
                 self.oc_arg(a[0])?;
                 let cg = self.memcg_arg(a[1])?;
                 let bytes = a[2];
@@ -494,7 +503,7 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                 self.set_freed(env);
                 Ok(0)
             }
-            "bpf_oom_badness" => {
+            K::bpf_oom_badness => {
                 let pid = self.task_arg(a[0])?;
                 Ok(self
                     .host
@@ -502,71 +511,73 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                     .and_then(|t| oom_badness(&t, a[1]))
                     .unwrap_or(i64::MIN) as u64)
             }
-            "bpf_get_root_mem_cgroup" => {
+            K::bpf_get_root_mem_cgroup => {
                 let root = self.host.root();
                 Ok(self.acquire(Key::Memcg(root), env))
             }
-            "bpf_get_mem_cgroup" => {
+            K::bpf_get_mem_cgroup => {
                 let cg = self.css_arg(a[0])?;
                 if self.host.memcg(cg).is_none() {
                     return Ok(0);
                 }
                 Ok(self.acquire(Key::Memcg(cg), env))
             }
-            "bpf_put_mem_cgroup" | "bpf_cgroup_release" | "bpf_task_release" => self.release(a[0]),
-            "bpf_mem_cgroup_usage" => {
+            K::bpf_put_mem_cgroup | K::bpf_cgroup_release | K::bpf_task_release => {
+                self.release(a[0])
+            }
+            K::bpf_mem_cgroup_usage => {
                 let cg = self.memcg_arg(a[0])?;
                 Ok(self.host.memcg(cg).map_or(0, |m| m.usage))
             }
-            "bpf_mem_cgroup_page_state" => {
+            K::bpf_mem_cgroup_page_state => {
                 self.stat(stats::PAGE_STATE, a[0], a[1], |h, c, i| h.page_state(c, i))
             }
-            "bpf_mem_cgroup_vm_events" => {
+            K::bpf_mem_cgroup_vm_events => {
                 self.stat(stats::VM_EVENTS, a[0], a[1], |h, c, i| h.vm_event(c, i))
             }
-            "bpf_mem_cgroup_memory_events" => {
+            K::bpf_mem_cgroup_memory_events => {
                 self.stat(stats::MEMORY_EVENTS, a[0], a[1], |h, c, i| {
                     h.memory_event(c, i)
                 })
             }
-            "bpf_mem_cgroup_flush_stats" => {
+            K::bpf_mem_cgroup_flush_stats => {
                 let cg = self.memcg_arg(a[0])?;
                 self.host.flush_stats(cg);
                 Ok(0)
             }
-            "bpf_cgroup_from_id" => {
+            K::bpf_cgroup_from_id => {
                 let cg = a[0];
                 if self.host.path(cg).is_none() {
                     return Ok(0);
                 }
                 Ok(self.acquire(Key::Cgroup(cg), env))
             }
-            "bpf_task_acquire" => {
+            K::bpf_task_acquire => {
                 let pid = self.task_arg(a[0])?;
                 if self.host.task(pid).is_none() {
                     return Ok(0);
                 }
                 Ok(self.acquire(Key::Task(pid), env))
             }
-            "bpf_task_from_pid" => {
+            K::bpf_task_from_pid => {
                 let pid = a[0] as u32 as i32;
                 if self.host.task(pid).is_none() {
                     return Ok(0);
                 }
                 Ok(self.acquire(Key::Task(pid), env))
             }
-            "bpf_rcu_read_lock" => {
+            K::bpf_rcu_read_lock => {
                 self.rcu += 1;
                 Ok(0)
             }
-            "bpf_rcu_read_unlock" => {
+            K::bpf_rcu_read_unlock => {
                 if self.rcu == 0 {
                     return Err(bad("bpf_rcu_read_unlock without a lock"));
                 }
                 self.rcu -= 1;
                 Ok(0)
             }
-            "bpf_iter_css_new" => {
+            K::bpf_iter_css_new => {
                 let start = self.key(a[1])?;
                 let (cg, memcg) = match start {
                     Key::Cgroup(c) => (c, false),
@@ -587,20 +598,28 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
                 });
                 self.iter_new(a[0], items, env)
             }
-            "bpf_iter_css_task_new" => {
+            K::bpf_iter_css_task_new => {
                 let cg = self.css_arg(a[1])?;
                 // CSS_TASK_ITER_PROCS | CSS_TASK_ITER_THREADED; bpfoom lists processes.
                 let items = (a[2] as u32 & !3 == 0)
                     .then(|| self.host.tasks(cg).into_iter().map(Key::Task).collect());
                 self.iter_new(a[0], items, env)
             }
-            "bpf_iter_css_next" | "bpf_iter_css_task_next" => self.iter_next(a[0], env),
-            "bpf_iter_css_destroy" | "bpf_iter_css_task_destroy" => self.iter_destroy(a[0], env),
-            "bpf_psi_create_trigger" => self.psi_create_trigger(a),
-            "bpf_out_of_memory" => self.out_of_memory(a, env),
-            other => self
-                .generic_kfunc(other, a, env)
-                .unwrap_or(Err(VmHostError::Unsupported)),
+            K::bpf_iter_css_next | K::bpf_iter_css_task_next | K::bpf_iter_task_next => {
+                self.iter_next(a[0], env)
+            }
+            K::bpf_iter_css_destroy | K::bpf_iter_css_task_destroy | K::bpf_iter_task_destroy => {
+                self.iter_destroy(a[0], env)
+            }
+            K::bpf_psi_create_trigger => self.psi_create_trigger(a),
+            K::bpf_out_of_memory => self.out_of_memory(a, env),
+            // The generic kfuncs (kfuncs/generic.rs).
+            K::bpf_iter_num_new => Self::iter_num_new(a, env),
+            K::bpf_iter_num_next => Self::iter_num_next(a[0], env),
+            K::bpf_iter_num_destroy => Self::iter_num_destroy(a[0], env),
+            K::bpf_iter_task_new => self.iter_task_new(a, env),
+            K::bpf_task_under_cgroup => self.task_under_cgroup(a),
+            K::bpf_cgroup_ancestor => self.cgroup_ancestor(a, env),
         }
     }
 }
@@ -684,7 +703,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
         let Some(psi) = self.psi.as_mut() else {
             return Ok(0);
         };
-        let outcome = run_chain(&mut *self.host, self.st, self.cfg, psi.chain, &req);
-        Ok(u64::from(outcome.made_progress()))
+        let progress = (psi.reenter)(&mut *self.host, self.st, &req);
+        Ok(u64::from(progress))
     }
 }

@@ -29,12 +29,14 @@
 //! - **Records.** Every step yields a [`Record`] (serde, JSON field names
 //!   fixed), handed to [`Host::record`] as it happens.
 
+mod chain;
 mod engine;
 pub mod host;
 mod kfuncs;
 pub mod mapvalue;
 mod objects;
 pub mod record;
+mod state;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -43,7 +45,8 @@ use std::time::Duration;
 use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
-pub use engine::{Engine, OomOutcome};
+pub use chain::OomOutcome;
+pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
 pub use record::{Constraint, Record, Verdict};

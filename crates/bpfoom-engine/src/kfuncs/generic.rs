@@ -30,29 +30,9 @@ fn set_num_state(env: &mut Env, it: u64, cur: i32, end: i32) -> Result<(), VmHos
 }
 
 impl<H: Host + ?Sized> Kctx<'_, H> {
-    /// The generic kfuncs; `None` when `name` is not one of them.
-    pub(crate) fn generic_kfunc(
-        &mut self,
-        name: &str,
-        a: [u64; 5],
-        env: &mut Env,
-    ) -> Option<Result<u64, VmHostError>> {
-        Some(match name {
-            "bpf_iter_num_new" => Self::iter_num_new(a, env),
-            "bpf_iter_num_next" => Self::iter_num_next(a[0], env),
-            "bpf_iter_num_destroy" => set_num_state(env, a[0], 0, 0).map(|()| 0),
-            "bpf_iter_task_new" => self.iter_task_new(a, env),
-            "bpf_iter_task_next" => self.iter_next(a[0], env),
-            "bpf_iter_task_destroy" => self.iter_destroy(a[0], env),
-            "bpf_task_under_cgroup" => self.task_under_cgroup(a),
-            "bpf_cgroup_ancestor" => self.cgroup_ancestor(a, env),
-            _ => return None,
-        })
-    }
-
     /// `bpf_iter_num_new(it, start, end)`: `start..end`; an empty iterator
     /// and -EINVAL when start > end, -E2BIG when longer than 8M.
-    fn iter_num_new(a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_num_new(a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
         let (start, end) = (a[1] as u32 as i32, a[2] as u32 as i32);
         if start > end {
             set_num_state(env, a[0], 0, 0)?;
@@ -69,7 +49,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
 
     /// `bpf_iter_num_next(it)`: a pointer to the next number (inside the
     /// iterator itself), or NULL once drained (and from then on).
-    fn iter_num_next(it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_num_next(it: u64, env: &mut Env) -> Result<u64, VmHostError> {
         let (cur, end) = num_state(env, it)?;
         if i64::from(cur) + 1 >= i64::from(end) {
             set_num_state(env, it, 0, 0)?;
@@ -85,7 +65,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
     /// the task). In pid order, as Linux walks its task list in creation
     /// order. Linux also yields the idle task (pid 0) first; no host lists
     /// it, so neither does bpfoom.
-    fn iter_task_new(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_task_new(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
         let flags = a[2] as u32;
         let items = match flags {
             BPF_TASK_ITER_ALL_PROCS | BPF_TASK_ITER_ALL_THREADS => {
@@ -105,7 +85,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
 
     /// `bpf_task_under_cgroup(task, ancestor)`: 1 when the task's cgroup is
     /// `ancestor` or one of its descendants.
-    fn task_under_cgroup(&mut self, a: [u64; 5]) -> Result<u64, VmHostError> {
+    pub(super) fn task_under_cgroup(&mut self, a: [u64; 5]) -> Result<u64, VmHostError> {
         let pid = self.task_arg(a[0])?;
         let anc = self.cgroup_arg(a[1])?;
         let Some(t) = self.host.task(pid) else {
@@ -114,9 +94,18 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
         Ok(u64::from(is_within(&*self.host, t.cgroup, anc)))
     }
 
+    /// `bpf_iter_num_destroy(it)`: zeroes the slot.
+    pub(super) fn iter_num_destroy(it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+        set_num_state(env, it, 0, 0).map(|()| 0)
+    }
+
     /// `bpf_cgroup_ancestor(cgrp, level)`: the acquired ancestor at `level`
     /// (0 = root, `cgrp->level` = cgrp itself), NULL for other levels.
-    fn cgroup_ancestor(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn cgroup_ancestor(
+        &mut self,
+        a: [u64; 5],
+        env: &mut Env,
+    ) -> Result<u64, VmHostError> {
         let cg = self.cgroup_arg(a[0])?;
         let level = a[1] as u32 as i32;
         let chain = ancestors(&*self.host, cg);
