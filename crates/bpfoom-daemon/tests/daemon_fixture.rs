@@ -7,45 +7,13 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 
 const S: Duration = Duration::from_secs(1);
 const M: u64 = 1 << 20;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
-/// A private copy of the host crate's fixtures and a config using them.
-fn fixture(name: &str, extra: &str) -> (PathBuf, PathBuf) {
-    let base = scratch(&format!("fx-{name}"));
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpfoom-host/tests/fixtures"),
-        &base,
-    );
-    let cfg = base.join("bpfoom.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[daemon]\ncgroup_root = \"{}\"\nproc_root = \"{}\"\n\n[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n{extra}",
-            base.join("v2").display(),
-            base.join("proc").display()
-        ),
-    )
-    .unwrap();
-    (base, cfg)
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -18,38 +18,6 @@ use common::*;
 const S: Duration = Duration::from_secs(1);
 /// What bpfoom sets on the fixture's `job` (100M max - 16M headroom).
 const LOWERED: &str = "88080384";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
-/// A private copy of the host crate's fixtures and a config using them.
-fn fixture(name: &str) -> (PathBuf, PathBuf) {
-    let base = scratch(&format!("fx-{name}"));
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpfoom-host/tests/fixtures"),
-        &base,
-    );
-    let cfg = base.join("bpfoom.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[daemon]\ncgroup_root = \"{}\"\nproc_root = \"{}\"\n\n[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n",
-            base.join("v2").display(),
-            base.join("proc").display()
-        ),
-    )
-    .unwrap();
-    (base, cfg)
-}
 
 fn high(base: &Path) -> String {
     std::fs::read_to_string(base.join("v2/job/memory.high"))
@@ -63,7 +31,7 @@ fn high(base: &Path) -> String {
 /// writing 880 bytes as the new `memory.high`.
 #[test]
 fn fault6_v2_state_cut_inside_a_value() {
-    let (base, cfg) = fixture("f6v2cut");
+    let (base, cfg) = fixture("f6v2cut", "");
     let job = base.join("v2/job");
     std::fs::write(job.join("memory.high"), LOWERED).unwrap();
     let state = base.join("state");
@@ -91,7 +59,7 @@ fn fault6_v2_leftover_high_is_not_restored() {
     let Some(fail) = policy("tests/always_fail.bpf.c") else {
         return;
     };
-    let (base, cfg) = fixture("f6v2lost");
+    let (base, cfg) = fixture("f6v2lost", "");
     let job = base.join("v2/job");
     std::fs::write(job.join("memory.high"), LOWERED).unwrap();
     let state = base.join("state");

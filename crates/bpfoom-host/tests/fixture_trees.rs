@@ -15,18 +15,6 @@ use bpfoom_host::{CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
 
 const M: u64 = 1 << 20;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 /// A private copy of the fixtures: (scratch root, config).
 fn fixture(name: &str, tree: &str) -> (PathBuf, HostConfig) {
     let base = std::env::var_os("CARGO_TARGET_TMPDIR")
@@ -34,7 +22,7 @@ fn fixture(name: &str, tree: &str) -> (PathBuf, HostConfig) {
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("bpfoom-host-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    copy_dir(
+    bpfoom_testutil::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
         &base,
     );
@@ -156,14 +144,14 @@ fn v2_headroom_events_fallback_and_restore() {
     assert!(h.oom_resolved(Some(job)));
     // A new child is picked up; a removed one reported.
     std::fs::create_dir(jd.join("c")).unwrap();
-    copy_dir(&jd.join("a"), &jd.join("c"));
+    bpfoom_testutil::copy_dir(&jd.join("a"), &jd.join("c"));
     let c = h.cgroupfs().resolve("/job/c").unwrap();
     let r = h.rescan();
     assert_eq!(r.added, vec![c]);
     // inotify alone (no full rescan): a nested new cgroup, then removals.
     std::fs::create_dir_all(jd.join("d/e")).unwrap();
-    copy_dir(&jd.join("a"), &jd.join("d"));
-    copy_dir(&jd.join("a"), &jd.join("d/e"));
+    bpfoom_testutil::copy_dir(&jd.join("a"), &jd.join("d"));
+    bpfoom_testutil::copy_dir(&jd.join("a"), &jd.join("d/e"));
     let d = h.cgroupfs().resolve("/job/d").unwrap();
     let e = h.cgroupfs().resolve("/job/d/e").unwrap();
     let r = h.rescan_changed();
@@ -311,7 +299,7 @@ fn kills_only_the_process_the_policy_saw() {
         .unwrap();
     let pid = child.id() as i32;
     let pdir = base.join("proc").join(pid.to_string());
-    copy_dir(&base.join("proc/5000001"), &pdir);
+    bpfoom_testutil::copy_dir(&base.join("proc/5000001"), &pdir);
     let stat = read(Path::new(&format!("/proc/{pid}/stat")));
     set(&pdir.join("stat"), &stat);
     let mut h = LinuxHost::new(cfg).unwrap();

@@ -45,6 +45,30 @@ pub fn shared_dir() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// Copies a fixture tree (directories and regular files) to `to`, creating it.
+///
+/// Panics on any I/O error: it is test set-up, and a half-copied fixture must
+/// not pass for a test's input.
+pub fn copy_dir(from: &Path, to: &Path) {
+    let fail = |what: &str, p: &Path, e: std::io::Error| -> ! {
+        panic!("copying fixture: {what} {}: {e}", p.display())
+    };
+    std::fs::create_dir_all(to).unwrap_or_else(|e| fail("create", to, e));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| fail("read", from, e));
+    for e in entries.flatten() {
+        let dst = to.join(e.file_name());
+        let is_dir = e
+            .file_type()
+            .unwrap_or_else(|err| fail("stat", &e.path(), err))
+            .is_dir();
+        if is_dir {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap_or_else(|err| fail("copy", &e.path(), err));
+        }
+    }
+}
+
 /// The bpf_conformance vectors (`conformance/` in the [`shared_dir`]), if present.
 pub fn conformance_dir() -> Option<PathBuf> {
     shared_dir()

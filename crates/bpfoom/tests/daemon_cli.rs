@@ -5,21 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
 
 fn bpfoom(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_bpfoom"))
@@ -42,7 +29,7 @@ fn sources_are_built_and_a_second_daemon_changes_nothing() {
     let root = bpfoom_testutil::repo_root();
     let base = std::env::temp_dir().join(format!("bpfoom-daemon-cli2-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &base);
+    bpfoom_testutil::copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &base);
     let cfg = base.join("bpfoom.toml");
     std::fs::write(
         &cfg,

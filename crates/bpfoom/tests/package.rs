@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,18 +34,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -155,7 +143,7 @@ fn deb_builds_with_its_contents_and_the_unpacked_binary_runs() {
     // machine-specific paths point into the test's own tree): it starts
     // the daemon on a fixture cgroup tree with its instance at "/".
     let fx = tmp.join("fixture");
-    copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &fx);
+    bpfoom_testutil::copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &fx);
     let shipped = std::fs::read_to_string(fs.join("etc/bpfoom/bpfoom.toml")).unwrap();
     let cfg = shipped
         .replace("/usr/lib/bpfoom/", &format!("{}/", lib.display()))

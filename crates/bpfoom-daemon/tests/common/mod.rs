@@ -643,3 +643,24 @@ impl DaemonProc {
         }
     }
 }
+
+/// A private copy of the host crate's fixture trees (cgroup v2 and /proc) and
+/// a daemon config using them, with `extra` appended to the config.
+pub fn fixture(name: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let base = scratch(&format!("fx-{name}"));
+    bpfoom_testutil::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpfoom-host/tests/fixtures"),
+        &base,
+    );
+    let cfg = base.join("bpfoom.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\ncgroup_root = \"{}\"\nproc_root = \"{}\"\n\n[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n{extra}",
+            base.join("v2").display(),
+            base.join("proc").display()
+        ),
+    )
+    .unwrap();
+    (base, cfg)
+}
