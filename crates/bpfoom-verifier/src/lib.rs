@@ -133,6 +133,7 @@ mod mem;
 pub mod object;
 pub mod scalar;
 mod spin_lock;
+mod precision;
 mod state;
 pub mod tnum;
 
