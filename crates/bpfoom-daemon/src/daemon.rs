@@ -662,8 +662,11 @@ impl Daemon {
             )))
         } else {
             let req = serde_json::from_str::<Request>(&line);
-            // Looking (status, events) is not a request that changes anything.
-            if !matches!(req, Ok(Request::Status | Request::Events { .. })) {
+            // Looking (status, events, maps) is not a request that changes anything.
+            if !matches!(
+                req,
+                Ok(Request::Status | Request::Events { .. } | Request::Maps { .. })
+            ) {
                 self.counters.requests += 1;
             }
             let follow = matches!(req, Ok(Request::Events { follow: true }));
@@ -725,6 +728,9 @@ impl Daemon {
                 status: Some(self.status()),
                 ..Default::default()
             }),
+            Request::Maps { cgroup, instance } => {
+                crate::maps::reply(&self.engine, &cgroup, instance.as_deref())
+            }
         };
         self.flush();
         r.unwrap_or_else(|e| Response::err(&e))

@@ -34,6 +34,7 @@ pub mod control;
 mod daemon;
 pub mod hooks;
 mod logging;
+pub mod maps;
 pub mod metrics;
 pub mod notify;
 mod psi;
@@ -206,6 +207,24 @@ pub struct EventsArgs {
     pub socket: PathBuf,
 }
 
+/// `bpfoom maps`.
+#[derive(Args, Debug, Clone)]
+pub struct MapsArgs {
+    /// The cgroup whose instance's maps to dump.
+    #[arg(long)]
+    pub cgroup: String,
+    /// Only this instance (by name), when a `bpf_oom_ops` and a
+    /// `bpf_psi_ops` instance share the cgroup.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Print one JSON array (instances with their maps and entries).
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
 /// `bpfoom reload`.
 #[derive(Args, Debug, Clone)]
 pub struct ReloadArgs {
@@ -233,6 +252,9 @@ pub enum DaemonCmd {
     Reload(ReloadArgs),
     /// Print the daemon's last decision records; `--follow` streams new ones.
     Events(EventsArgs),
+    /// Dump an attached instance's maps, keys and values decoded by the
+    /// policy's BTF (like `bpftool map dump`).
+    Maps(MapsArgs),
 }
 
 /// Runs one daemon verb, writing client output to `out`.
@@ -244,6 +266,7 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
         DaemonCmd::Status(a) => status(a, out),
         DaemonCmd::Reload(a) => reload(a, out),
         DaemonCmd::Events(a) => events(a, out),
+        DaemonCmd::Maps(a) => maps::maps(a, out),
     }
 }
 

@@ -30,6 +30,7 @@
 //!   fixed), handed to [`Host::record`] as it happens.
 
 mod chain;
+pub mod dump;
 mod engine;
 pub mod host;
 mod kfuncs;
@@ -46,6 +47,7 @@ use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
 pub use chain::OomOutcome;
+pub use dump::{DumpEntry, InstanceMaps, MapDump};
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
