@@ -14,7 +14,7 @@
 use bpfoom_insn::opcode::*;
 use bpfoom_insn::{to_asm, Insn};
 use bpfoom_vm::linux::{available, load_xdp, KernelError};
-use bpfoom_vm::{Engine, Perm, Vm};
+use bpfoom_vm::{ExecBackend, Perm, Vm};
 
 /// Random bytes the body reads and writes.
 const DATA: i16 = 64;
@@ -480,14 +480,14 @@ fn random_programs_match_the_kernel() {
     let (mut compared, mut rejected, mut reasons) = (0u64, 0u64, Vec::new());
     // One VM per engine this build has; each program runs in all of them.
     let mut vms: Vec<Vm> = [
-        Engine::Interpreter,
+        ExecBackend::Interpreter,
         #[cfg(feature = "jit")]
-        Engine::Jit,
+        ExecBackend::Jit,
     ]
     .into_iter()
     .map(|e| {
         let mut vm = Vm::new(Vec::new()).expect("vm");
-        vm.set_engine(e);
+        vm.set_backend(e);
         vm
     })
     .collect();
@@ -507,7 +507,7 @@ fn random_programs_match_the_kernel() {
         };
         let k = kp.test_run(&pkt, 1).expect("BPF_PROG_TEST_RUN");
         for vm in &mut vms {
-            let engine = vm.engine();
+            let engine = vm.backend();
             let id = vm.load(&vprog).unwrap_or_else(|e| {
                 panic!(
                     "seed {seed} program {n} ({engine:?}): VM load: {e}\n{}",
