@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bpfoom_obj::{MapKind as ObjMapKind, Object};
-use bpfoom_vm::{LoadOptions, MapKind, MapSpec, ProgId, Vm};
+use bpfoom_obj::Object;
+use bpfoom_vm::{LoadOptions, MapSpec, ProgId, Vm};
 
 use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome};
 use crate::host::{is_within, CgroupId, Host, Pid};
@@ -51,14 +51,7 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
         .iter()
         .map(|m| MapSpec {
             name: m.name.clone(),
-            kind: match (m.kind, m.initial.is_some()) {
-                (_, true) => MapKind::GlobalData,
-                (ObjMapKind::Hash, _) => MapKind::Hash,
-                (ObjMapKind::Array, _) => MapKind::Array,
-                (ObjMapKind::PercpuArray, _) => MapKind::PercpuArray,
-                (ObjMapKind::LruHash, _) => MapKind::LruHash,
-                (ObjMapKind::Ringbuf, _) => MapKind::RingBuf,
-            },
+            kind: m.kind,
             key_size: m.key_size,
             value_size: m.value_size,
             max_entries: m.max_entries,

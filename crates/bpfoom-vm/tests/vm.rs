@@ -116,7 +116,7 @@ fn wild_pointers_fault() {
 #[test]
 fn array_and_global_data_maps() {
     per_engine(|| {
-        let mut g = spec(".data", MapKind::GlobalData, 4, 8, 1);
+        let mut g = spec(".data", MapKind::Array, 4, 8, 1);
         g.initial_data = 7u64.to_le_bytes().to_vec();
         let src = "ldmapvalue %r1, 1, 0\nldxdw %r6, [%r1]\nadd %r6, 1\nstxdw [%r1], %r6\n\
                    stw [%r10-4], 2\nldmapfd %r1, 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +3\n\
@@ -146,7 +146,7 @@ fn array_and_global_data_maps() {
 #[test]
 fn frozen_map_rejects_program_writes() {
     per_engine(|| {
-        let mut ro = spec(".rodata", MapKind::GlobalData, 4, 8, 1);
+        let mut ro = spec(".rodata", MapKind::Array, 4, 8, 1);
         ro.frozen = true;
         let (mut vm, p) = vm_with(vec![ro], "ldmapvalue %r1, 0, 0\nstdw [%r1], 1\nexit");
         assert!(matches!(
@@ -200,7 +200,7 @@ fn ringbuf_reserve_submit_discard_output() {
         let src = "ldmapfd %r1, 0\nmov %r2, 16\nmov %r3, 0\ncall 131\njeq %r0, 0, +10\nstdw [%r0+0], 0x1234\n\
                    stdw [%r0+8], 7\nmov %r1, %r0\nmov %r2, 0\ncall 132\nstdw [%r10-8], 42\nldmapfd %r1, 0\n\
                    mov %r2, %r10\nadd %r2, -8\nmov %r3, 8\nmov %r4, 0\ncall 130\nexit";
-        let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+        let (mut vm, p) = vm_with(vec![spec("events", MapKind::Ringbuf, 0, 0, 64)], src);
         assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
         let m = vm.map_mut(0).expect("ring");
         assert_eq!(m.ringbuf_len(), 2);
@@ -222,7 +222,7 @@ fn ringbuf_reserve_submit_discard_output() {
         // A record pointer is dead after submit.
         let src = "ldmapfd %r1, 0\nmov %r2, 8\nmov %r3, 0\ncall 131\nmov %r6, %r0\nmov %r1, %r0\nmov %r2, 0\n\
                    call 133\nstdw [%r6+0], 1\nexit";
-        let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+        let (mut vm, p) = vm_with(vec![spec("events", MapKind::Ringbuf, 0, 0, 64)], src);
         assert!(matches!(
             vm.run(p, &[], &mut ()),
             Err(VmError::Memory { pc: 9, .. })
@@ -454,7 +454,7 @@ mod fuzz {
             // Every engine gives the same result, count and memory.
             let mut seen = None;
             for engine in engines() {
-                let mut vm = Vm::new(vec![spec("a", MapKind::Array, 4, 8, 4), spec("r", MapKind::RingBuf, 0, 0, 4096)]).expect("vm");
+                let mut vm = Vm::new(vec![spec("a", MapKind::Array, 4, 8, 4), spec("r", MapKind::Ringbuf, 0, 0, 4096)]).expect("vm");
                 vm.set_backend(engine);
                 vm.set_budget(10_000);
                 if let Ok(p) = vm.load(&insns) {
