@@ -36,6 +36,7 @@ mod kfuncs;
 pub mod mapvalue;
 mod objects;
 pub mod record;
+pub mod size;
 mod state;
 mod verify;
 
@@ -50,6 +51,7 @@ pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
 pub use record::{Constraint, Record, Verdict};
+pub use size::{parse_size, Size, SizeError};
 pub use verify::Verifier;
 
 /// Engine-wide limits.

@@ -64,37 +64,7 @@ use toml::Spanned;
 
 use crate::SimError;
 
-/// A byte count: an integer, or a string with an optional `K`, `M` or `G`
-/// suffix (powers of 1024).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-/// Parses `"80M"`, `"4096"`, `"1G"`, `"0"`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => {
-                    return Err(format!(
-                        "bad size {s:?}: unknown suffix {c:?} (use K, M or G)"
-                    ))
-                }
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected a number with an optional K/M/G suffix"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
+pub use bpfoom_engine::size::{parse_size, Size};
 
 /// Parses `"100ms"`, `"2s"`, `"500us"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,24 +80,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         u => Err(format!(
             "bad duration {s:?}: unknown unit {u:?} (use us, ms or s)"
         )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IntOrStr {
-    Int(i64),
-    Str(String),
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match IntOrStr::deserialize(d)? {
-            IntOrStr::Int(n) => u64::try_from(n)
-                .map(Size)
-                .map_err(|_| de::Error::custom("a size cannot be negative")),
-            IntOrStr::Str(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
-        }
     }
 }
 
@@ -468,6 +420,7 @@ mod tests {
         assert_eq!(parse_size("8G"), Ok(8 << 30));
         assert_eq!(parse_size("4k"), Ok(4096));
         assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
         assert!(parse_size("12X").is_err());
         assert!(parse_size("M").is_err());
         assert!(parse_size("99999999999G").is_err());

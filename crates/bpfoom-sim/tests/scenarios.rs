@@ -135,7 +135,7 @@ fn bad_scenarios_name_the_line_and_reason() {
             "no process 77",
         ),
         (
-            format!("{base}[[step]]\nalloc = {{ pid = 1, bytes = \"1T\" }}\n"),
+            format!("{base}[[step]]\nalloc = {{ pid = 1, bytes = \"1X\" }}\n"),
             7,
             "unknown suffix",
         ),
