@@ -5,6 +5,9 @@
 //! cargo target directory, so a stale object can never be picked up.
 
 pub mod kernel;
+pub mod rng;
+
+pub use rng::Rng;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
