@@ -59,17 +59,18 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
             frozen: m.readonly,
         })
         .collect();
-    let vm_err = |reason: String| EngineError::Vm {
+    let maps_err = |source| EngineError::Maps {
         policy: policy.name.clone(),
-        reason,
+        source,
     };
-    let mut vm = Vm::new(specs).map_err(|e| vm_err(e.to_string()))?;
+    let mut vm = Vm::new(specs).map_err(maps_err)?;
     for (idx, key, value) in &policy.preload {
-        let map = vm
-            .map_mut(*idx)
-            .ok_or_else(|| vm_err(format!("no map {idx}")))?;
+        let map = vm.map_mut(*idx).ok_or_else(|| EngineError::NoMap {
+            policy: policy.name.clone(),
+            map: idx.to_string(),
+        })?;
         map.update(key, value, bpfoom_vm::BPF_ANY)
-            .map_err(|e| vm_err(e.to_string()))?;
+            .map_err(maps_err)?;
     }
     // Deterministic prandom: simulated runs must be reproducible.
     vm.env_mut().seed_random(0x5eed);
@@ -91,9 +92,10 @@ fn load_prog(vm: &mut Vm, policy: &Policy, member: &str) -> Result<Option<ProgId
     };
     vm.load_with(&prog.insns, &opts)
         .map(Some)
-        .map_err(|e| EngineError::Vm {
+        .map_err(|source| EngineError::Load {
             policy: policy.name.clone(),
-            reason: format!("{}: {e}", prog.name),
+            program: prog.name.clone(),
+            source,
         })
 }
 

@@ -351,12 +351,12 @@ impl Scenario {
         let sc: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
             file: origin.to_string(),
             line: e.span().map_or(1, |s| line_of(text, s.start)),
-            reason: e.message().to_string(),
+            source: Box::new(e.message().into()),
         })?;
         let err = |span: std::ops::Range<usize>, reason: String| SimError::Scenario {
             file: origin.to_string(),
             line: line_of(text, span.start),
-            reason,
+            source: Box::new(reason.into()),
         };
         for s in &sc.step {
             let v = s.get_ref();
@@ -464,7 +464,8 @@ entries = [
         // Floats are refused with the line.
         let bad = text.replace("n = -5", "n = 0.5");
         match Scenario::parse(&bad, "t.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("float"), "{reason}");
             }
@@ -476,7 +477,8 @@ entries = [
     fn errors_name_the_line() {
         let text = "[host]\nmemory = \"8G\"\n\n[[cgroup]]\npath = \"/a\"\nlimit = \"80Q\"\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("suffix"), "{reason}");
             }
@@ -484,7 +486,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\n[[step]]\nalloc = { pid = 1, bytes = 1 }\nexit = { pid = 1 }\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("exactly one"));
             }
@@ -492,7 +495,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\nbogus = 1\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("bogus"), "{reason}");
             }

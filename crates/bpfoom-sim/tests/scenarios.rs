@@ -194,10 +194,9 @@ fn bad_scenarios_name_the_line_and_reason() {
         let (r, _) = run_text(&text, &path);
         match r {
             Err(bpfoom_sim::SimError::Scenario {
-                line: l,
-                reason: why,
-                ..
+                line: l, source, ..
             }) => {
+                let why = source.to_string();
                 assert_eq!(l, line, "{why}\n{text}");
                 assert!(why.contains(reason), "{why}\n{text}");
             }
