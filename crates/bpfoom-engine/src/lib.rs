@@ -50,7 +50,7 @@ pub use chain::OomOutcome;
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
-pub use record::{Constraint, Record, Verdict};
+pub use record::{Constraint, Record, ResolvedBy, Verdict};
 pub use size::{parse_size, Size, SizeError};
 pub use verify::Verifier;
 
