@@ -1,6 +1,9 @@
 //! Generated context-free programs (ALU, jumps, bounded loops, stack and
 //! stack pointers; registers r0 and r2-r9) and a concrete runner for them.
-//! Shared by the kernel differential test and the soundness test.
+//! The generator is shared by the kernel differential test and the
+//! soundness test; the runner ([`runs_safely`], bpfoom's own rules) only
+//! classifies the kernel differential's disagreements: soundness is checked
+//! by executing on bpfoom-vm (`prop.rs`).
 #![allow(dead_code)]
 
 use bpfoom_insn::opcode::*;
