@@ -1,6 +1,6 @@
 //! Decision records: one per step the engine takes, printed as JSON lines by
 //! the simulator and logged by the daemon. Field names are part of the
-//! interface (scripts parse them); see issue 5.
+//! interface (scripts parse them); README.md, "Decision records and logs".
 
 use serde::Serialize;
 

@@ -5,7 +5,7 @@
 //! instruction's handler in tail position, which the optimiser turns into an
 //! indirect jump: each handler then has its own dispatch branch, which the CPU
 //! predicts better than the single branch of a `match` loop (1.4x to 1.5x
-//! faster than the `match` loop it replaced on ALU code; see BENCH.md).
+//! faster than the `match` loop it replaced on ALU code; see `crates/bpfoom-vm/BENCH.md`).
 //! Jumps, calls, exits and every 32nd instruction return to the driver loop
 //! instead, so the native stack depth stays bounded even where no tail call
 //! is made (debug builds).

@@ -33,7 +33,7 @@
 //!   loads compile to native code with Cranelift (module `jit`): the same
 //!   region checks, budget, instruction count, fault-safe loads and host
 //!   calls, and the same conformance and kernel differential tests
-//!   (`cargo test -p bpfoom-vm --features jit --release`). See BENCH.md.
+//!   (`cargo test -p bpfoom-vm --features jit --release`). Numbers: `crates/bpfoom-vm/BENCH.md`.
 //! * Helpers and kfuncs go first to the embedder's [`CallHandler`]; helpers it does
 //!   not handle (it returns [`CallError::Unsupported`]) fall back to the
 //!   built-ins in [`helpers`]: map lookup/update/delete, ktime, prandom,
