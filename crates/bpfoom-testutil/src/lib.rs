@@ -79,6 +79,18 @@ pub fn conformance_dir() -> Option<PathBuf> {
         .filter(|d| d.is_dir())
 }
 
+/// [`conformance_dir`], or `None` after a [`require`] that fails the test in
+/// strict mode and prints the skip otherwise.
+#[track_caller]
+pub fn require_conformance_dir() -> Option<PathBuf> {
+    let dir = conformance_dir();
+    require(
+        dir.is_some(),
+        "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
+    );
+    dir
+}
+
 /// The clang to use: `$CLANG` or `clang` on PATH, if it runs.
 pub fn clang() -> Option<PathBuf> {
     let c = std::env::var_os("CLANG")

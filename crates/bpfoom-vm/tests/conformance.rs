@@ -54,11 +54,7 @@ fn bpf_conformance_suite() {
 }
 
 fn conformance_suite(engine: ExecBackend) {
-    let Some(dir) = bpfoom_testutil::conformance_dir() else {
-        bpfoom_testutil::require(
-            false,
-            "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
-        );
+    let Some(dir) = bpfoom_testutil::require_conformance_dir() else {
         return;
     };
     let entries = std::fs::read_dir(&dir).expect("conformance folder readable");
