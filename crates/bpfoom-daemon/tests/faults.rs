@@ -21,12 +21,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Not a test: the allocating helper process (see `common::Alloc`).
-#[test]
-fn alloc_helper() {
-    alloc_helper_main();
-}
-
 /// The bound on how long an allocator stays paused when every handler
 /// fails (budget, time limit, PROCESSED without freeing, BACKOFF past its
 /// budget): the handler runs (each at most the 250 ms time limit, here a
@@ -722,7 +716,7 @@ fn fault8_hostile_names() {
     // name it was executed as).
     let dir = scratch("f8comm");
     let evil = dir.join("e\u{1b}[2J\n\"x\\\u{7}");
-    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &evil).unwrap();
+    std::os::unix::fs::symlink(alloc_exe(), &evil).unwrap();
     let hog = Alloc::start_exe(&evil, &t.top.join("with space"), 80, 0, 60);
     let mut hog = hog;
     assert!(hog.wait(20 * S).is_some(), "evil-named hog not killed");
