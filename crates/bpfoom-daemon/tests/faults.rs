@@ -392,8 +392,20 @@ fn fault5_silent_clients_do_not_stall_the_oom_path() {
         })
         .collect();
     // Meanwhile, a request that writes and never reads its response.
+    // The daemon may already have closed it unanswered: a full set of
+    // waiting connections sheds its longest-waiting one (clients.rs), and
+    // under load the flood can push this one out before it writes. That is
+    // the documented defence, not a failure; the OOM timing below is the test.
     let mut deaf = UnixStream::connect(&sock).unwrap();
-    deaf.write_all(b"{\"op\":\"status\"}\n").unwrap();
+    if let Err(e) = deaf.write_all(b"{\"op\":\"status\"}\n") {
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "deaf client write: {e}"
+        );
+    }
     let (_h2, took) = time_to_kill(&t.top.join("job"), 120, 30 * S);
     for th in threads {
         let _ = th.join();
