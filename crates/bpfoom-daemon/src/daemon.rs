@@ -573,11 +573,11 @@ impl Daemon {
                 Record::Handler { ret, .. } if *ret == bpfoom_engine::Verdict::Failed => {
                     self.counters.handler_failures += 1
                 }
-                Record::Resolved { by } => match by.as_str() {
-                    "kernel" => self.counters.kernel_fallbacks += 1,
-                    "backoff" => self.counters.resolved_by_backoff += 1,
-                    "none" => self.counters.unresolved += 1,
-                    _ => self.counters.resolved_by_policy += 1,
+                Record::Resolved { by } => match by {
+                    bpfoom_engine::ResolvedBy::Kernel => self.counters.kernel_fallbacks += 1,
+                    bpfoom_engine::ResolvedBy::Backoff => self.counters.resolved_by_backoff += 1,
+                    bpfoom_engine::ResolvedBy::Nothing => self.counters.unresolved += 1,
+                    bpfoom_engine::ResolvedBy::Policy(_) => self.counters.resolved_by_policy += 1,
                 },
                 _ => {}
             }

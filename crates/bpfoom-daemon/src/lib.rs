@@ -271,7 +271,7 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
-    config::parse_size(s).ok_or_else(|| format!("bad size {s:?}"))
+    config::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Parses `--map MAP:KEY=VALUE`. KEY and VALUE are what

@@ -206,7 +206,7 @@ mod tests {
     fn text_lines() {
         let r = TimedRecord {
             record: Record::Resolved {
-                by: "kernel".into(),
+                by: bpfoom_engine::ResolvedBy::Kernel,
             },
             latency_us: Some(1500),
         };

@@ -12,7 +12,7 @@ use bpfoom_vm::{ProgId, Vm, VmError};
 use crate::host::{ancestors, is_within, CgroupId, Host, KernelOom, Pid};
 use crate::kfuncs::{Kctx, OomRun};
 use crate::objects::{put, Key, Layout};
-use crate::record::{Record, Verdict};
+use crate::record::{Record, ResolvedBy, Verdict};
 use crate::state::{OomRequest, State};
 use crate::{AttachOptions, EngineConfig};
 
@@ -268,7 +268,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                     st.emit(
                         host,
                         Record::Resolved {
-                            by: format!("policy:{policy}"),
+                            by: ResolvedBy::Policy(policy.clone()),
                         },
                     );
                     return OomOutcome::Policy(policy);
@@ -317,7 +317,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                             st.emit(
                                 host,
                                 Record::Resolved {
-                                    by: "backoff".into(),
+                                    by: ResolvedBy::Backoff,
                                 },
                             );
                             return OomOutcome::Backoff;
@@ -374,10 +374,10 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
         KernelOom::NoVictim => OomOutcome::Nothing,
     };
     let by = if outcome.made_progress() {
-        "kernel"
+        ResolvedBy::Kernel
     } else {
-        "none"
+        ResolvedBy::Nothing
     };
-    st.emit(host, Record::Resolved { by: by.into() });
+    st.emit(host, Record::Resolved { by });
     outcome
 }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bpfoom_obj::{MapKind as ObjMapKind, Object};
-use bpfoom_vm::{LoadOptions, MapKind, MapSpec, ProgId, Vm};
+use bpfoom_obj::Object;
+use bpfoom_vm::{LoadOptions, MapSpec, ProgId, Vm};
 
 use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome};
 use crate::dump::{dump_vm, InstanceMaps, MapTypes};
@@ -54,14 +54,7 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
         .iter()
         .map(|m| MapSpec {
             name: m.name.clone(),
-            kind: match (m.kind, m.initial.is_some()) {
-                (_, true) => MapKind::GlobalData,
-                (ObjMapKind::Hash, _) => MapKind::Hash,
-                (ObjMapKind::Array, _) => MapKind::Array,
-                (ObjMapKind::PercpuArray, _) => MapKind::PercpuArray,
-                (ObjMapKind::LruHash, _) => MapKind::LruHash,
-                (ObjMapKind::Ringbuf, _) => MapKind::RingBuf,
-            },
+            kind: m.kind,
             key_size: m.key_size,
             value_size: m.value_size,
             max_entries: m.max_entries,
@@ -69,17 +62,18 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
             frozen: m.readonly,
         })
         .collect();
-    let vm_err = |reason: String| EngineError::Vm {
+    let maps_err = |source| EngineError::Maps {
         policy: policy.name.clone(),
-        reason,
+        source,
     };
-    let mut vm = Vm::new(specs).map_err(|e| vm_err(e.to_string()))?;
+    let mut vm = Vm::new(specs).map_err(maps_err)?;
     for (idx, key, value) in &policy.preload {
-        let map = vm
-            .map_mut(*idx)
-            .ok_or_else(|| vm_err(format!("no map {idx}")))?;
+        let map = vm.map_mut(*idx).ok_or_else(|| EngineError::NoMap {
+            policy: policy.name.clone(),
+            map: idx.to_string(),
+        })?;
         map.update(key, value, bpfoom_vm::BPF_ANY)
-            .map_err(|e| vm_err(e.to_string()))?;
+            .map_err(maps_err)?;
     }
     // Deterministic prandom: simulated runs must be reproducible.
     vm.env_mut().seed_random(0x5eed);
@@ -101,9 +95,10 @@ fn load_prog(vm: &mut Vm, policy: &Policy, member: &str) -> Result<Option<ProgId
     };
     vm.load_with(&prog.insns, &opts)
         .map(Some)
-        .map_err(|e| EngineError::Vm {
+        .map_err(|source| EngineError::Load {
             policy: policy.name.clone(),
-            reason: format!("{}: {e}", prog.name),
+            program: prog.name.clone(),
+            source,
         })
 }
 
@@ -269,12 +264,11 @@ impl<H: Host> Engine<H> {
             .filter(|(name, ..)| instance.is_none_or(|n| n == *name))
             .collect();
         if chosen.is_empty() {
-            let names: Vec<&str> = all.iter().map(|(n, ..)| *n).collect();
-            return Err(EngineError::NoInstance(format!(
-                "no instance named {} at {path} (attached there: {})",
-                instance.unwrap_or_default(),
-                names.join(", ")
-            )));
+            return Err(EngineError::NoInstanceAt {
+                instance: instance.unwrap_or_default().to_string(),
+                cgroup: path,
+                attached: all.iter().map(|(n, ..)| (*n).to_string()).collect(),
+            });
         }
         Ok(chosen
             .into_iter()

@@ -64,37 +64,7 @@ use toml::Spanned;
 
 use crate::SimError;
 
-/// A byte count: an integer, or a string with an optional `K`, `M` or `G`
-/// suffix (powers of 1024).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-/// Parses `"80M"`, `"4096"`, `"1G"`, `"0"`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => {
-                    return Err(format!(
-                        "bad size {s:?}: unknown suffix {c:?} (use K, M or G)"
-                    ))
-                }
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected a number with an optional K/M/G suffix"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
+pub use bpfoom_engine::size::{parse_size, Size};
 
 /// Parses `"100ms"`, `"2s"`, `"500us"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,24 +80,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         u => Err(format!(
             "bad duration {s:?}: unknown unit {u:?} (use us, ms or s)"
         )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IntOrStr {
-    Int(i64),
-    Str(String),
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match IntOrStr::deserialize(d)? {
-            IntOrStr::Int(n) => u64::try_from(n)
-                .map(Size)
-                .map_err(|_| de::Error::custom("a size cannot be negative")),
-            IntOrStr::Str(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
-        }
     }
 }
 
@@ -399,12 +351,12 @@ impl Scenario {
         let sc: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
             file: origin.to_string(),
             line: e.span().map_or(1, |s| line_of(text, s.start)),
-            reason: e.message().to_string(),
+            source: Box::new(e.message().into()),
         })?;
         let err = |span: std::ops::Range<usize>, reason: String| SimError::Scenario {
             file: origin.to_string(),
             line: line_of(text, span.start),
-            reason,
+            source: Box::new(reason.into()),
         };
         for s in &sc.step {
             let v = s.get_ref();
@@ -463,14 +415,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("80M"), Ok(80 << 20));
-        assert_eq!(parse_size("8G"), Ok(8 << 30));
-        assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999G").is_err());
+    fn durations() {
+        // Sizes are bpfoom_engine::size's (tested there).
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
@@ -511,7 +457,8 @@ entries = [
         // Floats are refused with the line.
         let bad = text.replace("n = -5", "n = 0.5");
         match Scenario::parse(&bad, "t.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("float"), "{reason}");
             }
@@ -523,7 +470,8 @@ entries = [
     fn errors_name_the_line() {
         let text = "[host]\nmemory = \"8G\"\n\n[[cgroup]]\npath = \"/a\"\nlimit = \"80Q\"\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("suffix"), "{reason}");
             }
@@ -531,7 +479,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\n[[step]]\nalloc = { pid = 1, bytes = 1 }\nexit = { pid = 1 }\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("exactly one"));
             }
@@ -539,7 +488,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\nbogus = 1\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("bogus"), "{reason}");
             }

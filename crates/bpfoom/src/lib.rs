@@ -1,5 +1,5 @@
-//! The `bpfoom` command line: build, inspect and (soon) verify, simulate and
-//! run BPF OOM policies.
+//! The `bpfoom` command line: build, inspect, verify, simulate and run BPF
+//! OOM policies, and control the running daemon.
 //!
 //! Exit codes are a contract shared by every verb: 0 success, 1 the policy
 //! was examined and found wanting (e.g. rejected by the verifier), 2 bad
