@@ -28,6 +28,7 @@
 //! Exit codes: 0 ok, 1 rejected (a policy failed verification or a request
 //! was refused), 2 bad input (config, object, cgroup, usage).
 
+pub mod attach_arg;
 mod clients;
 pub mod config;
 pub mod control;
@@ -109,8 +110,11 @@ pub struct RunArgs {
     /// TOML configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Attach a policy: POLICY.bpf.o=CGROUP (repeatable).
-    #[arg(long, value_name = "POLICY=CGROUP")]
+    /// Attach a policy: POLICY.bpf.o=CGROUP (repeatable), optionally with
+    /// the per-instance options of a config `[[attach]]` entry as a TOML
+    /// inline table: 'POLICY=CGROUP { backoff_budget = 2, limit_reserve =
+    /// "64M", globals = { .. }, maps = [..] }'.
+    #[arg(long, value_name = "POLICY=CGROUP [{ OPTIONS }]")]
     pub attach: Vec<String>,
     /// Run the policies and log what they would do, without acting.
     #[arg(long)]

@@ -160,3 +160,62 @@ fn maps_dump_a_policys_decision_map_and_ringbuf_events_are_records() {
     let st: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(st["counters"]["requests"], 0, "{st}");
 }
+
+/// `run --attach` takes the per-instance options of a config entry, under
+/// the same names (crate::attach_arg): the global it sets is what `maps`
+/// reads back; a misspelt option fails the start naming the argument.
+#[test]
+fn run_attach_takes_the_config_entrys_options() {
+    let Some(rtk) = policy("raise_then_kill.bpf.c") else {
+        return;
+    };
+    let (_base, cfg) = fixture("attach-opts", "");
+    let arg = format!(
+        "--attach={}=/job {{ limit_reserve = \"32M\", globals = {{ raise_step = {} }} }}",
+        rtk.display(),
+        4u64 << 20
+    );
+    let mut d = DaemonProc::start(
+        "d-attach-opts",
+        &[
+            format!("--config={}", cfg.display()),
+            "--no-mlock".into(),
+            arg,
+        ],
+    );
+    assert!(d.wait_ready(10 * S), "{}", d.stderr());
+    let sock = d.socket.display().to_string();
+    let (code, out, err) = client(&["maps", "--cgroup", "/job", "--json", "--socket", &sock]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let rodata = v[0]["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == ".rodata")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        rodata["entries"][0]["value"]["raise_step"],
+        4u64 << 20,
+        "{v}"
+    );
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(10 * S).is_some());
+
+    let bad = format!("--attach={}=/job {{ budget = 1 }}", rtk.display());
+    let mut d = DaemonProc::start(
+        "d-attach-bad",
+        &[
+            format!("--config={}", cfg.display()),
+            "--no-mlock".into(),
+            bad,
+        ],
+    );
+    let st = d
+        .wait_exit(10 * S)
+        .expect("a bad --attach must stop the start");
+    assert_eq!(st.code(), Some(2), "{}", d.stderr());
+    let err = d.stderr();
+    assert!(err.contains("--attach 1: unknown field `budget`"), "{err}");
+}
