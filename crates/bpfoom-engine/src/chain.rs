@@ -49,6 +49,8 @@ pub(crate) struct OomInstance {
     pub budget: AtomicU32,
     pub opts: AttachOptions,
     pub reserve_left: u64,
+    /// The object's BTF and map definitions, for [`crate::Engine::maps`].
+    pub types: std::sync::Arc<crate::dump::MapTypes>,
 }
 
 /// Runs one program; `Err` carries why it counts as failed.
@@ -62,7 +64,7 @@ pub(crate) fn run_prog<H: Host + ?Sized>(
     let start = Instant::now();
     let r = vm.run(prog, ctx, k);
     let elapsed = start.elapsed();
-    k.flush_trace(vm.env_mut());
+    k.flush_output(vm.env_mut());
     match r {
         Err(VmError::Budget { budget, pc }) => Err(format!(
             "instruction budget of {budget} exhausted at instruction {pc}"

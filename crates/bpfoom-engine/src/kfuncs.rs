@@ -192,6 +192,33 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         }
     }
 
+    /// Turns what the program wrote since the last call (`bpf_printk`
+    /// text, submitted ring-buffer records) into records. Called before
+    /// every helper that writes either and every kfunc (kfuncs emit records
+    /// of their own), and after the run, so at most one kind is pending at
+    /// each call and the records keep the program's order.
+    pub(crate) fn flush_output(&mut self, env: &mut Env) {
+        self.flush_trace(env);
+        for idx in 0..env.maps().len() {
+            if env.maps()[idx].ringbuf_len() == 0 {
+                continue;
+            }
+            let Some(map) = env.map_mut(idx) else {
+                continue;
+            };
+            let name = map.spec().name.clone();
+            while let Some(rec) = map.ringbuf_pop() {
+                let data = rec.iter().map(|b| format!("{b:02x}")).collect();
+                let policy = self.policy.to_string();
+                self.emit(Record::Ringbuf {
+                    policy,
+                    map: name.clone(),
+                    data,
+                });
+            }
+        }
+    }
+
     /// Turns pending `bpf_printk` output into a record.
     pub(crate) fn flush_trace(&mut self, env: &mut Env) {
         let text = env.take_trace();
@@ -409,9 +436,14 @@ pub(crate) fn kill_group<H: Host + ?Sized>(
 impl<H: Host + ?Sized> bpfoom_vm::CallHandler for Kctx<'_, H> {
     fn helper(&mut self, id: u32, _a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         // Each bpf_trace_printk call is one trace event, as in the kernel:
-        // flush the previous one before the VM formats the next.
-        if id == bpfoom_vm::helpers::ids::TRACE_PRINTK {
-            self.flush_trace(env);
+        // flush the previous one before the VM formats the next; a ring
+        // buffer submit likewise, so printk lines and ring records
+        // interleave as the program wrote them.
+        {
+            use bpfoom_vm::helpers::ids::{RINGBUF_OUTPUT, RINGBUF_SUBMIT, TRACE_PRINTK};
+            if matches!(id, TRACE_PRINTK | RINGBUF_SUBMIT | RINGBUF_OUTPUT) {
+                self.flush_output(env);
+            }
         }
         if id == bpfoom_vm::helpers::ids::GET_CURRENT_TASK_BTF {
             return Ok(self.current_task(env));
@@ -421,6 +453,9 @@ impl<H: Host + ?Sized> bpfoom_vm::CallHandler for Kctx<'_, H> {
 
     fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let k = kfuncs::by_id(id).ok_or(CallError::Unsupported)?;
+        // The kfunc may emit records (a kill, a raised limit): what the
+        // program wrote before it comes first.
+        self.flush_output(env);
         self.check_time_limit(k.name)?;
         // Exhaustive on purpose: a kfunc added to the ABI table does not
         // compile until it is implemented here.
@@ -699,7 +734,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
             order,
         };
         // Keep the policy's log lines ahead of the OOM they lead to.
-        self.flush_trace(env);
+        self.flush_output(env);
         let Some(psi) = self.psi.as_mut() else {
             return Ok(0);
         };

@@ -30,6 +30,7 @@
 //!   fixed), handed to [`Host::record`] as it happens.
 
 mod chain;
+pub mod dump;
 mod engine;
 pub mod host;
 mod kfuncs;
@@ -47,6 +48,7 @@ use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
 pub use chain::OomOutcome;
+pub use dump::{DumpEntry, InstanceMaps, MapDump};
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
@@ -215,6 +217,16 @@ pub enum EngineError {
     /// Nothing is attached there.
     #[error("nothing attached to {0}")]
     NotAttached(String),
+    /// Instances are attached there, but none of the name asked for.
+    #[error("no instance named {instance} at {cgroup} (attached there: {})", attached.join(", "))]
+    NoInstanceAt {
+        /// The instance name asked for.
+        instance: String,
+        /// The cgroup's path.
+        cgroup: String,
+        /// The names of the instances attached there.
+        attached: Vec<String>,
+    },
     /// A PSI policy's `init` failed.
     #[error("policy {policy}: init failed: {reason}")]
     InitFailed {

@@ -199,6 +199,19 @@ pub enum Record {
         /// The formatted line.
         message: String,
     },
+    /// A record a policy submitted to a `BPF_MAP_TYPE_RINGBUF` map
+    /// (`bpf_ringbuf_submit`, `bpf_ringbuf_output`), read right after it
+    /// was submitted, so it sits in order among the run's other records.
+    /// Ring buffers carry no BTF type (the kernel's don't either), so the
+    /// bytes are given as they are.
+    Ringbuf {
+        /// Instance name.
+        policy: String,
+        /// The ring buffer map's name.
+        map: String,
+        /// The record's bytes, lowercase hex, in memory order.
+        data: String,
+    },
     /// Something went wrong that a policy author should see (a program
     /// fault, a reference leak).
     Error {
@@ -245,6 +258,15 @@ mod tests {
         assert_eq!(
             o.to_json(),
             r#"{"event":"oom","memcg":null,"constraint":"none","totalpages":7}"#
+        );
+        let rb = Record::Ringbuf {
+            policy: "p".into(),
+            map: "events".into(),
+            data: "2a00".into(),
+        };
+        assert_eq!(
+            rb.to_json(),
+            r#"{"event":"ringbuf","policy":"p","map":"events","data":"2a00"}"#
         );
         let l = Record::LimitRaised {
             cgroup: "/a".into(),

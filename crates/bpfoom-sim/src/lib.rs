@@ -528,9 +528,20 @@ pub fn run_scenario(
             .map_err(|e| r.err(span.clone(), e))?;
         let cg = r.cgroup(&v.cgroup, &span)?;
         let defaults = AttachOptions::default();
+        let timeout = match (v.backoff_timeout, v.backoff_timeout_ms) {
+            (Some(_), Some(_)) => {
+                return Err(r.err(
+                    span.clone(),
+                    "give backoff_timeout or backoff_timeout_ms, not both",
+                ))
+            }
+            (Some(d), None) => d.0,
+            (None, Some(ms)) => std::time::Duration::from_millis(ms),
+            (None, None) => defaults.backoff_timeout,
+        };
         let attach = AttachOptions {
             backoff_budget: v.backoff_budget.unwrap_or(defaults.backoff_budget),
-            backoff_timeout: v.backoff_timeout.map_or(defaults.backoff_timeout, |d| d.0),
+            backoff_timeout: timeout,
             limit_reserve: v.limit_reserve.map_or(defaults.limit_reserve, |s| s.0),
         };
         r.engine

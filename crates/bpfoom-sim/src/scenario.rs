@@ -27,11 +27,11 @@
 //! cgroup = "/job"                # "/" = system-wide
 //! instance = "largest_leaf"      # optional: which struct_ops instance
 //! backoff_budget = 3             # optional
-//! backoff_timeout = "100ms"      # optional
+//! backoff_timeout = "100ms"      # optional (or backoff_timeout_ms = 100, as in the daemon config)
 //! limit_reserve = "0"            # optional, for bpf_mem_cgroup_raise_limit
 //! globals = { watch_cgroup_id = "/job" }        # optional: .rodata/.data/.bss values;
 //!                                               # a string is a cgroup path (its id)
-//! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries
+//! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries (or maps = [...])
 //! # key and value follow the map's BTF types: integers, cgroup paths,
 //! # structs by field name, lists for arrays, text for char[N]:
 //! # entries = [{ map = "prefs", key = "/job/a", value = { preference = 2 } }]
@@ -175,9 +175,13 @@ pub struct AttachSpec {
     /// BACKOFF budget.
     #[serde(default)]
     pub backoff_budget: Option<u32>,
-    /// BACKOFF wait.
+    /// BACKOFF wait, as a duration (`"100ms"`).
     #[serde(default)]
     pub backoff_timeout: Option<Dur>,
+    /// BACKOFF wait in milliseconds: the daemon config's and the CLI's
+    /// name for it (one of the two may be given).
+    #[serde(default)]
+    pub backoff_timeout_ms: Option<u64>,
     /// Reserve for `bpf_mem_cgroup_raise_limit`.
     #[serde(default)]
     pub limit_reserve: Option<Size>,
@@ -185,8 +189,9 @@ pub struct AttachSpec {
     /// typed by the variable's BTF type (see [`MapValue`]).
     #[serde(default)]
     pub globals: BTreeMap<String, Spanned<MapValue>>,
-    /// Map entries to insert at attach (the daemon's configuration maps).
-    #[serde(default)]
+    /// Map entries to insert at attach (the daemon's configuration maps);
+    /// `maps`, the daemon config's name, is accepted too.
+    #[serde(default, alias = "maps")]
     pub entries: Vec<Spanned<MapEntry>>,
 }
 
@@ -422,6 +427,28 @@ mod tests {
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
         assert!(parse_duration("7h").is_err());
         assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn the_daemon_configs_names_are_accepted() {
+        let text = r#"[host]
+memory = "8G"
+[[attach]]
+policy = "p.bpf.o"
+cgroup = "/"
+backoff_timeout_ms = 250
+maps = [{ map = "prefs", key = "/job/a", value = 3 }]
+"#;
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let a = sc.attach[0].get_ref();
+        assert_eq!(a.backoff_timeout_ms, Some(250));
+        assert_eq!(a.entries.len(), 1);
+        // Both spellings of the map list at once are one key given twice.
+        let both = text.replace(
+            "backoff_timeout_ms = 250",
+            "entries = [{ map = \"prefs\", key = 1, value = 1 }]",
+        );
+        assert!(Scenario::parse(&both, "t.toml").is_err());
     }
 
     #[test]

@@ -157,11 +157,14 @@ fn build_sources(c: &mut bpfoom_daemon::DaemonCmd) -> Result<Option<PathBuf>, Cl
         }
         bpfoom_daemon::DaemonCmd::Run(r) => {
             for spec in &mut r.attach {
-                if let Some((p, cg)) = spec.rsplit_once('=') {
-                    if p.ends_with(".bpf.c") {
-                        let obj = build(std::path::Path::new(p))?;
-                        *spec = format!("{}={cg}", obj.display());
-                    }
+                // A malformed argument is left for the daemon to report.
+                let Ok(a) = bpfoom_daemon::attach_arg::split(spec) else {
+                    continue;
+                };
+                if a.policy.ends_with(".bpf.c") {
+                    let obj = build(std::path::Path::new(a.policy))?;
+                    let rest = &spec[a.policy.len()..];
+                    *spec = format!("{}{rest}", obj.display());
                 }
             }
         }
