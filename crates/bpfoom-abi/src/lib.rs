@@ -10,6 +10,7 @@
 //!   `cgroup`, `mem_cgroup`, ... and the stat/event enums, with a BTF encoder.
 //! - [`kfuncs`]: every kfunc a policy may call, with its id, prototype and flags.
 //! - [`helpers`]: the subset of BPF helpers bpfoom implements.
+//! - [`maps`]: the map types bpfoom implements.
 //! - [`struct_ops`]: `bpf_oom_ops` and `bpf_psi_ops`, callback by callback.
 //! - [`stats`]: stat/event index names and their cgroupfs keys.
 //!
@@ -18,6 +19,7 @@
 
 pub mod helpers;
 pub mod kfuncs;
+pub mod maps;
 pub mod stats;
 pub mod struct_ops;
 pub mod types;

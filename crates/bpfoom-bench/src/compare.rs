@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::guest::{report, Alloc, Cg};
+use crate::stats::median;
 
 /// A tool as the guest starts it.
 pub struct Tool {
@@ -367,11 +368,6 @@ fn fmt_ms(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.0} ms"))
 }
 
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(f64::total_cmp);
-    (!xs.is_empty()).then(|| xs[(xs.len() - 1) / 2])
-}
-
 /// The Markdown table of the results (medians over repetitions; who died
 /// and survival counted over all runs).
 pub fn table(results: &[Value]) -> String {
@@ -380,11 +376,11 @@ pub fn table(results: &[Value]) -> String {
     );
     for (w, _) in WORKLOADS {
         let base = median(
-            results
+            &results
                 .iter()
                 .filter(|r| r["workload"] == *w && r["tool"] == TOOLS[0].name)
                 .filter_map(|r| r["kill_ms"].as_f64())
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         for t in TOOLS {
             let rs: Vec<&Value> = results
@@ -403,7 +399,8 @@ pub fn table(results: &[Value]) -> String {
                 ));
                 continue;
             }
-            let col = |k: &str| median(rs.iter().filter_map(|r| r[k].as_f64()).collect());
+            let col =
+                |k: &str| median(&rs.iter().filter_map(|r| r[k].as_f64()).collect::<Vec<_>>());
             let mut died: Vec<String> = rs
                 .iter()
                 .map(|r| {
@@ -477,11 +474,11 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
                 .iter()
                 .map(|(w, _)| {
                     median(
-                        results
+                        &results
                             .iter()
                             .filter(|r| r["workload"] == *w && r["tool"] == t.name)
                             .filter_map(|r| r["kill_ms"].as_f64())
-                            .collect(),
+                            .collect::<Vec<_>>(),
                     )
                 })
                 .collect()

@@ -406,12 +406,28 @@ fn str_ends(v: &Value, key: &str, suffix: &str) -> bool {
 
 const V2_SECTION: &str = "[v2]\nheadroom = \"16M\"\nmin_stall_us = 1000\n\n";
 
+/// Upstream's trigger on its selftest tree: cg1 + cg2 + cg4 (10M + 40M +
+/// 30M) bring the tree to about memory.high (80M), close enough that
+/// whether the helpers' own pages cross it, and stall long enough to make
+/// an OOM, is chance; cg5's 20M then crosses it by a quarter, as
+/// upstream's cg5 crosses its 80M memory.max. Starts cg5 once cg4 holds
+/// its 30M (or after 20 s of throttling); `None` when cg4 was killed
+/// first (the OOM came while it allocated), so cg5 is not needed yet.
+fn trigger_with_cg5(a4: &mut Alloc, cg5: &Cg) -> R<Option<Alloc>> {
+    let _ = a4.ready(20 * S);
+    if a4.alive() {
+        Alloc::start(cg5, 20, 0, 0).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// (1) The upstream selftest tree with `largest_leaf` at the parent: cg4 dies.
 fn largest_leaf_tree(m: &mut Value) -> R<()> {
     let top = Cg::make("ll")?;
-    // Upstream's 80M limit plus the 16M headroom: memory.high sits at 80M,
-    // where cg1 + cg2 + cg4 (80M and the helpers' own pages) cross it and
-    // cg1 + cg2 + cg5 (70M) do not.
+    // Upstream's 80M limit plus the 16M headroom: memory.high sits at 80M;
+    // cg5's 20M takes cg1 + cg2 + cg4 well past it (see trigger_with_cg5),
+    // and cg1 + cg2 + cg5 (70M) fit once cg4 is gone.
     top.write("memory.max", &(96u64 << 20).to_string())?;
     let cg1 = top.child("cg1")?;
     let cg2 = top.child("cg2")?;
@@ -428,9 +444,10 @@ fn largest_leaf_tree(m: &mut Value) -> R<()> {
     check(a2.ready(20 * S), || "cg2 could not allocate".into())?;
     let mut a4 = Alloc::start(&cg4, 30, 0, 0)?;
     let t0 = a4.started;
+    let a5 = trigger_with_cg5(&mut a4, &cg5)?;
     let st = a4.wait(60 * S);
     check(st.is_some(), || {
-        format!("cg4 was not killed: {}", d.stderr())
+        format!("cg4 was not killed: {:?} {}", d.seen, d.stderr())
     })?;
     m["victim_exit_ms"] = json!(t0.elapsed().as_millis() as u64);
     let kill = d
@@ -445,7 +462,10 @@ fn largest_leaf_tree(m: &mut Value) -> R<()> {
             .is_some_and(|b| b.starts_with("policy:")),
         || format!("{kill}"),
     )?;
-    let mut a5 = Alloc::start(&cg5, 20, 0, 0)?;
+    let mut a5 = match a5 {
+        Some(a5) => a5,
+        None => Alloc::start(&cg5, 20, 0, 0)?,
+    };
     check(a5.ready(20 * S), || {
         "cg5 could not allocate after cg4 died".into()
     })?;
@@ -718,7 +738,9 @@ fn upstream_test_oom(m: &mut Value) -> R<()> {
     oom.write("memory.max", &(96u64 << 20).to_string())?;
     let cg1 = oom.child("cg1")?;
     let cg2 = oom.child("cg2")?;
-    let cg4 = oom.child("cg3")?.child("cg4")?;
+    let cg3 = oom.child("cg3")?;
+    let cg4 = cg3.child("cg4")?;
+    let cg5 = cg3.child("cg5")?;
     let cfg = format!(
         "{V2_SECTION}{}{}",
         attach("test_oom", &oom, ""),
@@ -730,8 +752,9 @@ fn upstream_test_oom(m: &mut Value) -> R<()> {
     let mut a2 = Alloc::start(&cg2, 40, -1000, 0)?;
     check(a2.ready(20 * S), || "cg2 could not allocate".into())?;
     let mut a4 = Alloc::start(&cg4, 30, 0, 0)?;
+    let _a5 = trigger_with_cg5(&mut a4, &cg5)?;
     check(a4.wait(60 * S).is_some(), || {
-        format!("cg4 was not killed: {}", d.stderr())
+        format!("cg4 was not killed: {:?} {}", d.seen, d.stderr())
     })?;
     let kill = d
         .wait_record(10 * S, |r| r["event"] == "kill")

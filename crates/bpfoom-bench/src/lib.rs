@@ -1,4 +1,5 @@
-//! bpfoom's benchmarks and its cgroup v2 VM harness (issue 7).
+//! bpfoom's benchmarks (results in `BENCHMARKS.md`) and its cgroup v2 VM
+//! harness (qemu TCG, used by `tests/vm_v2.rs`).
 //!
 //! - [`compare`]: the side-by-side comparison with oomd, earlyoom, nohang;
 //! - [`cpio`]: a newc writer for the initramfs;

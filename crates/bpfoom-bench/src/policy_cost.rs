@@ -298,7 +298,7 @@ pub fn verification_costs(
             let r = Verifier::default().check(&o, &inst);
             verify.push(t.elapsed().as_secs_f64() * 1e6);
             if let Err(e) = r {
-                rejected = Some(e.lines().next().unwrap_or("").to_string());
+                rejected = Some(e.to_string().lines().next().unwrap_or("").to_string());
             }
         }
         out.push((

@@ -21,6 +21,14 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The median of `xs` (the lower middle value for an even count, as
+/// [`percentile`] at 50 gives), `None` when empty.
+pub fn median(xs: &[f64]) -> Option<f64> {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    (!s.is_empty()).then(|| percentile(&s, 50.0))
+}
+
 impl Summary {
     /// Summarises `xs`; `None` when empty or when it holds a NaN.
     pub fn of(xs: &[f64]) -> Option<Summary> {
@@ -55,5 +63,12 @@ mod tests {
         assert_eq!((s.median, s.p99), (2.0, 3.0));
         assert!(Summary::of(&[]).is_none());
         assert!(Summary::of(&[1.0, f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn median_is_the_lower_middle() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
     }
 }

@@ -42,41 +42,9 @@ use bpfoom_engine::MapValue;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// A byte size: an integer, or a string with a K/M/G/T suffix (powers of 1024).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => parse_size(&s).map(Size).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "bad size {s:?}: use bytes or a number with K, M, G or T"
-                ))
-            }),
-        }
-    }
-}
-
-/// Parses `123`, `64K`, `16M`, `2G`, `1T` (binary units).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mul)
-}
+/// Sizes are [`bpfoom_engine::Size`]: the one parser the simulator's
+/// scenarios use too.
+pub use bpfoom_engine::size::{parse_size, Size};
 
 /// `[daemon]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -508,12 +476,12 @@ maps = [
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("64K"), Some(65536));
-        assert_eq!(parse_size("2g"), Some(2 << 30));
-        assert_eq!(parse_size("17"), Some(17));
-        assert_eq!(parse_size("99999999999T"), None);
-        assert_eq!(parse_size("M"), None);
-        assert_eq!(parse_size(""), None);
-        assert_eq!(parse_size("-1M"), None);
+        assert_eq!(parse_size("64K").ok(), Some(65536));
+        assert_eq!(parse_size("2g").ok(), Some(2 << 30));
+        assert_eq!(parse_size("17").ok(), Some(17));
+        assert_eq!(parse_size("99999999999T").ok(), None);
+        assert_eq!(parse_size("M").ok(), None);
+        assert_eq!(parse_size("").ok(), None);
+        assert_eq!(parse_size("-1M").ok(), None);
     }
 }

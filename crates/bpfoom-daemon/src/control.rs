@@ -87,6 +87,14 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// The maps of the instances at a cgroup, decoded by their BTF.
+    Maps {
+        /// The cgroup.
+        cgroup: String,
+        /// Only this instance (by name), when both kinds are attached there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+    },
 }
 
 /// A response.
@@ -111,6 +119,9 @@ pub struct Response {
     /// `events` output: the last records, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<serde_json::Value>>,
+    /// `maps` output: one entry per instance ([`bpfoom_engine::InstanceMaps`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<serde_json::Value>,
 }
 
 impl Response {

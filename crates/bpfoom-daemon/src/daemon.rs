@@ -239,16 +239,11 @@ impl Guardian {
     }
 }
 
-fn parse_attach_args(v: &[String]) -> Result<Vec<(PathBuf, String)>, DaemonError> {
+/// Each `--attach` as a one-entry config ([`crate::attach_arg`]).
+fn parse_attach_args(v: &[String]) -> Result<Vec<Config>, DaemonError> {
     v.iter()
-        .map(|s| {
-            s.rsplit_once('=')
-                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
-                .map(|(p, c)| (PathBuf::from(p), c.to_string()))
-                .ok_or_else(|| {
-                    DaemonError::BadInput(format!("--attach: expected POLICY=CGROUP, got {s:?}"))
-                })
-        })
+        .enumerate()
+        .map(|(i, s)| crate::attach_arg::parse(s, i).map_err(DaemonError::Config))
         .collect()
 }
 
@@ -294,7 +289,7 @@ impl Daemon {
     fn start(
         &mut self,
         cfg: &Config,
-        cli: &[(PathBuf, String)],
+        cli: &[Config],
         socket: &Path,
         no_mlock: bool,
         metrics_addr: Option<std::net::SocketAddr>,
@@ -307,23 +302,33 @@ impl Daemon {
                 socket.display()
             )));
         }
-        for a in &cfg.attach {
+        // The file's entries are the reload's to manage; `--attach` ones
+        // stay until detached.
+        let entries = cfg.attach.iter().map(|a| (cfg, a, true));
+        let cli = cli
+            .iter()
+            .flat_map(|c| c.attach.iter().map(move |a| (c, a, false)));
+        for (cfg, a, from_config) in entries.chain(cli) {
             let opts = entry_opts(a);
             let locate = entry_locate(cfg, a);
             let file = cfg_path(&args_config_dir(), a.policy.get_ref());
             let instance = a.instance.as_deref();
-            self.attach_as(&file, a.cgroup.get_ref(), instance, &opts, &locate, true)
-                .map_err(|e| match e {
-                    DaemonError::Rejected(m) => DaemonError::Rejected(m),
-                    DaemonError::Config(c) => DaemonError::Config(c),
-                    other => DaemonError::BadInput(format!(
-                        "attach entry for {}: {other}",
-                        a.cgroup.get_ref()
-                    )),
-                })?;
-        }
-        for (p, c) in cli {
-            self.attach(p, c, None, &AttachOpts::default(), &request_item)?;
+            self.attach_as(
+                &file,
+                a.cgroup.get_ref(),
+                instance,
+                &opts,
+                &locate,
+                from_config,
+            )
+            .map_err(|e| match e {
+                DaemonError::Rejected(m) => DaemonError::Rejected(m),
+                DaemonError::Config(c) => DaemonError::Config(c),
+                other => DaemonError::BadInput(format!(
+                    "attach entry for {}: {other}",
+                    a.cgroup.get_ref()
+                )),
+            })?;
         }
         // The daemon must outlive the OOMs it handles (needs
         // CAP_SYS_RESOURCE; the unit file sets it too).
@@ -573,11 +578,11 @@ impl Daemon {
                 Record::Handler { ret, .. } if *ret == bpfoom_engine::Verdict::Failed => {
                     self.counters.handler_failures += 1
                 }
-                Record::Resolved { by } => match by.as_str() {
-                    "kernel" => self.counters.kernel_fallbacks += 1,
-                    "backoff" => self.counters.resolved_by_backoff += 1,
-                    "none" => self.counters.unresolved += 1,
-                    _ => self.counters.resolved_by_policy += 1,
+                Record::Resolved { by } => match by {
+                    bpfoom_engine::ResolvedBy::Kernel => self.counters.kernel_fallbacks += 1,
+                    bpfoom_engine::ResolvedBy::Backoff => self.counters.resolved_by_backoff += 1,
+                    bpfoom_engine::ResolvedBy::Nothing => self.counters.unresolved += 1,
+                    bpfoom_engine::ResolvedBy::Policy(_) => self.counters.resolved_by_policy += 1,
                 },
                 _ => {}
             }
@@ -662,8 +667,11 @@ impl Daemon {
             )))
         } else {
             let req = serde_json::from_str::<Request>(&line);
-            // Looking (status, events) is not a request that changes anything.
-            if !matches!(req, Ok(Request::Status | Request::Events { .. })) {
+            // Looking (status, events, maps) is not a request that changes anything.
+            if !matches!(
+                req,
+                Ok(Request::Status | Request::Events { .. } | Request::Maps { .. })
+            ) {
                 self.counters.requests += 1;
             }
             let follow = matches!(req, Ok(Request::Events { follow: true }));
@@ -725,6 +733,9 @@ impl Daemon {
                 status: Some(self.status()),
                 ..Default::default()
             }),
+            Request::Maps { cgroup, instance } => {
+                crate::maps::reply(&self.engine, &cgroup, instance.as_deref())
+            }
         };
         self.flush();
         r.unwrap_or_else(|e| Response::err(&e))

@@ -28,12 +28,14 @@
 //! Exit codes: 0 ok, 1 rejected (a policy failed verification or a request
 //! was refused), 2 bad input (config, object, cgroup, usage).
 
+pub mod attach_arg;
 mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
 pub mod hooks;
 mod logging;
+pub mod maps;
 pub mod metrics;
 pub mod notify;
 mod psi;
@@ -108,8 +110,11 @@ pub struct RunArgs {
     /// TOML configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Attach a policy: POLICY.bpf.o=CGROUP (repeatable).
-    #[arg(long, value_name = "POLICY=CGROUP")]
+    /// Attach a policy: POLICY.bpf.o=CGROUP (repeatable), optionally with
+    /// the per-instance options of a config `[[attach]]` entry as a TOML
+    /// inline table: 'POLICY=CGROUP { backoff_budget = 2, limit_reserve =
+    /// "64M", globals = { .. }, maps = [..] }'.
+    #[arg(long, value_name = "POLICY=CGROUP [{ OPTIONS }]")]
     pub attach: Vec<String>,
     /// Run the policies and log what they would do, without acting.
     #[arg(long)]
@@ -206,6 +211,24 @@ pub struct EventsArgs {
     pub socket: PathBuf,
 }
 
+/// `bpfoom maps`.
+#[derive(Args, Debug, Clone)]
+pub struct MapsArgs {
+    /// The cgroup whose instance's maps to dump.
+    #[arg(long)]
+    pub cgroup: String,
+    /// Only this instance (by name), when a `bpf_oom_ops` and a
+    /// `bpf_psi_ops` instance share the cgroup.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Print one JSON array (instances with their maps and entries).
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
 /// `bpfoom reload`.
 #[derive(Args, Debug, Clone)]
 pub struct ReloadArgs {
@@ -233,6 +256,9 @@ pub enum DaemonCmd {
     Reload(ReloadArgs),
     /// Print the daemon's last decision records; `--follow` streams new ones.
     Events(EventsArgs),
+    /// Dump an attached instance's maps, keys and values decoded by the
+    /// policy's BTF (like `bpftool map dump`).
+    Maps(MapsArgs),
 }
 
 /// Runs one daemon verb, writing client output to `out`.
@@ -244,11 +270,12 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
         DaemonCmd::Status(a) => status(a, out),
         DaemonCmd::Reload(a) => reload(a, out),
         DaemonCmd::Events(a) => events(a, out),
+        DaemonCmd::Maps(a) => maps::maps(a, out),
     }
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
-    config::parse_size(s).ok_or_else(|| format!("bad size {s:?}"))
+    config::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Parses `--map MAP:KEY=VALUE`. KEY and VALUE are what

@@ -92,6 +92,19 @@ impl Output {
         let _ = writeln!(self.err, "{p}bpfoom: {msg}");
     }
 
+    /// Whether the rate limit lets one more of `policy`'s lines through
+    /// (reporting suppressed ones once the window reopens).
+    fn allow(&mut self, policy: &str) -> bool {
+        let (ok, dropped) = self.limiter.allow(policy, Instant::now());
+        if dropped > 0 {
+            self.log(
+                Severity::Warning,
+                &format!("{policy}: {dropped} messages suppressed (rate limit)"),
+            );
+        }
+        ok
+    }
+
     /// One record: printk and errors go to stderr, rate limited per policy;
     /// decisions go to stdout.
     pub fn record(&mut self, r: &TimedRecord) {
@@ -124,6 +137,10 @@ impl Output {
                     self.log(sev, &format!("{policy}: {kind}: {}", message.trim_end()));
                 }
             }
+            // Ring-buffer records are the policy's own decision events:
+            // on stdout with the others, but rate limited like printk since
+            // a guest can submit them at will.
+            Record::Ringbuf { policy, .. } if !self.allow(policy) => {}
             _ => {
                 let now = std::time::SystemTime::now();
                 let json = crate::records::stamp(&r.to_json(self.dry_run), now);
@@ -189,7 +206,7 @@ mod tests {
     fn text_lines() {
         let r = TimedRecord {
             record: Record::Resolved {
-                by: "kernel".into(),
+                by: bpfoom_engine::ResolvedBy::Kernel,
             },
             latency_us: Some(1500),
         };

@@ -267,7 +267,7 @@ impl Metrics {
             }
             Record::Backoff { .. } => self.backoffs.inc(),
             Record::Resolved { by } => {
-                if by == "kernel" {
+                if *by == bpfoom_engine::ResolvedBy::Kernel {
                     self.kernel_fallbacks.inc();
                 }
                 // Actions outside any handler run (none today) still count.
@@ -501,7 +501,7 @@ mod tests {
             ),
             rec(
                 Record::Resolved {
-                    by: "policy:largest_leaf".into(),
+                    by: bpfoom_engine::ResolvedBy::Policy("largest_leaf".into()),
                 },
                 Some(1400),
             ),
@@ -544,7 +544,7 @@ mod tests {
         ));
         m.observe(&rec(
             Record::Resolved {
-                by: "kernel".into(),
+                by: bpfoom_engine::ResolvedBy::Kernel,
             },
             Some(2),
         ));

@@ -12,12 +12,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Not a test: the allocating helper process (see `common::Alloc`).
-#[test]
-fn alloc_helper() {
-    alloc_helper_main();
-}
-
 fn attach_arg(obj: &std::path::Path, cg: &str) -> String {
     format!("--attach={}={cg}", obj.display())
 }

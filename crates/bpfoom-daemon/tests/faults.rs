@@ -21,12 +21,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Not a test: the allocating helper process (see `common::Alloc`).
-#[test]
-fn alloc_helper() {
-    alloc_helper_main();
-}
-
 /// The bound on how long an allocator stays paused when every handler
 /// fails (budget, time limit, PROCESSED without freeing, BACKOFF past its
 /// budget): the handler runs (each at most the 250 ms time limit, here a
@@ -398,8 +392,20 @@ fn fault5_silent_clients_do_not_stall_the_oom_path() {
         })
         .collect();
     // Meanwhile, a request that writes and never reads its response.
+    // The daemon may already have closed it unanswered: a full set of
+    // waiting connections sheds its longest-waiting one (clients.rs), and
+    // under load the flood can push this one out before it writes. That is
+    // the documented defence, not a failure; the OOM timing below is the test.
     let mut deaf = UnixStream::connect(&sock).unwrap();
-    deaf.write_all(b"{\"op\":\"status\"}\n").unwrap();
+    if let Err(e) = deaf.write_all(b"{\"op\":\"status\"}\n") {
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "deaf client write: {e}"
+        );
+    }
     let (_h2, took) = time_to_kill(&t.top.join("job"), 120, 30 * S);
     for th in threads {
         let _ = th.join();
@@ -722,7 +728,7 @@ fn fault8_hostile_names() {
     // name it was executed as).
     let dir = scratch("f8comm");
     let evil = dir.join("e\u{1b}[2J\n\"x\\\u{7}");
-    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &evil).unwrap();
+    std::os::unix::fs::symlink(alloc_exe(), &evil).unwrap();
     let hog = Alloc::start_exe(&evil, &t.top.join("with space"), 80, 0, 60);
     let mut hog = hog;
     assert!(hog.wait(20 * S).is_some(), "evil-named hog not killed");

@@ -13,12 +13,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Not a test: the allocating helper process (see `common::Alloc`).
-#[test]
-fn alloc_helper() {
-    alloc_helper_main();
-}
-
 /// The `http://ADDR/metrics` address the daemon logged.
 fn metrics_addr(d: &DaemonProc) -> String {
     assert!(

@@ -15,12 +15,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Not a test: the allocating helper process (see `common::Alloc`).
-#[test]
-fn alloc_helper() {
-    alloc_helper_main();
-}
-
 fn write_config(name: &str, body: &str) -> std::path::PathBuf {
     let cfg = scratch(name).join("bpfoom.toml");
     std::fs::write(
@@ -282,7 +276,7 @@ fn largest_rss_kills_the_largest_unprotected_process() {
     assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
     let dir = scratch("lrss-exe");
     let sshd = dir.join("sshd");
-    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &sshd).unwrap();
+    std::os::unix::fs::symlink(alloc_exe(), &sshd).unwrap();
     let mut protected = Alloc::start_exe(&sshd, &t.top.join("job"), 40, 0, 60);
     assert!(protected.ready(10 * S));
     let mut big = Alloc::start(&t.top.join("job"), 30, 0, 60);

@@ -12,7 +12,7 @@ use bpfoom_vm::{ProgId, Vm, VmError};
 use crate::host::{ancestors, is_within, CgroupId, Host, KernelOom, Pid};
 use crate::kfuncs::{Kctx, OomRun};
 use crate::objects::{put, Key, Layout};
-use crate::record::{Record, Verdict};
+use crate::record::{Record, ResolvedBy, Verdict};
 use crate::state::{OomRequest, State};
 use crate::{AttachOptions, EngineConfig};
 
@@ -49,6 +49,8 @@ pub(crate) struct OomInstance {
     pub budget: AtomicU32,
     pub opts: AttachOptions,
     pub reserve_left: u64,
+    /// The object's BTF and map definitions, for [`crate::Engine::maps`].
+    pub types: std::sync::Arc<crate::dump::MapTypes>,
 }
 
 /// Runs one program; `Err` carries why it counts as failed.
@@ -62,7 +64,7 @@ pub(crate) fn run_prog<H: Host + ?Sized>(
     let start = Instant::now();
     let r = vm.run(prog, ctx, k);
     let elapsed = start.elapsed();
-    k.flush_trace(vm.env_mut());
+    k.flush_output(vm.env_mut());
     match r {
         Err(VmError::Budget { budget, pc }) => Err(format!(
             "instruction budget of {budget} exhausted at instruction {pc}"
@@ -266,7 +268,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                     st.emit(
                         host,
                         Record::Resolved {
-                            by: format!("policy:{policy}"),
+                            by: ResolvedBy::Policy(policy.clone()),
                         },
                     );
                     return OomOutcome::Policy(policy);
@@ -315,7 +317,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                             st.emit(
                                 host,
                                 Record::Resolved {
-                                    by: "backoff".into(),
+                                    by: ResolvedBy::Backoff,
                                 },
                             );
                             return OomOutcome::Backoff;
@@ -372,10 +374,10 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
         KernelOom::NoVictim => OomOutcome::Nothing,
     };
     let by = if outcome.made_progress() {
-        "kernel"
+        ResolvedBy::Kernel
     } else {
-        "none"
+        ResolvedBy::Nothing
     };
-    st.emit(host, Record::Resolved { by: by.into() });
+    st.emit(host, Record::Resolved { by });
     outcome
 }

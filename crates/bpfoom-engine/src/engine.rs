@@ -2,12 +2,14 @@
 //! lifecycle; the handler chain itself is in [`crate::chain`].
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bpfoom_obj::{MapKind as ObjMapKind, Object};
-use bpfoom_vm::{LoadOptions, MapKind, MapSpec, ProgId, Vm};
+use bpfoom_obj::Object;
+use bpfoom_vm::{LoadOptions, MapSpec, ProgId, Vm};
 
 use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome};
+use crate::dump::{dump_vm, InstanceMaps, MapTypes};
 use crate::host::{is_within, CgroupId, Host, Pid};
 use crate::kfuncs::{Kctx, PsiRun};
 use crate::objects::{put, Layout};
@@ -22,6 +24,7 @@ pub(crate) struct PsiInstance {
     vm: Vm,
     progs: [Option<ProgId>; 4],
     triggers: Vec<Trigger>,
+    types: Arc<MapTypes>,
 }
 
 const PSI_INIT: usize = 0;
@@ -51,14 +54,7 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
         .iter()
         .map(|m| MapSpec {
             name: m.name.clone(),
-            kind: match (m.kind, m.initial.is_some()) {
-                (_, true) => MapKind::GlobalData,
-                (ObjMapKind::Hash, _) => MapKind::Hash,
-                (ObjMapKind::Array, _) => MapKind::Array,
-                (ObjMapKind::PercpuArray, _) => MapKind::PercpuArray,
-                (ObjMapKind::LruHash, _) => MapKind::LruHash,
-                (ObjMapKind::Ringbuf, _) => MapKind::RingBuf,
-            },
+            kind: m.kind,
             key_size: m.key_size,
             value_size: m.value_size,
             max_entries: m.max_entries,
@@ -66,17 +62,18 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
             frozen: m.readonly,
         })
         .collect();
-    let vm_err = |reason: String| EngineError::Vm {
+    let maps_err = |source| EngineError::Maps {
         policy: policy.name.clone(),
-        reason,
+        source,
     };
-    let mut vm = Vm::new(specs).map_err(|e| vm_err(e.to_string()))?;
+    let mut vm = Vm::new(specs).map_err(maps_err)?;
     for (idx, key, value) in &policy.preload {
-        let map = vm
-            .map_mut(*idx)
-            .ok_or_else(|| vm_err(format!("no map {idx}")))?;
+        let map = vm.map_mut(*idx).ok_or_else(|| EngineError::NoMap {
+            policy: policy.name.clone(),
+            map: idx.to_string(),
+        })?;
         map.update(key, value, bpfoom_vm::BPF_ANY)
-            .map_err(|e| vm_err(e.to_string()))?;
+            .map_err(maps_err)?;
     }
     // Deterministic prandom: simulated runs must be reproducible.
     vm.env_mut().seed_random(0x5eed);
@@ -98,9 +95,10 @@ fn load_prog(vm: &mut Vm, policy: &Policy, member: &str) -> Result<Option<ProgId
     };
     vm.load_with(&prog.insns, &opts)
         .map(Some)
-        .map_err(|e| EngineError::Vm {
+        .map_err(|source| EngineError::Load {
             policy: policy.name.clone(),
-            reason: format!("{}: {e}", prog.name),
+            program: prog.name.clone(),
+            source,
         })
 }
 
@@ -239,6 +237,50 @@ impl<H: Host> Engine<H> {
         oom.chain(psi).collect()
     }
 
+    /// The maps of the instances attached at `cgroup` (both kinds, or the
+    /// one named `instance`), decoded by each object's BTF ([`crate::dump`]).
+    pub fn maps(
+        &self,
+        cgroup: CgroupId,
+        instance: Option<&str>,
+    ) -> Result<Vec<InstanceMaps>, EngineError> {
+        let path = path_of(&self.host, cgroup);
+        let oom = self
+            .oom
+            .iter()
+            .filter(|i| i.attach == cgroup)
+            .map(|i| (i.name.as_str(), OpsKind::Oom, &i.types, &i.vm));
+        let psi = self
+            .psi
+            .iter()
+            .filter(|i| i.attach == cgroup)
+            .map(|i| (i.name.as_str(), OpsKind::Psi, &i.types, &i.vm));
+        let all: Vec<_> = oom.chain(psi).collect();
+        if all.is_empty() {
+            return Err(EngineError::NotAttached(path));
+        }
+        let chosen: Vec<_> = all
+            .iter()
+            .filter(|(name, ..)| instance.is_none_or(|n| n == *name))
+            .collect();
+        if chosen.is_empty() {
+            return Err(EngineError::NoInstanceAt {
+                instance: instance.unwrap_or_default().to_string(),
+                cgroup: path,
+                attached: all.iter().map(|(n, ..)| (*n).to_string()).collect(),
+            });
+        }
+        Ok(chosen
+            .into_iter()
+            .map(|(name, kind, types, vm)| InstanceMaps {
+                policy: (*name).to_string(),
+                kind: kind.struct_name().into(),
+                cgroup: path.clone(),
+                maps: dump_vm(types, vm),
+            })
+            .collect())
+    }
+
     /// Attaches a loaded, verified policy at `cgroup` (the root for a
     /// system-wide instance). A `bpf_psi_ops` policy's `init` runs now and
     /// must return 0.
@@ -275,6 +317,10 @@ impl<H: Host> Engine<H> {
             });
         }
         let mut vm = vm_for(&policy)?;
+        let types = Arc::new(MapTypes {
+            btf: policy.object.btf.clone(),
+            maps: policy.object.maps.clone(),
+        });
         match policy.kind {
             OpsKind::Oom => {
                 let handle_oom =
@@ -294,6 +340,7 @@ impl<H: Host> Engine<H> {
                     budget: AtomicU32::new(opts.backoff_budget),
                     reserve_left: opts.limit_reserve,
                     opts,
+                    types,
                 });
             }
             OpsKind::Psi => {
@@ -307,6 +354,7 @@ impl<H: Host> Engine<H> {
                     vm,
                     progs,
                     triggers: Vec::new(),
+                    types,
                 };
                 let r = inst.call(
                     PSI_INIT,

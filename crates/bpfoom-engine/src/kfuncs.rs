@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bpfoom_abi::kfuncs::{self, KfuncId as K};
 use bpfoom_abi::{stats, BPF_OOM_FLAGS_WAIT_ON_OOM_LOCK, BPF_PSI_FULL};
-use bpfoom_vm::{Env, HostError as VmHostError, ObjId};
+use bpfoom_vm::{CallError, Env, ObjId};
 
 use crate::host::{
     ancestors, is_within, oom_badness, subtree_post, subtree_pre, CgroupId, Host, HostError, Pid,
@@ -67,8 +67,8 @@ fn errno(e: i32) -> u64 {
     (-i64::from(e)) as u64
 }
 
-fn bad(msg: impl Into<String>) -> VmHostError {
-    VmHostError::BadArgument(msg.into())
+fn bad(msg: impl Into<String>) -> CallError {
+    CallError::BadArgument(msg.into())
 }
 
 /// Iterator ids start high so a zeroed slot never looks like a live iterator.
@@ -107,7 +107,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
     /// this a run could outlast its limit by seconds while an OOM waits).
     /// Calls that only give back what the run holds stay allowed, so the
     /// program can still release its references on the way out.
-    fn check_time_limit(&self, name: &str) -> Result<(), VmHostError> {
+    fn check_time_limit(&self, name: &str) -> Result<(), CallError> {
         let releases = name.ends_with("_release")
             || name.ends_with("_destroy")
             || name == "bpf_put_mem_cgroup"
@@ -135,41 +135,41 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         self.objs.ensure(key, &*self.host, env.memory())
     }
 
-    fn key(&self, addr: u64) -> Result<Key, VmHostError> {
+    fn key(&self, addr: u64) -> Result<Key, CallError> {
         self.objs
             .key_at(addr)
             .ok_or_else(|| bad(format!("{addr:#x} is not a kernel object")))
     }
 
-    fn css_arg(&self, addr: u64) -> Result<CgroupId, VmHostError> {
+    fn css_arg(&self, addr: u64) -> Result<CgroupId, CallError> {
         match self.key(addr)? {
             Key::Cgroup(c) | Key::Memcg(c) => Ok(c),
             k => Err(bad(format!("{k:?} is not a cgroup_subsys_state"))),
         }
     }
 
-    fn memcg_arg(&self, addr: u64) -> Result<CgroupId, VmHostError> {
+    fn memcg_arg(&self, addr: u64) -> Result<CgroupId, CallError> {
         match self.key(addr)? {
             Key::Memcg(c) => Ok(c),
             k => Err(bad(format!("{k:?} is not a mem_cgroup"))),
         }
     }
 
-    fn cgroup_arg(&self, addr: u64) -> Result<CgroupId, VmHostError> {
+    fn cgroup_arg(&self, addr: u64) -> Result<CgroupId, CallError> {
         match self.key(addr)? {
             Key::Cgroup(c) => Ok(c),
             k => Err(bad(format!("{k:?} is not a cgroup"))),
         }
     }
 
-    fn task_arg(&self, addr: u64) -> Result<Pid, VmHostError> {
+    fn task_arg(&self, addr: u64) -> Result<Pid, CallError> {
         match self.key(addr)? {
             Key::Task(p) => Ok(p),
             k => Err(bad(format!("{k:?} is not a task_struct"))),
         }
     }
 
-    fn oc_arg(&self, addr: u64) -> Result<&OomRun, VmHostError> {
+    fn oc_arg(&self, addr: u64) -> Result<&OomRun, CallError> {
         self.oom
             .as_ref()
             .filter(|o| o.oc_addr == addr)
@@ -181,7 +181,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         self.addr_of(key, env)
     }
 
-    fn release(&mut self, addr: u64) -> Result<u64, VmHostError> {
+    fn release(&mut self, addr: u64) -> Result<u64, CallError> {
         let key = self.key(addr)?;
         match self.refs.get_mut(&key) {
             Some(n) if *n > 0 => {
@@ -189,6 +189,33 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
                 Ok(0)
             }
             _ => Err(bad(format!("release of {key:?}, which holds no reference"))),
+        }
+    }
+
+    /// Turns what the program wrote since the last call (`bpf_printk`
+    /// text, submitted ring-buffer records) into records. Called before
+    /// every helper that writes either and every kfunc (kfuncs emit records
+    /// of their own), and after the run, so at most one kind is pending at
+    /// each call and the records keep the program's order.
+    pub(crate) fn flush_output(&mut self, env: &mut Env) {
+        self.flush_trace(env);
+        for idx in 0..env.maps().len() {
+            if env.maps()[idx].ringbuf_len() == 0 {
+                continue;
+            }
+            let Some(map) = env.map_mut(idx) else {
+                continue;
+            };
+            let name = map.spec().name.clone();
+            while let Some(rec) = map.ringbuf_pop() {
+                let data = rec.iter().map(|b| format!("{b:02x}")).collect();
+                let policy = self.policy.to_string();
+                self.emit(Record::Ringbuf {
+                    policy,
+                    map: name.clone(),
+                    data,
+                });
+            }
         }
     }
 
@@ -250,7 +277,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         memcg: u64,
         idx: u64,
         get: fn(&H, CgroupId, &stats::StatIndex) -> Option<u64>,
-    ) -> Result<u64, VmHostError> {
+    ) -> Result<u64, CallError> {
         let cg = self.memcg_arg(memcg)?;
         // The index is a C int: only the low 32 bits are meaningful.
         let Some(item) = stats::by_value(table, idx as u32) else {
@@ -259,7 +286,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         Ok(get(&*self.host, cg, item).unwrap_or(0))
     }
 
-    fn iter_slot(&self, it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    fn iter_slot(&self, it: u64, env: &mut Env) -> Result<u64, CallError> {
         Ok(env.memory().read_u64(it)?)
     }
 
@@ -268,7 +295,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         it: u64,
         items: Option<Vec<Key>>,
         env: &mut Env,
-    ) -> Result<u64, VmHostError> {
+    ) -> Result<u64, CallError> {
         // A failed constructor still leaves a slot the program must destroy;
         // an empty iterator gives it the kernel's "next returns NULL".
         let id = self.next_iter;
@@ -279,7 +306,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         Ok(if ok { 0 } else { errno(EINVAL) })
     }
 
-    fn iter_next(&mut self, it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    fn iter_next(&mut self, it: u64, env: &mut Env) -> Result<u64, CallError> {
         let id = self.iter_slot(it, env)?;
         let next = self
             .iters
@@ -292,7 +319,7 @@ impl<'a, H: Host + ?Sized> Kctx<'a, H> {
         })
     }
 
-    fn iter_destroy(&mut self, it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    fn iter_destroy(&mut self, it: u64, env: &mut Env) -> Result<u64, CallError> {
         let id = self.iter_slot(it, env)?;
         self.iters.remove(&id);
         Ok(0)
@@ -406,21 +433,29 @@ pub(crate) fn kill_group<H: Host + ?Sized>(
         .count()
 }
 
-impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
-    fn helper(&mut self, id: u32, _a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+impl<H: Host + ?Sized> bpfoom_vm::CallHandler for Kctx<'_, H> {
+    fn helper(&mut self, id: u32, _a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         // Each bpf_trace_printk call is one trace event, as in the kernel:
-        // flush the previous one before the VM formats the next.
-        if id == bpfoom_vm::helpers::ids::TRACE_PRINTK {
-            self.flush_trace(env);
+        // flush the previous one before the VM formats the next; a ring
+        // buffer submit likewise, so printk lines and ring records
+        // interleave as the program wrote them.
+        {
+            use bpfoom_vm::helpers::ids::{RINGBUF_OUTPUT, RINGBUF_SUBMIT, TRACE_PRINTK};
+            if matches!(id, TRACE_PRINTK | RINGBUF_SUBMIT | RINGBUF_OUTPUT) {
+                self.flush_output(env);
+            }
         }
         if id == bpfoom_vm::helpers::ids::GET_CURRENT_TASK_BTF {
             return Ok(self.current_task(env));
         }
-        Err(VmHostError::Unsupported)
+        Err(CallError::Unsupported)
     }
 
-    fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
-        let k = kfuncs::by_id(id).ok_or(VmHostError::Unsupported)?;
+    fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
+        let k = kfuncs::by_id(id).ok_or(CallError::Unsupported)?;
+        // The kfunc may emit records (a kill, a raised limit): what the
+        // program wrote before it comes first.
+        self.flush_output(env);
         self.check_time_limit(k.name)?;
         // Exhaustive on purpose: a kfunc added to the ABI table does not
         // compile until it is implemented here.
@@ -625,7 +660,7 @@ impl<H: Host + ?Sized> bpfoom_vm::Host for Kctx<'_, H> {
 }
 
 impl<H: Host + ?Sized> Kctx<'_, H> {
-    fn psi_create_trigger(&mut self, a: [u64; 5]) -> Result<u64, VmHostError> {
+    fn psi_create_trigger(&mut self, a: [u64; 5]) -> Result<u64, CallError> {
         let psi_addr = self.psi.as_ref().map(|p| p.psi_addr);
         if psi_addr != Some(a[0]) {
             return Err(bad("not this program's bpf_psi"));
@@ -669,7 +704,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
         Ok(0)
     }
 
-    fn out_of_memory(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    fn out_of_memory(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         if self.psi.is_none() {
             return Err(bad("bpf_out_of_memory outside a bpf_psi_ops program"));
         }
@@ -699,7 +734,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
             order,
         };
         // Keep the policy's log lines ahead of the OOM they lead to.
-        self.flush_trace(env);
+        self.flush_output(env);
         let Some(psi) = self.psi.as_mut() else {
             return Ok(0);
         };

@@ -30,12 +30,14 @@
 //!   fixed), handed to [`Host::record`] as it happens.
 
 mod chain;
+pub mod dump;
 mod engine;
 pub mod host;
 mod kfuncs;
 pub mod mapvalue;
 mod objects;
 pub mod record;
+pub mod size;
 mod state;
 mod verify;
 
@@ -46,10 +48,12 @@ use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
 pub use chain::OomOutcome;
+pub use dump::{DumpEntry, InstanceMaps, MapDump};
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
 pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
-pub use record::{Constraint, Record, Verdict};
+pub use record::{Constraint, Record, ResolvedBy, Verdict};
+pub use size::{parse_size, Size, SizeError};
 pub use verify::Verifier;
 
 /// Engine-wide limits.
@@ -132,11 +136,23 @@ pub struct InstanceInfo {
 }
 
 /// Everything that can stop a policy from loading or attaching.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    /// The object holds no usable struct_ops instance.
-    #[error("{0}")]
-    NoInstance(String),
+    /// The object holds no `bpf_oom_ops` or `bpf_psi_ops` instance.
+    #[error("the object has no bpf_oom_ops or bpf_psi_ops instance")]
+    NoInstance,
+    /// No instance has the name asked for.
+    #[error("no struct_ops instance named {name}")]
+    NoInstanceNamed {
+        /// The name asked for.
+        name: String,
+    },
+    /// Several instances and none named.
+    #[error("the object has {count} struct_ops instances; name one")]
+    ManyInstances {
+        /// How many there are.
+        count: usize,
+    },
     /// A mandatory callback is missing.
     #[error("policy {policy}: mandatory callback {callback} is not set")]
     MissingCallback {
@@ -146,20 +162,41 @@ pub enum EngineError {
         callback: &'static str,
     },
     /// The policy check (verifier) rejected a program.
-    #[error("policy {policy} rejected: {reason}")]
+    #[error("policy {policy} rejected: {source}")]
     Rejected {
         /// Instance name.
         policy: String,
         /// The checker's explanation.
-        reason: String,
+        #[source]
+        source: CheckError,
     },
-    /// The VM could not take the policy's maps or programs.
-    #[error("policy {policy}: {reason}")]
-    Vm {
+    /// The VM could not create the policy's maps or fill them.
+    #[error("policy {policy}: {source}")]
+    Maps {
         /// Instance name.
         policy: String,
         /// What failed.
-        reason: String,
+        #[source]
+        source: bpfoom_vm::MapError,
+    },
+    /// The VM could not load one of the policy's programs.
+    #[error("policy {policy}: {program}: {source}")]
+    Load {
+        /// Instance name.
+        policy: String,
+        /// Program name.
+        program: String,
+        /// What failed.
+        #[source]
+        source: bpfoom_vm::LoadError,
+    },
+    /// A map the policy was given entries for does not exist.
+    #[error("policy {policy}: no map {map}")]
+    NoMap {
+        /// Instance name.
+        policy: String,
+        /// The map's name or index.
+        map: String,
     },
     /// Another instance already holds this cgroup.
     #[error("cannot attach {policy} to {cgroup}: {holder} is already attached there")]
@@ -180,6 +217,16 @@ pub enum EngineError {
     /// Nothing is attached there.
     #[error("nothing attached to {0}")]
     NotAttached(String),
+    /// Instances are attached there, but none of the name asked for.
+    #[error("no instance named {instance} at {cgroup} (attached there: {})", attached.join(", "))]
+    NoInstanceAt {
+        /// The instance name asked for.
+        instance: String,
+        /// The cgroup's path.
+        cgroup: String,
+        /// The names of the instances attached there.
+        attached: Vec<String>,
+    },
     /// A PSI policy's `init` failed.
     #[error("policy {policy}: init failed: {reason}")]
     InitFailed {
@@ -218,10 +265,68 @@ pub struct CheckReport {
     pub probe_mem: BTreeMap<usize, Vec<usize>>,
 }
 
+/// Why a [`PolicyCheck`] rejected a policy. The messages are the ones users
+/// see after `policy NAME rejected: `.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    /// The instance's struct_ops type is not one bpfoom implements.
+    #[error("unknown struct_ops type {type_name}")]
+    UnknownOps {
+        /// The type the object names.
+        type_name: String,
+    },
+    /// A mandatory callback is not set.
+    #[error("mandatory callback {callback} is not set")]
+    MissingCallback {
+        /// Member name.
+        callback: &'static str,
+    },
+    /// A callback names a program the object does not have.
+    #[error("{member}: no program {program}")]
+    NoProgram {
+        /// Member name.
+        member: String,
+        /// The program index it names.
+        program: usize,
+    },
+    /// A program calls a kfunc the ABI table does not have.
+    #[error("{program}: unknown kfunc {kfunc}")]
+    UnknownKfunc {
+        /// Program name.
+        program: String,
+        /// Kfunc name.
+        kfunc: String,
+    },
+    /// A program calls a kfunc of the other struct_ops kind.
+    #[error("{program}: {kfunc} is not allowed in {ops} programs")]
+    WrongScope {
+        /// Program name.
+        program: String,
+        /// Kfunc name.
+        kfunc: &'static str,
+        /// The struct_ops type of the program.
+        ops: &'static str,
+    },
+    /// A non-sleepable program calls a sleepable kfunc.
+    #[error("{program}: sleepable kfunc {kfunc} in a non-sleepable program")]
+    Sleepable {
+        /// Program name.
+        program: String,
+        /// Kfunc name.
+        kfunc: &'static str,
+    },
+    /// The verifier rejected a program (its message: file, line, instruction).
+    #[error(transparent)]
+    Verifier(#[from] bpfoom_verifier::VerifyError),
+    /// A check written by an embedder rejected the policy for its own reason.
+    #[error("{0}")]
+    Custom(String),
+}
+
 /// The gate a policy passes before it can attach: the verifier.
 pub trait PolicyCheck {
     /// Checks every program `instance` uses; `Err` explains the rejection.
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String>;
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), CheckError>;
 
     /// [`PolicyCheck::check`], plus what the check learned. The default
     /// reports nothing (every load keeps the strict check).
@@ -229,14 +334,14 @@ pub trait PolicyCheck {
         &self,
         object: &Object,
         instance: &StructOpsInstance,
-    ) -> Result<CheckReport, String> {
+    ) -> Result<CheckReport, CheckError> {
         self.check(object, instance)
             .map(|()| CheckReport::default())
     }
 }
 
-impl<F: Fn(&Object, &StructOpsInstance) -> Result<(), String>> PolicyCheck for F {
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+impl<F: Fn(&Object, &StructOpsInstance) -> Result<(), CheckError>> PolicyCheck for F {
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), CheckError> {
         self(object, instance)
     }
 }
@@ -249,33 +354,41 @@ impl<F: Fn(&Object, &StructOpsInstance) -> Result<(), String>> PolicyCheck for F
 pub struct ContractCheck;
 
 impl PolicyCheck for ContractCheck {
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
-        let ops = struct_ops::by_name(&instance.type_name)
-            .ok_or_else(|| format!("unknown struct_ops type {}", instance.type_name))?;
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), CheckError> {
+        let ops =
+            struct_ops::by_name(&instance.type_name).ok_or_else(|| CheckError::UnknownOps {
+                type_name: instance.type_name.clone(),
+            })?;
         for cb in ops.callbacks.iter().filter(|c| c.mandatory) {
             if !instance.callbacks.iter().any(|c| c.member == cb.name) {
-                return Err(format!("mandatory callback {} is not set", cb.name));
+                return Err(CheckError::MissingCallback { callback: cb.name });
             }
         }
         for c in &instance.callbacks {
             let prog = object
                 .programs
                 .get(c.program)
-                .ok_or_else(|| format!("{}: no program {}", c.member, c.program))?;
+                .ok_or_else(|| CheckError::NoProgram {
+                    member: c.member.clone(),
+                    program: c.program,
+                })?;
             for kf in &prog.kfuncs_used {
-                let k = abi_kfuncs::by_id(kf.id)
-                    .ok_or_else(|| format!("{}: unknown kfunc {}", prog.name, kf.name))?;
+                let k = abi_kfuncs::by_id(kf.id).ok_or_else(|| CheckError::UnknownKfunc {
+                    program: prog.name.clone(),
+                    kfunc: kf.name.clone(),
+                })?;
                 if k.scope != Scope::Any && k.scope != ops.scope {
-                    return Err(format!(
-                        "{}: {} is not allowed in {} programs",
-                        prog.name, k.name, ops.name
-                    ));
+                    return Err(CheckError::WrongScope {
+                        program: prog.name.clone(),
+                        kfunc: k.name,
+                        ops: ops.name,
+                    });
                 }
                 if k.has(abi_kfuncs::KF_SLEEPABLE) && !prog.sleepable {
-                    return Err(format!(
-                        "{}: sleepable kfunc {} in a non-sleepable program",
-                        prog.name, k.name
-                    ));
+                    return Err(CheckError::Sleepable {
+                        program: prog.name.clone(),
+                        kfunc: k.name,
+                    });
                 }
             }
         }
@@ -326,22 +439,13 @@ impl Policy {
                     let s = &object.struct_ops[i];
                     s.var == n || s.name.as_deref() == Some(n)
                 })
-                .ok_or_else(|| {
-                    EngineError::NoInstance(format!("no struct_ops instance named {n}"))
+                .ok_or_else(|| EngineError::NoInstanceNamed {
+                    name: n.to_string(),
                 })?,
             None => match known.as_slice() {
                 [one] => *one,
-                [] => {
-                    return Err(EngineError::NoInstance(
-                        "the object has no bpf_oom_ops or bpf_psi_ops instance".into(),
-                    ))
-                }
-                _ => {
-                    return Err(EngineError::NoInstance(format!(
-                        "the object has {} struct_ops instances; name one",
-                        known.len()
-                    )))
-                }
+                [] => return Err(EngineError::NoInstance),
+                _ => return Err(EngineError::ManyInstances { count: known.len() }),
             },
         };
         let inst = &object.struct_ops[idx];
@@ -379,9 +483,9 @@ impl Policy {
         self.report =
             check
                 .check_report(&self.object, inst)
-                .map_err(|reason| EngineError::Rejected {
+                .map_err(|source| EngineError::Rejected {
                     policy: self.name.clone(),
-                    reason,
+                    source,
                 })?;
         self.checked = true;
         Ok(())
@@ -433,9 +537,9 @@ impl Policy {
         resolve: &mut CgroupResolver<'_>,
     ) -> Result<(), EngineError> {
         let Some((idx, def)) = self.object.map(map) else {
-            return Err(EngineError::Vm {
+            return Err(EngineError::NoMap {
                 policy: self.name.clone(),
-                reason: format!("no map {map}"),
+                map: map.to_string(),
             });
         };
         let btf = &self.object.btf;

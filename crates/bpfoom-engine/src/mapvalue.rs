@@ -858,7 +858,7 @@ impl Encoder<'_, '_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bpfoom_obj::{BtfType, EnumValue};
 
@@ -908,7 +908,8 @@ mod tests {
     const FWD: u32 = 16;
     const UNION: u32 = 13;
 
-    fn btf() -> Btf {
+    /// Test types, shared with the dump tests (decode is encode's inverse).
+    pub(crate) fn btf() -> Btf {
         Btf::from_types(vec![
             ty("", BtfKind::Void),
             int("u8", 1, false),

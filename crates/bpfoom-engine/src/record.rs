@@ -1,6 +1,6 @@
 //! Decision records: one per step the engine takes, printed as JSON lines by
 //! the simulator and logged by the daemon. Field names are part of the
-//! interface (scripts parse them); see issue 5.
+//! interface (scripts parse them); README.md, "Decision records and logs".
 
 use serde::Serialize;
 
@@ -15,6 +15,38 @@ pub enum Verdict {
     Failed,
     /// Returned BACKOFF and the engine honoured it.
     Backoff,
+}
+
+/// Who resolved an OOM ([`Record::Resolved`]). Serialized (and displayed)
+/// as the string the records have always carried: `policy:NAME`, `kernel`,
+/// `backoff`, `none`; scripts parse it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ResolvedBy {
+    /// This policy instance's handler freed memory.
+    Policy(String),
+    /// The kernel's (or the host's) OOM killer did.
+    Kernel,
+    /// A handler's BACKOFF was honoured: a victim is already exiting.
+    Backoff,
+    /// Nothing could be done.
+    Nothing,
+}
+
+impl std::fmt::Display for ResolvedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolvedBy::Policy(p) => write!(f, "policy:{p}"),
+            ResolvedBy::Kernel => f.write_str("kernel"),
+            ResolvedBy::Backoff => f.write_str("backoff"),
+            ResolvedBy::Nothing => f.write_str("none"),
+        }
+    }
+}
+
+impl Serialize for ResolvedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Why the OOM was raised (`oc->constraint`, or a PSI policy's declaration).
@@ -131,7 +163,7 @@ pub enum Record {
     /// The OOM event ended.
     Resolved {
         /// `policy:NAME`, `kernel`, `backoff`, or `none` when nothing could be done.
-        by: String,
+        by: ResolvedBy,
     },
     /// A PSI trigger fired and its policy's handler ran.
     PsiEvent {
@@ -166,6 +198,19 @@ pub enum Record {
         policy: String,
         /// The formatted line.
         message: String,
+    },
+    /// A record a policy submitted to a `BPF_MAP_TYPE_RINGBUF` map
+    /// (`bpf_ringbuf_submit`, `bpf_ringbuf_output`), read right after it
+    /// was submitted, so it sits in order among the run's other records.
+    /// Ring buffers carry no BTF type (the kernel's don't either), so the
+    /// bytes are given as they are.
+    Ringbuf {
+        /// Instance name.
+        policy: String,
+        /// The ring buffer map's name.
+        map: String,
+        /// The record's bytes, lowercase hex, in memory order.
+        data: String,
     },
     /// Something went wrong that a policy author should see (a program
     /// fault, a reference leak).
@@ -214,6 +259,15 @@ mod tests {
             o.to_json(),
             r#"{"event":"oom","memcg":null,"constraint":"none","totalpages":7}"#
         );
+        let rb = Record::Ringbuf {
+            policy: "p".into(),
+            map: "events".into(),
+            data: "2a00".into(),
+        };
+        assert_eq!(
+            rb.to_json(),
+            r#"{"event":"ringbuf","policy":"p","map":"events","data":"2a00"}"#
+        );
         let l = Record::LimitRaised {
             cgroup: "/a".into(),
             bytes: 1,
@@ -223,5 +277,26 @@ mod tests {
         assert!(l
             .to_json()
             .starts_with(r#"{"event":"limit_raised","cgroup":"/a","bytes":1"#));
+    }
+}
+
+#[cfg(test)]
+mod resolved_by_tests {
+    use super::ResolvedBy;
+
+    #[test]
+    fn serializes_as_the_record_strings() {
+        for (by, text) in [
+            (
+                ResolvedBy::Policy("largest_leaf".into()),
+                "policy:largest_leaf",
+            ),
+            (ResolvedBy::Kernel, "kernel"),
+            (ResolvedBy::Backoff, "backoff"),
+            (ResolvedBy::Nothing, "none"),
+        ] {
+            assert_eq!(serde_json::to_value(&by).unwrap(), text);
+            assert_eq!(by.to_string(), text);
+        }
     }
 }

@@ -3,7 +3,7 @@
 use bpfoom_obj::{Object, StructOpsInstance};
 use bpfoom_verifier::{verify_object, Options};
 
-use crate::{CheckReport, ContractCheck, PolicyCheck};
+use crate::{CheckError, CheckReport, ContractCheck, PolicyCheck};
 
 /// Runs [`ContractCheck`], then [`bpfoom_verifier`] over every program of
 /// the object's struct_ops instances (a policy object is loaded whole, as
@@ -15,7 +15,7 @@ pub struct Verifier {
 }
 
 impl PolicyCheck for Verifier {
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), CheckError> {
         self.check_report(object, instance).map(|_| ())
     }
 
@@ -25,9 +25,9 @@ impl PolicyCheck for Verifier {
         &self,
         object: &Object,
         instance: &StructOpsInstance,
-    ) -> Result<CheckReport, String> {
+    ) -> Result<CheckReport, CheckError> {
         ContractCheck.check(object, instance)?;
-        let reports = verify_object(object, &self.options).map_err(|e| e.to_string())?;
+        let reports = verify_object(object, &self.options)?;
         let mut out = CheckReport::default();
         for r in reports {
             if let Some(idx) = object.programs.iter().position(|p| p.name == r.program) {

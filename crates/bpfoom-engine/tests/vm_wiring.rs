@@ -103,14 +103,18 @@ fn handler_records_carry_the_executed_instruction_count() {
 struct AllLoadsProbe;
 
 impl PolicyCheck for AllLoadsProbe {
-    fn check(&self, object: &Object, instance: &StructOpsInstance) -> Result<(), String> {
+    fn check(
+        &self,
+        object: &Object,
+        instance: &StructOpsInstance,
+    ) -> Result<(), bpfoom_engine::CheckError> {
         ContractCheck.check(object, instance)
     }
     fn check_report(
         &self,
         object: &Object,
         instance: &StructOpsInstance,
-    ) -> Result<CheckReport, String> {
+    ) -> Result<CheckReport, bpfoom_engine::CheckError> {
         self.check(object, instance)?;
         let loads = object.programs[0]
             .insns

@@ -6,11 +6,7 @@ use bpfoom_insn::{assemble, disassemble, to_asm};
 
 #[test]
 fn all_conformance_files_assemble_and_round_trip() {
-    let Some(dir) = bpfoom_testutil::conformance_dir() else {
-        bpfoom_testutil::require(
-            false,
-            "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
-        );
+    let Some(dir) = bpfoom_testutil::require_conformance_dir() else {
         return;
     };
     let entries = std::fs::read_dir(&dir).expect("conformance folder readable");

@@ -12,6 +12,18 @@
 //! A prototype that is a prefix of bpfoom's (upstream v1's
 //! `handle_out_of_memory(oc)`) is compatible: the program simply does not
 //! read the later arguments.
+//!
+//! The v3 form (`handle_out_of_memory(struct oom_control *, struct
+//! bpf_struct_ops_link *)`, the policy reading `st_link->cgroup`) is refused
+//! rather than run, although passing a link object that carries the attach
+//! cgroup would be simple for the engine: the verifier types a callback's
+//! arguments from the one prototype bpfoom implements (arg 2 a `struct
+//! cgroup *`), so a v3 program's `st_link->cgroup` load would be checked as
+//! a read of `struct cgroup` at that offset. Running it safely needs the
+//! verifier to take the prototype from the object's form, and bpfoom's host
+//! BTF to have `struct bpf_struct_ops_link`; until both exist the load stops
+//! here with the explanation, never with a mistyped program that happens to
+//! pass.
 
 use bpfoom_abi::types::{HostTypes, Type};
 

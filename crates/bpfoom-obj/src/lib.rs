@@ -41,6 +41,7 @@ pub use crate::btf::{Btf, BtfKind, BtfType, DatasecVar, EnumValue, Member, Param
 pub use crate::core::{CoreKind, CoreOutcome, CoreReloc};
 pub use crate::error::{AbiMismatch, ObjError};
 pub use crate::load::Target;
+pub use bpfoom_abi::maps::MapKind;
 pub use bpfoom_insn::Insn;
 
 /// Helper id written over an instruction whose CO-RE relocation failed (libbpf's `0xbad2310`).
@@ -183,57 +184,6 @@ pub struct Callback {
     pub program_name: String,
 }
 
-/// Supported map types (Linux `enum bpf_map_type` values in [`MapKind::linux_id`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MapKind {
-    /// `BPF_MAP_TYPE_HASH`.
-    Hash,
-    /// `BPF_MAP_TYPE_ARRAY` (also global data sections).
-    Array,
-    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
-    PercpuArray,
-    /// `BPF_MAP_TYPE_LRU_HASH`.
-    LruHash,
-    /// `BPF_MAP_TYPE_RINGBUF`.
-    Ringbuf,
-}
-
-impl MapKind {
-    /// From a Linux map type number.
-    pub fn from_linux(id: u32) -> Option<MapKind> {
-        Some(match id {
-            1 => MapKind::Hash,
-            2 => MapKind::Array,
-            6 => MapKind::PercpuArray,
-            9 => MapKind::LruHash,
-            27 => MapKind::Ringbuf,
-            _ => return None,
-        })
-    }
-
-    /// The Linux map type number.
-    pub fn linux_id(self) -> u32 {
-        match self {
-            MapKind::Hash => 1,
-            MapKind::Array => 2,
-            MapKind::PercpuArray => 6,
-            MapKind::LruHash => 9,
-            MapKind::Ringbuf => 27,
-        }
-    }
-
-    /// Lower-case name as bpftool prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            MapKind::Hash => "hash",
-            MapKind::Array => "array",
-            MapKind::PercpuArray => "percpu_array",
-            MapKind::LruHash => "lru_hash",
-            MapKind::Ringbuf => "ringbuf",
-        }
-    }
-}
-
 /// A map definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapDef {
@@ -339,20 +289,6 @@ mod tests {
         assert_eq!(p.line_at(9).unwrap().line, 40);
         assert_eq!(p.func_at(7).unwrap().name, "sub");
         assert_eq!(p.func_at(2).unwrap().name, "p");
-    }
-
-    #[test]
-    fn map_kinds_round_trip() {
-        for k in [
-            MapKind::Hash,
-            MapKind::Array,
-            MapKind::PercpuArray,
-            MapKind::LruHash,
-            MapKind::Ringbuf,
-        ] {
-            assert_eq!(MapKind::from_linux(k.linux_id()), Some(k));
-        }
-        assert_eq!(MapKind::from_linux(12), None);
     }
 
     #[test]

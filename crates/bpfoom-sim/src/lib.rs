@@ -39,26 +39,62 @@ pub const DEMO_SCENARIO: &str = include_str!("../../../bpf/policies/tests/larges
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The scenario is malformed or inconsistent (exit code 2).
-    #[error("{file}:{line}: {reason}")]
+    #[error("{file}:{line}: {source}")]
     Scenario {
         /// Scenario file (or name).
         file: String,
         /// 1-based line.
         line: usize,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong (boxed: an engine error can be large).
+        #[source]
+        source: Box<ScenarioError>,
     },
     /// The scenario file cannot be read (exit code 2).
-    #[error("{file}: {reason}")]
+    #[error("{file}: {source}")]
     Io {
         /// Path.
         file: String,
         /// OS error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// Writing the output failed.
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// What is wrong at a line of a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario text itself: TOML syntax, an unknown key, a bad value,
+    /// a step that names a missing process or cgroup, ...
+    #[error("{0}")]
+    Invalid(String),
+    /// The policy's object file does not parse.
+    #[error("{policy}: {source}")]
+    Object {
+        /// The scenario's `policy` path.
+        policy: String,
+        /// The loader's error.
+        #[source]
+        source: bpfoom_obj::ObjError,
+    },
+    /// The engine refused the policy (no instance, bad value, rejected by
+    /// the verifier, cannot attach).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<String> for ScenarioError {
+    fn from(s: String) -> Self {
+        ScenarioError::Invalid(s)
+    }
+}
+
+impl From<&str> for ScenarioError {
+    fn from(s: &str) -> Self {
+        ScenarioError::Invalid(s.to_string())
+    }
 }
 
 impl SimError {
@@ -139,9 +175,9 @@ pub fn run_scenario_file_with(
     check: &dyn PolicyCheck,
     out: &mut dyn Write,
 ) -> Result<Outcome, SimError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SimError::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
         file: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let opts = SimOptions {
@@ -163,11 +199,11 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn err(&self, span: std::ops::Range<usize>, reason: impl Into<String>) -> SimError {
+    fn err(&self, span: std::ops::Range<usize>, source: impl Into<ScenarioError>) -> SimError {
         SimError::Scenario {
             file: self.origin.into(),
             line: scenario::line_of(self.text, span.start),
-            reason: reason.into(),
+            source: Box::new(source.into()),
         }
     }
 
@@ -452,10 +488,17 @@ pub fn run_scenario(
         let v = a.get_ref();
         let span = a.span();
         let bytes = (opts.loader)(&v.policy, &opts.base_dir).map_err(|e| r.err(span.clone(), e))?;
-        let obj =
-            Object::parse(&bytes).map_err(|e| r.err(span.clone(), format!("{}: {e}", v.policy)))?;
+        let obj = Object::parse(&bytes).map_err(|source| {
+            r.err(
+                span.clone(),
+                ScenarioError::Object {
+                    policy: v.policy.clone(),
+                    source,
+                },
+            )
+        })?;
         let mut policy = bpfoom_engine::Policy::open(obj, v.instance.as_deref())
-            .map_err(|e| r.err(span.clone(), e.to_string()))?;
+            .map_err(|e| r.err(span.clone(), e))?;
         // A string for an integer is a cgroup path; the simulated host
         // resolves it to the cgroup's id.
         let host = r.engine.host();
@@ -463,7 +506,7 @@ pub fn run_scenario(
         for (name, val) in &v.globals {
             policy
                 .set_global_value(name, val.get_ref(), &mut resolve)
-                .map_err(|e| r.err(val.span(), e.to_string()))?;
+                .map_err(|e| r.err(val.span(), e))?;
         }
         for entry in &v.entries {
             let en = entry.get_ref();
@@ -477,22 +520,33 @@ pub fn run_scenario(
                     EngineError::Value { .. } => en.value.span(),
                     _ => entry.span(),
                 };
-                return Err(r.err(at, e.to_string()));
+                return Err(r.err(at, e));
             }
         }
         policy
             .check(opts.check)
-            .map_err(|e| r.err(span.clone(), e.to_string()))?;
+            .map_err(|e| r.err(span.clone(), e))?;
         let cg = r.cgroup(&v.cgroup, &span)?;
         let defaults = AttachOptions::default();
+        let timeout = match (v.backoff_timeout, v.backoff_timeout_ms) {
+            (Some(_), Some(_)) => {
+                return Err(r.err(
+                    span.clone(),
+                    "give backoff_timeout or backoff_timeout_ms, not both",
+                ))
+            }
+            (Some(d), None) => d.0,
+            (None, Some(ms)) => std::time::Duration::from_millis(ms),
+            (None, None) => defaults.backoff_timeout,
+        };
         let attach = AttachOptions {
             backoff_budget: v.backoff_budget.unwrap_or(defaults.backoff_budget),
-            backoff_timeout: v.backoff_timeout.map_or(defaults.backoff_timeout, |d| d.0),
+            backoff_timeout: timeout,
             limit_reserve: v.limit_reserve.map_or(defaults.limit_reserve, |s| s.0),
         };
         r.engine
             .attach(policy, cg, attach)
-            .map_err(|e| r.err(span.clone(), e.to_string()))?;
+            .map_err(|e| r.err(span.clone(), e))?;
     }
     for s in &sc.step {
         r.step(s.get_ref(), &s.span())?;

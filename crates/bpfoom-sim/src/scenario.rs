@@ -27,11 +27,11 @@
 //! cgroup = "/job"                # "/" = system-wide
 //! instance = "largest_leaf"      # optional: which struct_ops instance
 //! backoff_budget = 3             # optional
-//! backoff_timeout = "100ms"      # optional
+//! backoff_timeout = "100ms"      # optional (or backoff_timeout_ms = 100, as in the daemon config)
 //! limit_reserve = "0"            # optional, for bpf_mem_cgroup_raise_limit
 //! globals = { watch_cgroup_id = "/job" }        # optional: .rodata/.data/.bss values;
 //!                                               # a string is a cgroup path (its id)
-//! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries
+//! entries = [{ map = "prefs", key = "/job/a", value = 3 }]  # optional map entries (or maps = [...])
 //! # key and value follow the map's BTF types: integers, cgroup paths,
 //! # structs by field name, lists for arrays, text for char[N]:
 //! # entries = [{ map = "prefs", key = "/job/a", value = { preference = 2 } }]
@@ -64,37 +64,7 @@ use toml::Spanned;
 
 use crate::SimError;
 
-/// A byte count: an integer, or a string with an optional `K`, `M` or `G`
-/// suffix (powers of 1024).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-/// Parses `"80M"`, `"4096"`, `"1G"`, `"0"`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => {
-                    return Err(format!(
-                        "bad size {s:?}: unknown suffix {c:?} (use K, M or G)"
-                    ))
-                }
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected a number with an optional K/M/G suffix"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
+pub use bpfoom_engine::size::{parse_size, Size};
 
 /// Parses `"100ms"`, `"2s"`, `"500us"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,24 +80,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         u => Err(format!(
             "bad duration {s:?}: unknown unit {u:?} (use us, ms or s)"
         )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IntOrStr {
-    Int(i64),
-    Str(String),
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match IntOrStr::deserialize(d)? {
-            IntOrStr::Int(n) => u64::try_from(n)
-                .map(Size)
-                .map_err(|_| de::Error::custom("a size cannot be negative")),
-            IntOrStr::Str(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
-        }
     }
 }
 
@@ -223,9 +175,13 @@ pub struct AttachSpec {
     /// BACKOFF budget.
     #[serde(default)]
     pub backoff_budget: Option<u32>,
-    /// BACKOFF wait.
+    /// BACKOFF wait, as a duration (`"100ms"`).
     #[serde(default)]
     pub backoff_timeout: Option<Dur>,
+    /// BACKOFF wait in milliseconds: the daemon config's and the CLI's
+    /// name for it (one of the two may be given).
+    #[serde(default)]
+    pub backoff_timeout_ms: Option<u64>,
     /// Reserve for `bpf_mem_cgroup_raise_limit`.
     #[serde(default)]
     pub limit_reserve: Option<Size>,
@@ -233,8 +189,9 @@ pub struct AttachSpec {
     /// typed by the variable's BTF type (see [`MapValue`]).
     #[serde(default)]
     pub globals: BTreeMap<String, Spanned<MapValue>>,
-    /// Map entries to insert at attach (the daemon's configuration maps).
-    #[serde(default)]
+    /// Map entries to insert at attach (the daemon's configuration maps);
+    /// `maps`, the daemon config's name, is accepted too.
+    #[serde(default, alias = "maps")]
     pub entries: Vec<Spanned<MapEntry>>,
 }
 
@@ -399,12 +356,12 @@ impl Scenario {
         let sc: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
             file: origin.to_string(),
             line: e.span().map_or(1, |s| line_of(text, s.start)),
-            reason: e.message().to_string(),
+            source: Box::new(e.message().into()),
         })?;
         let err = |span: std::ops::Range<usize>, reason: String| SimError::Scenario {
             file: origin.to_string(),
             line: line_of(text, span.start),
-            reason,
+            source: Box::new(reason.into()),
         };
         for s in &sc.step {
             let v = s.get_ref();
@@ -463,19 +420,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("80M"), Ok(80 << 20));
-        assert_eq!(parse_size("8G"), Ok(8 << 30));
-        assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999G").is_err());
+    fn durations() {
+        // Sizes are bpfoom_engine::size's (tested there).
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
         assert!(parse_duration("7h").is_err());
         assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn the_daemon_configs_names_are_accepted() {
+        let text = r#"[host]
+memory = "8G"
+[[attach]]
+policy = "p.bpf.o"
+cgroup = "/"
+backoff_timeout_ms = 250
+maps = [{ map = "prefs", key = "/job/a", value = 3 }]
+"#;
+        let sc = Scenario::parse(text, "t.toml").unwrap();
+        let a = sc.attach[0].get_ref();
+        assert_eq!(a.backoff_timeout_ms, Some(250));
+        assert_eq!(a.entries.len(), 1);
+        // Both spellings of the map list at once are one key given twice.
+        let both = text.replace(
+            "backoff_timeout_ms = 250",
+            "entries = [{ map = \"prefs\", key = 1, value = 1 }]",
+        );
+        assert!(Scenario::parse(&both, "t.toml").is_err());
     }
 
     #[test]
@@ -511,7 +484,8 @@ entries = [
         // Floats are refused with the line.
         let bad = text.replace("n = -5", "n = 0.5");
         match Scenario::parse(&bad, "t.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("float"), "{reason}");
             }
@@ -523,7 +497,8 @@ entries = [
     fn errors_name_the_line() {
         let text = "[host]\nmemory = \"8G\"\n\n[[cgroup]]\npath = \"/a\"\nlimit = \"80Q\"\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 6, "{reason}");
                 assert!(reason.contains("suffix"), "{reason}");
             }
@@ -531,7 +506,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\n[[step]]\nalloc = { pid = 1, bytes = 1 }\nexit = { pid = 1 }\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("exactly one"));
             }
@@ -539,7 +515,8 @@ entries = [
         }
         let text = "[host]\nmemory = \"8G\"\nbogus = 1\n";
         match Scenario::parse(text, "x.toml") {
-            Err(SimError::Scenario { line, reason, .. }) => {
+            Err(SimError::Scenario { line, source, .. }) => {
+                let reason = source.to_string();
                 assert_eq!(line, 3, "{reason}");
                 assert!(reason.contains("bogus"), "{reason}");
             }

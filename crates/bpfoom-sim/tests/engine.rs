@@ -326,7 +326,9 @@ fn only_checked_policies_attach() {
         "{err}"
     );
     // A gate that rejects keeps it out, with the gate's reason.
-    let reject = |_: &Object, _: &bpfoom_obj::StructOpsInstance| Err("no thanks".to_string());
+    let reject = |_: &Object, _: &bpfoom_obj::StructOpsInstance| {
+        Err(bpfoom_engine::CheckError::Custom("no thanks".to_string()))
+    };
     let err = changed.check(&reject).unwrap_err();
     assert!(err.to_string().contains("no thanks"), "{err}");
     changed.check(&ContractCheck).unwrap();

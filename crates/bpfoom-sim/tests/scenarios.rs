@@ -135,7 +135,7 @@ fn bad_scenarios_name_the_line_and_reason() {
             "no process 77",
         ),
         (
-            format!("{base}[[step]]\nalloc = {{ pid = 1, bytes = \"1T\" }}\n"),
+            format!("{base}[[step]]\nalloc = {{ pid = 1, bytes = \"1X\" }}\n"),
             7,
             "unknown suffix",
         ),
@@ -194,10 +194,9 @@ fn bad_scenarios_name_the_line_and_reason() {
         let (r, _) = run_text(&text, &path);
         match r {
             Err(bpfoom_sim::SimError::Scenario {
-                line: l,
-                reason: why,
-                ..
+                line: l, source, ..
             }) => {
+                let why = source.to_string();
                 assert_eq!(l, line, "{why}\n{text}");
                 assert!(why.contains(reason), "{why}\n{text}");
             }

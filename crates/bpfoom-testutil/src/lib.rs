@@ -5,6 +5,9 @@
 //! cargo target directory, so a stale object can never be picked up.
 
 pub mod kernel;
+pub mod rng;
+
+pub use rng::Rng;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -74,6 +77,75 @@ pub fn conformance_dir() -> Option<PathBuf> {
     shared_dir()
         .map(|d| d.join("conformance"))
         .filter(|d| d.is_dir())
+}
+
+/// [`conformance_dir`], or `None` after a [`require`] that fails the test in
+/// strict mode and prints the skip otherwise.
+#[track_caller]
+pub fn require_conformance_dir() -> Option<PathBuf> {
+    let dir = conformance_dir();
+    require(
+        dir.is_some(),
+        "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
+    );
+    dir
+}
+
+/// The path of one of this crate's helper binaries (`src/bin/NAME.rs`, e.g.
+/// `bpfoom-test-alloc`), built on first use.
+///
+/// Cargo builds a dependency's binaries for nobody, so the helper is built
+/// here with `cargo build`, into a target directory of its own
+/// (`target/testutil-helpers`): the `cargo test` that runs the caller holds
+/// the lock of the main one. Once built, the call is a quick no-op build
+/// (cargo's own freshness check, so an edited helper is never stale).
+pub fn helper_exe(name: &str) -> Result<PathBuf, String> {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return Ok(p.clone());
+    }
+    // target/<profile>/deps/<test> -> target
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| repo_root().join("target"));
+    let dir = target.join("testutil-helpers");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--quiet",
+            "-p",
+            "bpfoom-testutil",
+            "--bin",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(&dir)
+        .current_dir(repo_root())
+        .output()
+        .map_err(|e| format!("cargo build of {name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let exe = dir.join("release").join(name);
+    if !exe.is_file() {
+        return Err(format!(
+            "cargo built {name}, but {} is missing",
+            exe.display()
+        ));
+    }
+    built.push((name.to_string(), exe.clone()));
+    Ok(exe)
 }
 
 /// The clang to use: `$CLANG` or `clang` on PATH, if it runs.

@@ -154,20 +154,9 @@ pub struct Hook<'a> {
     pub member: &'a str,
 }
 
-/// Kinds of maps a program may reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapKind {
-    /// `BPF_MAP_TYPE_ARRAY` (also global data sections).
-    Array,
-    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
-    PercpuArray,
-    /// `BPF_MAP_TYPE_HASH`.
-    Hash,
-    /// `BPF_MAP_TYPE_LRU_HASH`.
-    LruHash,
-    /// `BPF_MAP_TYPE_RINGBUF`.
-    Ringbuf,
-}
+/// Kinds of maps a program may reference: the loader's (and the VM's) one
+/// map-kind type.
+pub use bpfoom_obj::MapKind;
 
 /// A map as the verifier needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! Verifying a loaded policy object: every struct_ops callback's program,
 //! typed by the member it implements.
 
-use bpfoom_obj::{Btf, BtfKind, MapKind as ObjMapKind, Object, Program};
+use bpfoom_obj::{Btf, BtfKind, Object, Program};
 
 use crate::{
-    verify_with_globals, GlobalArg, GlobalFunc, Hook, MapInfo, MapKind, Options, ProgramInput,
-    Report, SourceLine, VerifyError,
+    verify_with_globals, GlobalArg, GlobalFunc, Hook, MapInfo, Options, ProgramInput, Report,
+    SourceLine, VerifyError,
 };
 
 /// The verification of one program for one struct_ops callback.
@@ -29,13 +29,7 @@ pub fn maps_of(obj: &Object) -> Vec<MapInfo> {
         .iter()
         .map(|m| MapInfo {
             name: m.name.clone(),
-            kind: match m.kind {
-                ObjMapKind::Array => MapKind::Array,
-                ObjMapKind::PercpuArray => MapKind::PercpuArray,
-                ObjMapKind::Hash => MapKind::Hash,
-                ObjMapKind::LruHash => MapKind::LruHash,
-                ObjMapKind::Ringbuf => MapKind::Ringbuf,
-            },
+            kind: m.kind,
             key_size: m.key_size,
             value_size: m.value_size,
             max_entries: m.max_entries,

@@ -159,7 +159,7 @@ fn jit_time(
     samples: usize,
 ) -> Option<f64> {
     let mut vm = Vm::new(Vec::new()).expect("vm");
-    vm.set_engine(bpfoom_vm::Engine::Jit);
+    vm.set_backend(bpfoom_vm::ExecBackend::Jit);
     let id = vm.load(flat).expect("jit load");
     let (_, addr) = vm.add_object(pkt, Perm::ReadWrite);
     let got = vm.run_with_args(id, [addr, 0, 0, 0, 0], &mut ());

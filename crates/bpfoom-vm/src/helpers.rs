@@ -4,7 +4,7 @@
 //! the callback).
 
 use crate::mem::{MemError, Owner};
-use crate::{Env, HostError};
+use crate::{CallError, Env};
 
 /// Helper ids (Linux numbering) implemented by the VM.
 pub mod ids {
@@ -15,7 +15,7 @@ pub mod ids {
     /// `bpf_map_delete_elem`.
     pub const MAP_DELETE_ELEM: u32 = 3;
     /// `bpf_ktime_get_ns`. The built-in returns nanoseconds since the `Vm`
-    /// was created; a [`crate::Host`] that needs the real `CLOCK_MONOTONIC`
+    /// was created; a [`crate::CallHandler`] that needs the real `CLOCK_MONOTONIC`
     /// (or a simulated clock) implements this id itself.
     pub const KTIME_GET_NS: u32 = 5;
     /// `bpf_trace_printk`.
@@ -44,7 +44,7 @@ pub mod ids {
     pub const PROBE_READ_KERNEL: u32 = 113;
     /// `bpf_probe_read_kernel_str`.
     pub const PROBE_READ_KERNEL_STR: u32 = 115;
-    /// `bpf_get_current_task_btf` (the embedder's [`crate::Host`] answers it:
+    /// `bpf_get_current_task_btf` (the embedder's [`crate::CallHandler`] answers it:
     /// the VM knows no tasks).
     pub const GET_CURRENT_TASK_BTF: u32 = 158;
     /// `bpf_loop`.
@@ -82,13 +82,13 @@ pub fn map_handle(idx: usize) -> u64 {
     MAP_HANDLE_BASE + idx as u64 * MAP_HANDLE_STRIDE
 }
 
-fn map_index(env: &Env, handle: u64) -> Result<usize, HostError> {
+fn map_index(env: &Env, handle: u64) -> Result<usize, CallError> {
     let off = handle.wrapping_sub(MAP_HANDLE_BASE);
     let idx = (off / MAP_HANDLE_STRIDE) as usize;
     if off.is_multiple_of(MAP_HANDLE_STRIDE) && idx < env.maps.len() {
         Ok(idx)
     } else {
-        Err(HostError::BadArgument(format!("{handle:#x} is not a map")))
+        Err(CallError::BadArgument(format!("{handle:#x} is not a map")))
     }
 }
 
@@ -97,7 +97,7 @@ fn errno(e: i32) -> u64 {
 }
 
 /// Runs a built-in helper; `None` when `id` is not one.
-pub(crate) fn call(env: &mut Env, id: u32, a: [u64; 5]) -> Option<Result<u64, HostError>> {
+pub(crate) fn call(env: &mut Env, id: u32, a: [u64; 5]) -> Option<Result<u64, CallError>> {
     use ids::*;
     Some(match id {
         MAP_LOOKUP_ELEM | MAP_UPDATE_ELEM | MAP_DELETE_ELEM => map_op(env, id, a),
@@ -133,7 +133,7 @@ fn read_fault(addr: u64) -> u64 {
 /// region (a host object, a map value, the stack, ...): bounded by what the
 /// object really has. Anything else is Linux's faulting read: `dst` is
 /// zeroed and the result is `-EFAULT` (`-ERANGE` near NULL).
-fn probe_read_kernel(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn probe_read_kernel(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let size = a[1] as u32 as usize;
     if size == 0 {
         return Ok(0);
@@ -154,7 +154,7 @@ fn probe_read_kernel(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
 /// the string and a NUL; the length copied including the NUL. A string that
 /// runs off the end of its region before its NUL (and before `size - 1`
 /// bytes) is a faulting read: `dst` zeroed, `-EFAULT` (`-ERANGE` near NULL).
-fn probe_read_kernel_str(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn probe_read_kernel_str(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let size = a[1] as u32 as usize;
     if size == 0 {
         return Ok(0);
@@ -192,7 +192,7 @@ fn probe_read_kernel_str(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
 
 /// `bpf_strncmp(s1, s1_sz, s2)`: the kernel's `strncmp(s1, s2, s1_sz)`,
 /// -1, 0 or 1 (the verifier made `s2` a NUL-terminated constant).
-fn strncmp(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn strncmp(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let n = a[1] as u32 as usize;
     let s1 = env.mem.read(a[0], n)?;
     let s2 = env.mem.read_cstr_bytes(a[2], n)?;
@@ -211,12 +211,12 @@ fn strncmp(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
 /// `bpf_spin_lock` / `bpf_spin_unlock`: the VM runs one program at a time,
 /// so the lock word only records that it is held; the verifier guarantees
 /// pairing, the checks here catch an unverified program.
-fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, HostError> {
+fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, CallError> {
     if !matches!(
         env.mem.find(addr, 4).map(|r| r.owner()),
         Some(Owner::Map(_))
     ) {
-        return Err(HostError::BadArgument(format!(
+        return Err(CallError::BadArgument(format!(
             "{addr:#x} is not a bpf_spin_lock in a map value"
         )));
     }
@@ -224,7 +224,7 @@ fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, HostError> {
     env.mem.read_into(addr, &mut b)?;
     let held = u32::from_le_bytes(b) != 0;
     if held == lock {
-        return Err(HostError::BadArgument(format!(
+        return Err(CallError::BadArgument(format!(
             "bpf_spin_{} of a lock that is {}",
             if lock { "lock" } else { "unlock" },
             if held { "held (deadlock)" } else { "not held" }
@@ -239,15 +239,15 @@ fn spin_lock(env: &mut Env, addr: u64, lock: bool) -> Result<u64, HostError> {
     Ok(0)
 }
 
-fn ring(env: &mut Env, handle: u64) -> Result<(usize, &mut crate::maps::Ring), HostError> {
+fn ring(env: &mut Env, handle: u64) -> Result<(usize, &mut crate::maps::Ring), CallError> {
     let m = map_index(env, handle)?;
     let ring = env.maps[m]
         .ring_mut()
-        .ok_or_else(|| HostError::BadArgument(format!("map {m} is not a ring buffer")))?;
+        .ok_or_else(|| CallError::BadArgument(format!("map {m} is not a ring buffer")))?;
     Ok((m, ring))
 }
 
-fn ringbuf_output(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn ringbuf_output(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let data = env.mem.read(a[1], a[2] as usize)?;
     let (_, ring) = ring(env, a[0])?;
     Ok(if ring.output(data) {
@@ -257,7 +257,7 @@ fn ringbuf_output(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
     })
 }
 
-fn ringbuf_reserve(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn ringbuf_reserve(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let (m, ring) = ring(env, a[0])?;
     let Some(r) = usize::try_from(a[1])
         .ok()
@@ -269,7 +269,7 @@ fn ringbuf_reserve(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
     Ok(r.start())
 }
 
-fn ringbuf_finish(env: &mut Env, addr: u64, keep: bool) -> Result<u64, HostError> {
+fn ringbuf_finish(env: &mut Env, addr: u64, keep: bool) -> Result<u64, CallError> {
     match env.mem.find(addr, 1) {
         Some(r) if r.start() == addr => {
             if let Owner::Record(m) = r.owner() {
@@ -282,12 +282,12 @@ fn ringbuf_finish(env: &mut Env, addr: u64, keep: bool) -> Result<u64, HostError
         }
         _ => {}
     }
-    Err(HostError::BadArgument(format!(
+    Err(CallError::BadArgument(format!(
         "{addr:#x} is not a reserved ring buffer record"
     )))
 }
 
-fn map_op(env: &mut Env, id: u32, a: [u64; 5]) -> Result<u64, HostError> {
+fn map_op(env: &mut Env, id: u32, a: [u64; 5]) -> Result<u64, CallError> {
     let m = map_index(env, a[0])?;
     let spec = env.maps[m].spec();
     let (ks, vs) = (spec.key_size as usize, spec.value_size as usize);
@@ -310,7 +310,7 @@ fn map_op(env: &mut Env, id: u32, a: [u64; 5]) -> Result<u64, HostError> {
 }
 
 /// `bpf_trace_printk(fmt, fmt_size, a1, a2, a3)`: formats into the trace sink.
-fn trace_printk(env: &mut Env, a: [u64; 5]) -> Result<u64, HostError> {
+fn trace_printk(env: &mut Env, a: [u64; 5]) -> Result<u64, CallError> {
     let fmt = env.mem.read(a[0], a[1] as usize)?;
     let end = fmt.iter().position(|&b| b == 0).unwrap_or(fmt.len());
     let out = format_printk(&fmt[..end], &a[2..5], &mut |addr| {
@@ -327,7 +327,7 @@ pub(crate) fn format_printk(
     fmt: &[u8],
     args: &[u64],
     read_str: &mut dyn FnMut(u64) -> Result<String, MemError>,
-) -> Result<String, HostError> {
+) -> Result<String, CallError> {
     let mut out = String::new();
     let mut args = args.iter().copied();
     let mut i = 0;
@@ -344,7 +344,7 @@ pub(crate) fn format_printk(
             i += 1;
         }
         let Some(&conv) = fmt.get(i) else {
-            return Err(HostError::BadArgument("format ends in `%`".into()));
+            return Err(CallError::BadArgument("format ends in `%`".into()));
         };
         i += 1;
         if conv == b'%' {
@@ -353,7 +353,7 @@ pub(crate) fn format_printk(
         }
         let v = args
             .next()
-            .ok_or_else(|| HostError::BadArgument("more than three format arguments".into()))?;
+            .ok_or_else(|| CallError::BadArgument("more than three format arguments".into()))?;
         let wide = longs > 0;
         match conv {
             b'd' | b'i' if wide => out.push_str(&(v as i64).to_string()),
@@ -368,7 +368,7 @@ pub(crate) fn format_printk(
             b'p' => out.push_str(&format!("0x{v:x}")),
             b's' => out.push_str(&read_str(v)?),
             _ => {
-                return Err(HostError::BadArgument(format!(
+                return Err(CallError::BadArgument(format!(
                     "unsupported conversion `%{}`",
                     conv as char
                 )))

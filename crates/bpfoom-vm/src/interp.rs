@@ -5,14 +5,14 @@
 //! instruction's handler in tail position, which the optimiser turns into an
 //! indirect jump: each handler then has its own dispatch branch, which the CPU
 //! predicts better than the single branch of a `match` loop (1.4x to 1.5x
-//! faster than the `match` loop it replaced on ALU code; see BENCH.md).
+//! faster than the `match` loop it replaced on ALU code; see `crates/bpfoom-vm/BENCH.md`).
 //! Jumps, calls, exits and every 32nd instruction return to the driver loop
 //! instead, so the native stack depth stays bounded even where no tail call
 //! is made (debug builds).
 
 use crate::decode::{Op, D};
 use crate::mem::MAX_FRAMES;
-use crate::{helpers, Env, Host, HostError, VmError};
+use crate::{helpers, CallError, CallHandler, Env, VmError};
 
 /// A caller's state saved by a local call.
 #[derive(Clone, Copy, Default)]
@@ -25,13 +25,13 @@ pub(crate) struct Frame {
 #[inline(never)]
 pub(crate) fn call_helper(
     env: &mut Env,
-    host: &mut dyn Host,
+    host: &mut dyn CallHandler,
     id: u32,
     args: [u64; 5],
-) -> Result<u64, HostError> {
+) -> Result<u64, CallError> {
     match host.helper(id, args, env) {
-        Err(HostError::Unsupported) => {
-            helpers::call(env, id, args).unwrap_or(Err(HostError::Unsupported))
+        Err(CallError::Unsupported) => {
+            helpers::call(env, id, args).unwrap_or(Err(CallError::Unsupported))
         }
         other => other,
     }
@@ -155,7 +155,7 @@ pub(crate) struct Cpu<'a> {
     r: [u64; 16],
     code: &'a [Threaded],
     env: &'a mut Env,
-    host: &'a mut dyn Host,
+    host: &'a mut dyn CallHandler,
     /// Instructions executed before the current straight-line run, counted
     /// when control leaves a run (taken jump, call, exit, fault) rather than
     /// per instruction. `ld_imm64` spans two slots and subtracts one itself.
@@ -237,7 +237,7 @@ fn loop_call(c: &mut Cpu<'_>, pc: usize) -> usize {
     let entry = helpers::func_of_handle(func)
         .filter(|&t| t < code.len() && !matches!(code[t].d.op, Op::Hole | Op::FellOff));
     let Some(entry) = entry else {
-        let source = HostError::BadArgument(format!("{func:#x} is not a function"));
+        let source = CallError::BadArgument(format!("{func:#x} is not a function"));
         return c.fail(
             pc,
             VmError::Helper {
@@ -298,27 +298,27 @@ fn next(c: &mut Cpu<'_>, pc: usize) -> usize {
 }
 
 /// Forwards to a possibly unsized host through a sized value, so handlers
-/// can hold it as `&mut dyn Host`.
-pub(crate) struct DynHost<'h, H: ?Sized>(pub(crate) &'h mut H);
+/// can hold it as `&mut dyn CallHandler`.
+pub(crate) struct DynHandler<'h, H: ?Sized>(pub(crate) &'h mut H);
 
-impl<H: Host + ?Sized> Host for DynHost<'_, H> {
-    fn helper(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+impl<H: CallHandler + ?Sized> CallHandler for DynHandler<'_, H> {
+    fn helper(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         self.0.helper(id, args, env)
     }
-    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         self.0.kfunc(id, args, env)
     }
 }
 
 /// Executes `code` from index 0 with `r1..r5 = args`.
-pub(crate) fn exec<H: Host + ?Sized>(
+pub(crate) fn exec<H: CallHandler + ?Sized>(
     code: &[Threaded],
     env: &mut Env,
     host: &mut H,
     args: [u64; 5],
     budget: u64,
 ) -> (Result<u64, VmError>, u64) {
-    let mut host = DynHost(host);
+    let mut host = DynHandler(host);
     // Reused across runs so a run allocates and zeroes nothing.
     env.frames.clear();
     let mut r = [0u64; 16];

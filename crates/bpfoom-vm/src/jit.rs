@@ -43,9 +43,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
 
 use crate::decode::{is_cond_jump, Op, D};
-use crate::interp::{call_helper, exec_atomic, DynHost};
+use crate::interp::{call_helper, exec_atomic, DynHandler};
 use crate::mem::{region_layout, Memory, MAX_FRAMES, STACK_FRAME_SIZE};
-use crate::{Env, Host, VmError};
+use crate::{CallHandler, Env, VmError};
 
 /// Run status left in [`Ctx::status`] by generated code or a trampoline.
 const OK: u64 = 0;
@@ -71,7 +71,7 @@ struct Ctx<'a> {
     args: [u64; 5],
     frames: [[u64; FRAME_WORDS]; MAX_FRAMES],
     env: *mut Env,
-    host: &'a mut dyn Host,
+    host: &'a mut dyn CallHandler,
     err: Option<VmError>,
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -135,7 +135,7 @@ impl Jit {
             d.op == crate::decode::Op::CallHelper && d.imm == u64::from(crate::helpers::ids::LOOP)
         }) {
             return Err(format!(
-                "instruction {pc}: bpf_loop needs the interpreter (Engine::Interpreter)"
+                "instruction {pc}: bpf_loop needs the interpreter (ExecBackend::Interpreter)"
             ));
         }
         let mut module = JITModule::new(JITBuilder::with_isa(
@@ -196,14 +196,14 @@ impl Jit {
 
 /// Runs a compiled program with `r1..r5 = args`; returns the result and the
 /// number of instructions executed.
-pub(crate) fn exec<H: Host + ?Sized>(
+pub(crate) fn exec<H: CallHandler + ?Sized>(
     c: &Compiled,
     env: &mut Env,
     host: &mut H,
     args: [u64; 5],
     budget: u64,
 ) -> (Result<u64, VmError>, u64) {
-    let mut host = DynHost(host);
+    let mut host = DynHandler(host);
     let env: *mut Env = env;
     let mut ctx = Ctx {
         // SAFETY: `env` comes from a live `&mut Env`; this only takes the

@@ -29,13 +29,13 @@
 //!   executed (`ld_imm64` counts once; an instruction that faulted counts).
 //!   It is summed per straight-line run when control leaves it, not per
 //!   instruction.
-//! * With the cargo feature `jit`, `Vm::set_engine(Engine::Jit)` makes later
+//! * With the cargo feature `jit`, `Vm::set_backend(ExecBackend::Jit)` makes later
 //!   loads compile to native code with Cranelift (module `jit`): the same
 //!   region checks, budget, instruction count, fault-safe loads and host
 //!   calls, and the same conformance and kernel differential tests
-//!   (`cargo test -p bpfoom-vm --features jit --release`). See BENCH.md.
-//! * Helpers and kfuncs go first to the embedder's [`Host`]; helpers it does
-//!   not handle (it returns [`HostError::Unsupported`]) fall back to the
+//!   (`cargo test -p bpfoom-vm --features jit --release`). Numbers: `crates/bpfoom-vm/BENCH.md`.
+//! * Helpers and kfuncs go first to the embedder's [`CallHandler`]; helpers it does
+//!   not handle (it returns [`CallError::Unsupported`]) fall back to the
 //!   built-ins in [`helpers`]: map lookup/update/delete, ktime, prandom,
 //!   trace_printk (into [`Env::trace`]), smp id and the ring-buffer helpers.
 //! * Semantics follow RFC 9669 and Linux, including division by zero (quotient
@@ -96,7 +96,7 @@ pub const DEFAULT_BUDGET: u64 = 10_000_000;
 
 /// A failure of a host call.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum HostError {
+pub enum CallError {
     /// The host does not implement this helper/kfunc id.
     #[error("not implemented")]
     Unsupported,
@@ -146,8 +146,8 @@ pub enum VmError {
         pc: usize,
         /// Helper id.
         id: u32,
-        /// Host failure.
-        source: HostError,
+        /// The call handler's failure.
+        source: CallError,
     },
     /// A kfunc call failed or is unknown.
     #[error("instruction {pc}: kfunc {id}: {source}")]
@@ -156,8 +156,8 @@ pub enum VmError {
         pc: usize,
         /// Kfunc id.
         id: u32,
-        /// Host failure.
-        source: HostError,
+        /// The call handler's failure.
+        source: CallError,
     },
     /// Execution ran past the last instruction.
     #[error("instruction {pc}: fell off the end of the program")]
@@ -171,23 +171,26 @@ pub enum VmError {
 ///
 /// Both methods receive `r1..r5` and the VM's [`Env`] (memory, maps, trace
 /// sink), so they can read `__str` arguments, write through pointers and
-/// register or remove host objects. Return [`HostError::Unsupported`] for ids
+/// register or remove host objects. Return [`CallError::Unsupported`] for ids
 /// you do not implement (helpers then fall back to the VM's built-ins).
-pub trait Host {
+///
+/// It only answers calls, so it is named for that: the machine model an
+/// embedder runs against (cgroups, tasks) is `bpfoom_engine::Host`.
+pub trait CallHandler {
     /// A helper call (`call` with `src = 0`), Linux numbering.
-    fn helper(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+    fn helper(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let _ = (id, args, env);
-        Err(HostError::Unsupported)
+        Err(CallError::Unsupported)
     }
     /// A kfunc call (`call` with `src = BPF_PSEUDO_KFUNC_CALL`), id from bpfoom-abi.
-    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let _ = (id, args, env);
-        Err(HostError::Unsupported)
+        Err(CallError::Unsupported)
     }
 }
 
 /// A host with no helpers or kfuncs of its own.
-impl Host for () {}
+impl CallHandler for () {}
 
 /// Everything a running program and the host calls can touch.
 pub struct Env {
@@ -253,9 +256,10 @@ pub struct LoadOptions {
     pub probe_mem: Vec<usize>,
 }
 
-/// What executes the programs a [`Vm`] loads.
+/// What executes the programs a [`Vm`] loads (named a backend, not an engine:
+/// `bpfoom_engine::Engine` is the policy chain driver built on top of the VM).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
+pub enum ExecBackend {
     /// The pre-decoded threaded interpreter.
     #[default]
     Interpreter,
@@ -264,6 +268,11 @@ pub enum Engine {
     #[cfg(feature = "jit")]
     Jit,
 }
+
+/// The old name of [`ExecBackend`], kept only until the h-oompath branch
+/// (which calls `set_engine(Engine::Jit)`) has merged; then it goes.
+#[doc(hidden)]
+pub type Engine = ExecBackend;
 
 /// A loaded program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -279,7 +288,7 @@ struct Prog {
 /// A set of programs sharing maps, memory and host objects.
 pub struct Vm {
     progs: Vec<Prog>,
-    engine: Engine,
+    backend: ExecBackend,
     #[cfg(feature = "jit")]
     jit: Option<jit::Jit>,
     env: Env,
@@ -315,7 +324,7 @@ impl Vm {
             },
             budget: DEFAULT_BUDGET,
             last_insns: 0,
-            engine: Engine::default(),
+            backend: ExecBackend::default(),
             #[cfg(feature = "jit")]
             jit: None,
         })
@@ -330,9 +339,9 @@ impl Vm {
     pub fn load_with(&mut self, insns: &[Insn], opts: &LoadOptions) -> Result<ProgId, LoadError> {
         let code = decode::decode(insns, &self.env.maps, &opts.probe_mem)?;
         #[cfg(feature = "jit")]
-        let native = match self.engine {
-            Engine::Jit => Some(self.compile(&code)?),
-            Engine::Interpreter => None,
+        let native = match self.backend {
+            ExecBackend::Jit => Some(self.compile(&code)?),
+            ExecBackend::Interpreter => None,
         };
         self.progs.push(Prog {
             code: interp::thread(code),
@@ -355,15 +364,27 @@ impl Vm {
         jit.compile(code, &self.env.mem).map_err(err)
     }
 
-    /// Chooses the engine for programs loaded from now on (programs already
+    /// Chooses the execution backend for programs loaded from now on (programs already
     /// loaded keep theirs).
-    pub fn set_engine(&mut self, engine: Engine) {
-        self.engine = engine;
+    pub fn set_backend(&mut self, backend: ExecBackend) {
+        self.backend = backend;
     }
 
-    /// The engine for programs loaded from now on.
-    pub fn engine(&self) -> Engine {
-        self.engine
+    /// The old name of [`Vm::set_backend`] (see [`Engine`]).
+    #[doc(hidden)]
+    pub fn set_engine(&mut self, backend: ExecBackend) {
+        self.set_backend(backend);
+    }
+
+    /// The old name of [`Vm::backend`] (see [`Engine`]).
+    #[doc(hidden)]
+    pub fn engine(&self) -> ExecBackend {
+        self.backend()
+    }
+
+    /// The execution backend for programs loaded from now on.
+    pub fn backend(&self) -> ExecBackend {
+        self.backend
     }
 
     /// Sets the instruction budget of each later run: a run stops with
@@ -374,7 +395,7 @@ impl Vm {
     }
 
     /// Runs a program with `r1` = address of a read-only copy of `ctx`.
-    pub fn run<H: Host + ?Sized>(
+    pub fn run<H: CallHandler + ?Sized>(
         &mut self,
         prog: ProgId,
         ctx: &[u64],
@@ -385,7 +406,7 @@ impl Vm {
     }
 
     /// Runs a program with `r1..r5 = args` (e.g. a host object's address).
-    pub fn run_with_args<H: Host + ?Sized>(
+    pub fn run_with_args<H: CallHandler + ?Sized>(
         &mut self,
         prog: ProgId,
         args: [u64; 5],

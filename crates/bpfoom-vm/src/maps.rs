@@ -4,31 +4,20 @@
 //! Values live in one preallocated, 8-byte aligned slab per map (as the
 //! kernel's preallocated maps do), so a value pointer handed to a program
 //! stays valid for the map's lifetime and the whole slab is one region.
+//!
+//! The kinds are [`MapKind`] (`bpfoom_abi::maps`, shared with the loader and
+//! the verifier). Here, arrays take `u32` index keys and start zeroed (entry 0
+//! from [`MapSpec::initial_data`], which is how global-data sections start);
+//! a per-CPU array has a single CPU; a full LRU hash evicts its least recently
+//! used entry; a ring buffer's `max_entries` is its data size in bytes.
 
 use std::collections::{HashMap, VecDeque};
 
 use thiserror::Error;
 
-use crate::mem::{Owner, RawBuf, Region};
+pub use bpfoom_abi::maps::MapKind;
 
-/// The map types bpfoom supports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MapKind {
-    /// `BPF_MAP_TYPE_ARRAY`: `u32` index keys, zero-initialised values.
-    #[default]
-    Array,
-    /// `BPF_MAP_TYPE_PERCPU_ARRAY` with a single CPU.
-    PercpuArray,
-    /// `BPF_MAP_TYPE_HASH`.
-    Hash,
-    /// `BPF_MAP_TYPE_LRU_HASH`: a full map evicts its least recently used entry.
-    LruHash,
-    /// `BPF_MAP_TYPE_RINGBUF`: `max_entries` is the data size in bytes.
-    RingBuf,
-    /// A global-data section (`.data`, `.rodata`, `.bss`): a one-entry array
-    /// whose value starts as `initial_data`.
-    GlobalData,
-}
+use crate::mem::{Owner, RawBuf, Region};
 
 /// How to create a map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -128,7 +117,7 @@ struct HashStore {
     lru: bool,
 }
 
-/// Ring-buffer state of a [`MapKind::RingBuf`] map.
+/// Ring-buffer state of a [`MapKind::Ringbuf`] map.
 pub struct Ring {
     capacity: usize,
     used: usize,
@@ -163,12 +152,9 @@ impl Map {
         let n = spec.max_entries as usize;
         const LIMIT: usize = 1 << 30;
         let store = match spec.kind {
-            MapKind::Array | MapKind::PercpuArray | MapKind::GlobalData => {
+            MapKind::Array | MapKind::PercpuArray => {
                 if spec.key_size != 4 || spec.value_size == 0 || n == 0 {
                     return bad("arrays need key_size 4, value_size > 0, max_entries > 0");
-                }
-                if spec.kind == MapKind::GlobalData && n != 1 {
-                    return bad("global data maps have exactly one entry");
                 }
                 if spec.initial_data.len() > spec.value_size as usize {
                     return bad("initial_data is longer than value_size");
@@ -200,7 +186,7 @@ impl Map {
                     lru: spec.kind == MapKind::LruHash,
                 })
             }
-            MapKind::RingBuf => {
+            MapKind::Ringbuf => {
                 if spec.key_size != 0
                     || spec.value_size != 0
                     || !spec.max_entries.is_power_of_two()

@@ -8,32 +8,32 @@
 use std::path::PathBuf;
 
 use bpfoom_insn::conformance::TestCase;
-use bpfoom_vm::{Engine, Env, Host, HostError, Perm, Vm};
+use bpfoom_vm::{CallError, CallHandler, Env, ExecBackend, Perm, Vm};
 
 struct ConformanceHost;
 
-impl Host for ConformanceHost {
-    fn helper(&mut self, id: u32, args: [u64; 5], _env: &mut Env) -> Result<u64, HostError> {
+impl CallHandler for ConformanceHost {
+    fn helper(&mut self, id: u32, args: [u64; 5], _env: &mut Env) -> Result<u64, CallError> {
         match id {
             5 => Ok(args[0]),
-            _ => Err(HostError::Unsupported),
+            _ => Err(CallError::Unsupported),
         }
     }
 }
 
 /// Every engine this build has.
-fn engines() -> Vec<Engine> {
+fn engines() -> Vec<ExecBackend> {
     vec![
-        Engine::Interpreter,
+        ExecBackend::Interpreter,
         #[cfg(feature = "jit")]
-        Engine::Jit,
+        ExecBackend::Jit,
     ]
 }
 
-fn run_case(tc: &TestCase, engine: Engine) -> Result<u64, String> {
+fn run_case(tc: &TestCase, engine: ExecBackend) -> Result<u64, String> {
     let prog = tc.program().map_err(|e| format!("assemble: {e}"))?;
     let mut vm = Vm::new(Vec::new()).map_err(|e| e.to_string())?;
-    vm.set_engine(engine);
+    vm.set_backend(engine);
     let id = vm.load(&prog).map_err(|e| format!("load: {e}"))?;
     let (addr, len) = if tc.mem.is_empty() {
         (0, 0)
@@ -53,12 +53,8 @@ fn bpf_conformance_suite() {
     }
 }
 
-fn conformance_suite(engine: Engine) {
-    let Some(dir) = bpfoom_testutil::conformance_dir() else {
-        bpfoom_testutil::require(
-            false,
-            "conformance vectors not found (../shared/conformance or $BPFOOM_SHARED/conformance)",
-        );
+fn conformance_suite(engine: ExecBackend) {
+    let Some(dir) = bpfoom_testutil::require_conformance_dir() else {
         return;
     };
     let entries = std::fs::read_dir(&dir).expect("conformance folder readable");

@@ -14,7 +14,7 @@
 use bpfoom_insn::opcode::*;
 use bpfoom_insn::{to_asm, Insn};
 use bpfoom_vm::linux::{available, load_xdp, KernelError};
-use bpfoom_vm::{Engine, Perm, Vm};
+use bpfoom_vm::{ExecBackend, Perm, Vm};
 
 /// Random bytes the body reads and writes.
 const DATA: i16 = 64;
@@ -28,22 +28,16 @@ const PKT_LEN: i16 = FETCH_AT + 64;
 /// Registers the body computes with; r6 holds the packet pointer.
 const SCALARS: [u8; 9] = [0, 1, 2, 3, 4, 5, 7, 8, 9];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
+use bpfoom_testutil::Rng;
+
+/// Registers, values and immediates for generated programs.
+trait Picks {
+    fn reg(&mut self) -> u8;
+    fn value(&mut self) -> u64;
+    fn imm(&mut self) -> i32;
+}
+
+impl Picks for Rng {
     fn reg(&mut self) -> u8 {
         self.pick(&SCALARS)
     }
@@ -62,14 +56,14 @@ impl Rng {
             ]),
             1..=3 => self.below(64),
             4 => (self.below(256) as i64 - 128) as u64,
-            _ => self.next(),
+            _ => self.next_u64(),
         }
     }
     fn imm(&mut self) -> i32 {
         match self.below(6) {
             0 => self.pick(&[0, 1, -1, i32::MIN, i32::MAX, 0x7fff_ffff]),
             1..=3 => self.below(64) as i32 - 16,
-            _ => self.next() as i32,
+            _ => self.next_u64() as i32,
         }
     }
 }
@@ -453,7 +447,7 @@ fn generate(r: &mut Rng) -> (Vec<Insn>, Vec<Insn>, Vec<u8>) {
     kernel.extend_from_slice(&code);
     let mut ours = guard(BPF_DW, 8);
     ours.extend_from_slice(&code);
-    let pkt = (0..PKT_LEN).map(|_| r.next() as u8).collect();
+    let pkt = (0..PKT_LEN).map(|_| r.next_u64() as u8).collect();
     (kernel, ours, pkt)
 }
 
@@ -476,18 +470,18 @@ fn random_programs_match_the_kernel() {
     println!(
         "differential: seed {seed} (BPFOOM_DIFF_SEED), {count} programs (BPFOOM_DIFF_PROGRAMS)"
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (mut compared, mut rejected, mut reasons) = (0u64, 0u64, Vec::new());
     // One VM per engine this build has; each program runs in all of them.
     let mut vms: Vec<Vm> = [
-        Engine::Interpreter,
+        ExecBackend::Interpreter,
         #[cfg(feature = "jit")]
-        Engine::Jit,
+        ExecBackend::Jit,
     ]
     .into_iter()
     .map(|e| {
         let mut vm = Vm::new(Vec::new()).expect("vm");
-        vm.set_engine(e);
+        vm.set_backend(e);
         vm
     })
     .collect();
@@ -507,7 +501,7 @@ fn random_programs_match_the_kernel() {
         };
         let k = kp.test_run(&pkt, 1).expect("BPF_PROG_TEST_RUN");
         for vm in &mut vms {
-            let engine = vm.engine();
+            let engine = vm.backend();
             let id = vm.load(&vprog).unwrap_or_else(|e| {
                 panic!(
                     "seed {seed} program {n} ({engine:?}): VM load: {e}\n{}",

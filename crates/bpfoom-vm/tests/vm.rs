@@ -3,20 +3,22 @@
 
 use bpfoom_insn::assemble;
 use bpfoom_vm::mem::FaultReason;
-use bpfoom_vm::{Engine, Env, Host, HostError, MapError, MapKind, MapSpec, Perm, Vm, VmError};
+use bpfoom_vm::{
+    CallError, CallHandler, Env, ExecBackend, MapError, MapKind, MapSpec, Perm, Vm, VmError,
+};
 
 /// Every engine this build has.
-fn engines() -> Vec<Engine> {
+fn engines() -> Vec<ExecBackend> {
     vec![
-        Engine::Interpreter,
+        ExecBackend::Interpreter,
         #[cfg(feature = "jit")]
-        Engine::Jit,
+        ExecBackend::Jit,
     ]
 }
 
 thread_local! {
     /// The engine `vm_with` uses; tests that run per engine set it.
-    static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Interpreter) };
+    static ENGINE: std::cell::Cell<ExecBackend> = const { std::cell::Cell::new(ExecBackend::Interpreter) };
 }
 
 /// Runs `f` once per engine, with `vm_with` building VMs of that engine.
@@ -30,13 +32,13 @@ fn per_engine(f: impl Fn()) {
 /// A VM of the current engine.
 fn new_vm(maps: Vec<MapSpec>) -> Result<Vm, MapError> {
     let mut vm = Vm::new(maps)?;
-    vm.set_engine(ENGINE.with(|c| c.get()));
+    vm.set_backend(ENGINE.with(|c| c.get()));
     Ok(vm)
 }
 
 fn vm_with(maps: Vec<MapSpec>, src: &str) -> (Vm, bpfoom_vm::ProgId) {
     let mut vm = new_vm(maps).expect("maps");
-    vm.set_engine(ENGINE.with(|c| c.get()));
+    vm.set_backend(ENGINE.with(|c| c.get()));
     let p = vm.load(&assemble(src).expect("asm")).expect("load");
     (vm, p)
 }
@@ -114,7 +116,7 @@ fn wild_pointers_fault() {
 #[test]
 fn array_and_global_data_maps() {
     per_engine(|| {
-        let mut g = spec(".data", MapKind::GlobalData, 4, 8, 1);
+        let mut g = spec(".data", MapKind::Array, 4, 8, 1);
         g.initial_data = 7u64.to_le_bytes().to_vec();
         let src = "ldmapvalue %r1, 1, 0\nldxdw %r6, [%r1]\nadd %r6, 1\nstxdw [%r1], %r6\n\
                    stw [%r10-4], 2\nldmapfd %r1, 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +3\n\
@@ -144,7 +146,7 @@ fn array_and_global_data_maps() {
 #[test]
 fn frozen_map_rejects_program_writes() {
     per_engine(|| {
-        let mut ro = spec(".rodata", MapKind::GlobalData, 4, 8, 1);
+        let mut ro = spec(".rodata", MapKind::Array, 4, 8, 1);
         ro.frozen = true;
         let (mut vm, p) = vm_with(vec![ro], "ldmapvalue %r1, 0, 0\nstdw [%r1], 1\nexit");
         assert!(matches!(
@@ -198,7 +200,7 @@ fn ringbuf_reserve_submit_discard_output() {
         let src = "ldmapfd %r1, 0\nmov %r2, 16\nmov %r3, 0\ncall 131\njeq %r0, 0, +10\nstdw [%r0+0], 0x1234\n\
                    stdw [%r0+8], 7\nmov %r1, %r0\nmov %r2, 0\ncall 132\nstdw [%r10-8], 42\nldmapfd %r1, 0\n\
                    mov %r2, %r10\nadd %r2, -8\nmov %r3, 8\nmov %r4, 0\ncall 130\nexit";
-        let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+        let (mut vm, p) = vm_with(vec![spec("events", MapKind::Ringbuf, 0, 0, 64)], src);
         assert_eq!(vm.run(p, &[], &mut ()), Ok(0));
         let m = vm.map_mut(0).expect("ring");
         assert_eq!(m.ringbuf_len(), 2);
@@ -220,7 +222,7 @@ fn ringbuf_reserve_submit_discard_output() {
         // A record pointer is dead after submit.
         let src = "ldmapfd %r1, 0\nmov %r2, 8\nmov %r3, 0\ncall 131\nmov %r6, %r0\nmov %r1, %r0\nmov %r2, 0\n\
                    call 133\nstdw [%r6+0], 1\nexit";
-        let (mut vm, p) = vm_with(vec![spec("events", MapKind::RingBuf, 0, 0, 64)], src);
+        let (mut vm, p) = vm_with(vec![spec("events", MapKind::Ringbuf, 0, 0, 64)], src);
         assert!(matches!(
             vm.run(p, &[], &mut ()),
             Err(VmError::Memory { pc: 9, .. })
@@ -236,8 +238,8 @@ struct TestHost {
     obj: Option<(bpfoom_vm::ObjId, u64)>,
 }
 
-impl Host for TestHost {
-    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, HostError> {
+impl CallHandler for TestHost {
+    fn kfunc(&mut self, id: u32, args: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         self.calls += 1;
         match id {
             100 => {
@@ -257,11 +259,11 @@ impl Host for TestHost {
                 let (id, _) = self
                     .obj
                     .take()
-                    .ok_or(HostError::Failed("nothing to release".into()))?;
+                    .ok_or(CallError::Failed("nothing to release".into()))?;
                 env.memory().remove_object(id);
                 Ok(0)
             }
-            _ => Err(HostError::Unsupported),
+            _ => Err(CallError::Unsupported),
         }
     }
 }
@@ -291,7 +293,7 @@ fn kfuncs_with_host_state_and_memory() {
             Err(VmError::Kfunc {
                 pc: 0,
                 id: 9,
-                source: HostError::Unsupported
+                source: CallError::Unsupported
             })
         ));
     });
@@ -339,7 +341,7 @@ fn trace_printk_and_builtins() {
             vm.run(p, &[], &mut ()),
             Err(VmError::Helper {
                 id: 6,
-                source: HostError::Memory(_),
+                source: CallError::Memory(_),
                 ..
             })
         ));
@@ -452,8 +454,8 @@ mod fuzz {
             // Every engine gives the same result, count and memory.
             let mut seen = None;
             for engine in engines() {
-                let mut vm = Vm::new(vec![spec("a", MapKind::Array, 4, 8, 4), spec("r", MapKind::RingBuf, 0, 0, 4096)]).expect("vm");
-                vm.set_engine(engine);
+                let mut vm = Vm::new(vec![spec("a", MapKind::Array, 4, 8, 4), spec("r", MapKind::Ringbuf, 0, 0, 4096)]).expect("vm");
+                vm.set_backend(engine);
                 vm.set_budget(10_000);
                 if let Ok(p) = vm.load(&insns) {
                     // Addresses differ between VMs; the rest of an error must not.
@@ -709,8 +711,8 @@ fn many_host_objects() {
 #[test]
 fn host_panics_propagate() {
     struct Panics;
-    impl Host for Panics {
-        fn kfunc(&mut self, _id: u32, _args: [u64; 5], _env: &mut Env) -> Result<u64, HostError> {
+    impl CallHandler for Panics {
+        fn kfunc(&mut self, _id: u32, _args: [u64; 5], _env: &mut Env) -> Result<u64, CallError> {
             panic!("host bug");
         }
     }

@@ -1,5 +1,5 @@
-//! The `bpfoom` command line: build, inspect and (soon) verify, simulate and
-//! run BPF OOM policies.
+//! The `bpfoom` command line: build, inspect, verify, simulate and run BPF
+//! OOM policies, and control the running daemon.
 //!
 //! Exit codes are a contract shared by every verb: 0 success, 1 the policy
 //! was examined and found wanting (e.g. rejected by the verifier), 2 bad
@@ -157,11 +157,14 @@ fn build_sources(c: &mut bpfoom_daemon::DaemonCmd) -> Result<Option<PathBuf>, Cl
         }
         bpfoom_daemon::DaemonCmd::Run(r) => {
             for spec in &mut r.attach {
-                if let Some((p, cg)) = spec.rsplit_once('=') {
-                    if p.ends_with(".bpf.c") {
-                        let obj = build(std::path::Path::new(p))?;
-                        *spec = format!("{}={cg}", obj.display());
-                    }
+                // A malformed argument is left for the daemon to report.
+                let Ok(a) = bpfoom_daemon::attach_arg::split(spec) else {
+                    continue;
+                };
+                if a.policy.ends_with(".bpf.c") {
+                    let obj = build(std::path::Path::new(a.policy))?;
+                    let rest = &spec[a.policy.len()..];
+                    *spec = format!("{}{rest}", obj.display());
                 }
             }
         }

@@ -176,17 +176,12 @@ fn cleanup(top: &Path) {
     }
 }
 
-/// An allocating helper: this test binary re-run as `alloc_helper`.
+/// An allocating helper process (bpfoom-testutil's `bpfoom-test-alloc`).
 pub struct Alloc {
     /// The process.
     pub child: Child,
     lines: Receiver<String>,
 }
-
-/// The env var that turns the `alloc_helper` test into an allocator:
-/// `CGROUP_DIR:MIB:OOM_SCORE_ADJ:SECONDS:KIND` (KIND `anon`, or `shm` for
-/// tmpfs page cache, which counts as NR_FILE_PAGES).
-pub const ALLOC_ENV: &str = "BPFOOM_TEST_ALLOC";
 
 /// With this env var set, the allocator `stat`s the path it names once it
 /// is READY (then sleeps as usual).
@@ -213,19 +208,26 @@ impl Alloc {
         kind: &str,
         env: &[(&str, &Path)],
     ) -> Alloc {
-        let exe = std::env::current_exe().expect("test binary");
+        Self::spawn(&alloc_exe(), cgroup_dir, mib, adj, secs, kind, env)
+    }
+
+    fn spawn(
+        exe: &Path,
+        cgroup_dir: &Path,
+        mib: u64,
+        adj: i32,
+        secs: u64,
+        kind: &str,
+        env: &[(&str, &Path)],
+    ) -> Alloc {
         let mut child = Command::new(exe)
+            .arg(cgroup_dir)
             .args([
-                "alloc_helper",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
+                mib.to_string(),
+                adj.to_string(),
+                secs.to_string(),
+                kind.to_string(),
             ])
-            .env(
-                ALLOC_ENV,
-                format!("{}:{mib}:{adj}:{secs}:{kind}", cgroup_dir.display()),
-            )
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -287,52 +289,6 @@ impl Drop for Alloc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The body of the `alloc_helper` test (does nothing without the env var).
-pub fn alloc_helper_main() {
-    let Ok(spec) = std::env::var(ALLOC_ENV) else {
-        return;
-    };
-    let mut it = spec.rsplitn(5, ':');
-    let kind = it.next().expect("kind").to_string();
-    let secs: u64 = it.next().and_then(|s| s.parse().ok()).expect("secs");
-    let adj: i32 = it.next().and_then(|s| s.parse().ok()).expect("adj");
-    let mib: usize = it.next().and_then(|s| s.parse().ok()).expect("mib");
-    let dir = PathBuf::from(it.next().expect("dir"));
-    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).expect("join");
-    std::fs::write("/proc/self/oom_score_adj", adj.to_string()).expect("oom_score_adj");
-    let mut v: Vec<u8> = Vec::with_capacity(if kind == "anon" { mib << 20 } else { 0 });
-    let mut shm = None;
-    if kind == "shm" {
-        // An unlinked tmpfs file: page cache charged here, freed at exit.
-        let p = PathBuf::from(format!("/dev/shm/bpfoom-test-{}", std::process::id()));
-        let mut f = std::fs::File::options()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&p)
-            .expect("shm file");
-        let _ = std::fs::remove_file(&p);
-        for _ in 0..mib {
-            std::io::Write::write_all(&mut f, &[1u8; 1 << 20]).expect("shm write");
-        }
-        shm = Some(f);
-    } else {
-        // Touch every page: the memory is charged as it is written.
-        for _ in 0..(mib << 20) / 4096 {
-            v.extend(std::iter::repeat_n(1u8, 4096));
-        }
-    }
-    std::hint::black_box((&v, &shm));
-    println!("BPFOOM-READY {}", std::process::id());
-    if let Some(p) = std::env::var_os(ALLOC_STAT_ENV) {
-        // Blocks for as long as the file system does not answer (the FUSE
-        // server of the uninterruptible-sleep test never does).
-        let _ = std::fs::metadata(p);
-    }
-    std::thread::sleep(Duration::from_secs(secs));
-    std::process::exit(0);
 }
 
 /// A daemon under test (`bpfoomd run`), SIGKILLed on drop if still running.
@@ -562,37 +518,16 @@ pub fn client(args: &[&str]) -> (i32, String, String) {
 }
 
 impl Alloc {
-    /// Like [`Alloc::start`], executing the test binary through `exe` (a
-    /// link to it), so the process name (`comm`) is `exe`'s file name.
+    /// Like [`Alloc::start`], executing the allocator through `exe` (a
+    /// link to [`alloc_exe`]), so the process name (`comm`) is `exe`'s file name.
     pub fn start_exe(exe: &Path, cgroup_dir: &Path, mib: u64, adj: i32, secs: u64) -> Alloc {
-        let mut child = Command::new(exe)
-            .args([
-                "alloc_helper",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
-            .env(
-                ALLOC_ENV,
-                format!("{}:{mib}:{adj}:{secs}:anon", cgroup_dir.display()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn allocator");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Alloc { child, lines: rx }
+        Self::spawn(exe, cgroup_dir, mib, adj, secs, "anon", &[])
     }
+}
+
+/// The allocator binary (built on first use).
+pub fn alloc_exe() -> PathBuf {
+    bpfoom_testutil::helper_exe("bpfoom-test-alloc").expect("the allocator helper builds")
 }
 
 impl DaemonProc {

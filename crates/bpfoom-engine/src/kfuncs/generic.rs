@@ -8,7 +8,7 @@ use bpfoom_abi::helpers::BPF_MAX_LOOPS;
 use bpfoom_abi::kfuncs::{
     BPF_TASK_ITER_ALL_PROCS, BPF_TASK_ITER_ALL_THREADS, BPF_TASK_ITER_PROC_THREADS,
 };
-use bpfoom_vm::{Env, HostError as VmHostError};
+use bpfoom_vm::{CallError, Env};
 
 use super::{errno, Kctx};
 use crate::host::{ancestors, is_within, subtree_pre, Host, Pid, EINVAL};
@@ -19,12 +19,12 @@ const E2BIG: i32 = 7;
 
 /// The kernel's `struct bpf_iter_num_kern { int cur; int end; }`, kept in
 /// the program's own 8-byte iterator slot as Linux keeps it.
-fn num_state(env: &mut Env, it: u64) -> Result<(i32, i32), VmHostError> {
+fn num_state(env: &mut Env, it: u64) -> Result<(i32, i32), CallError> {
     let v = env.memory().read_u64(it)?;
     Ok((v as u32 as i32, (v >> 32) as u32 as i32))
 }
 
-fn set_num_state(env: &mut Env, it: u64, cur: i32, end: i32) -> Result<(), VmHostError> {
+fn set_num_state(env: &mut Env, it: u64, cur: i32, end: i32) -> Result<(), CallError> {
     let v = u64::from(cur as u32) | (u64::from(end as u32) << 32);
     Ok(env.memory().write_u64(it, v)?)
 }
@@ -32,7 +32,7 @@ fn set_num_state(env: &mut Env, it: u64, cur: i32, end: i32) -> Result<(), VmHos
 impl<H: Host + ?Sized> Kctx<'_, H> {
     /// `bpf_iter_num_new(it, start, end)`: `start..end`; an empty iterator
     /// and -EINVAL when start > end, -E2BIG when longer than 8M.
-    pub(super) fn iter_num_new(a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_num_new(a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let (start, end) = (a[1] as u32 as i32, a[2] as u32 as i32);
         if start > end {
             set_num_state(env, a[0], 0, 0)?;
@@ -49,7 +49,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
 
     /// `bpf_iter_num_next(it)`: a pointer to the next number (inside the
     /// iterator itself), or NULL once drained (and from then on).
-    pub(super) fn iter_num_next(it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_num_next(it: u64, env: &mut Env) -> Result<u64, CallError> {
         let (cur, end) = num_state(env, it)?;
         if i64::from(cur) + 1 >= i64::from(end) {
             set_num_state(env, it, 0, 0)?;
@@ -65,7 +65,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
     /// the task). In pid order, as Linux walks its task list in creation
     /// order. Linux also yields the idle task (pid 0) first; no host lists
     /// it, so neither does bpfoom.
-    pub(super) fn iter_task_new(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_task_new(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let flags = a[2] as u32;
         let items = match flags {
             BPF_TASK_ITER_ALL_PROCS | BPF_TASK_ITER_ALL_THREADS => {
@@ -85,7 +85,7 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
 
     /// `bpf_task_under_cgroup(task, ancestor)`: 1 when the task's cgroup is
     /// `ancestor` or one of its descendants.
-    pub(super) fn task_under_cgroup(&mut self, a: [u64; 5]) -> Result<u64, VmHostError> {
+    pub(super) fn task_under_cgroup(&mut self, a: [u64; 5]) -> Result<u64, CallError> {
         let pid = self.task_arg(a[0])?;
         let anc = self.cgroup_arg(a[1])?;
         let Some(t) = self.host.task(pid) else {
@@ -95,17 +95,13 @@ impl<H: Host + ?Sized> Kctx<'_, H> {
     }
 
     /// `bpf_iter_num_destroy(it)`: zeroes the slot.
-    pub(super) fn iter_num_destroy(it: u64, env: &mut Env) -> Result<u64, VmHostError> {
+    pub(super) fn iter_num_destroy(it: u64, env: &mut Env) -> Result<u64, CallError> {
         set_num_state(env, it, 0, 0).map(|()| 0)
     }
 
     /// `bpf_cgroup_ancestor(cgrp, level)`: the acquired ancestor at `level`
     /// (0 = root, `cgrp->level` = cgrp itself), NULL for other levels.
-    pub(super) fn cgroup_ancestor(
-        &mut self,
-        a: [u64; 5],
-        env: &mut Env,
-    ) -> Result<u64, VmHostError> {
+    pub(super) fn cgroup_ancestor(&mut self, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {
         let cg = self.cgroup_arg(a[0])?;
         let level = a[1] as u32 as i32;
         let chain = ancestors(&*self.host, cg);

@@ -1,37 +1,35 @@
 //! Generated context-free programs (ALU, jumps, bounded loops, stack and
 //! stack pointers; registers r0 and r2-r9) and a concrete runner for them.
-//! Shared by the kernel differential test and the soundness test.
+//! The generator is shared by the kernel differential test and the
+//! soundness test; the runner ([`runs_safely`], bpfoom's own rules) only
+//! classifies the kernel differential's disagreements: soundness is checked
+//! by executing on bpfoom-vm (`prop.rs`).
 #![allow(dead_code)]
 
 use bpfoom_insn::opcode::*;
 use bpfoom_insn::Insn;
 
-/// A small deterministic generator (xorshift64*).
-pub struct Rng(pub u64);
+/// The tests' one generator (bpfoom-testutil), with the picks below.
+pub use bpfoom_testutil::Rng;
 
-impl Rng {
-    /// The next raw value.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A value in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Registers and immediates for generated programs.
+pub trait Picks {
     /// A register the programs may use.
-    pub fn reg(&mut self) -> u8 {
-        [0u8, 2, 3, 4, 5, 6, 7, 8, 9][self.below(9) as usize]
-    }
+    fn reg(&mut self) -> u8;
     /// An immediate, biased towards interesting values.
-    pub fn imm(&mut self) -> i32 {
+    fn imm(&mut self) -> i32;
+}
+
+impl Picks for Rng {
+    fn reg(&mut self) -> u8 {
+        self.pick(&[0u8, 2, 3, 4, 5, 6, 7, 8, 9])
+    }
+    fn imm(&mut self) -> i32 {
         match self.below(4) {
             0 => self.below(8) as i32,
             1 => self.below(100) as i32 - 50,
-            2 => [0, 1, -1, 255, 4096, i32::MAX, i32::MIN][self.below(7) as usize],
-            _ => self.next() as i32,
+            2 => self.pick(&[0, 1, -1, 255, 4096, i32::MAX, i32::MIN]),
+            _ => self.next_u64() as i32,
         }
     }
 }
