@@ -518,6 +518,9 @@ impl<'a> Verifier<'a> {
                 ),
             );
         }
+        // Whether this visit may remember a new state (as Linux, a miss is
+        // only counted then, so a few rounds of a loop stay remembered).
+        let adding = self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
         let mut widen_from = None;
         let mut loop_visits = 0;
         let mut useless = Vec::new();
@@ -564,10 +567,21 @@ impl<'a> Verifier<'a> {
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
                 );
+            } else if adding {
+                // Linux's is_state_visited() forgets a looping state too when
+                // it keeps missing (`miss_cnt > hit_cnt * 3 + 3`): otherwise a
+                // long loop fills the list with its own earlier rounds, no
+                // new state is remembered, and the path's history (walked
+                // by every precision mark) grows without bound.
+                ck.misses += 1;
+                if ck.misses > ck.hits * 3 + 3 {
+                    useless.push(c);
+                }
             }
         }
         if !useless.is_empty() {
-            // Like the kernel, forget completed states that keep failing to prune.
+            // Like the kernel, forget states that keep failing to prune (a
+            // looping one stays a parent of the path, without its state).
             self.explored[pc].retain(|c| !useless.contains(c));
             for c in useless {
                 self.ckpts[c].st = State::default();
@@ -1130,6 +1144,10 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
+            // As Linux's check_return_code(): the range check relies on the
+            // return value exactly, so it is marked precise (an iterator loop
+            // then keeps it rather than widening it).
+            self.mark_precise(st, &[0], true);
             // Privileged (allow_ptr_leaks): a pointer returned is some number.
             let (lo, hi) = if r0.is_ptr() {
                 (i64::from(i32::MIN), i64::from(i32::MAX))

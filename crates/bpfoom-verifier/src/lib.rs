@@ -103,6 +103,10 @@
 //!   `bt_sync_linked_regs`), which can only widen more, never less. Limits
 //!   differ in kind: bpfoom also stops at 40M state comparisons (the kernel
 //!   has no such bound but gives up at 1M instructions on the same loops).
+//!   Remembered states that keep failing to prune are forgotten as Linux's
+//!   `is_state_visited()` does (a looping state after `hits * 3 + 3` misses,
+//!   counted only where a new state is remembered); a finished one after
+//!   `hits * 3 + 256`, more than Linux keeps.
 //! - The combined stack limit is checked on the stack a call chain has
 //!   touched when it calls (Linux: each function's deepest frame over all
 //!   paths); a frame that grows only after a call returns is counted
