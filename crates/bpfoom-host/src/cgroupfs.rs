@@ -36,7 +36,7 @@ pub enum CgroupError {
         root: PathBuf,
     },
     /// The path leaves the hierarchy.
-    #[error("{path} is outside the cgroup hierarchy at {root}")]
+    #[error("{path} is outside the cgroup hierarchy at {root} (its `..` climbs above the root)")]
     Outside {
         /// As given.
         path: String,
@@ -128,16 +128,25 @@ impl Cgroupfs {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|_| p.to_path_buf()),
         };
-        if rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(CgroupError::Outside {
-                path: given.into(),
-                root: self.root.clone(),
-            });
+        // `.` and `..` are folded as a shell would (`ux2/../ux1` is ux1;
+        // cgroupfs has no symlinks to make that differ from the kernel's
+        // walk); only a `..` above the root leaves the hierarchy.
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(n) => parts.push(n),
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir if parts.pop().is_some() => {}
+                _ => {
+                    return Err(CgroupError::Outside {
+                        path: given.into(),
+                        root: self.root.clone(),
+                    })
+                }
+            }
         }
-        let rel = rel.to_string_lossy().trim_end_matches('/').to_string();
+        let rel: PathBuf = parts.iter().collect();
+        let rel = rel.to_string_lossy().to_string();
         let dir = self.dir_of(&rel);
         let ok = dir.is_dir() && (dir.join("cgroup.procs").exists() || dir.join("tasks").exists());
         ok.then(|| self.learn(&rel))

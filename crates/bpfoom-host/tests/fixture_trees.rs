@@ -89,7 +89,14 @@ fn v2_reads_memcgs_stats_and_tasks() {
     assert!(h.task(5000003).is_none(), "a zombie is gone");
     assert!(h.task(4999).is_none());
     assert_eq!(h.total_pages(), 24_684_092 / 4);
-    assert!(h.cgroupfs().resolve("/job/../..").is_err());
+    // `.` and `..` fold inside the hierarchy; only climbing above it fails.
+    assert_eq!(h.cgroupfs().resolve("/job/./x/../").unwrap(), job);
+    assert_eq!(h.cgroupfs().resolve("nope/../job").unwrap(), job);
+    let e = h.cgroupfs().resolve("/job/../..").unwrap_err().to_string();
+    assert!(
+        e.contains("outside the cgroup hierarchy") && e.contains("above the root"),
+        "{e}"
+    );
     assert!(h.cgroupfs().resolve("/nope").is_err());
 }
 

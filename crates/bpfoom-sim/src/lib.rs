@@ -143,9 +143,12 @@ pub fn read_policy_file(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
         .filter(|src| base.join(src).is_file() || Path::new(src).is_file())
         .map(|src| format!("; build it first: bpfoom build {src}"))
         .unwrap_or_default();
+    // Name each place tried, once: an empty base is the working directory.
+    let mut tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    tried.dedup();
     Err(format!(
-        "policy {policy:?} not found (looked in {} and the working directory){hint}",
-        base.display()
+        "policy {policy:?} not found (tried {}: the scenario's directory, then the working directory){hint}",
+        tried.join(" and ")
     ))
 }
 

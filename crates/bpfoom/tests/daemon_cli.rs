@@ -116,8 +116,12 @@ fn sources_are_built_and_a_second_daemon_changes_nothing() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "looked in {} and the working directory",
-            base.display()
+            "tried {}: the scenario's directory, then the working directory",
+            [
+                base.join("nope.bpf.o").display().to_string(),
+                "nope.bpf.o".into()
+            ]
+            .join(" and ")
         )),
         "{err}"
     );
