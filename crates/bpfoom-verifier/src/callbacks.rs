@@ -102,6 +102,8 @@ impl Verifier<'_> {
         if !r0.is_scalar() {
             return fail(RejectKind::PointerLeak, "R0 not a scalar value");
         }
+        // As Linux's prepare_func_exit(): the return value is relied on exactly.
+        self.mark_precise(st, &[0], true);
         if r0.var.smin < 0 || r0.var.smax > 1 {
             return fail(
                 RejectKind::ReturnValue,

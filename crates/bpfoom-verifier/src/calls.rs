@@ -269,6 +269,8 @@ impl Verifier<'_> {
                     if s.var.umax >= 1 << 29 {
                         return fail(RejectKind::Call, format!("R{} unbounded memory access, use 'var &= const' or 'if (var < const)'", regno + 1));
                     }
+                    // Linux's check_mem_size_reg(): the size is relied on exactly.
+                    self.mark_precise(st, &[regno + 1], true);
                     if *arg == HArg::UninitMem {
                         self.uninit_mem_arg(st, regno, s.var.umax as i64)?;
                     } else {
@@ -288,7 +290,10 @@ impl Verifier<'_> {
                     }
                 }
                 HArg::ConstAllocSizeOrZero => match r.var.as_const().filter(|_| r.is_scalar()) {
-                    Some(c) if c < 1 << 29 => alloc_size = c as u32,
+                    Some(c) if c < 1 << 29 => {
+                        alloc_size = c as u32;
+                        self.mark_precise(st, &[regno], true);
+                    }
                     _ => {
                         return fail(
                             RejectKind::Call,
@@ -398,7 +403,17 @@ impl Verifier<'_> {
             return None;
         }
         let v = self.access(st, 2, 0, 4, crate::mem::Access::Read).ok()?;
-        v.is_scalar().then(|| v.var.as_const()).flatten()
+        let k = v.is_scalar().then(|| v.var.as_const()).flatten()?;
+        // As Linux's get_constant_map_key(): a key spilled from a register
+        // is relied on exactly (a zeroed slot is a constant by itself).
+        if let RegType::Stack { frame } = r2.ty {
+            let (slot, _) = Frame::locate(r2.off + r2.var.as_const()? as i64);
+            let fr = st.frames.get(frame as usize)?;
+            if fr.slot(slot).bytes.contains(&crate::state::Byte::Spill) {
+                self.mark_slot_precise(st, frame as usize, slot);
+            }
+        }
+        Some(k)
     }
 
     fn kfunc_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
@@ -808,6 +823,13 @@ impl Verifier<'_> {
                 )
             }
         };
+        // Linux's process_iter_next_call(): the round that runs again is
+        // widened against the loop's previous round (the newest ancestor
+        // remembered at this instruction in the same call chain, skipping
+        // the one just remembered for this round).
+        if let Some(prev) = self.prev_round(&more, pc) {
+            crate::state::widen_imprecise(&self.ckpts[prev].st, &mut more);
+        }
         self.push_branch(more, pc + 1, pc)?;
         Ok(Some(Flow::Next(pc + 1)))
     }

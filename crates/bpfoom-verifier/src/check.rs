@@ -67,11 +67,26 @@ struct Pending {
     pc: usize,
     parent: Option<usize>,
     from: usize,
+    /// The path's history since `parent` (see `precision.rs`).
+    hist: Vec<Hist>,
 }
 
-struct Ckpt {
-    st: State,
-    parent: Option<usize>,
+/// One executed instruction in a path's history, for precision tracking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hist {
+    pub pc: u32,
+    /// The stack slot (frame, 8-byte slot) a register was spilled to or
+    /// filled from by this instruction.
+    pub stack: Option<(u8, u8)>,
+}
+
+pub(crate) struct Ckpt {
+    pub st: State,
+    /// The instruction the state was remembered at.
+    pub pc: usize,
+    /// The instructions from the parent checkpoint to this one.
+    pub hist: Vec<Hist>,
+    pub parent: Option<usize>,
     branches: u32,
     /// Comparisons that pruned / failed (to forget useless states).
     hits: u32,
@@ -90,7 +105,9 @@ pub(crate) struct Verifier<'a> {
     cfg: Cfg,
     opts: &'a Options,
     pending: Vec<Pending>,
-    ckpts: Vec<Ckpt>,
+    pub(crate) ckpts: Vec<Ckpt>,
+    /// The current path's instructions since its parent checkpoint.
+    pub(crate) hist: Vec<Hist>,
     explored: Vec<Vec<usize>>,
     id_gen: u32,
     processed: u64,
@@ -103,7 +120,7 @@ pub(crate) struct Verifier<'a> {
     comparisons: u64,
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
-    parent: Option<usize>,
+    pub(crate) parent: Option<usize>,
     /// Loads through kernel-object pointers seen on any path.
     probe_mem: std::collections::BTreeSet<usize>,
     /// The program's global functions.
@@ -184,6 +201,7 @@ impl<'a> Verifier<'a> {
             opts,
             pending: Vec::new(),
             ckpts: Vec::new(),
+            hist: Vec::new(),
             explored: vec![Vec::new(); n],
             id_gen: 0,
             processed: 0,
@@ -290,6 +308,7 @@ impl<'a> Verifier<'a> {
             pc,
             parent: self.parent,
             from,
+            hist: self.hist.clone(),
         });
         self.peak = self.peak.max(self.pending.len() + self.live_ckpts);
         Ok(())
@@ -385,15 +404,18 @@ impl<'a> Verifier<'a> {
             pc: start,
             parent: None,
             from: usize::MAX,
+            hist: Vec::new(),
         });
         while let Some(Pending {
             mut st,
             mut pc,
             parent,
             from,
+            hist,
         }) = self.pending.pop()
         {
             self.parent = parent;
+            self.hist = hist;
             if self.opts.log_level > 0 && from != usize::MAX {
                 let _ = writeln!(
                     self.log,
@@ -430,6 +452,10 @@ impl<'a> Verifier<'a> {
                 if self.opts.log_level > 0 {
                     let _ = write!(self.log, "{pc}: {}", self.disasm(pc));
                 }
+                self.hist.push(Hist {
+                    pc: pc as u32,
+                    stack: None,
+                });
                 let flow = self.step(&mut st, pc);
                 if self.opts.log_level > 1 {
                     let _ = write!(self.log, " ; {}", fmt_regs(&st, self.input.maps));
@@ -492,10 +518,16 @@ impl<'a> Verifier<'a> {
                 ),
             );
         }
+        // Whether this visit may remember a new state (as Linux, a miss is
+        // only counted then, so a few rounds of a loop stay remembered).
+        let adding = self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
         let mut widen_from = None;
         let mut loop_visits = 0;
         let mut useless = Vec::new();
-        let mut pruned = false;
+        let mut pruned = None;
+        // Open-coded iterators widen their imprecise scalars when the next
+        // round is queued (`iter_call`); callback loops join them here.
+        let callback_loop = iter_next && crate::callbacks::calls_callback(self.insns[pc]);
         // `st` with unshared ids dropped, as saved states have them.
         let mut normalized: Option<State> = None;
         for &c in self.explored[pc].iter().rev() {
@@ -503,7 +535,7 @@ impl<'a> Verifier<'a> {
             if ck.branches == 0 {
                 if state::covers(&ck.st, st, &live, state::Cmp::Subsume) {
                     ck.hits += 1;
-                    pruned = true;
+                    pruned = Some(c);
                     break;
                 }
                 ck.misses += 1;
@@ -513,9 +545,10 @@ impl<'a> Verifier<'a> {
             } else if iter_next {
                 // An ancestor in the same iterator loop: the iterator bounds the loop.
                 if state::covers(&ck.st, st, &live, state::Cmp::IterLoop) {
+                    self.propagate_precision(c, st);
                     return Ok(Some(Visit::Pruned));
                 }
-                if state::covers(&ck.st, st, &live, state::Cmp::Shape) {
+                if callback_loop && state::covers(&ck.st, st, &live, state::Cmp::Shape) {
                     widen_from = Some(c);
                     loop_visits += 1;
                 }
@@ -534,17 +567,29 @@ impl<'a> Verifier<'a> {
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
                 );
+            } else if adding {
+                // Linux's is_state_visited() forgets a looping state too when
+                // it keeps missing (`miss_cnt > hit_cnt * 3 + 3`): otherwise a
+                // long loop fills the list with its own earlier rounds, no
+                // new state is remembered, and the path's history (walked
+                // by every precision mark) grows without bound.
+                ck.misses += 1;
+                if ck.misses > ck.hits * 3 + 3 {
+                    useless.push(c);
+                }
             }
         }
         if !useless.is_empty() {
-            // Like the kernel, forget completed states that keep failing to prune.
+            // Like the kernel, forget states that keep failing to prune (a
+            // looping one stays a parent of the path, without its state).
             self.explored[pc].retain(|c| !useless.contains(c));
             for c in useless {
                 self.ckpts[c].st = State::default();
                 self.live_ckpts -= 1;
             }
         }
-        if pruned {
+        if let Some(c) = pruned {
+            self.propagate_precision(c, st);
             return Ok(Some(Visit::Pruned));
         }
         if let Some(c) = widen_from {
@@ -564,6 +609,8 @@ impl<'a> Verifier<'a> {
         state::clear_singular_ids(&mut saved);
         self.ckpts.push(Ckpt {
             st: saved,
+            pc,
+            hist: std::mem::take(&mut self.hist),
             parent: self.parent,
             branches: 1,
             hits: 0,
@@ -800,6 +847,12 @@ impl<'a> Verifier<'a> {
                     return fail(RejectKind::InvalidInsn, "division by zero");
                 }
                 if dst.is_ptr() || src.is_ptr() {
+                    if x && dst.is_ptr() != src.is_ptr() {
+                        // Linux's adjust_reg_min_max_vals(): the scalar added
+                        // to a pointer is relied on exactly.
+                        let k = if dst.is_ptr() { i.src } else { i.dst };
+                        self.mark_precise(st, &[k], true);
+                    }
                     self.ptr_arith(i, w, dst, src)?
                 } else {
                     Reg::scalar(Scalar::alu(o, &dst.var, &src.var, w, i.off == 1))
@@ -923,10 +976,12 @@ impl<'a> Verifier<'a> {
                 // `x & x` is `x`, so JSET tests `x != 0`.
                 let test = match cmp {
                     Cmp::Eq | Cmp::Ge | Cmp::Le | Cmp::Sge | Cmp::Sle => {
-                        return self.fork(st, pc, target, (true, false), |_, _| {})
+                        self.mark_precise(st, &[i.dst], true);
+                        return self.fork(st, pc, target, (true, false), |_, _| {});
                     }
                     Cmp::Ne | Cmp::Gt | Cmp::Lt | Cmp::Sgt | Cmp::Slt => {
-                        return self.fork(st, pc, target, (false, true), |_, _| {})
+                        self.mark_precise(st, &[i.dst], true);
+                        return self.fork(st, pc, target, (false, true), |_, _| {});
                     }
                     Cmp::Set => Cmp::Ne,
                     Cmp::NotSet => Cmp::Eq,
@@ -934,6 +989,9 @@ impl<'a> Verifier<'a> {
                 let (mut at, mut af) = (a.var, a.var);
                 let taken = Scalar::refine(test, &mut at, &mut Scalar::konst(0), w);
                 let fall = Scalar::refine(test.negate(), &mut af, &mut Scalar::konst(0), w);
+                if !(taken && fall) {
+                    self.mark_precise(st, &[i.dst], true);
+                }
                 let (dst, id) = (i.dst, a.id);
                 return self.fork(st, pc, target, (taken, fall), move |s, t| {
                     assign_scalar(s, dst, id, if t { at } else { af });
@@ -943,6 +1001,12 @@ impl<'a> Verifier<'a> {
             let taken = Scalar::refine(cmp, &mut at, &mut bt, w);
             let (mut af, mut bf) = (a.var, b.var);
             let fall = Scalar::refine(cmp.negate(), &mut af, &mut bf, w);
+            if !(taken && fall) {
+                // Linux's check_cond_jmp_op(): a branch decided by the
+                // values relies on them exactly.
+                let regs = [i.dst, if x { i.src } else { i.dst }];
+                self.mark_precise(st, &regs, true);
+            }
             let (dst, src) = (i.dst, if x { Some(i.src) } else { None });
             return self.fork(st, pc, target, (taken, fall), move |s, t| {
                 let (av, bv) = if t { (at, bt) } else { (af, bf) };
@@ -972,7 +1036,12 @@ impl<'a> Verifier<'a> {
                 });
             }
             if p.not_null() {
-                // The comparison with NULL is known: only one way is possible.
+                // The comparison with NULL is known: only one way is possible
+                // (the scalar side is relied on exactly).
+                if x {
+                    let r = if a.is_ptr() { i.src } else { i.dst };
+                    self.mark_precise(st, &[r], true);
+                }
                 return self.fork(st, pc, target, (!eq_taken, eq_taken), |_, _| {});
             }
         }
@@ -1075,6 +1144,10 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
+            // As Linux's check_return_code(): the range check relies on the
+            // return value exactly, so it is marked precise (an iterator loop
+            // then keeps it rather than widening it).
+            self.mark_precise(st, &[0], true);
             // Privileged (allow_ptr_leaks): a pointer returned is some number.
             let (lo, hi) = if r0.is_ptr() {
                 (i64::from(i32::MIN), i64::from(i32::MAX))

@@ -86,21 +86,27 @@
 //! verdict that differs from bpfoom's.
 //!
 //! # Differences from Linux that remain
-//! Each is listed, with its reason, in `tests/parity/known-differences.txt`
-//! and shows in the parity test's table:
-//! - Pruning differs: bpfoom has no precision back-tracking and no stack
-//!   liveness (scalars are compared exactly, register liveness is used) and
-//!   converges open-coded iterator loops by widening. Linux gives up on some
-//!   iterator loops that bpfoom proves (`iter_css_task_count`,
-//!   `iter_css_acquire_task_iter`: 1M instructions; `iter_css_rcu`: 8193
-//!   pending jumps). The kernel's log shows why: the loop counter stays an
-//!   exact constant (0, 1, 2, ...) at every `bpf_iter_css_next`, because the
-//!   test on it after the loop (`return n > 1`) is decided by its exact value,
-//!   which marks it precise; a precise scalar is neither widened
-//!   (`widen_imprecise_scalars()`) nor pruned, so Linux walks the loop
-//!   element by element until a limit. bpfoom, without precision tracking,
-//!   widens the counter and converges. bpfoom is never weaker than Linux on
-//!   the corpus.
+//! Every parity case agrees with the kernel (the test fails otherwise); what
+//! is still done differently, and why no case shows it:
+//! - Pruning uses Linux's precision marks (module `precision`: decided
+//!   branches, scalars added to pointers, helper sizes, callback return
+//!   values and constant array keys are traced back through the path and its
+//!   remembered states) where Linux needs them to keep a loop exact: at an
+//!   open-coded iterator's next call the next round's imprecise scalars are
+//!   widened to unknown, precise ones keep their values, so
+//!   `iter_css_task_count`, `iter_css_acquire_task_iter` and `iter_css_rcu`
+//!   are counted out round by round and rejected as by the kernel. Ordinary
+//!   pruning still compares every scalar by range (Linux ignores imprecise
+//!   ones outside loops), so bpfoom may process more instructions than the
+//!   kernel on some programs but never accepts more; linked scalar copies
+//!   are not traced through a conditional jump (Linux's
+//!   `bt_sync_linked_regs`), which can only widen more, never less. Limits
+//!   differ in kind: bpfoom also stops at 40M state comparisons (the kernel
+//!   has no such bound but gives up at 1M instructions on the same loops).
+//!   Remembered states that keep failing to prune are forgotten as Linux's
+//!   `is_state_visited()` does (a looping state after `hits * 3 + 3` misses,
+//!   counted only where a new state is remembered); a finished one after
+//!   `hits * 3 + 256`, more than Linux keeps.
 //! - The combined stack limit is checked on the stack a call chain has
 //!   touched when it calls (Linux: each function's deepest frame over all
 //!   paths); a frame that grows only after a call returns is counted
@@ -131,6 +137,7 @@ mod check;
 mod helper_mem;
 mod mem;
 pub mod object;
+mod precision;
 pub mod scalar;
 mod spin_lock;
 mod state;

@@ -452,6 +452,9 @@ impl Verifier<'_> {
                         let covers_spill = bytes.iter().any(|&(_, b)| slot.bytes[b] == Byte::Spill);
                         if covers_spill {
                             if b0 == start as usize && size == i64::from(ssz) {
+                                // A fill: precision of the result traces back
+                                // to the slot (`precision.rs`).
+                                self.note_stack_access(fi, s);
                                 return Ok(reg);
                             }
                             if reg.is_ptr() {
@@ -529,6 +532,7 @@ impl Verifier<'_> {
                         start: b0 as u8,
                         size: size as u8,
                     };
+                    self.note_stack_access(fi, s);
                     return Ok(Reg::NOT_INIT);
                 }
                 let fr = &mut st.frames[fi];

@@ -62,6 +62,10 @@ pub(crate) struct Reg {
     pub ref_obj_id: u32,
     /// The pointer may be NULL and must be checked before use.
     pub maybe_null: bool,
+    /// A scalar whose exact value some later instruction relied on (Linux's
+    /// `precise` mark, set by backtracking in remembered states; see
+    /// `precision.rs`): never widened around an iterator loop.
+    pub precise: bool,
 }
 
 impl Reg {
@@ -72,6 +76,7 @@ impl Reg {
         id: 0,
         ref_obj_id: 0,
         maybe_null: false,
+        precise: false,
     };
 
     pub fn scalar(s: Scalar) -> Reg {
@@ -426,10 +431,10 @@ fn slot_covers(old: &Slot, cur: &Slot, ids: &mut IdMap, mode: Cmp) -> bool {
     }
 }
 
-/// Generalises `cur` against `old` around an iterator loop: scalars that
-/// differ become the join of both (unknown when `hard`), and links between
-/// scalar copies are dropped, so the loop reaches a state that covers the
-/// next round.
+/// Generalises `cur` against `old` around a callback loop (a helper that
+/// calls back, e.g. `bpf_loop`): scalars that differ become the join of both
+/// (unknown when `hard`), and links between scalar copies are dropped, so the
+/// loop reaches a state that covers the next round.
 pub(crate) fn widen(old: &State, cur: &mut State, hard: bool) {
     let w = |o: &Reg, c: &mut Reg| {
         if o.is_scalar() && c.is_scalar() {
@@ -452,6 +457,54 @@ pub(crate) fn widen(old: &State, cur: &mut State, hard: bool) {
                 (&so.data, &mut sc.data)
             {
                 w(o, c);
+            }
+        }
+    }
+}
+
+/// Linux's `widen_imprecise_scalars()`: around an open-coded iterator loop,
+/// every scalar of `cur` (the state that runs one more round) that differs
+/// from the same register or spilled slot of `old` (the loop's previous
+/// round) becomes unknown, unless either side is marked precise. Precise
+/// scalars keep their exact values, so a loop whose counter decides a later
+/// branch is counted out round by round, as the kernel does.
+pub(crate) fn widen_imprecise(old: &State, cur: &mut State) {
+    // `unknown` is what the register or slot can hold at all: a spill of
+    // fewer than 8 bytes stays within its size.
+    let w = |o: &Reg, c: &mut Reg, unknown: Scalar| {
+        if o.is_scalar() && c.is_scalar() && !o.precise && !c.precise && o.var != c.var {
+            *c = Reg::scalar(unknown);
+        }
+    };
+    for (fo, fc) in old.frames.iter().zip(cur.frames.iter_mut()) {
+        for (o, c) in fo.regs.iter().zip(fc.regs.iter_mut()) {
+            w(o, c, Scalar::UNKNOWN);
+        }
+        for (so, sc) in fo.stack.iter().zip(fc.stack.iter_mut()) {
+            if !so.bytes.contains(&Byte::Spill) || !sc.bytes.contains(&Byte::Spill) {
+                continue;
+            }
+            if let (
+                SlotData::Spill {
+                    reg: o,
+                    start: s0,
+                    size: z0,
+                },
+                SlotData::Spill {
+                    reg: c,
+                    start: s1,
+                    size: z1,
+                },
+            ) = (&so.data, &mut sc.data)
+            {
+                if *s0 == *s1 && *z0 == *z1 {
+                    let unknown = if *z1 >= 8 {
+                        Scalar::UNKNOWN
+                    } else {
+                        Scalar::sized(u32::from(*z1))
+                    };
+                    w(o, c, unknown);
+                }
             }
         }
     }

@@ -51,13 +51,16 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("loop_ctx_not_stack", oom(CB, "bpf_loop(4, stop_cb, oc, 0); return 0;"), no(Call, "expected=fp or NULL")),
         // the numbers iterator: bpf_for / bpf_repeat
         ("bpf_for_sum", oom("", "int i; u64 s = 0; bpf_for(i, 0, 1000) { s += i; } return s > 5 ? 1 : 0;"), A),
-        ("bpf_repeat", oom("", "u32 n = 0; bpf_repeat(50) { n++; } return n > 5 ? 1 : 0;"), A),
+        // The counters are globals: a register counter compared after the
+        // loop is precise, so neither Linux nor bpfoom converges on it (the
+        // parity twin `iter_css_task_count` shows the kernel rejecting it).
+        ("bpf_repeat", oom("u32 seen;", "bpf_repeat(50) { seen++; } return seen > 5 ? 1 : 0;"), A),
         ("bpf_for_stack_index", oom("", "u64 a[8] = {}; int i; bpf_for(i, 0, 8) { a[i] = i; } return a[3] == 3 ? 1 : 0;"), A),
         ("iter_num_unchecked", oom("", "struct bpf_iter_num it; int *v; int r; bpf_iter_num_new(&it, 0, 5); v = bpf_iter_num_next(&it); r = *v; bpf_iter_num_destroy(&it); return r > 1;"), no(InvalidMemAccess, "scalar")),
         ("iter_num_write", oom("", "struct bpf_iter_num it; int *v; bpf_iter_num_new(&it, 0, 5); v = bpf_iter_num_next(&it); if (v) *v = 3; bpf_iter_num_destroy(&it); return 0;"), no(ReadOnly, "read-only")),
         ("iter_num_leak", oom("", "struct bpf_iter_num it; bpf_iter_num_new(&it, 0, 5); bpf_iter_num_next(&it); return 0;"), no(Reference, "missing destroy")),
         // the task iterator
-        ("task_iter_count", oom("", "struct task_struct *t; u32 n = 0; bpf_rcu_read_lock(); bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { if (t->pid > 1) n++; } bpf_rcu_read_unlock(); return n > 3 ? 1 : 0;"), A),
+        ("task_iter_count", oom("u32 seen;", "struct task_struct *t; bpf_rcu_read_lock(); bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { if (t->pid > 1) seen++; } bpf_rcu_read_unlock(); return seen > 3 ? 1 : 0;"), A),
         ("task_iter_needs_rcu", oom("", "struct task_struct *t; u32 n = 0; bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { n++; } return n > 3 ? 1 : 0;"), no(Rcu, "requires RCU critical section")),
         ("task_iter_kill_acquired", oom("", "struct task_struct *t, *v = NULL; bpf_rcu_read_lock(); bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { if (t->pid == 4242) { v = bpf_task_acquire(t); break; } } bpf_rcu_read_unlock(); if (!v) return 0; bpf_oom_kill_process(oc, v, \"x\"); bpf_task_release(v); return 1;"), A),
         ("task_iter_kill_rcu", oom("", "struct task_struct *t; bpf_rcu_read_lock(); bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { bpf_task_under_cgroup(t, cgrp); } bpf_rcu_read_unlock(); return 0;"), A),

@@ -6,9 +6,9 @@
 //! them at test time. See `bpfoom_testutil::kernel` for how the twins are
 //! built and `tests/parity/README.md` for the case format.
 //!
-//! A disagreement fails the test with both logs, unless the case is listed
-//! in `tests/parity/known-differences.txt` with its reason; a listed case
-//! that agrees fails too, so the list can only shrink.
+//! Every case must agree: a disagreement fails the test with both logs.
+//! The table printed gives both processed-instruction counts (the kernel's
+//! and bpfoom's) for every case.
 //!
 //! `BPFOOM_PARITY_FILTER=text` runs only the cases whose name contains it.
 //!
@@ -65,20 +65,6 @@ fn filter() -> Option<String> {
     std::env::var("BPFOOM_PARITY_FILTER")
         .ok()
         .filter(|f| !f.is_empty())
-}
-
-/// `case: reason` lines (`#` comments) of cases known to disagree.
-fn known_differences() -> Vec<(String, String)> {
-    let text =
-        std::fs::read_to_string(corpus_dir().join("known-differences.txt")).unwrap_or_default();
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (c, r) = l.split_once(':').unwrap_or((l, ""));
-            (c.trim().to_string(), r.trim().to_string())
-        })
-        .collect()
 }
 
 fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
@@ -168,16 +154,8 @@ fn kernel_parity() {
         bpfoom_testutil::require(false, &why);
         return;
     }
-    let known = known_differences();
-    let mut cases = cases();
+    let cases = cases();
     assert!(!cases.is_empty(), "no cases in tests/parity");
-    // The known differences are the kernel's slowest loads (it runs into its
-    // limits, then libbpf loads once more for the log): start them first so
-    // the other cases run beside them.
-    cases.sort_by_key(|p| {
-        let n = p.file_stem().map(|n| n.to_string_lossy().into_owned());
-        !known.iter().any(|(c, _)| Some(c) == n.as_ref())
-    });
     let results: Mutex<Vec<Result<Outcome, String>>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -214,13 +192,7 @@ fn kernel_parity() {
     let mut agree = 0;
     for o in &outcomes {
         let same = o.kernel.accepted == o.ours.accepted;
-        let listed = known.iter().find(|(c, _)| *c == o.name);
-        let note = match (same, listed) {
-            (true, None) => String::new(),
-            (true, Some(_)) => "AGREES BUT LISTED".into(),
-            (false, Some((_, why))) => format!("KNOWN DIFFERENCE: {why}"),
-            (false, None) => "DISAGREE".into(),
-        };
+        let note = if same { "" } else { "DISAGREE" };
         let kinsns = o.kernel.processed.map_or("-".into(), |n| n.to_string());
         println!(
             "{:<40} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}  {note}",
@@ -241,12 +213,8 @@ fn kernel_parity() {
         if same {
             agree += 1;
         }
-        match (same, listed) {
-            (true, Some(_)) => failures.push(format!(
-                "{}: agrees with the kernel now; remove it from known-differences.txt",
-                o.name
-            )),
-            (false, None) => {
+        if !same {
+            {
                 let body = std::fs::read_to_string(corpus_dir().join(format!("{}.c", o.name)))
                     .unwrap_or_default();
                 let bobj = kernel::build_bpfoom_twin(&o.name, &body).expect("built before");
@@ -262,15 +230,9 @@ fn kernel_parity() {
                     kernel::tail(&blog, 40),
                 ));
             }
-            _ => {}
         }
     }
     println!("{agree} of {} cases agree with the kernel", outcomes.len());
-    for (c, _) in &known {
-        if filter().is_none() && !outcomes.iter().any(|o| &o.name == c) {
-            failures.push(format!("known-differences.txt names {c}, which is no case"));
-        }
-    }
     failures.extend(errors.into_iter().map(|e| format!("broken case: {e}")));
     assert!(
         failures.is_empty(),
