@@ -58,17 +58,7 @@ fn v2_fixture_daemon_end_to_end() {
     );
 
     // usage above memory.high, new high events, stall: an OOM event.
-    std::fs::write(job.join("memory.current"), (90 * M).to_string()).unwrap();
-    std::fs::write(
-        job.join("memory.pressure"),
-        "some avg10=9.00 avg60=1.00 avg300=0.10 total=90000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        job.join("memory.events"),
-        "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-    )
-    .unwrap();
+    fixture_v2_oom(&job);
     let oom = d
         .wait_record(5 * S, |r| r["event"] == "oom")
         .unwrap_or_else(|| panic!("no OOM event: {}", d.stderr()));

@@ -68,17 +68,7 @@ fn maps_dump_a_policys_decision_map_and_ringbuf_events_are_records() {
 
     // An OOM at /job (usage above memory.high, new high events, stall).
     let job = base.join("v2/job");
-    std::fs::write(job.join("memory.current"), (90u64 << 20).to_string()).unwrap();
-    std::fs::write(
-        job.join("memory.pressure"),
-        "some avg10=9.00 avg60=1.00 avg300=0.10 total=90000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        job.join("memory.events"),
-        "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-    )
-    .unwrap();
+    fixture_v2_oom(&job);
     d.wait_record(5 * S, |r| r["event"] == "resolved")
         .unwrap_or_else(|| panic!("no resolved record: {}", d.stderr()));
     let order: Vec<String> = d

@@ -24,7 +24,7 @@ use bpfoom_vm::Vm;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::mapvalue::type_name;
+use crate::mapvalue::{is_char, type_name};
 
 /// Deepest nesting decoded (BTF can chain typedefs; this bounds recursion).
 const MAX_DEPTH: usize = 32;
@@ -366,24 +366,6 @@ fn members_into(
         }
         obj.insert(m.name.clone(), decode_at(btf, m.ty, bytes, at, depth + 1));
     }
-}
-
-fn is_char(btf: &Btf, ty: u32) -> bool {
-    let id = btf.skip_mods_and_typedefs(ty);
-    matches!(
-        btf.type_by_id(id).map(|t| (&t.kind, t.name.as_str())),
-        Some((
-            BtfKind::Int {
-                size: 1,
-                char: true,
-                ..
-            },
-            _
-        )) | Some((
-            BtfKind::Int { size: 1, .. },
-            "char" | "signed char" | "unsigned char"
-        ))
-    )
 }
 
 #[cfg(test)]

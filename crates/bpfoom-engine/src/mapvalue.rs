@@ -611,7 +611,8 @@ fn bounds(bits: u32, signed: bool) -> (i128, i128) {
     }
 }
 
-fn is_char(btf: &Btf, ty: u32) -> bool {
+/// Whether `ty` is a one-byte character type (`char[N]` reads as text).
+pub(crate) fn is_char(btf: &Btf, ty: u32) -> bool {
     let id = btf.skip_mods_and_typedefs(ty);
     matches!(
         btf.type_by_id(id).map(|t| (&t.kind, t.name.as_str())),

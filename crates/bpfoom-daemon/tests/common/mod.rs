@@ -599,3 +599,20 @@ pub fn fixture(name: &str, extra: &str) -> (PathBuf, PathBuf) {
     .unwrap();
     (base, cfg)
 }
+
+/// Makes the fixture v2 cgroup `job` look as the daemon's v2 monitor sees
+/// an OOM: usage 90 MiB (its memory.max is 100 MiB, so the 16M headroom
+/// puts memory.high at 84 MiB), new `high` events, 90 ms of stall.
+pub fn fixture_v2_oom(job: &Path) {
+    std::fs::write(job.join("memory.current"), (90u64 << 20).to_string()).unwrap();
+    std::fs::write(
+        job.join("memory.pressure"),
+        "some avg10=9.00 avg60=1.00 avg300=0.10 total=90000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        job.join("memory.events"),
+        "low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    )
+    .unwrap();
+}
