@@ -6,6 +6,8 @@
 //! - [`vm`]: the host side: fetch Debian's kernel, assemble the initramfs
 //!   (busybox-static, `bpfoom-vmguest` and its libraries, the policies),
 //!   boot qemu with TCG, read the results from the serial console;
+//! - [`episodes`]: benchmark groups 8 and 9 (back-to-back OOMs in one
+//!   memcg, many memcgs OOM'ing at once; cgroup v1);
 //! - [`guest`]: what runs inside the VM (the v2 end-to-end suite);
 //! - [`idle`]: benchmark group 3 (idle cost against earlyoom and nohang);
 //! - [`policy_cost`]: benchmark group 2 (policy and verification cost);
@@ -16,6 +18,7 @@
 
 pub mod compare;
 pub mod cpio;
+pub mod episodes;
 pub mod guest;
 pub mod idle;
 pub mod policy_cost;

@@ -163,7 +163,7 @@ pub fn v1_memcg() -> Result<(PathBuf, String), String> {
     Ok((root, own))
 }
 
-fn write(dir: &Path, file: &str, val: &str) -> Result<(), String> {
+pub(crate) fn write(dir: &Path, file: &str, val: &str) -> Result<(), String> {
     std::fs::write(dir.join(file), val).map_err(|e| format!("{}/{file}: {e}", dir.display()))
 }
 
@@ -175,7 +175,7 @@ fn read_u64(dir: &Path, file: &str) -> Option<u64> {
         .ok()
 }
 
-fn wait_ready(
+pub(crate) fn wait_ready(
     child: &mut Child,
     timeout: Duration,
 ) -> Result<BufReader<std::process::ChildStdout>, String> {
@@ -234,12 +234,13 @@ impl V1Tree {
         Ok(t)
     }
 
-    fn dir(&self, rel: &str) -> PathBuf {
+    /// A directory of the tree, relative to its top.
+    pub fn dir(&self, rel: &str) -> PathBuf {
         self.top.join(rel)
     }
 }
 
-fn kill_cgroup_v1(dir: &Path) {
+pub(crate) fn kill_cgroup_v1(dir: &Path) {
     for _ in 0..50 {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         let pids: Vec<i32> = procs
@@ -274,12 +275,15 @@ impl Drop for V1Tree {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for rel in ["job/hog", "job/svc"] {
-            kill_cgroup_v1(&self.dir(rel));
-        }
-        if let Ok(rd) = std::fs::read_dir(self.dir("bg")) {
-            for e in rd.flatten() {
-                kill_cgroup_v1(&e.path());
+        // Every child of job/ and bg/ (hog, svc and the episode memcgs).
+        for parent in ["job", "bg"] {
+            if let Ok(rd) = std::fs::read_dir(self.dir(parent)) {
+                for e in rd
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                {
+                    kill_cgroup_v1(&e.path());
+                }
             }
         }
         remove_tree(&self.top);
@@ -326,6 +330,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The notify->kill latencies (ms) of the kill records printed so far
+    /// and not yet taken, waiting up to `wait` for the first.
+    pub fn take_latencies(&self, wait: Duration) -> Vec<f64> {
+        let mut v: Vec<f64> = self.latencies.recv_timeout(wait).into_iter().collect();
+        v.extend(self.latencies.try_iter());
+        v
+    }
+
     /// Its pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

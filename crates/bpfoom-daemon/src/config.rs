@@ -7,6 +7,7 @@
 //! log_format = "json"                  # or "text"
 //! handler_time_limit_ms = 250
 //! insn_budget = 1000000
+//! engine = "jit"                       # or "interpreter" (same results, slower)
 //!
 //! [v2]
 //! headroom = "16M"                     # memory.high below memory.max
@@ -68,6 +69,27 @@ pub struct DaemonSection {
     pub proc_root: Option<PathBuf>,
     /// Prometheus metrics endpoint, `HOST:PORT` or a bare port (loopback).
     pub metrics: Option<String>,
+    /// What runs the policies (default: the JIT where built in).
+    pub engine: Option<EngineKind>,
+}
+
+/// `[daemon] engine`: what executes the policies' programs.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// bpfoom-vm's Cranelift JIT (programs it refuses run interpreted).
+    Jit,
+    /// bpfoom-vm's interpreter for every program.
+    Interpreter,
+}
+
+impl From<EngineKind> for bpfoom_engine::VmBackend {
+    fn from(k: EngineKind) -> Self {
+        match k {
+            EngineKind::Jit => bpfoom_engine::VmBackend::Jit,
+            EngineKind::Interpreter => bpfoom_engine::VmBackend::Interpreter,
+        }
+    }
 }
 
 /// `[v2]`.
@@ -279,6 +301,14 @@ impl Config {
                 ));
             }
         }
+        if c.daemon.engine == Some(EngineKind::Jit) && !bpfoom_engine::VmBackend::jit_built() {
+            return Err(at(
+                key_line("engine"),
+                "daemon.engine: \"jit\" needs a build with the JIT (cargo feature jit); \
+                 use \"interpreter\""
+                    .into(),
+            ));
+        }
         if c.daemon.handler_time_limit_ms == Some(0) {
             return Err(at(
                 key_line("handler_time_limit_ms"),
@@ -351,6 +381,17 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
         assert_eq!(*a.maps[1].get_ref().key.get_ref(), MapValue::Int(7));
         assert_eq!(*a.maps[0].get_ref().key.get_ref(), MapValue::from("/a/b"));
         assert_eq!(line_of(text, a.cgroup.span().start), 16);
+    }
+
+    #[test]
+    fn engine_choice() {
+        let c = Config::parse("[daemon]\nengine = \"interpreter\"\n", "c.toml").unwrap();
+        assert_eq!(c.daemon.engine, Some(EngineKind::Interpreter));
+        let c = Config::parse("[daemon]\nengine = \"jit\"\n", "c.toml");
+        assert_eq!(c.is_ok(), bpfoom_engine::VmBackend::jit_built(), "{c:?}");
+        let e = Config::parse("[daemon]\n\nengine = \"fast\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("fast"), "{e}");
     }
 
     #[test]

@@ -20,19 +20,16 @@ use bpfoom_obj::Object;
 use crate::clients::{Got, Pending};
 use crate::config::{AttachSection, Config, FallbackKind, LogFormat};
 use crate::control::{self, AttachOpts, Request, Response, MAX_REQUEST};
+use crate::dedupe::{self, Decision, SETTLE, VICTIM_GRACE};
 use crate::logging::Output;
 use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::reload::{Action, Change, Spec};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
-/// After acting on an OOM, give the kernel this long to wake the waiters
-/// before the same memcg's OOM is handled again.
-const SETTLE: Duration = Duration::from_millis(150);
-/// A victim that has not exited after this long no longer holds off a new
-/// OOM run in its cgroup; one whose memory is already gone (reaped while it
-/// cannot exit) holds off nothing ([`LinuxHost::holding_victims`]).
-const VICTIM_GRACE: Duration = Duration::from_secs(3);
+/// How soon a memcg left in OOM with no eligible victim is looked at again
+/// without a fresh notification.
+const NOTHING_RETRY: Duration = Duration::from_secs(1);
 /// How often the managed subtrees are re-read in full: inotify reports
 /// created and removed cgroups at once, this only catches what it missed
 /// (e.g. an inotify queue overflow), so it can be slow: a full pass over
@@ -175,6 +172,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         time_limit: d
             .handler_time_limit_ms
             .map_or(EngineConfig::default().time_limit, Duration::from_millis),
+        vm: d.engine.map_or_else(Default::default, Into::into),
         ..EngineConfig::default()
     };
     let mut dm = Daemon {
@@ -353,10 +351,11 @@ impl Daemon {
             self.info(&format!("metrics at http://{bound}/metrics"));
         }
         self.info(&format!(
-            "running (pid {}, socket {}, {} instances{})",
+            "running (pid {}, socket {}, {} instances, {}{})",
             std::process::id(),
             socket.display(),
             self.attached.len(),
+            self.engine.config().vm.name(),
             if self.dry_run { ", dry run" } else { "" }
         ));
         notify_systemd("READY=1");
@@ -382,19 +381,21 @@ impl Daemon {
                     notify_systemd("WATCHDOG=1");
                 }
             }
-            let busy = !self.last_action.is_empty();
             // Idle, only the descriptors wake the loop; housekeeping (v1
-            // fallbacks, victims, global sampling, v2 sampling) needs turns.
+            // fallbacks to the kernel, global sampling, v2 sampling) needs
+            // turns. The OOM path itself has deadlines, not ticks.
             let housekeeping = self.global.enabled()
                 || self.engine.host().has_holds()
                 || self.engine.host().cgroupfs().version() == CgroupVersion::V2;
-            let mut timeout = if busy || self.engine.host().has_suspects() {
-                Duration::from_millis(50)
-            } else if housekeeping {
+            let mut timeout = if housekeeping {
                 Duration::from_millis(250)
             } else {
                 IDLE_WAKE
             };
+            let start = Instant::now();
+            if let Some(d) = self.next_oom_deadline(start) {
+                timeout = timeout.min(d.saturating_duration_since(start));
+            }
             let psi_active = PsiFeeder::active(&self.engine);
             if psi_active {
                 timeout = timeout.min(PSI_INTERVAL);
@@ -424,7 +425,13 @@ impl Daemon {
                 let first_efd = fds.len();
                 let efds = host.notify_fds();
                 fds.extend(efds.iter().map(|&(_, f)| (f, Wait::Readable)));
-                let ready = sys::poll(&fds, Some(timeout)).map_err(setup("poll"))?;
+                // A victim's exit wakes the loop: an OOM it held off goes on.
+                let ready = host.with_victim_fds(|victims| {
+                    let mut all = fds.clone();
+                    all.extend(victims.iter().map(|&f| (f, Wait::Readable)));
+                    sys::poll(&all, Some(timeout))
+                });
+                let ready = ready.map_err(setup("poll"))?;
                 let fired: Vec<CgroupId> = efds
                     .iter()
                     .zip(&ready[first_efd..])
@@ -465,7 +472,7 @@ impl Daemon {
             // on memory.events makes a pass happen at once).
             let v2 = self.engine.host().cgroupfs().version() == CgroupVersion::V2;
             let suspects = self.engine.host().has_suspects();
-            if ready.iter().skip(4).any(|&r| r) || busy || suspects || v2 {
+            if ready.iter().skip(4).any(|&r| r) || suspects || v2 {
                 self.handle_memcg_ooms(now, &fired);
             }
             if self.global.enabled() {
@@ -533,13 +540,32 @@ impl Daemon {
     /// Feeds real stall time to `bpf_psi_ops` triggers; an OOM a handler
     /// declares runs the chain right inside.
     fn feed_psi(&mut self, now: Instant) {
-        self.engine.host_mut().begin_oom(now);
+        self.engine.host_mut().begin_oom(now, None);
         let logs = self.psi.sample(&mut self.engine);
         self.engine.host_mut().end_oom();
         for l in logs {
             self.info(&l);
         }
         self.flush();
+    }
+
+    /// When the OOM path next needs a pass without a descriptor waking it:
+    /// the end of a [`SETTLE`] for a memcg still in OOM, or the end of a
+    /// victim's [`VICTIM_GRACE`].
+    fn next_oom_deadline(&self, now: Instant) -> Option<Instant> {
+        let host = self.engine.host();
+        let mut at = Vec::new();
+        if host.has_suspects() {
+            let last = self
+                .last_action
+                .values()
+                .copied()
+                .chain(host.last_victim_exit())
+                .max();
+            at.extend(last.map(|t| t + SETTLE));
+        }
+        at.extend(host.holding_off(None, VICTIM_GRACE, SETTLE));
+        at.into_iter().filter(|&t| t > now).min()
     }
 
     fn handle_memcg_ooms(&mut self, now: Instant, fired: &[CgroupId]) {
@@ -549,23 +575,33 @@ impl Daemon {
             if host.holding(cg) {
                 continue;
             }
-            if let Some(&t) = self.last_action.get(&Some(cg)) {
-                let since = now.saturating_duration_since(t);
-                if since < SETTLE || (host.holding_victims(Some(cg)) > 0 && since < VICTIM_GRACE) {
-                    continue;
-                }
+            let held = host.holding_off(Some(cg), VICTIM_GRACE, SETTLE);
+            let last = self
+                .last_action
+                .get(&Some(cg))
+                .copied()
+                .into_iter()
+                .chain(host.last_victim_exit())
+                .max();
+            if dedupe::decide(now, fired.contains(&cg), held, last) == Decision::Run {
+                self.handle_oom(Some(cg), now);
             }
-            self.handle_oom(Some(cg), now);
         }
     }
 
     fn handle_oom(&mut self, cg: Option<CgroupId>, notified: Instant) {
         self.counters.ooms += 1;
-        self.engine.host_mut().begin_oom(notified);
+        self.engine.host_mut().begin_oom(notified, cg);
         let outcome = self.engine.out_of_memory(cg);
         self.engine.host_mut().end_oom();
-        self.last_action.insert(cg, Instant::now());
-        let _ = outcome;
+        // With no eligible victim the memcg stays in OOM and nothing will
+        // change soon: its next re-check without a fresh notification waits
+        // NOTHING_RETRY rather than SETTLE (the record says why).
+        let mut done = Instant::now();
+        if !outcome.made_progress() {
+            done += NOTHING_RETRY - SETTLE;
+        }
+        self.last_action.insert(cg, done);
         self.flush();
     }
 

@@ -33,6 +33,7 @@ mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
+mod dedupe;
 pub mod hooks;
 mod logging;
 pub mod maps;

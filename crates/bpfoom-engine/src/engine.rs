@@ -15,7 +15,7 @@ use crate::kfuncs::{Kctx, PsiRun};
 use crate::objects::{put, Layout};
 use crate::record::{Constraint, Record};
 use crate::state::{OomRequest, State, Trigger};
-use crate::{AttachOptions, EngineConfig, EngineError, OpsKind, Policy};
+use crate::{AttachOptions, EngineConfig, EngineError, OpsKind, Policy, VmBackend};
 
 /// An attached `bpf_psi_ops` instance.
 pub(crate) struct PsiInstance {
@@ -47,7 +47,7 @@ pub struct Engine<H: Host> {
     st: State,
 }
 
-fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
+fn vm_for(policy: &Policy, backend: VmBackend) -> Result<Vm, EngineError> {
     let obj: &Object = &policy.object;
     let specs = obj
         .maps
@@ -77,6 +77,12 @@ fn vm_for(policy: &Policy) -> Result<Vm, EngineError> {
     }
     // Deterministic prandom: simulated runs must be reproducible.
     vm.env_mut().seed_random(0x5eed);
+    #[cfg(feature = "jit")]
+    if backend == VmBackend::Jit {
+        vm.set_backend(bpfoom_vm::ExecBackend::Jit);
+    }
+    #[cfg(not(feature = "jit"))]
+    let _ = backend;
     Ok(vm)
 }
 
@@ -93,13 +99,24 @@ fn load_prog(vm: &mut Vm, policy: &Policy, member: &str) -> Result<Option<ProgId
             .cloned()
             .unwrap_or_default(),
     };
-    vm.load_with(&prog.insns, &opts)
-        .map(Some)
-        .map_err(|source| EngineError::Load {
-            policy: policy.name.clone(),
-            program: prog.name.clone(),
-            source,
-        })
+    let loaded = vm.load_with(&prog.insns, &opts);
+    // A program the JIT cannot compile runs on the interpreter: same
+    // semantics, only slower. Other load errors are the program's.
+    #[cfg(feature = "jit")]
+    let loaded = match loaded {
+        Err(e) if matches!(e.kind, bpfoom_vm::LoadErrorKind::Jit(_)) => {
+            vm.set_backend(bpfoom_vm::ExecBackend::Interpreter);
+            let r = vm.load_with(&prog.insns, &opts);
+            vm.set_backend(bpfoom_vm::ExecBackend::Jit);
+            r
+        }
+        r => r,
+    };
+    loaded.map(Some).map_err(|source| EngineError::Load {
+        policy: policy.name.clone(),
+        program: prog.name.clone(),
+        source,
+    })
 }
 
 impl PsiInstance {
@@ -316,7 +333,7 @@ impl<H: Host> Engine<H> {
                 policy: policy.name,
             });
         }
-        let mut vm = vm_for(&policy)?;
+        let mut vm = vm_for(&policy, self.cfg.vm)?;
         let types = Arc::new(MapTypes {
             btf: policy.object.btf.clone(),
             maps: policy.object.maps.clone(),

@@ -179,6 +179,12 @@ pub trait Host {
     }
     /// Monotonic time.
     fn now(&self) -> Duration;
+    /// What `bpf_ktime_get_ns` returns: the kernel's monotonic clock on a
+    /// real host (comparable with task start times), the simulated clock in
+    /// the simulator, so that a simulated run is reproducible.
+    fn ktime_ns(&self) -> u64 {
+        self.now().as_nanos().min(u128::from(u64::MAX)) as u64
+    }
     /// Waits up to `timeout` for memory in the OOM's scope (`None` = global)
     /// to be released; true when it was.
     fn wait_for_release(&mut self, scope: Option<CgroupId>, timeout: Duration) -> bool;

@@ -445,10 +445,13 @@ impl<H: Host + ?Sized> bpfoom_vm::CallHandler for Kctx<'_, H> {
                 self.flush_output(env);
             }
         }
-        if id == bpfoom_vm::helpers::ids::GET_CURRENT_TASK_BTF {
-            return Ok(self.current_task(env));
+        use bpfoom_vm::helpers::ids::{GET_CURRENT_TASK_BTF, KTIME_GET_BOOT_NS, KTIME_GET_NS};
+        match id {
+            GET_CURRENT_TASK_BTF => Ok(self.current_task(env)),
+            // The host's clock, not the VM's: simulated time in the simulator.
+            KTIME_GET_NS | KTIME_GET_BOOT_NS => Ok(self.host.ktime_ns()),
+            _ => Err(CallError::Unsupported),
         }
-        Err(CallError::Unsupported)
     }
 
     fn kfunc(&mut self, id: u32, a: [u64; 5], env: &mut Env) -> Result<u64, CallError> {

@@ -67,6 +67,8 @@ pub struct EngineConfig {
     /// How many times one OOM event may honour a BACKOFF because a victim is
     /// still exiting, before BACKOFF has to spend budget.
     pub max_victim_waits: u32,
+    /// What runs the policies' programs.
+    pub vm: VmBackend,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +77,64 @@ impl Default for EngineConfig {
             insn_budget: 1_000_000,
             time_limit: Duration::from_millis(250),
             max_victim_waits: 8,
+            vm: VmBackend::default(),
+        }
+    }
+}
+
+/// What executes a policy's programs.
+///
+/// The default is the Cranelift JIT when this crate is built with the `jit`
+/// feature (the `bpfoom` binary is), the interpreter otherwise. A program the
+/// JIT refuses (it has no `bpf_loop` callbacks, for one) runs on the
+/// interpreter instead: the two have the same semantics, budget and
+/// instruction counts, so the choice changes speed only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmBackend {
+    /// Native code from Cranelift; the interpreter where the JIT is not
+    /// built in or refuses a program.
+    Jit,
+    /// bpfoom-vm's threaded interpreter for every program.
+    Interpreter,
+}
+
+impl VmBackend {
+    /// Both backends, for tests that must hold on each.
+    pub const ALL: [VmBackend; 2] = [VmBackend::Jit, VmBackend::Interpreter];
+
+    /// Whether this build has the JIT (cargo feature `jit`).
+    pub const fn jit_built() -> bool {
+        cfg!(feature = "jit")
+    }
+
+    /// The name used in configs and records (`"jit"`, `"interpreter"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            VmBackend::Jit => "jit",
+            VmBackend::Interpreter => "interpreter",
+        }
+    }
+}
+
+impl Default for VmBackend {
+    fn default() -> Self {
+        if Self::jit_built() {
+            VmBackend::Jit
+        } else {
+            VmBackend::Interpreter
+        }
+    }
+}
+
+impl std::str::FromStr for VmBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "jit" => Ok(VmBackend::Jit),
+            "interpreter" => Ok(VmBackend::Interpreter),
+            other => Err(format!(
+                "unknown engine {other:?} (expected \"jit\" or \"interpreter\")"
+            )),
         }
     }
 }

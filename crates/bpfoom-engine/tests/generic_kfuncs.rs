@@ -26,11 +26,25 @@ fn printed(name: &str, body: &str) -> Option<Vec<String>> {
     let mut p = bpfoom_engine::Policy::open(Object::from_path(path).unwrap(), None).unwrap();
     p.check(&Verifier::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    // Both backends must print the same lines.
+    let mut outs = bpfoom_engine::VmBackend::ALL.map(|vm| run_once(name, p.clone(), vm));
+    assert_eq!(
+        outs[0], outs[1],
+        "{name}: the JIT and the interpreter differ"
+    );
+    Some(std::mem::take(&mut outs[0]))
+}
+
+fn run_once(name: &str, p: bpfoom_engine::Policy, vm: bpfoom_engine::VmBackend) -> Vec<String> {
     let host = common::TestHost {
         tasks: vec![(10, 0), (11, 0), (12, -1000)],
         ..Default::default()
     };
-    let mut e = Engine::new(host, EngineConfig::default());
+    let cfg = EngineConfig {
+        vm,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(host, cfg);
     e.attach(p, 1, AttachOptions::default()).unwrap();
     e.out_of_memory(None);
     let recs = e.take_records();
@@ -42,17 +56,15 @@ fn printed(name: &str, body: &str) -> Option<Vec<String>> {
                 ..
             }
         )),
-        "{name}: {recs:?}"
+        "{name} ({vm:?}): {recs:?}"
     );
-    Some(
-        recs.into_iter()
-            .filter_map(|r| match r {
-                Record::Printk { message, .. } => Some(message),
-                _ => None,
-            })
-            .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
-            .collect(),
-    )
+    recs.into_iter()
+        .filter_map(|r| match r {
+            Record::Printk { message, .. } => Some(message),
+            _ => None,
+        })
+        .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 fn check(name: &str, body: &str, want: &[&str]) {

@@ -33,12 +33,23 @@ fn policy() -> Option<Object> {
 fn run(tasks: Vec<(Pid, i16)>) -> Option<(Kills, Vec<Pid>)> {
     let mut p = Policy::open(policy()?, None).unwrap();
     p.check(&ContractCheck).unwrap();
+    // Both backends must make the same calls.
+    let [jit, interp] = bpfoom_engine::VmBackend::ALL.map(|vm| run_once(p.clone(), &tasks, vm));
+    assert_eq!(jit, interp, "the JIT and the interpreter differ");
+    Some(jit)
+}
+
+fn run_once(p: Policy, tasks: &[(Pid, i16)], vm: bpfoom_engine::VmBackend) -> (Kills, Vec<Pid>) {
     let host = common::TestHost {
-        tasks,
+        tasks: tasks.to_vec(),
         resolved: true,
         ..Default::default()
     };
-    let mut e = Engine::new(host, EngineConfig::default());
+    let cfg = EngineConfig {
+        vm,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(host, cfg);
     e.attach(p, 1, AttachOptions::default()).unwrap();
     e.out_of_memory(None);
     let killed = e
@@ -50,7 +61,7 @@ fn run(tasks: Vec<(Pid, i16)>) -> Option<(Kills, Vec<Pid>)> {
         })
         .collect();
     let h = e.host();
-    Some(((h.cgroup_kills.clone(), h.task_kills.clone()), killed))
+    ((h.cgroup_kills.clone(), h.task_kills.clone()), killed)
 }
 
 type Kills = (Vec<(CgroupId, Vec<Pid>)>, Vec<Pid>);

@@ -37,7 +37,21 @@ fn handle(
         p.set_global(var, *v).unwrap();
     }
     p.check(check).unwrap();
-    let mut e = Engine::new(common::TestHost::default(), EngineConfig::default());
+    // Same verdict, reason and instruction count on both backends.
+    let [jit, interp] = bpfoom_engine::VmBackend::ALL.map(|vm| handle_once(p.clone(), vm));
+    assert_eq!(jit, interp, "the JIT and the interpreter differ");
+    jit
+}
+
+fn handle_once(
+    p: bpfoom_engine::Policy,
+    vm: bpfoom_engine::VmBackend,
+) -> (Verdict, Option<String>, Option<u64>) {
+    let cfg = EngineConfig {
+        vm,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(common::TestHost::default(), cfg);
     e.attach(p, 1, AttachOptions::default()).unwrap();
     e.out_of_memory(None);
     let handlers: Vec<_> = e
@@ -146,4 +160,15 @@ fn probe_mem_loads_from_the_check_report_read_zero() {
     let (verdict, reason, _) = handle(obj, &AllLoadsProbe, &[]);
     assert_eq!(verdict, Verdict::Failed);
     assert_eq!(reason.as_deref(), Some("return value 5 out of range"));
+}
+
+#[test]
+fn the_jit_is_built_in_so_both_backends_are_tested() {
+    // Without the `jit` feature VmBackend::Jit runs the interpreter and the
+    // two-backend tests compare the interpreter with itself; the workspace
+    // build (the bpfoom binary's default feature) has it.
+    bpfoom_testutil::require(
+        bpfoom_engine::VmBackend::jit_built(),
+        "bpfoom-engine built without the jit feature (run the workspace tests)",
+    );
 }

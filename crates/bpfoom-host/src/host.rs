@@ -1,6 +1,6 @@
 //! [`LinuxHost`]: the engine's [`Host`] over cgroupfs and /proc.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
@@ -74,6 +74,10 @@ impl HostConfig {
 struct Victim {
     pidfd: OwnedFd,
     cgroup: CgroupId,
+    /// The OOM it was chosen for (`None`: global, or declared by a PSI
+    /// policy); its exit relieves that memcg and everything below it.
+    scope: Option<CgroupId>,
+    killed: Instant,
 }
 
 /// A watched memory cgroup.
@@ -160,6 +164,10 @@ pub struct LinuxHost {
     /// v1: cgroups found under_oom by the last [`LinuxHost::pending_ooms`].
     suspects: BTreeSet<CgroupId>,
     oom_start: Option<Instant>,
+    /// The memcg whose OOM is being handled (`None`: global or PSI).
+    oom_scope: Option<CgroupId>,
+    /// When a victim's exit was last seen.
+    last_exit: Cell<Option<Instant>>,
     records: Vec<TimedRecord>,
     sink: Option<RecordSink>,
 }
@@ -194,6 +202,8 @@ impl LinuxHost {
             wd_dirs: BTreeMap::new(),
             suspects: BTreeSet::new(),
             oom_start: None,
+            oom_scope: None,
+            last_exit: Cell::new(None),
             records: Vec::new(),
             sink: None,
             cfg,
@@ -697,11 +707,15 @@ impl LinuxHost {
 
     fn prune_victims(&self) {
         let mut v = self.victims.borrow_mut();
+        let before = v.len();
         v.retain(|_, vic| {
             !sys::poll_readable(&[vic.pidfd.as_fd()], Some(Duration::ZERO))
                 .map(|r| r[0])
                 .unwrap_or(true)
         });
+        if v.len() < before {
+            self.last_exit.set(Some(Instant::now()));
+        }
     }
 
     /// Live victims of bpfoom's kills inside `scope` (everywhere for `None`).
@@ -714,38 +728,69 @@ impl LinuxHost {
             .count()
     }
 
-    /// Live victims inside `scope` that still hold memory. A victim whose
-    /// memory is gone (reaped by `process_mrelease` while it cannot exit,
-    /// or its exit far enough along) has nothing left to free: the kernel's
-    /// MMF_OOM_SKIP marks such a task so the next OOM does not wait for it,
-    /// and neither does the daemon (issue 13, fault 1).
-    pub fn holding_victims(&self, scope: Option<CgroupId>) -> usize {
+    /// Calls `f` with the pidfds of the victims not yet seen exiting: each
+    /// turns readable when its process exits, so the daemon's poll wakes
+    /// at the exit instead of polling for it.
+    pub fn with_victim_fds<R>(&self, f: impl FnOnce(&[std::os::fd::BorrowedFd<'_>]) -> R) -> R {
+        let v = self.victims.borrow();
+        let fds: Vec<_> = v.values().map(|x| x.pidfd.as_fd()).collect();
+        f(&fds)
+    }
+
+    /// When a victim's exit was last noticed.
+    pub fn last_victim_exit(&self) -> Option<Instant> {
+        self.last_exit.get()
+    }
+
+    /// The kernel's "an OOM victim is already exiting" abort, for a new OOM
+    /// in `scope` (`None`: global): until when live victims hold it off.
+    /// A victim holds off an OOM its exit relieves (it lives below `scope`,
+    /// or was chosen for the OOM of `scope` or of an ancestor): for `grace`
+    /// after its kill while it still has memory mapped, for only `reaped`
+    /// once its memory is unmapped (by `process_mrelease` while it cannot
+    /// exit, or its exit far enough along): the pages are on their way back
+    /// to the memcg then, and the kernel's reaper likewise marks such a task
+    /// MMF_OOM_SKIP once they are, so the next OOM does not wait for it
+    /// (issue 13, fault 1). `None` when no victim holds this OOM off.
+    pub fn holding_off(
+        &self,
+        scope: Option<CgroupId>,
+        grace: Duration,
+        reaped: Duration,
+    ) -> Option<Instant> {
         self.prune_victims();
         let v2 = self.fs.version() == CgroupVersion::V2;
+        let within = |a: CgroupId, b: CgroupId| bpfoom_engine::host::is_within(self, a, b);
         self.victims
             .borrow()
             .iter()
-            .filter(|(_, v)| {
-                scope.is_none_or(|s| bpfoom_engine::host::is_within(self, v.cgroup, s))
+            .filter(|(_, v)| match scope {
+                None => true,
+                Some(s) => within(v.cgroup, s) || v.scope.is_some_and(|vs| within(s, vs)),
             })
-            .filter(|(&pid, _)| {
-                self.proc
+            .map(|(&pid, v)| {
+                let mapped = self
+                    .proc
                     .entry(pid, v2, self.page_size)
-                    .is_some_and(|e| e.info.rss_pages + e.info.swap_pages > 0)
+                    .is_some_and(|e| e.info.rss_pages + e.info.swap_pages > 0);
+                v.killed + if mapped { grace } else { reaped }
             })
-            .count()
+            .max()
     }
 
-    /// Marks the start of an OOM event (for `latency_us`).
-    pub fn begin_oom(&mut self, at: Instant) {
+    /// Marks the start of the OOM event of `scope` (`None`: global, or a
+    /// PSI run that may declare one), notified at `at` (for `latency_us`).
+    pub fn begin_oom(&mut self, at: Instant, scope: Option<CgroupId>) {
         self.fs.forget_counts();
         self.oom_start = Some(at);
+        self.oom_scope = scope;
     }
 
     /// Ends the OOM event.
     pub fn end_oom(&mut self) {
         self.fs.forget_counts();
         self.oom_start = None;
+        self.oom_scope = None;
     }
 
     /// Sends every record to `sink` as it is made, besides queueing it.
@@ -960,9 +1005,13 @@ impl Host for LinuxHost {
         }
         // Older kernels lack it (ENOSYS); the exit frees the memory anyway.
         let _ = sys::process_mrelease(pidfd.as_fd());
-        self.victims
-            .borrow_mut()
-            .insert(pid, Victim { pidfd, cgroup });
+        let victim = Victim {
+            pidfd,
+            cgroup,
+            scope: self.oom_scope,
+            killed: Instant::now(),
+        };
+        self.victims.borrow_mut().insert(pid, victim);
         Ok(())
     }
 
@@ -985,9 +1034,13 @@ impl Host for LinuxHost {
         for (pid, pidfd) in pinned {
             let _ = sys::process_mrelease(pidfd.as_fd());
             let cgroup = self.task(pid).map_or(cg, |t| t.cgroup);
-            self.victims
-                .borrow_mut()
-                .insert(pid, Victim { pidfd, cgroup });
+            let victim = Victim {
+                pidfd,
+                cgroup,
+                scope: self.oom_scope,
+                killed: Instant::now(),
+            };
+            self.victims.borrow_mut().insert(pid, victim);
         }
         Ok(())
     }
@@ -1029,6 +1082,10 @@ impl Host for LinuxHost {
 
     fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    fn ktime_ns(&self) -> u64 {
+        sys::monotonic_ns()
     }
 
     fn wait_for_release(&mut self, scope: Option<CgroupId>, timeout: Duration) -> bool {

@@ -24,6 +24,19 @@ fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the kernel's `ktime_get_ns()`, the
+/// clock of `bpf_ktime_get_ns` and of task start times.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec we own; with a valid
+    // clock id it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 /// `pidfd_open(pid, 0)`: a handle on the process that stays valid (and
 /// keeps naming the same process) even after the pid is recycled.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {

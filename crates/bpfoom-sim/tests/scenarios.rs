@@ -35,16 +35,30 @@ fn scenarios() -> Vec<PathBuf> {
     v
 }
 
+/// Runs a scenario on the JIT and on the interpreter: the records must be
+/// the same, byte for byte; returns the JIT's run.
 fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, String) {
-    let opts = SimOptions {
-        base_dir: path.parent().unwrap().to_path_buf(),
-        loader: &load,
-        check: &Verifier::default(),
-        engine: Default::default(),
-    };
-    let mut out = Vec::new();
-    let r = run_scenario(text, &path.display().to_string(), &opts, &mut out);
-    (r, String::from_utf8(out).unwrap())
+    let [jit, interp] = bpfoom_engine::VmBackend::ALL.map(|vm| {
+        let opts = SimOptions {
+            base_dir: path.parent().unwrap().to_path_buf(),
+            loader: &load,
+            check: &Verifier::default(),
+            engine: bpfoom_engine::EngineConfig {
+                vm,
+                ..Default::default()
+            },
+        };
+        let mut out = Vec::new();
+        let r = run_scenario(text, &path.display().to_string(), &opts, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    });
+    assert_eq!(
+        jit.1,
+        interp.1,
+        "{}: the JIT and the interpreter differ",
+        path.display()
+    );
+    jit
 }
 
 fn have_clang() -> bool {

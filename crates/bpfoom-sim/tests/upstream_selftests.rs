@@ -37,15 +37,22 @@ fn run(name: &str, check: &dyn PolicyCheck) -> Option<(Vec<i32>, String)> {
     let dir = repo_root().join("bpf/policies/tests/upstream");
     let path = dir.join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap();
-    let opts = SimOptions {
-        base_dir: dir,
-        loader: &load,
-        check,
-        engine: Default::default(),
-    };
-    let mut out = Vec::new();
-    let r = run_scenario(&text, &path.display().to_string(), &opts, &mut out);
-    let out = String::from_utf8(out).unwrap();
+    // The JIT and the interpreter must write the same records.
+    let [(r, out), (_, interp)] = bpfoom_engine::VmBackend::ALL.map(|vm| {
+        let opts = SimOptions {
+            base_dir: dir.clone(),
+            loader: &load,
+            check,
+            engine: bpfoom_engine::EngineConfig {
+                vm,
+                ..Default::default()
+            },
+        };
+        let mut out = Vec::new();
+        let r = run_scenario(&text, &path.display().to_string(), &opts, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    });
+    assert_eq!(out, interp, "{name}: the JIT and the interpreter differ");
     let o = r.unwrap_or_else(|e| panic!("{name}: {e}\n{out}"));
     assert!(o.expects > 0);
     assert!(o.failures.is_empty(), "{name}: {:?}\n{out}", o.failures);

@@ -269,11 +269,6 @@ pub enum ExecBackend {
     Jit,
 }
 
-/// The old name of [`ExecBackend`], kept only until the h-oompath branch
-/// (which calls `set_engine(Engine::Jit)`) has merged; then it goes.
-#[doc(hidden)]
-pub type Engine = ExecBackend;
-
 /// A loaded program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProgId(usize);
@@ -368,18 +363,6 @@ impl Vm {
     /// loaded keep theirs).
     pub fn set_backend(&mut self, backend: ExecBackend) {
         self.backend = backend;
-    }
-
-    /// The old name of [`Vm::set_backend`] (see [`Engine`]).
-    #[doc(hidden)]
-    pub fn set_engine(&mut self, backend: ExecBackend) {
-        self.set_backend(backend);
-    }
-
-    /// The old name of [`Vm::backend`] (see [`Engine`]).
-    #[doc(hidden)]
-    pub fn engine(&self) -> ExecBackend {
-        self.backend()
     }
 
     /// The execution backend for programs loaded from now on.

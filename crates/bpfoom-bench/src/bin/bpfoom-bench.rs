@@ -51,6 +51,23 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         reps: usize,
     },
+    /// Group 8 (root, cgroup v1): back-to-back OOM episodes in one memcg,
+    /// bpfoom with the badness policy vs the kernel OOM killer alone.
+    BackToBack {
+        /// Episodes per handler.
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
+    /// Group 9 (root, cgroup v1): N memcgs OOM'ing within 100 ms, bpfoom
+    /// with the badness policy vs the kernel OOM killer alone.
+    Concurrent {
+        /// Memory cgroups.
+        #[arg(long, default_value_t = 50)]
+        memcgs: usize,
+        /// Runs per handler.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Group 3 (root, cgroup v1): idle CPU and RSS of the daemon, earlyoom and
     /// nohang over the same interval ($BPFOOM_BENCH_IDLE_SECS, default 60).
     Idle {
@@ -121,6 +138,81 @@ fn ms(s: Option<Summary>) -> (String, String) {
     s.map_or(("-".into(), "-".into()), |s| {
         (format!("{:.1} ms", s.median), format!("{:.1} ms", s.p99))
     })
+}
+
+fn badness_policy() -> Result<PathBuf, String> {
+    let src = bpfoom_testutil::repo_root().join("bpf/policies/tests/badness.bpf.c");
+    bpfoom_testutil::compile(&src, &[])
+}
+
+fn med(xs: &[f64]) -> f64 {
+    bpfoom_bench::stats::median(xs).unwrap_or(f64::NAN)
+}
+
+fn max(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn episodes_table(reps: usize) -> Result<(), String> {
+    use bpfoom_bench::episodes::back_to_back;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let policy = badness_policy()?;
+    println!("Back-to-back OOM episodes on cgroup v1 (32 MiB memcg, 20 MiB resident, 40 MiB allocator), {reps} per handler, kernel and bpfoom alternating\n");
+    let (mut k, mut b) = (Vec::new(), Vec::new());
+    let mut daemon = Vec::new();
+    // Alternate in rounds of 5 so that machine noise hits both alike.
+    for _ in 0..reps.div_ceil(5) {
+        k.extend(back_to_back(&exe, &policy, Mode::Kernel, 5)?.to_death_ms);
+        let r = back_to_back(&exe, &policy, Mode::Bpfoom, 5)?;
+        b.extend(r.to_death_ms);
+        daemon.extend(r.daemon_ms);
+    }
+    println!("| handler | episodes | start to first death (median / p99) | daemon notify->kill (median) | episode median / kernel |");
+    println!("|---|---|---|---|---|");
+    let base = med(&k);
+    for (name, xs, d) in [
+        ("kernel OOM killer", &k, None),
+        ("bpfoom badness", &b, Some(&daemon)),
+    ] {
+        let s = Summary::of(xs);
+        let (m, p) = ms(s);
+        let dl = d.map_or("-".into(), |d| format!("{:.1} ms", med(d)));
+        println!(
+            "| {name} | {} | {m} / {p} | {dl} | {:.2}x |",
+            xs.len(),
+            med(xs) / base
+        );
+    }
+    Ok(())
+}
+
+fn concurrent_table(memcgs: usize, reps: usize) -> Result<(), String> {
+    use bpfoom_bench::episodes::concurrent;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let policy = badness_policy()?;
+    println!("{memcgs} memcgs OOM'ing within 100 ms on cgroup v1 (16 MiB each, a 32 MiB allocator each), {reps} runs per handler\n");
+    println!("| run | handler | resolved | kills by policy | start to death (median / max) | daemon notify->kill (median / max) |");
+    println!("|---|---|---|---|---|---|");
+    for run in 1..=reps {
+        for mode in [Mode::Kernel, Mode::Bpfoom] {
+            let r = concurrent(&exe, &policy, mode, memcgs)?;
+            let (name, kills, dl) = match mode {
+                Mode::Kernel => ("kernel OOM killer", "-".to_string(), "-".to_string()),
+                Mode::Bpfoom => (
+                    "bpfoom badness",
+                    r.daemon_ms.len().to_string(),
+                    format!("{:.1} / {:.1} ms", med(&r.daemon_ms), max(&r.daemon_ms)),
+                ),
+            };
+            println!(
+                "| {run} | {name} | {}/{memcgs} | {kills} | {:.1} / {:.1} ms | {dl} |",
+                r.to_death_ms.len(),
+                med(&r.to_death_ms),
+                max(&r.to_death_ms)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn reaction_table(cgroups: &[usize], procs: usize, reps: usize) -> Result<(), String> {
@@ -319,6 +411,8 @@ fn run(cmd: Cmd) -> Result<(), String> {
             procs,
             reps,
         } => reaction_table(&cgroups, procs, reps)?,
+        Cmd::BackToBack { reps } => episodes_table(reps)?,
+        Cmd::Concurrent { memcgs, reps } => concurrent_table(memcgs, reps)?,
         Cmd::Idle { cgroups } => {
             let secs = std::env::var("BPFOOM_BENCH_IDLE_SECS")
                 .ok()

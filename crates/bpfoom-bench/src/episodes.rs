@@ -1,0 +1,177 @@
+//! Benchmark groups 8 and 9 (cgroup v1, this machine): OOM episodes the way
+//! production meets them, bpfoom with the `badness` policy (the kernel's own
+//! `oom_badness()` score, so both pick the same victim) against the kernel
+//! OOM killer alone, measured in the same run.
+//!
+//! - [`back_to_back`]: one memcg (32 MiB) with a 20 MiB resident process;
+//!   a 40 MiB allocator starts, the first death ends the episode, the next
+//!   starts 0.1 s after both are gone. What is timed is the allocator's
+//!   start to the first death, the whole episode as a user sees it.
+//! - [`concurrent`]: `n` memcgs of 16 MiB, each with a 32 MiB allocator, all
+//!   started within 100 ms; every memcg's time from its allocator's start to
+//!   its death, the longest of them, and whether bpfoom's policy resolved
+//!   every one (a kill record each) or some fell back to the kernel.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::reaction::{kill_cgroup_v1, wait_ready, write, Daemon, Mode, V1Tree};
+
+/// One configuration's results, milliseconds.
+#[derive(Debug, Default)]
+pub struct Episodes {
+    /// Per episode (or per memcg): allocator start to the first death.
+    pub to_death_ms: Vec<f64>,
+    /// The daemon's own notify->kill latencies, from its kill records.
+    pub daemon_ms: Vec<f64>,
+}
+
+fn alloc(exe: &Path, cg: &Path, mb: usize, hold_s: u64) -> Result<Child, String> {
+    Command::new(exe)
+        .arg("alloc")
+        .arg("--")
+        .arg(cg)
+        .arg(mb.to_string())
+        .args(["0", &hold_s.to_string(), "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn alloc: {e}"))
+}
+
+fn exited(c: &mut Child) -> bool {
+    !matches!(c.try_wait(), Ok(None))
+}
+
+fn reap(c: &mut Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Waits until `cg` has no process and (almost) no charge left.
+fn drained(cg: &Path) {
+    kill_cgroup_v1(cg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let usage = std::fs::read_to_string(cg.join("memory.usage_in_bytes"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if usage.is_some_and(|u| u < 1 << 20) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Back-to-back OOM episodes in one memcg (see the module docs).
+pub fn back_to_back(
+    exe: &Path,
+    policy: &Path,
+    mode: Mode,
+    reps: usize,
+) -> Result<Episodes, String> {
+    let tree = V1Tree::new(exe, 0, 0)?;
+    let job = tree.dir("job");
+    write(&job, "memory.limit_in_bytes", &(32u64 << 20).to_string())?;
+    let daemon = match mode {
+        Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
+        Mode::Kernel => None,
+    };
+    let (svc, hog) = (tree.dir("job/svc"), tree.dir("job/hog"));
+    let mut out = Episodes::default();
+    for rep in 0..reps {
+        let mut resident = alloc(exe, &svc, 20, 600)?;
+        wait_ready(&mut resident, Duration::from_secs(10))?;
+        let t0 = Instant::now();
+        let mut allocator = alloc(exe, &hog, 40, 600)?;
+        let deadline = t0 + Duration::from_secs(30);
+        let first = loop {
+            if exited(&mut resident) || exited(&mut allocator) {
+                break Instant::now();
+            }
+            if Instant::now() > deadline {
+                reap(&mut resident);
+                reap(&mut allocator);
+                return Err(format!("{mode:?}: episode {rep}: nothing died within 30 s"));
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        };
+        out.to_death_ms
+            .push(first.duration_since(t0).as_secs_f64() * 1e3);
+        // The allocator does not fit even alone: the same memcg OOMs again
+        // at once, and is handled again, before the episode ends.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !(exited(&mut resident) && exited(&mut allocator)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reap(&mut resident);
+        reap(&mut allocator);
+        drained(&svc);
+        drained(&hog);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(d) = &daemon {
+        out.daemon_ms = d.take_latencies(Duration::from_secs(2));
+    }
+    drop(daemon);
+    drop(tree);
+    Ok(out)
+}
+
+/// `n` memcgs running out of memory within 100 ms (see the module docs).
+pub fn concurrent(exe: &Path, policy: &Path, mode: Mode, n: usize) -> Result<Episodes, String> {
+    let tree = V1Tree::new(exe, 0, 0)?;
+    let mut cgs = Vec::with_capacity(n);
+    for i in 0..n {
+        let cg = tree.dir(&format!("job/m{i}"));
+        std::fs::create_dir_all(&cg).map_err(|e| format!("mkdir {}: {e}", cg.display()))?;
+        write(&cg, "memory.limit_in_bytes", &(16u64 << 20).to_string())?;
+        cgs.push(cg);
+    }
+    // The job memcg's own 64 MiB limit must not be the one hit.
+    write(&tree.dir("job"), "memory.limit_in_bytes", "-1")?;
+    let daemon = match mode {
+        Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
+        Mode::Kernel => None,
+    };
+    let mut kids = Vec::with_capacity(n);
+    // Spread the starts over 100 ms.
+    let gap = Duration::from_micros(100_000 / n.max(1) as u64);
+    for cg in &cgs {
+        kids.push((Instant::now(), alloc(exe, cg, 32, 600)?));
+        std::thread::sleep(gap);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut died = vec![None; n];
+    while died.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (i, (_, c)) in kids.iter_mut().enumerate() {
+            if died[i].is_none() && exited(c) {
+                died[i] = Some(Instant::now());
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut out = Episodes::default();
+    for ((t0, c), d) in kids.iter_mut().zip(&died) {
+        reap(c);
+        if let Some(d) = d {
+            out.to_death_ms
+                .push(d.duration_since(*t0).as_secs_f64() * 1e3);
+        }
+    }
+    if let Some(d) = &daemon {
+        out.daemon_ms = d.take_latencies(Duration::from_secs(2));
+    }
+    for cg in &cgs {
+        drained(cg);
+    }
+    drop(daemon);
+    drop(tree);
+    if out.to_death_ms.len() < n {
+        return Err(format!(
+            "{mode:?}: {} of {n} memcgs not resolved within 60 s",
+            n - out.to_death_ms.len()
+        ));
+    }
+    Ok(out)
+}
