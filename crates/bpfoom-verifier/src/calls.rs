@@ -143,16 +143,6 @@ impl Verifier<'_> {
                 }
             }
         }
-        // Linux adds a global function's frame to its callers' (rounded).
-        let depth: usize = st
-            .frames
-            .iter()
-            .map(|f| f.depth().div_ceil(16) * 16)
-            .sum::<usize>()
-            + self.global_base();
-        let frames = st.frames.len() + self.global_callers();
-        let b = &mut self.global_base[g];
-        *b = (b.0.max(depth), b.1.max(frames));
         if !self.global_seen.contains(&g) {
             self.global_seen.push(g);
             self.global_queue.push(g);
@@ -739,6 +729,10 @@ impl Verifier<'_> {
                 RejectKind::Stack,
                 "iterator pointer into a stack frame that no longer exists",
             );
+        }
+        if k.has(KF_ITER_NEW) {
+            // Linux writes the iterator's slots with check_mem_access().
+            self.grow_stack(st, frame as usize, o);
         }
         let first = Frame::locate(o).0; // slot of the lowest address
         let slots: Vec<usize> = (0..nslots).map(|j| first - j).collect();

@@ -102,8 +102,8 @@ pub(crate) struct Verifier<'a> {
     pub input: &'a ProgramInput<'a>,
     pub insns: &'a [Insn],
     pub hook: Hook,
-    cfg: Cfg,
-    opts: &'a Options,
+    pub(crate) cfg: Cfg,
+    pub(crate) opts: &'a Options,
     pending: Vec<Pending>,
     pub(crate) ckpts: Vec<Ckpt>,
     /// The current path's instructions since its parent checkpoint.
@@ -131,9 +131,9 @@ pub(crate) struct Verifier<'a> {
     pub global_seen: Vec<usize>,
     /// The global function being verified (None: the program itself).
     cur_global: Option<usize>,
-    /// Per global function: the deepest stack (rounded frames) and frame
-    /// count of the call chains that call it, added to its own frames.
-    pub global_base: Vec<(usize, usize)>,
+    /// Per function (first instruction): the deepest stack any path used,
+    /// in bytes rounded up to 8 (Linux's `subprog_info[].stack_depth`).
+    pub(crate) stack_depth: std::collections::BTreeMap<usize, usize>,
 }
 
 struct MapNames<'a>(&'a [crate::MapInfo]);
@@ -197,6 +197,7 @@ impl<'a> Verifier<'a> {
             cfg: Cfg {
                 prune: vec![],
                 live_in: vec![],
+                subprogs: vec![],
             },
             opts,
             pending: Vec::new(),
@@ -216,7 +217,7 @@ impl<'a> Verifier<'a> {
             global_queue: Vec::new(),
             global_seen: Vec::new(),
             cur_global: None,
-            global_base: vec![(0, 0); globals.len()],
+            stack_depth: Default::default(),
         };
         match cfg::analyze(input.insns) {
             Ok(c) => v.cfg = c,
@@ -226,6 +227,24 @@ impl<'a> Verifier<'a> {
             }
         }
         v.explore()?;
+        // As Linux, the combined stack of call chains is checked once the
+        // deepest frame of every function is known.
+        if let Err(f) = v.check_max_stack_depth() {
+            let st = v.initial();
+            let mut e = v.reject(
+                &st,
+                f.insn,
+                Fail {
+                    kind: RejectKind::Stack,
+                    reason: f.reason,
+                },
+            );
+            if let VerifyError::Rejected(r) = &mut e {
+                // No path is at fault: the register state says nothing.
+                r.regs.clear();
+            }
+            return Err(e);
+        }
         if opts.log_level > 0 {
             let per_insn = v.explored.iter().map(Vec::len).max().unwrap_or(0);
             let _ = writeln!(
@@ -236,6 +255,7 @@ impl<'a> Verifier<'a> {
                 v.ckpts.len(),
                 v.peak
             );
+            let _ = writeln!(v.log, "{}", v.stack_depth_line());
         }
         Ok(Report {
             insns_processed: v.processed,
@@ -344,16 +364,6 @@ impl<'a> Verifier<'a> {
             self.explore_from(st, pc)?;
         }
         Ok(())
-    }
-
-    /// Stack bytes of the call chains above the global function being verified.
-    pub(crate) fn global_base(&self) -> usize {
-        self.cur_global.map_or(0, |g| self.global_base[g].0)
-    }
-
-    /// Frames of the call chains above the global function being verified.
-    pub(crate) fn global_callers(&self) -> usize {
-        self.cur_global.map_or(0, |g| self.global_base[g].1)
     }
 
     /// The entry state of global function `g`: arguments from its prototype.

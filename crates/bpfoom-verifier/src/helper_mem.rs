@@ -33,6 +33,7 @@ impl Verifier<'_> {
                         format!("invalid indirect access to stack R{regno} off={lo} size={size}"),
                     );
                 }
+                self.grow_stack(st, frame as usize, lo);
                 let Some(fr) = st.frames.get_mut(frame as usize) else {
                     return fail(
                         RejectKind::Stack,

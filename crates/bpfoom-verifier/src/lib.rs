@@ -62,10 +62,18 @@
 //! (with `__arg_nullable`) trusted kernel objects, every other pointer memory
 //! of the pointee's size that may be NULL unless `__arg_nonnull`; callers must
 //! pass matching arguments and get an unknown scalar back; void global
-//! functions are refused, as in Linux; a global function's frame is added to
-//! its callers' for the stack limit. Frames are rounded up to 16
-//! bytes (Linux's `round_up_stack_depth()` with the JIT on) before the
-//! 512-byte limit of a call chain is checked.
+//! functions are refused, as in Linux.
+//!
+//! The stack limit across calls is Linux's `check_max_stack_depth()`
+//! (module `stack_depth`): every stack access on any path raises its
+//! function's depth (rounded up to 8 bytes), whenever it happens; once the
+//! program and its global functions are verified, the static call graph is
+//! walked from the entry (calls of static and global functions, and
+//! `bpf_loop` callbacks where they are passed), each frame rounded as
+//! `round_up_stack_depth()` does (16 bytes with the JIT, the default of
+//! [`Options::jit`]; 32-byte steps and at least 32 for the interpreter),
+//! and a chain may add up to 512 bytes in at most 8 frames: "combined stack
+//! size of N calls is M. Too large".
 //!
 //! Callbacks and locks follow Linux too (modules `callbacks` and
 //! `spin_lock`): a `bpf_loop` callback is a static subprogram entered in a
@@ -107,11 +115,6 @@
 //!   `is_state_visited()` does (a looping state after `hits * 3 + 3` misses,
 //!   counted only where a new state is remembered); a finished one after
 //!   `hits * 3 + 256`, more than Linux keeps.
-//! - The combined stack limit is checked on the stack a call chain has
-//!   touched when it calls (Linux: each function's deepest frame over all
-//!   paths); a frame that grows only after a call returns is counted
-//!   without its callees. The parity cases on frame sizes (static and
-//!   global) agree with Linux.
 //! - A plain `const char *` kfunc argument is checked for read access only,
 //!   so a string literal in `.rodata` is accepted; no kfunc of this
 //!   machine's kernel that a syscall program may call has such an argument,
@@ -140,6 +143,7 @@ pub mod object;
 mod precision;
 pub mod scalar;
 mod spin_lock;
+mod stack_depth;
 mod state;
 pub mod tnum;
 
@@ -222,6 +226,12 @@ pub struct Options {
     pub log_level: u32,
     /// Budget of processed instructions (the kernel's 1,000,000 by default).
     pub max_insns: u64,
+    /// Round stack frames as Linux does for a program with the JIT
+    /// requested (16 bytes; the default, as on a kernel with
+    /// `net.core.bpf_jit_enable=1`, x86-64's usual setting) or for the
+    /// interpreter (32-byte steps, every frame at least 32 bytes) before the
+    /// 512-byte limit of a call chain is checked.
+    pub jit: bool,
 }
 
 impl Default for Options {
@@ -229,6 +239,7 @@ impl Default for Options {
         Options {
             log_level: 0,
             max_insns: 1_000_000,
+            jit: true,
         }
     }
 }

@@ -456,6 +456,82 @@ fn call_depth_limit() {
     }
 }
 
+/// Linux's `round_up_stack_depth()`: with the JIT a frame is rounded to 16
+/// bytes, for the interpreter to 32 (and at least 32). Frames of 264 and
+/// 232 bytes make 272 + 240 = 512 with the JIT (accepted) but 288 + 256 =
+/// 544 for the interpreter (refused).
+#[test]
+fn stack_rounding_jit_and_interpreter() {
+    let src = "stdw [%r10-264], 0\ncall local f\nmov %r0, 0\nexit\nf:\nstdw [%r10-232], 0\nmov %r0, 0\nexit";
+    let jit = Options::default();
+    let interp = Options {
+        jit: false,
+        ..Options::default()
+    };
+    let res = run_insns(&asm(src), OOM, &jit);
+    if let Some(f) = check("jit", &res, A) {
+        panic!("{f}");
+    }
+    let res = run_insns(&asm(src), OOM, &interp);
+    if let Some(f) = check(
+        "interpreter",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 544. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    // Frames that touch no stack still take 32 bytes each in the
+    // interpreter: 480 + 32 + 32 > 512, while the JIT counts 0 for them.
+    let src = "stdw [%r10-480], 0\ncall local f\nmov %r0, 0\nexit\nf:\ncall local g\nmov %r0, 0\nexit\ng:\nmov %r0, 0\nexit";
+    if let Some(f) = check("jit, empty frames", &run_insns(&asm(src), OOM, &jit), A) {
+        panic!("{f}");
+    }
+    let res = run_insns(&asm(src), OOM, &interp);
+    if let Some(f) = check(
+        "interpreter, empty frames",
+        &res,
+        no(Stack, "combined stack size of 3 calls is 544. Too large"),
+    ) {
+        panic!("{f}");
+    }
+}
+
+/// Each function's deepest frame on any path counts, also when the caller
+/// uses its stack only after the call returns, or on a path without the
+/// call; a frame's depth is reported as Linux's `stack depth` log line.
+#[test]
+fn stack_depth_is_per_function_over_all_paths() {
+    let after = "call local f\nstdw [%r10-288], 0\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let res = run_insns(&asm(after), OOM, &Options::default());
+    if let Some(f) = check(
+        "after the call",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 528. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    let other_path = "ldxdw %r2, [%r1+0]\nldxw %r3, [%r2+{o:oom_control.order}]\njeq %r3, 0, +3\nstdw [%r10-288], 0\nmov %r0, 0\nexit\ncall local f\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let res = run_insns(&asm(other_path), OOM, &Options::default());
+    if let Some(f) = check(
+        "other path",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 528. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    let fits = "call local f\nstdw [%r10-272], 0\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let rep = run_insns(
+        &asm(fits),
+        OOM,
+        &Options {
+            log_level: 1,
+            ..Options::default()
+        },
+    )
+    .expect("272 + 240 fits");
+    assert!(rep.log.contains("stack depth 272+240"), "{}", rep.log);
+}
+
 #[test]
 fn error_display_is_kernel_like() {
     let insns =

@@ -72,6 +72,7 @@ fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
     let o = Object::parse(&bytes).map_err(|e| format!("bpfoom-obj: {e}"))?;
     let opts = Options {
         log_level,
+        jit: kernel_jit(),
         ..Options::default()
     };
     match verify_object(&o, &opts) {
@@ -99,6 +100,14 @@ fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether the running kernel JITs the programs it loads (Linux rounds
+/// stack frames differently for the interpreter: `round_up_stack_depth()`).
+fn kernel_jit() -> bool {
+    std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(true)
 }
 
 fn run_case(path: &Path) -> Result<Outcome, String> {
