@@ -1154,10 +1154,17 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
-            // As Linux's check_return_code(): the range check relies on the
-            // return value exactly, so it is marked precise (an iterator loop
-            // then keeps it rather than widening it).
-            self.mark_precise(st, &[0], true);
+            // As Linux's check_return_code() for a program type with a
+            // return range: the range check relies on the return value
+            // exactly, so it is marked precise (an iterator loop then keeps
+            // it rather than widening it) -- unless the instruction that
+            // made it bounds it by itself (`return n & 1`), or any `int`
+            // is allowed: Linux has no range rule, and so no precision mark,
+            // for struct_ops callbacks, and converges on such loops.
+            let any_int = min <= i64::from(i32::MIN) && max >= i64::from(i32::MAX);
+            if !any_int && !self.range_guaranteed(0, min, max) {
+                self.mark_precise(st, &[0], true);
+            }
             // Privileged (allow_ptr_leaks): a pointer returned is some number.
             let (lo, hi) = if r0.is_ptr() {
                 (i64::from(i32::MIN), i64::from(i32::MAX))

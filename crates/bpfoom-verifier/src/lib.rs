@@ -103,7 +103,13 @@
 //!   open-coded iterator's next call the next round's imprecise scalars are
 //!   widened to unknown, precise ones keep their values, so
 //!   `iter_css_task_count`, `iter_css_acquire_task_iter` and `iter_css_rcu`
-//!   are counted out round by round and rejected as by the kernel. Ordinary
+//!   are counted out round by round and rejected as by the kernel; a
+//!   scalar used after such a loop as a map-value index, a stack offset or
+//!   a helper size keeps its exact values (the `prec_*` twins). bpfoom's
+//!   return-range rule (which Linux does not have for struct_ops) marks the
+//!   return value precise only when the instruction that made it does not
+//!   bound it by itself, so `return n & 1` after a counting loop converges
+//!   as in Linux (`prec_iter_count_unused`). Ordinary
 //!   pruning still compares every scalar by range (Linux ignores imprecise
 //!   ones outside loops), so bpfoom may process more instructions than the
 //!   kernel on some programs but never accepts more; linked scalar copies

@@ -185,11 +185,17 @@ fn cases() -> Vec<Case> {
         ("iter_double_destroy", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "expected an initialized iter_css_task")),
         ("iter_slot_overwrite", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nstdw [%r10-8], 0\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "iterator slot")),
         ("iter_wrong_kind", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_next}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "expected an initialized iter_css")),
-        // The count is returned (`n & 1`): the exit's range check marks it
-        // precise (Linux's check_return_code()), so it is not widened at
-        // the iterator's next call and the loop is counted out element by
-        // element until a limit, as the kernel does with `iter_css_task_count`.
-        ("task_iter_count", OOM, TASK_COUNT, no(TooComplex, "too complex")),
+        // The count is returned as `n & 1`: the `& 1` alone keeps the value
+        // in the return range, so the count needs no precision, is widened
+        // at the iterator's next call and the loop converges (Linux has no
+        // return-range rule for struct_ops and accepts the same shape:
+        // parity twin `prec_iter_count_unused`).
+        ("task_iter_count", OOM, TASK_COUNT, A),
+        // Compared after the loop (`n > 3`), the count decides a branch on
+        // the first round, where it is a constant: it is precise, never
+        // widened, and the loop is counted out element by element until a
+        // limit, as the kernel does with `iter_css_task_count`.
+        ("task_iter_count_compared", OOM, TASK_COUNT_COMPARED.as_str(), no(TooComplex, "")),
         ("task_iter_acquire_kill", OOM, TASK_KILL, A),
         ("task_iter_leak_in_loop", OOM, TASK_LEAK, no(Reference, "Unreleased reference")),
         // ---- loops
@@ -266,6 +272,13 @@ out:
     mov %r0, %r7
     and %r0, 1
     exit";
+
+/// As [`TASK_COUNT`], returning `n > 3`.
+static TASK_COUNT_COMPARED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let ret = "mov %r0, %r7\n    and %r0, 1\n";
+    assert!(TASK_COUNT.contains(ret), "TASK_COUNT's return changed");
+    TASK_COUNT.replace(ret, "mov %r0, 0\n    jle %r7, 3, +1\n    mov %r0, 1\n")
+});
 
 /// Acquire each task, kill it, release it.
 const TASK_KILL: &str = "
