@@ -187,6 +187,27 @@ impl Verifier<'_> {
         id
     }
 
+    /// Why helper `imm` cannot be called: its Linux name when Linux has
+    /// such a helper (Linux: "program of this type cannot use helper
+    /// bpf_X#N"), and what bpfoom offers instead.
+    fn unknown_helper(&self, imm: i32) -> String {
+        let provides: Vec<String> = helpers::HELPERS
+            .iter()
+            .map(|h| format!("bpf_{}", h.name))
+            .collect();
+        let provides = provides.join(", ");
+        match crate::helper_names::linux_helper_name(imm) {
+            Some(name) => format!(
+                "helper {name} (#{imm}) is not available to {} programs (bpfoom provides: {provides})",
+                self.hook.ops
+            ),
+            None => format!(
+                "invalid func unknown#{imm}: Linux has no helper with this number (its helpers are #0..#{}); bpfoom provides: {provides}",
+                crate::helper_names::LINUX_HELPER_COUNT - 1
+            ),
+        }
+    }
+
     fn helper_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
         let imm = self.insns[pc].imm;
         let Some(h) = helpers::by_id(imm as u32) else {
@@ -197,7 +218,7 @@ impl Verifier<'_> {
                 "call to a weak kfunc the host does not provide (guard it with bpf_ksym_exists())"
                     .to_string()
             } else {
-                format!("invalid func unknown#{imm}: bpfoom does not provide this helper")
+                self.unknown_helper(imm)
             };
             return fail(RejectKind::Call, why);
         };

@@ -140,7 +140,11 @@ struct MapNames<'a>(&'a [crate::MapInfo]);
 
 impl Names for MapNames<'_> {
     fn helper(&self, id: i32) -> Option<String> {
-        helpers::by_id(id as u32).map(|h| format!("bpf_{}", h.name))
+        // Linux's name also for a helper bpfoom does not provide, so the
+        // log shows what the program tried to call.
+        helpers::by_id(id as u32)
+            .map(|h| format!("bpf_{}", h.name))
+            .or_else(|| crate::helper_names::linux_helper_name(id))
     }
     fn kfunc(&self, id: i32) -> Option<String> {
         kfuncs::by_id(id as u32).map(|k| k.name.to_string())

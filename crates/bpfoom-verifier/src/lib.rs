@@ -144,6 +144,7 @@ mod calls;
 mod cfg;
 mod check;
 mod helper_mem;
+mod helper_names;
 mod mem;
 pub mod object;
 mod precision;

@@ -132,7 +132,10 @@ fn cases() -> Vec<Case> {
         ("ptr_compare_null_ok", OOM, "jeq %r1, 0, +0\nmov %r0, 0\nexit", A),
         ("ptr_mov32", OOM, "mov32 %r2, %r1\nmov %r0, 0\nexit", A),
         // ---- helpers
-        ("unknown_helper", OOM, "call 999\nmov %r0, 0\nexit", no(Call, "unknown#999")),
+        ("unknown_helper", OOM, "call 999\nmov %r0, 0\nexit", no(Call, "invalid func unknown#999: Linux has no helper with this number (its helpers are #0..#211); bpfoom provides: bpf_map_lookup_elem, ")),
+        // A Linux helper bpfoom does not offer is named, with what is offered.
+        ("linux_helper_not_provided", OOM, "call 14\nmov %r0, 0\nexit", no(Call, "helper bpf_get_current_pid_tgid (#14) is not available to bpf_oom_ops programs (bpfoom provides: bpf_map_lookup_elem, bpf_map_update_elem, ")),
+        ("linux_helper_not_provided_psi", PSI_EVENT, "call 4\nmov %r0, 0\nexit", no(Call, "helper bpf_probe_read (#4) is not available to bpf_psi_ops programs")),
         ("core_poison", OOM, "call 195896080\nmov %r0, 0\nexit", no(Call, "CO-RE relocation")),
         ("args_clobbered", OOM, "call 5\nmov %r0, %r1\nexit", no(UninitRegister, "R1 !read_ok")),
         ("callee_saved_kept", OOM, "mov %r6, 1\ncall 5\nmov %r0, %r6\nexit", A),
@@ -543,6 +546,29 @@ fn stack_depth_is_per_function_over_all_paths() {
     )
     .expect("272 + 240 fits");
     assert!(rep.log.contains("stack depth 272+240"), "{}", rep.log);
+}
+
+/// The rejection and the log show a helper bpfoom does not offer by its
+/// Linux name, never as a bare number.
+#[test]
+fn unknown_helper_is_named() {
+    let err = run_insns(
+        &asm("mov %r1, 0\ncall 14\nmov %r0, 0\nexit"),
+        OOM,
+        &Options {
+            log_level: 1,
+            ..Options::default()
+        },
+    )
+    .expect_err("bpf_get_current_pid_tgid is not provided");
+    let text = err.to_string();
+    assert!(
+        text.contains("1: (85) call bpf_get_current_pid_tgid#14"),
+        "{text}"
+    );
+    let r = err.rejection().expect("rejection");
+    assert_eq!(r.insn, 1);
+    assert!(!r.reason.contains("unknown#"), "{}", r.reason);
 }
 
 #[test]

@@ -82,6 +82,8 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("probe_read_unbounded", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); u32 n = t->pid; bpf_probe_read_kernel(c, n, &t->pid); return c[0];"), no(Call, "unbounded memory access")),
         ("probe_read_too_big", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); bpf_probe_read_kernel(c, 32, &t->pid); return c[0] ? 1 : 0;"), no(Stack, "invalid indirect access to stack")),
         ("probe_read_bounded", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); u32 n = t->pid & 15; bpf_probe_read_kernel(c, n, t->comm); return c[0] == 'a' ? 1 : 0;"), A),
+        // A Linux helper bpfoom does not provide is named (issue 15).
+        ("helper_not_provided", oom("", "return bpf_get_current_pid_tgid() > 1;"), no(Call, "helper bpf_get_current_pid_tgid (#14) is not available to bpf_oom_ops programs (bpfoom provides: ")),
         // bpf_strncmp
         ("strncmp_comm", oom("", "struct task_struct *t = bpf_get_current_task_btf(); char c[16]; bpf_probe_read_kernel_str(c, sizeof(c), t->comm); return bpf_strncmp(c, sizeof(c), \"systemd\") == 0 ? 1 : 0;"), A),
         ("strncmp_writable", oom("char name[16] = \"systemd\";", "char c[16] = {}; return bpf_strncmp(c, sizeof(c), name) == 0 ? 1 : 0;"), no(Call, "readonly map")),
