@@ -297,12 +297,24 @@ impl<'a> Verifier<'a> {
         )
     }
 
+    /// The C source line instruction `pc` belongs to (BTF line info): the
+    /// last record at or before it within the same function.
+    pub(crate) fn source_line(&self, pc: usize) -> Option<&'a crate::SourceLine> {
+        let li = self.input.line_info;
+        let i = li.partition_point(|l| l.insn <= pc);
+        let func = self
+            .cfg
+            .subprogs
+            .iter()
+            .copied()
+            .filter(|&s| s <= pc)
+            .max()
+            .unwrap_or(0);
+        li[..i].last().filter(|l| l.insn >= func)
+    }
+
     fn reject(&self, st: &State, pc: usize, f: Fail) -> VerifyError {
-        let source = {
-            let li = self.input.line_info;
-            let i = li.partition_point(|l| l.insn <= pc);
-            li[..i].last().cloned()
-        };
+        let source = self.source_line(pc).cloned();
         VerifyError::Rejected(Box::new(Rejection {
             program: self.input.name.to_string(),
             kind: f.kind,
@@ -464,6 +476,11 @@ impl<'a> Verifier<'a> {
                     return Err(self.reject(&st, pc, f));
                 }
                 if self.opts.log_level > 0 {
+                    // As Linux's verbose_linfo(): the C line before the
+                    // first instruction it covers.
+                    if let Some(l) = self.source_line(pc).filter(|l| l.insn == pc) {
+                        let _ = writeln!(self.log, "; {} @ {}:{}", l.text.trim(), l.file, l.line);
+                    }
                     let _ = write!(self.log, "{pc}: {}", self.disasm(pc));
                 }
                 self.hist.push(Hist {
@@ -1127,7 +1144,23 @@ impl<'a> Verifier<'a> {
                 state::RefKind::Ringbuf => "ring buffer record (missing submit or discard)",
                 state::RefKind::Object => "object (missing release)",
             };
-            return fail(RejectKind::Reference, format!("Unreleased reference id={} alloc_insn={}: an acquired {what} is still held at exit", r.id, r.insn));
+            // Linux's words, then where the reference was taken in the C
+            // source: the instruction number alone means nothing to the
+            // policy's author.
+            let at = self
+                .source_line(r.insn)
+                .map(|l| match l.text.trim() {
+                    "" => format!(" ({}:{})", l.file, l.line),
+                    text => format!(" ({}:{}: `{text}`)", l.file, l.line),
+                })
+                .unwrap_or_default();
+            return fail(
+                RejectKind::Reference,
+                format!(
+                    "Unreleased reference id={} alloc_insn={}{at}: an acquired {what} is still held at exit",
+                    r.id, r.insn
+                ),
+            );
         }
         if st.rcu_depth > 0 {
             return fail(

@@ -137,3 +137,52 @@ fn helpers_and_kfuncs() {
         failures.join("\n\n")
     );
 }
+
+/// A reference leak names the C line that took the reference (from the
+/// object's .BTF.ext line info), after Linux's own words.
+#[test]
+fn leak_names_the_acquiring_line() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    let body = "struct cgroup *a;\nint l;\na = bpf_cgroup_ancestor(cgrp, 1);\n\
+                if (!a)\n\treturn 0;\nl = a->level;\nreturn l == 1;";
+    let src = oom("", body);
+    let line = 1 + src
+        .lines()
+        .position(|l| l.starts_with("a = bpf_cgroup_ancestor"))
+        .expect("the acquiring line");
+    let obj = bpfoom_testutil::compile_str("leak_line", &src, &[]).expect("compiles");
+    let obj = Object::parse(&std::fs::read(obj).expect("object")).expect("parses");
+    let err = verify_object(&obj, &Options::default()).expect_err("the ancestor leaks");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, Reference);
+    assert!(
+        r.reason.starts_with("Unreleased reference id="),
+        "{}",
+        r.reason
+    );
+    let want = format!(".bpf.c:{line}: `a = bpf_cgroup_ancestor(cgrp, 1);`): ");
+    assert!(r.reason.contains(&want), "want {want:?} in {}", r.reason);
+    // With a log, each C line is printed before its first instruction, as
+    // Linux's verifier log does.
+    let opts = Options {
+        log_level: 1,
+        ..Options::default()
+    };
+    let text = verify_object(&obj, &opts).expect_err("leaks").to_string();
+    assert!(
+        text.contains("; a = bpf_cgroup_ancestor(cgrp, 1); @ "),
+        "{text}"
+    );
+    // The instruction named is the call that acquired it.
+    let at: usize = r
+        .reason
+        .split("alloc_insn=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .expect("alloc_insn=N");
+    let p = &obj.programs[0];
+    assert_eq!(p.insns[at].code, 0x85, "alloc_insn {at} is not a call");
+}
