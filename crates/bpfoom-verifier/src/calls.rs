@@ -852,7 +852,7 @@ impl Verifier<'_> {
 
 /// True when a pointer to `ty` at byte `off` is (or starts with) a `want`,
 /// following first members, as the kernel's type matching does.
-fn type_at_matches(ty: TypeId, off: i64, want: &str) -> bool {
+pub(crate) fn type_at_matches(ty: TypeId, off: i64, want: &str) -> bool {
     let h = HostTypes::get();
     let mut ty = h.resolve(ty);
     let mut off = off;

@@ -39,6 +39,8 @@ pub(crate) struct Hook {
     pub scope: Scope,
     pub ret: Return,
     pub ops: &'static str,
+    /// The callback's C prototype, for messages.
+    pub proto: String,
 }
 
 /// Result of stepping one instruction.
@@ -134,6 +136,9 @@ pub(crate) struct Verifier<'a> {
     /// Per function (first instruction): the deepest stack any path used,
     /// in bytes rounded up to 8 (Linux's `subprog_info[].stack_depth`).
     pub(crate) stack_depth: std::collections::BTreeMap<usize, usize>,
+    /// Accesses that verify but are probably mistakes, by instruction
+    /// (see `explain.rs`).
+    pub(crate) warnings: std::collections::BTreeMap<usize, String>,
 }
 
 struct MapNames<'a>(&'a [crate::MapInfo]);
@@ -179,6 +184,7 @@ fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
         scope: ops.scope,
         ret: cb.ret,
         ops: ops.name,
+        proto: crate::explain::prototype(h, ops.name, cb.name, *p),
     })
 }
 
@@ -222,6 +228,7 @@ impl<'a> Verifier<'a> {
             global_seen: Vec::new(),
             cur_global: None,
             stack_depth: Default::default(),
+            warnings: Default::default(),
         };
         match cfg::analyze(input.insns) {
             Ok(c) => v.cfg = c,
@@ -267,6 +274,11 @@ impl<'a> Verifier<'a> {
             peak_states: v.peak as u64,
             time: start.elapsed(),
             probe_mem: v.probe_mem.into_iter().collect(),
+            warnings: v
+                .warnings
+                .iter()
+                .map(|(pc, why)| format!("insn {pc}: {why}"))
+                .collect(),
             log: v.log,
         })
     }
@@ -313,8 +325,16 @@ impl<'a> Verifier<'a> {
         li[..i].last().filter(|l| l.insn >= func)
     }
 
-    fn reject(&self, st: &State, pc: usize, f: Fail) -> VerifyError {
+    fn reject(&self, st: &State, pc: usize, mut f: Fail) -> VerifyError {
         let source = self.source_line(pc).cloned();
+        if let Some(why) = self.core_mismatch(st, pc) {
+            f.reason = format!("{}: {why}", f.reason);
+        } else if let Some((at, why)) = self.warnings.iter().next() {
+            // An earlier access went through a pointer to another struct
+            // than the program meant: what was read there is not what the
+            // program thinks, which may be why it fails here.
+            f.reason = format!("{} (note: insn {at}: {why})", f.reason);
+        }
         VerifyError::Rejected(Box::new(Rejection {
             program: self.input.name.to_string(),
             kind: f.kind,
@@ -487,6 +507,7 @@ impl<'a> Verifier<'a> {
                     pc: pc as u32,
                     stack: None,
                 });
+                self.note_core_mismatch(&st, pc);
                 let flow = self.step(&mut st, pc);
                 if self.opts.log_level > 1 {
                     let _ = write!(self.log, " ; {}", fmt_regs(&st, self.input.maps));

@@ -143,6 +143,7 @@ mod callbacks;
 mod calls;
 mod cfg;
 mod check;
+mod explain;
 mod helper_mem;
 mod helper_names;
 mod mem;
@@ -224,6 +225,22 @@ pub struct ProgramInput<'a> {
     pub maps: &'a [MapInfo],
     /// Line info, sorted by instruction (may be empty).
     pub line_info: &'a [SourceLine],
+    /// The CO-RE field accesses the loader relocated, sorted by instruction
+    /// (may be empty): what the program meant to access, so that an access
+    /// through a pointer to another type can be explained.
+    pub core_access: &'a [CoreAccess],
+}
+
+/// A CO-RE field access of the program (from its relocations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreAccess {
+    /// The relocated instruction.
+    pub insn: usize,
+    /// The struct (or union) the access starts from, as the program
+    /// declared it (e.g. `mem_cgroup`; a `___flavor` suffix is kept).
+    pub root: String,
+    /// The access, e.g. `mem_cgroup.oom_group`.
+    pub spec: String,
 }
 
 /// Verification options.
@@ -267,6 +284,11 @@ pub struct Report {
     /// walked pointer (`task->real_parent`, the root's `css.parent`) may be
     /// NULL without a check.
     pub probe_mem: Vec<usize>,
+    /// What verified but is probably a mistake, one sentence each (`insn N:
+    /// ...`): a CO-RE field access through a pointer to another struct
+    /// than the program meant, which the offset check (Linux's too) lets
+    /// through when the offset happens to be valid.
+    pub warnings: Vec<String>,
     /// The log (empty unless `log_level > 0`).
     pub log: String,
 }

@@ -186,3 +186,103 @@ fn leak_names_the_acquiring_line() {
     let p = &obj.programs[0];
     assert_eq!(p.insns[at].code, 0x85, "alloc_insn {at} is not a call");
 }
+
+/// A handler that declares its first argument as another struct than the
+/// callback passes: the CO-RE field access is explained with both types
+/// and the prototype bpfoom calls the program with (issue 14 item 4).
+#[test]
+fn core_access_through_the_wrong_type_is_explained() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    let policy = |args: &str, body: &str| {
+        format!(
+            "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\
+             SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+             int BPF_PROG(test_oom, {args})\n{{ {body} }}\n\
+             SEC(\".struct_ops.link\")\n\
+             struct bpf_oom_ops test_ops = {{ .handle_out_of_memory = (void *)test_oom, .name = \"t\" }};\n"
+        )
+    };
+    let verify = |name: &str, src: &str| {
+        let obj = bpfoom_testutil::compile_str(name, src, &[]).expect("compiles");
+        let obj = Object::parse(&std::fs::read(obj).expect("object")).expect("parses");
+        verify_object(&obj, &Options::default())
+    };
+    let proto = "bpfoom calls this program as int bpf_oom_ops.handle_out_of_memory(struct oom_control *oc, struct cgroup *cgrp) (declare the handler's arguments with these types)";
+
+    // The access itself is out of bounds for the real type: explained there.
+    let err = verify(
+        "core_wrong_type_oob",
+        &policy(
+            "struct task_struct *t, struct cgroup *cgrp",
+            "return t->mm != 0;",
+        ),
+    )
+    .expect_err("task_struct.mm is beyond struct oom_control");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, InvalidMemAccess, "{}", r.reason);
+    let want = "the CO-RE access `task_struct.mm` is a field of struct task_struct, but R";
+    assert!(r.reason.contains(want), "{}", r.reason);
+    assert!(
+        r.reason.contains(" points to struct oom_control; "),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains(proto), "{}", r.reason);
+
+    // The offset happens to be valid in the real type (as in Linux, the
+    // access verifies): the program fails later, at the exit, and the
+    // rejection points back at the access.
+    let err = verify(
+        "core_wrong_type_later",
+        &policy(
+            "struct mem_cgroup *memcg, struct cgroup *cgrp",
+            "return memcg->oom_group ? 1 : 0;",
+        ),
+    )
+    .expect_err("the byte read is not a _Bool");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, ReturnValue, "{}", r.reason);
+    assert!(
+        r.reason.contains(
+            ": the CO-RE access `mem_cgroup.oom_group` is a field of struct mem_cgroup, but R"
+        ) && r.reason.contains("(note: insn "),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains(proto), "{}", r.reason);
+
+    // When the program verifies anyway, the access is a warning.
+    let reports = verify(
+        "core_wrong_type_ok",
+        &policy(
+            "struct mem_cgroup *memcg, struct cgroup *cgrp",
+            "return memcg->css.cgroup != 0;",
+        ),
+    )
+    .expect("verifies: offset 0 of struct oom_control is a pointer too");
+    let w = &reports[0].report.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "`mem_cgroup.css.cgroup` is a field of struct mem_cgroup, but R1 points to struct oom_control"
+        ),
+        "{w:?}"
+    );
+
+    // Through the right type: no warning.
+    let reports = verify(
+        "core_right_type",
+        &policy(
+            "struct oom_control *oc, struct cgroup *cgrp",
+            "struct mem_cgroup *m = oc->memcg; return m && m->oom_group;",
+        ),
+    )
+    .expect("verifies");
+    assert!(
+        reports[0].report.warnings.is_empty(),
+        "{:?}",
+        reports[0].report.warnings
+    );
+}

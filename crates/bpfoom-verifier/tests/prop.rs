@@ -158,6 +158,7 @@ fn accepted_generated_programs_run_safely() {
             sleepable: false,
             maps: &maps,
             line_info: &[],
+            core_access: &[],
         };
         if bpfoom_verifier::verify(&input, &opts).is_ok() {
             accepted += 1;
