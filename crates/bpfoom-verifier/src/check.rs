@@ -21,8 +21,6 @@ const MAX_PENDING: usize = 8192;
 const MAX_STATES_PER_INSN: usize = 64;
 /// Remembered states in all, beyond which no more are added (bounds memory).
 const MAX_LIVE_STATES: usize = 1 << 16;
-/// State comparisons allowed while pruning (bounds time with the insn budget).
-const MAX_COMPARISONS: u64 = 40_000_000;
 /// Iterator-loop rounds that join scalar values before widening them to unknown.
 const WIDEN_AFTER: usize = 3;
 
@@ -118,8 +116,6 @@ pub(crate) struct Verifier<'a> {
     peak: usize,
     /// Remembered states not forgotten yet.
     live_ckpts: usize,
-    /// State comparisons made so far.
-    comparisons: u64,
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
     pub(crate) parent: Option<usize>,
@@ -219,7 +215,6 @@ impl<'a> Verifier<'a> {
             last_ckpt: 0,
             peak: 0,
             live_ckpts: 0,
-            comparisons: 0,
             log: String::new(),
             parent: None,
             probe_mem: Default::default(),
@@ -353,7 +348,12 @@ impl<'a> Verifier<'a> {
         if self.pending.len() >= MAX_PENDING {
             return fail(
                 RejectKind::TooComplex,
-                format!("the sequence of {} jumps is too complex: program too complex / may not terminate", MAX_PENDING),
+                // Linux's words: its stack of pending branches would hold
+                // one more than the limit.
+                format!(
+                    "The sequence of {} jumps is too complex.",
+                    self.pending.len() + 1
+                ),
             );
         }
         if let Some(p) = self.parent {
@@ -488,9 +488,11 @@ impl<'a> Verifier<'a> {
                 if self.processed > self.opts.max_insns {
                     let f = Fail {
                         kind: RejectKind::TooComplex,
+                        // Linux's words (the limit is the kernel's
+                        // BPF_COMPLEXITY_LIMIT_INSNS by default).
                         reason: format!(
-                            "BPF program is too large: processed {} insns (limit {}): program too complex / may not terminate",
-                            self.processed, self.opts.max_insns
+                            "BPF program is too large. Processed {} insn",
+                            self.processed
                         ),
                     };
                     return Err(self.reject(&st, pc, f));
@@ -559,20 +561,12 @@ impl<'a> Verifier<'a> {
     fn visit(&mut self, st: &mut State, pc: usize) -> R<Option<Visit>> {
         let live = self.live_masks(st, pc);
         let iter_next = self.is_iter_next(pc);
-        // Bounds the pruning work too, not only the instructions.
-        self.comparisons += self.explored[pc].len() as u64;
-        if self.comparisons > MAX_COMPARISONS {
-            return fail(
-                RejectKind::TooComplex,
-                format!(
-                    "{} state comparisons: program too complex / may not terminate",
-                    self.comparisons
-                ),
-            );
-        }
-        // Whether this visit may remember a new state (as Linux, a miss is
-        // only counted then, so a few rounds of a loop stay remembered).
-        let adding = self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
+        // Whether this visit may remember a new state (as Linux's
+        // `add_new_state`: an iterator's next call and a callback call are
+        // forced checkpoints); a miss is only counted then, so a few rounds
+        // of a loop stay remembered.
+        let adding =
+            iter_next || self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
         let mut widen_from = None;
         let mut loop_visits = 0;
         let mut useless = Vec::new();
@@ -589,10 +583,6 @@ impl<'a> Verifier<'a> {
                     ck.hits += 1;
                     pruned = Some(c);
                     break;
-                }
-                ck.misses += 1;
-                if ck.misses > ck.hits * 3 + 256 {
-                    useless.push(c);
                 }
             } else if iter_next {
                 // An ancestor in the same iterator loop: the iterator bounds the loop.
@@ -619,16 +609,37 @@ impl<'a> Verifier<'a> {
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
                 );
-            } else if adding {
-                // Linux's is_state_visited() forgets a looping state too when
-                // it keeps missing (`miss_cnt > hit_cnt * 3 + 3`): otherwise a
-                // long loop fills the list with its own earlier rounds, no
-                // new state is remembered, and the path's history (walked
-                // by every precision mark) grows without bound.
+            }
+            // A miss. As Linux's is_state_visited(), a state that keeps
+            // missing is forgotten (`miss_cnt > hit_cnt * n + n`, a miss
+            // counted only when a new state may be remembered): else a long
+            // loop fills the list with its own earlier rounds, every visit
+            // compares against all of them, and the path's history (walked
+            // by every precision mark) grows without bound. Linux's n is 64
+            // for a loop's unfinished state at an iterator's next call or a
+            // callback call (evicting those early would keep iterator loops
+            // from converging) and 3 otherwise; bpfoom keeps finished states
+            // longer (`hits * 3 + 256` misses, counted on every visit): its
+            // pruning compares every scalar by range, precise or not, so it
+            // needs more of them to prune as much (with Linux's rule,
+            // `loop_comm_count`, 951k instructions in Linux, runs out of
+            // budget).
+            let ck = &mut self.ckpts[c];
+            let (per_hit, base) = if ck.branches == 0 {
                 ck.misses += 1;
-                if ck.misses > ck.hits * 3 + 3 {
-                    useless.push(c);
+                (3, 256)
+            } else {
+                if adding {
+                    ck.misses += 1;
                 }
+                if iter_next {
+                    (64, 64)
+                } else {
+                    (3, 3)
+                }
+            };
+            if ck.misses > ck.hits * per_hit + base {
+                useless.push(c);
             }
         }
         if !useless.is_empty() {

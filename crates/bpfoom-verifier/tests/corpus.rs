@@ -198,7 +198,7 @@ fn cases() -> Vec<Case> {
         // the first round, where it is a constant: it is precise, never
         // widened, and the loop is counted out element by element until a
         // limit, as the kernel does with `iter_css_task_count`.
-        ("task_iter_count_compared", OOM, TASK_COUNT_COMPARED.as_str(), no(TooComplex, "")),
+        ("task_iter_count_compared", OOM, TASK_COUNT_COMPARED.as_str(), no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         ("task_iter_acquire_kill", OOM, TASK_KILL, A),
         ("task_iter_leak_in_loop", OOM, TASK_LEAK, no(Reference, "Unreleased reference")),
         // ---- loops
@@ -206,7 +206,7 @@ fn cases() -> Vec<Case> {
         ("bounded_loop_over_map_array", OOM, MAP_ARRAY_LOOP, A),
         ("infinite_loop_self", OOM, "mov %r0, 0\nloop:\nja loop", no(InfiniteLoop, "infinite loop")),
         ("infinite_loop_unknown", OOM, "ldxdw %r2, [%r1+0]\nldxdw %r3, [%r2+{o:oom_control.totalpages}]\nmov %r0, 0\nloop:\nmov %r3, %r3\njne %r3, 0, loop\nexit", no(InfiniteLoop, "infinite loop")),
-        ("loop_too_long", OOM, "mov %r1, 0\nmov %r0, 0\nloop:\nadd %r1, 1\njlt %r1, 10000000, loop\nexit", no(TooComplex, "too complex")),
+        ("loop_too_long", OOM, "mov %r1, 0\nmov %r0, 0\nloop:\nadd %r1, 1\njlt %r1, 10000000, loop\nexit", no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         // ---- bpf-to-bpf calls
         ("subprog_call", OOM, "mov %r1, 1\ncall local f\nexit\nf:\nmov %r0, %r1\nexit", A),
         ("subprog_recursion", OOM, "call local f\nmov %r0, 0\nexit\nf:\ncall local f\nexit", no(Call, "recursive call")),

@@ -201,6 +201,20 @@ fn kernel_parity() {
     let mut agree = 0;
     for o in &outcomes {
         let same = o.kernel.accepted == o.ours.accepted;
+        // Where Linux gives up on a program's size or complexity, bpfoom
+        // must give up the same way and say so in the same words (a user
+        // compares the two messages).
+        let kreason = kernel_reason(&o.kernel.log);
+        let limit = !o.kernel.accepted
+            && (kreason.starts_with("BPF program is too large")
+                || kreason.starts_with("The sequence of "));
+        let ours_reason = o.ours.reason.split_once(": ").map_or("", |(_, r)| r);
+        if limit && same && ours_reason != kreason {
+            failures.push(format!(
+                "{}: both reject, but the kernel says {kreason:?} and bpfoom {ours_reason:?}",
+                o.name
+            ));
+        }
         let note = if same { "" } else { "DISAGREE" };
         let kinsns = o.kernel.processed.map_or("-".into(), |n| n.to_string());
         println!(
