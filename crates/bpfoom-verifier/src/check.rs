@@ -87,7 +87,9 @@ pub(crate) struct Ckpt {
     /// The instructions from the parent checkpoint to this one.
     pub hist: Vec<Hist>,
     pub parent: Option<usize>,
-    branches: u32,
+    /// Checkpoints above it on its path (Linux's `dfs_depth`).
+    pub depth: u32,
+    pub(crate) branches: u32,
     /// Comparisons that pruned / failed (to forget useless states).
     hits: u32,
     misses: u32,
@@ -108,7 +110,7 @@ pub(crate) struct Verifier<'a> {
     pub(crate) ckpts: Vec<Ckpt>,
     /// The current path's instructions since its parent checkpoint.
     pub(crate) hist: Vec<Hist>,
-    explored: Vec<Vec<usize>>,
+    pub(crate) explored: Vec<Vec<usize>>,
     id_gen: u32,
     processed: u64,
     /// `processed` when the last checkpoint was added.
@@ -675,6 +677,7 @@ impl<'a> Verifier<'a> {
             pc,
             hist: std::mem::take(&mut self.hist),
             parent: self.parent,
+            depth: self.parent.map_or(0, |p| self.ckpts[p].depth + 1),
             branches: 1,
             hits: 0,
             misses: 0,

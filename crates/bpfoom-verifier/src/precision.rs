@@ -201,14 +201,21 @@ impl Verifier<'_> {
         }
     }
 
-    /// The checkpoint of an iterator loop's previous round at `pc`: the
-    /// newest ancestor of the current path remembered at `pc` with the same
-    /// call chain, other than the current round's own (the parent).
+    /// The checkpoint of an iterator loop's previous round at `pc`, as
+    /// Linux's `find_prev_entry()` finds it: the newest state remembered at
+    /// `pc` that is still being explored (so it is an ancestor of the
+    /// current path), with the same call chain, and above the current
+    /// round's own checkpoint (the parent). Looking in the states
+    /// remembered at `pc` rather than walking the path's ancestors keeps
+    /// this cheap when the loop is nested and the path is long.
     pub(crate) fn prev_round(&self, st: &State, pc: usize) -> Option<usize> {
-        let mut p = self.ckpts[self.parent?].parent;
-        while let Some(c) = p {
+        let cur = self.parent?;
+        let depth = self.ckpts[cur].depth;
+        self.explored[pc].iter().rev().copied().find(|&c| {
             let ck = &self.ckpts[c];
-            if ck.pc == pc
+            c != cur
+                && ck.branches > 0
+                && ck.depth < depth
                 && ck.st.frames.len() == st.frames.len()
                 && ck
                     .st
@@ -216,12 +223,7 @@ impl Verifier<'_> {
                     .iter()
                     .zip(&st.frames)
                     .all(|(a, b)| a.callsite == b.callsite)
-            {
-                return Some(c);
-            }
-            p = ck.parent;
-        }
-        None
+        })
     }
 
     fn backtrack(&mut self, mut bt: Backtrack, skip_current: bool) {
