@@ -544,6 +544,14 @@ impl Verifier<'_> {
             );
         }
         if size == 0 {
+            // Linux checks (and counts for the stack depth) a zero-sized
+            // access's offset too.
+            if let RegType::Stack { frame } = r.ty {
+                let lo = r.off + r.var.smin;
+                if (-STACK_SIZE..0).contains(&lo) {
+                    self.grow_stack(st, frame as usize, lo);
+                }
+            }
             return Ok(());
         }
         if write {
