@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
             sleepable: true,
             maps: &maps,
             line_info: &[],
+            core_access: &[],
         };
         let rep = verify(&input, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!(

@@ -143,16 +143,6 @@ impl Verifier<'_> {
                 }
             }
         }
-        // Linux adds a global function's frame to its callers' (rounded).
-        let depth: usize = st
-            .frames
-            .iter()
-            .map(|f| f.depth().div_ceil(16) * 16)
-            .sum::<usize>()
-            + self.global_base();
-        let frames = st.frames.len() + self.global_callers();
-        let b = &mut self.global_base[g];
-        *b = (b.0.max(depth), b.1.max(frames));
         if !self.global_seen.contains(&g) {
             self.global_seen.push(g);
             self.global_queue.push(g);
@@ -197,6 +187,27 @@ impl Verifier<'_> {
         id
     }
 
+    /// Why helper `imm` cannot be called: its Linux name when Linux has
+    /// such a helper (Linux: "program of this type cannot use helper
+    /// bpf_X#N"), and what bpfoom offers instead.
+    fn unknown_helper(&self, imm: i32) -> String {
+        let provides: Vec<String> = helpers::HELPERS
+            .iter()
+            .map(|h| format!("bpf_{}", h.name))
+            .collect();
+        let provides = provides.join(", ");
+        match crate::helper_names::linux_helper_name(imm) {
+            Some(name) => format!(
+                "helper {name} (#{imm}) is not available to {} programs (bpfoom provides: {provides})",
+                self.hook.ops
+            ),
+            None => format!(
+                "invalid func unknown#{imm}: Linux has no helper with this number (its helpers are #0..#{}); bpfoom provides: {provides}",
+                crate::helper_names::LINUX_HELPER_COUNT - 1
+            ),
+        }
+    }
+
     fn helper_call(&mut self, st: &mut State, pc: usize) -> R<Flow> {
         let imm = self.insns[pc].imm;
         let Some(h) = helpers::by_id(imm as u32) else {
@@ -207,7 +218,7 @@ impl Verifier<'_> {
                 "call to a weak kfunc the host does not provide (guard it with bpf_ksym_exists())"
                     .to_string()
             } else {
-                format!("invalid func unknown#{imm}: bpfoom does not provide this helper")
+                self.unknown_helper(imm)
             };
             return fail(RejectKind::Call, why);
         };
@@ -740,6 +751,10 @@ impl Verifier<'_> {
                 "iterator pointer into a stack frame that no longer exists",
             );
         }
+        if k.has(KF_ITER_NEW) {
+            // Linux writes the iterator's slots with check_mem_access().
+            self.grow_stack(st, frame as usize, o);
+        }
         let first = Frame::locate(o).0; // slot of the lowest address
         let slots: Vec<usize> = (0..nslots).map(|j| first - j).collect();
         let fi = frame as usize;
@@ -837,7 +852,7 @@ impl Verifier<'_> {
 
 /// True when a pointer to `ty` at byte `off` is (or starts with) a `want`,
 /// following first members, as the kernel's type matching does.
-fn type_at_matches(ty: TypeId, off: i64, want: &str) -> bool {
+pub(crate) fn type_at_matches(ty: TypeId, off: i64, want: &str) -> bool {
     let h = HostTypes::get();
     let mut ty = h.resolve(ty);
     let mut off = off;

@@ -17,6 +17,9 @@ pub(crate) struct Cfg {
     pub prune: Vec<bool>,
     /// Registers that may be read before written, from each instruction on.
     pub live_in: Vec<u16>,
+    /// First instruction of every function (the program, called
+    /// subprograms, callbacks), ascending: Linux's `subprog_info[].start`.
+    pub subprogs: Vec<usize>,
 }
 
 /// Checks one instruction's encoding (fields the opcode does not use must be zero).
@@ -323,5 +326,9 @@ pub(crate) fn analyze(insns: &[Insn]) -> Result<Cfg, CfgError> {
             break;
         }
     }
-    Ok(Cfg { prune, live_in })
+    Ok(Cfg {
+        prune,
+        live_in,
+        subprogs,
+    })
 }

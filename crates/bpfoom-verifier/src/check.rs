@@ -21,8 +21,6 @@ const MAX_PENDING: usize = 8192;
 const MAX_STATES_PER_INSN: usize = 64;
 /// Remembered states in all, beyond which no more are added (bounds memory).
 const MAX_LIVE_STATES: usize = 1 << 16;
-/// State comparisons allowed while pruning (bounds time with the insn budget).
-const MAX_COMPARISONS: u64 = 40_000_000;
 /// Iterator-loop rounds that join scalar values before widening them to unknown.
 const WIDEN_AFTER: usize = 3;
 
@@ -39,6 +37,8 @@ pub(crate) struct Hook {
     pub scope: Scope,
     pub ret: Return,
     pub ops: &'static str,
+    /// The callback's C prototype, for messages.
+    pub proto: String,
 }
 
 /// Result of stepping one instruction.
@@ -87,7 +87,9 @@ pub(crate) struct Ckpt {
     /// The instructions from the parent checkpoint to this one.
     pub hist: Vec<Hist>,
     pub parent: Option<usize>,
-    branches: u32,
+    /// Checkpoints above it on its path (Linux's `dfs_depth`).
+    pub depth: u32,
+    pub(crate) branches: u32,
     /// Comparisons that pruned / failed (to forget useless states).
     hits: u32,
     misses: u32,
@@ -102,13 +104,13 @@ pub(crate) struct Verifier<'a> {
     pub input: &'a ProgramInput<'a>,
     pub insns: &'a [Insn],
     pub hook: Hook,
-    cfg: Cfg,
-    opts: &'a Options,
+    pub(crate) cfg: Cfg,
+    pub(crate) opts: &'a Options,
     pending: Vec<Pending>,
     pub(crate) ckpts: Vec<Ckpt>,
     /// The current path's instructions since its parent checkpoint.
     pub(crate) hist: Vec<Hist>,
-    explored: Vec<Vec<usize>>,
+    pub(crate) explored: Vec<Vec<usize>>,
     id_gen: u32,
     processed: u64,
     /// `processed` when the last checkpoint was added.
@@ -116,8 +118,6 @@ pub(crate) struct Verifier<'a> {
     peak: usize,
     /// Remembered states not forgotten yet.
     live_ckpts: usize,
-    /// State comparisons made so far.
-    comparisons: u64,
     pub log: String,
     /// Parent checkpoint of the path being explored (for forks).
     pub(crate) parent: Option<usize>,
@@ -131,16 +131,23 @@ pub(crate) struct Verifier<'a> {
     pub global_seen: Vec<usize>,
     /// The global function being verified (None: the program itself).
     cur_global: Option<usize>,
-    /// Per global function: the deepest stack (rounded frames) and frame
-    /// count of the call chains that call it, added to its own frames.
-    pub global_base: Vec<(usize, usize)>,
+    /// Per function (first instruction): the deepest stack any path used,
+    /// in bytes rounded up to 8 (Linux's `subprog_info[].stack_depth`).
+    pub(crate) stack_depth: std::collections::BTreeMap<usize, usize>,
+    /// Accesses that verify but are probably mistakes, by instruction
+    /// (see `explain.rs`).
+    pub(crate) warnings: std::collections::BTreeMap<usize, String>,
 }
 
 struct MapNames<'a>(&'a [crate::MapInfo]);
 
 impl Names for MapNames<'_> {
     fn helper(&self, id: i32) -> Option<String> {
-        helpers::by_id(id as u32).map(|h| format!("bpf_{}", h.name))
+        // Linux's name also for a helper bpfoom does not provide, so the
+        // log shows what the program tried to call.
+        helpers::by_id(id as u32)
+            .map(|h| format!("bpf_{}", h.name))
+            .or_else(|| crate::helper_names::linux_helper_name(id))
     }
     fn kfunc(&self, id: i32) -> Option<String> {
         kfuncs::by_id(id as u32).map(|k| k.name.to_string())
@@ -175,6 +182,7 @@ fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
         scope: ops.scope,
         ret: cb.ret,
         ops: ops.name,
+        proto: crate::explain::prototype(h, ops.name, cb.name, *p),
     })
 }
 
@@ -197,6 +205,7 @@ impl<'a> Verifier<'a> {
             cfg: Cfg {
                 prune: vec![],
                 live_in: vec![],
+                subprogs: vec![],
             },
             opts,
             pending: Vec::new(),
@@ -208,7 +217,6 @@ impl<'a> Verifier<'a> {
             last_ckpt: 0,
             peak: 0,
             live_ckpts: 0,
-            comparisons: 0,
             log: String::new(),
             parent: None,
             probe_mem: Default::default(),
@@ -216,7 +224,8 @@ impl<'a> Verifier<'a> {
             global_queue: Vec::new(),
             global_seen: Vec::new(),
             cur_global: None,
-            global_base: vec![(0, 0); globals.len()],
+            stack_depth: Default::default(),
+            warnings: Default::default(),
         };
         match cfg::analyze(input.insns) {
             Ok(c) => v.cfg = c,
@@ -226,6 +235,24 @@ impl<'a> Verifier<'a> {
             }
         }
         v.explore()?;
+        // As Linux, the combined stack of call chains is checked once the
+        // deepest frame of every function is known.
+        if let Err(f) = v.check_max_stack_depth() {
+            let st = v.initial();
+            let mut e = v.reject(
+                &st,
+                f.insn,
+                Fail {
+                    kind: RejectKind::Stack,
+                    reason: f.reason,
+                },
+            );
+            if let VerifyError::Rejected(r) = &mut e {
+                // No path is at fault: the register state says nothing.
+                r.regs.clear();
+            }
+            return Err(e);
+        }
         if opts.log_level > 0 {
             let per_insn = v.explored.iter().map(Vec::len).max().unwrap_or(0);
             let _ = writeln!(
@@ -236,6 +263,7 @@ impl<'a> Verifier<'a> {
                 v.ckpts.len(),
                 v.peak
             );
+            let _ = writeln!(v.log, "{}", v.stack_depth_line());
         }
         Ok(Report {
             insns_processed: v.processed,
@@ -243,6 +271,11 @@ impl<'a> Verifier<'a> {
             peak_states: v.peak as u64,
             time: start.elapsed(),
             probe_mem: v.probe_mem.into_iter().collect(),
+            warnings: v
+                .warnings
+                .iter()
+                .map(|(pc, why)| format!("insn {pc}: {why}"))
+                .collect(),
             log: v.log,
         })
     }
@@ -273,12 +306,32 @@ impl<'a> Verifier<'a> {
         )
     }
 
-    fn reject(&self, st: &State, pc: usize, f: Fail) -> VerifyError {
-        let source = {
-            let li = self.input.line_info;
-            let i = li.partition_point(|l| l.insn <= pc);
-            li[..i].last().cloned()
-        };
+    /// The C source line instruction `pc` belongs to (BTF line info): the
+    /// last record at or before it within the same function.
+    pub(crate) fn source_line(&self, pc: usize) -> Option<&'a crate::SourceLine> {
+        let li = self.input.line_info;
+        let i = li.partition_point(|l| l.insn <= pc);
+        let func = self
+            .cfg
+            .subprogs
+            .iter()
+            .copied()
+            .filter(|&s| s <= pc)
+            .max()
+            .unwrap_or(0);
+        li[..i].last().filter(|l| l.insn >= func)
+    }
+
+    fn reject(&self, st: &State, pc: usize, mut f: Fail) -> VerifyError {
+        let source = self.source_line(pc).cloned();
+        if let Some(why) = self.core_mismatch(st, pc) {
+            f.reason = format!("{}: {why}", f.reason);
+        } else if let Some((at, why)) = self.warnings.iter().next() {
+            // An earlier access went through a pointer to another struct
+            // than the program meant: what was read there is not what the
+            // program thinks, which may be why it fails here.
+            f.reason = format!("{} (note: insn {at}: {why})", f.reason);
+        }
         VerifyError::Rejected(Box::new(Rejection {
             program: self.input.name.to_string(),
             kind: f.kind,
@@ -297,7 +350,12 @@ impl<'a> Verifier<'a> {
         if self.pending.len() >= MAX_PENDING {
             return fail(
                 RejectKind::TooComplex,
-                format!("the sequence of {} jumps is too complex: program too complex / may not terminate", MAX_PENDING),
+                // Linux's words: its stack of pending branches would hold
+                // one more than the limit.
+                format!(
+                    "The sequence of {} jumps is too complex.",
+                    self.pending.len() + 1
+                ),
             );
         }
         if let Some(p) = self.parent {
@@ -344,16 +402,6 @@ impl<'a> Verifier<'a> {
             self.explore_from(st, pc)?;
         }
         Ok(())
-    }
-
-    /// Stack bytes of the call chains above the global function being verified.
-    pub(crate) fn global_base(&self) -> usize {
-        self.cur_global.map_or(0, |g| self.global_base[g].0)
-    }
-
-    /// Frames of the call chains above the global function being verified.
-    pub(crate) fn global_callers(&self) -> usize {
-        self.cur_global.map_or(0, |g| self.global_base[g].1)
     }
 
     /// The entry state of global function `g`: arguments from its prototype.
@@ -442,20 +490,28 @@ impl<'a> Verifier<'a> {
                 if self.processed > self.opts.max_insns {
                     let f = Fail {
                         kind: RejectKind::TooComplex,
+                        // Linux's words (the limit is the kernel's
+                        // BPF_COMPLEXITY_LIMIT_INSNS by default).
                         reason: format!(
-                            "BPF program is too large: processed {} insns (limit {}): program too complex / may not terminate",
-                            self.processed, self.opts.max_insns
+                            "BPF program is too large. Processed {} insn",
+                            self.processed
                         ),
                     };
                     return Err(self.reject(&st, pc, f));
                 }
                 if self.opts.log_level > 0 {
+                    // As Linux's verbose_linfo(): the C line before the
+                    // first instruction it covers.
+                    if let Some(l) = self.source_line(pc).filter(|l| l.insn == pc) {
+                        let _ = writeln!(self.log, "; {} @ {}:{}", l.text.trim(), l.file, l.line);
+                    }
                     let _ = write!(self.log, "{pc}: {}", self.disasm(pc));
                 }
                 self.hist.push(Hist {
                     pc: pc as u32,
                     stack: None,
                 });
+                self.note_core_mismatch(&st, pc);
                 let flow = self.step(&mut st, pc);
                 if self.opts.log_level > 1 {
                     let _ = write!(self.log, " ; {}", fmt_regs(&st, self.input.maps));
@@ -507,20 +563,12 @@ impl<'a> Verifier<'a> {
     fn visit(&mut self, st: &mut State, pc: usize) -> R<Option<Visit>> {
         let live = self.live_masks(st, pc);
         let iter_next = self.is_iter_next(pc);
-        // Bounds the pruning work too, not only the instructions.
-        self.comparisons += self.explored[pc].len() as u64;
-        if self.comparisons > MAX_COMPARISONS {
-            return fail(
-                RejectKind::TooComplex,
-                format!(
-                    "{} state comparisons: program too complex / may not terminate",
-                    self.comparisons
-                ),
-            );
-        }
-        // Whether this visit may remember a new state (as Linux, a miss is
-        // only counted then, so a few rounds of a loop stay remembered).
-        let adding = self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
+        // Whether this visit may remember a new state (as Linux's
+        // `add_new_state`: an iterator's next call and a callback call are
+        // forced checkpoints); a miss is only counted then, so a few rounds
+        // of a loop stay remembered.
+        let adding =
+            iter_next || self.processed >= self.last_ckpt + 8 || self.explored[pc].is_empty();
         let mut widen_from = None;
         let mut loop_visits = 0;
         let mut useless = Vec::new();
@@ -537,10 +585,6 @@ impl<'a> Verifier<'a> {
                     ck.hits += 1;
                     pruned = Some(c);
                     break;
-                }
-                ck.misses += 1;
-                if ck.misses > ck.hits * 3 + 256 {
-                    useless.push(c);
                 }
             } else if iter_next {
                 // An ancestor in the same iterator loop: the iterator bounds the loop.
@@ -567,16 +611,37 @@ impl<'a> Verifier<'a> {
                     RejectKind::InfiniteLoop,
                     format!("infinite loop detected at insn {pc}: the loop returns to an identical state"),
                 );
-            } else if adding {
-                // Linux's is_state_visited() forgets a looping state too when
-                // it keeps missing (`miss_cnt > hit_cnt * 3 + 3`): otherwise a
-                // long loop fills the list with its own earlier rounds, no
-                // new state is remembered, and the path's history (walked
-                // by every precision mark) grows without bound.
+            }
+            // A miss. As Linux's is_state_visited(), a state that keeps
+            // missing is forgotten (`miss_cnt > hit_cnt * n + n`, a miss
+            // counted only when a new state may be remembered): else a long
+            // loop fills the list with its own earlier rounds, every visit
+            // compares against all of them, and the path's history (walked
+            // by every precision mark) grows without bound. Linux's n is 64
+            // for a loop's unfinished state at an iterator's next call or a
+            // callback call (evicting those early would keep iterator loops
+            // from converging) and 3 otherwise; bpfoom keeps finished states
+            // longer (`hits * 3 + 256` misses, counted on every visit): its
+            // pruning compares every scalar by range, precise or not, so it
+            // needs more of them to prune as much (with Linux's rule,
+            // `loop_comm_count`, 951k instructions in Linux, runs out of
+            // budget).
+            let ck = &mut self.ckpts[c];
+            let (per_hit, base) = if ck.branches == 0 {
                 ck.misses += 1;
-                if ck.misses > ck.hits * 3 + 3 {
-                    useless.push(c);
+                (3, 256)
+            } else {
+                if adding {
+                    ck.misses += 1;
                 }
+                if iter_next {
+                    (64, 64)
+                } else {
+                    (3, 3)
+                }
+            };
+            if ck.misses > ck.hits * per_hit + base {
+                useless.push(c);
             }
         }
         if !useless.is_empty() {
@@ -612,6 +677,7 @@ impl<'a> Verifier<'a> {
             pc,
             hist: std::mem::take(&mut self.hist),
             parent: self.parent,
+            depth: self.parent.map_or(0, |p| self.ckpts[p].depth + 1),
             branches: 1,
             hits: 0,
             misses: 0,
@@ -1113,7 +1179,23 @@ impl<'a> Verifier<'a> {
                 state::RefKind::Ringbuf => "ring buffer record (missing submit or discard)",
                 state::RefKind::Object => "object (missing release)",
             };
-            return fail(RejectKind::Reference, format!("Unreleased reference id={} alloc_insn={}: an acquired {what} is still held at exit", r.id, r.insn));
+            // Linux's words, then where the reference was taken in the C
+            // source: the instruction number alone means nothing to the
+            // policy's author.
+            let at = self
+                .source_line(r.insn)
+                .map(|l| match l.text.trim() {
+                    "" => format!(" ({}:{})", l.file, l.line),
+                    text => format!(" ({}:{}: `{text}`)", l.file, l.line),
+                })
+                .unwrap_or_default();
+            return fail(
+                RejectKind::Reference,
+                format!(
+                    "Unreleased reference id={} alloc_insn={}{at}: an acquired {what} is still held at exit",
+                    r.id, r.insn
+                ),
+            );
         }
         if st.rcu_depth > 0 {
             return fail(
@@ -1144,10 +1226,17 @@ impl<'a> Verifier<'a> {
                     "R0 !read_ok: the return value is not set",
                 );
             }
-            // As Linux's check_return_code(): the range check relies on the
-            // return value exactly, so it is marked precise (an iterator loop
-            // then keeps it rather than widening it).
-            self.mark_precise(st, &[0], true);
+            // As Linux's check_return_code() for a program type with a
+            // return range: the range check relies on the return value
+            // exactly, so it is marked precise (an iterator loop then keeps
+            // it rather than widening it) -- unless the instruction that
+            // made it bounds it by itself (`return n & 1`), or any `int`
+            // is allowed: Linux has no range rule, and so no precision mark,
+            // for struct_ops callbacks, and converges on such loops.
+            let any_int = min <= i64::from(i32::MIN) && max >= i64::from(i32::MAX);
+            if !any_int && !self.range_guaranteed(0, min, max) {
+                self.mark_precise(st, &[0], true);
+            }
             // Privileged (allow_ptr_leaks): a pointer returned is some number.
             let (lo, hi) = if r0.is_ptr() {
                 (i64::from(i32::MIN), i64::from(i32::MAX))

@@ -25,6 +25,11 @@ impl Verifier<'_> {
         match r.ty {
             RegType::Stack { frame } => {
                 if size == 0 {
+                    // Linux checks (and counts for the stack depth) a
+                    // zero-sized access's offset too.
+                    if (-STACK_SIZE..0).contains(&lo) {
+                        self.grow_stack(st, frame as usize, lo);
+                    }
                     return Ok(());
                 }
                 if lo < -STACK_SIZE || hi > 0 {
@@ -33,6 +38,7 @@ impl Verifier<'_> {
                         format!("invalid indirect access to stack R{regno} off={lo} size={size}"),
                     );
                 }
+                self.grow_stack(st, frame as usize, lo);
                 let Some(fr) = st.frames.get_mut(frame as usize) else {
                     return fail(
                         RejectKind::Stack,

@@ -62,10 +62,18 @@
 //! (with `__arg_nullable`) trusted kernel objects, every other pointer memory
 //! of the pointee's size that may be NULL unless `__arg_nonnull`; callers must
 //! pass matching arguments and get an unknown scalar back; void global
-//! functions are refused, as in Linux; a global function's frame is added to
-//! its callers' for the stack limit. Frames are rounded up to 16
-//! bytes (Linux's `round_up_stack_depth()` with the JIT on) before the
-//! 512-byte limit of a call chain is checked.
+//! functions are refused, as in Linux.
+//!
+//! The stack limit across calls is Linux's `check_max_stack_depth()`
+//! (module `stack_depth`): every stack access on any path raises its
+//! function's depth (rounded up to 8 bytes), whenever it happens; once the
+//! program and its global functions are verified, the static call graph is
+//! walked from the entry (calls of static and global functions, and
+//! `bpf_loop` callbacks where they are passed), each frame rounded as
+//! `round_up_stack_depth()` does (16 bytes with the JIT, the default of
+//! [`Options::jit`]; 32-byte steps and at least 32 for the interpreter),
+//! and a chain may add up to 512 bytes in at most 8 frames: "combined stack
+//! size of N calls is M. Too large".
 //!
 //! Callbacks and locks follow Linux too (modules `callbacks` and
 //! `spin_lock`): a `bpf_loop` callback is a static subprogram entered in a
@@ -85,46 +93,77 @@
 //! loads each twin program into the running kernel as root and fails on any
 //! verdict that differs from bpfoom's.
 //!
+//! # Messages
+//! Rejections use Linux's words where Linux has them, with what bpfoom
+//! knows on top: a helper bpfoom does not provide is named from Linux's id
+//! list (module `helper_names`), a reference leak gives the C line that
+//! took the reference (`Unreleased reference id=2 alloc_insn=6
+//! (policy.bpf.c:42: ...)`), and a CO-RE field access through a pointer to
+//! another struct names both types and the callback's prototype (module
+//! `explain`; when the offset happens to be valid such an access verifies,
+//! as in Linux, and is listed in [`Report::warnings`]). With a log, each C
+//! line is printed before its first instruction, as Linux does.
+//!
 //! # Differences from Linux that remain
-//! Every parity case agrees with the kernel (the test fails otherwise); what
-//! is still done differently, and why no case shows it:
+//! Every parity case agrees with the kernel (the test fails otherwise), and
+//! where the kernel gives up on a program's size or complexity bpfoom gives
+//! up with the kernel's words ("BPF program is too large. Processed 1000001
+//! insn", "The sequence of 8193 jumps is too complex."), which the parity
+//! test checks too. What is still done differently, and why no case shows
+//! it:
 //! - Pruning uses Linux's precision marks (module `precision`: decided
 //!   branches, scalars added to pointers, helper sizes, callback return
 //!   values and constant array keys are traced back through the path and its
 //!   remembered states) where Linux needs them to keep a loop exact: at an
 //!   open-coded iterator's next call the next round's imprecise scalars are
 //!   widened to unknown, precise ones keep their values, so
-//!   `iter_css_task_count`, `iter_css_acquire_task_iter` and `iter_css_rcu`
-//!   are counted out round by round and rejected as by the kernel. Ordinary
-//!   pruning still compares every scalar by range (Linux ignores imprecise
-//!   ones outside loops), so bpfoom may process more instructions than the
-//!   kernel on some programs but never accepts more; linked scalar copies
-//!   are not traced through a conditional jump (Linux's
-//!   `bt_sync_linked_regs`), which can only widen more, never less. Limits
-//!   differ in kind: bpfoom also stops at 40M state comparisons (the kernel
-//!   has no such bound but gives up at 1M instructions on the same loops).
-//!   Remembered states that keep failing to prune are forgotten as Linux's
-//!   `is_state_visited()` does (a looping state after `hits * 3 + 3` misses,
-//!   counted only where a new state is remembered); a finished one after
-//!   `hits * 3 + 256`, more than Linux keeps.
-//! - The combined stack limit is checked on the stack a call chain has
-//!   touched when it calls (Linux: each function's deepest frame over all
-//!   paths); a frame that grows only after a call returns is counted
-//!   without its callees. The parity cases on frame sizes (static and
-//!   global) agree with Linux.
+//!   `iter_css_task_count`, `iter_css_acquire_task_iter`,
+//!   `prec_iter_count_then_index` and `iter_css_rcu` are counted out round
+//!   by round and rejected as by the kernel (at the same limit); a scalar
+//!   used after such a loop as a map-value index, a stack offset or a helper
+//!   size keeps its exact values (the `prec_*` twins). Ordinary pruning
+//!   still compares every scalar by range (Linux ignores imprecise ones
+//!   outside loops), which never accepts more; it can process more
+//!   instructions than the kernel (`k5_loop_sum`: 210 against 87) or fewer
+//!   (`loop_comm_count`: 15k against 951k). Linked scalar copies are not
+//!   traced through a conditional jump (Linux's `bt_sync_linked_regs`),
+//!   which can only widen more, never less.
+//! - Remembered states that keep failing to prune are forgotten as Linux's
+//!   `is_state_visited()` does for unfinished (looping) states: after
+//!   `hits * 64 + 64` misses at an iterator's next call or a callback call,
+//!   `hits * 3 + 3` elsewhere, a miss counted only where a new state may be
+//!   remembered. A finished state is kept longer than Linux keeps it (after
+//!   `hits * 3 + 256` misses, counted on every visit; Linux: `hits * 3 + 3`)
+//!   because the range comparison above prunes less per state. At most 64
+//!   states are remembered per instruction (outside iterator and callback
+//!   loop heads) and 65536 in all; Linux has no such caps for privileged
+//!   programs (64 per instruction is its unprivileged limit). These only
+//!   change how much work is done, never a verdict short of the limits.
+//! - `handle_out_of_memory` must return 0..=2 (bpfoom's contract; callbacks
+//!   of other ranges as declared in `bpfoom_abi::struct_ops`), checked on
+//!   the low 32 bits (the callbacks return `int`). Linux checks no return
+//!   range for struct_ops callbacks returning `int` (`check_return_code()`),
+//!   so it also sets no precision mark there; bpfoom marks the return value
+//!   precise only when the instruction that made it does not bound it by
+//!   itself, so `return n & 1` after a counting loop converges as in Linux
+//!   (`prec_iter_count_unused`). The parity wrapper returns `r & 1`, so no
+//!   twin shows the range itself.
+//! - A `_Bool` field of a host object loads as 0 or 1 (bpfoom owns the host
+//!   objects and only stores 0 or 1 there). Linux would see 0..=255, but
+//!   without the return-range rule above it never needs more; bpfoom's rule
+//!   would otherwise reject `return m->oom_group ? 1 : 0;`, which clang
+//!   compiles to a plain byte load. div/mod and stack bytes are tracked more
+//!   exactly than Linux.
 //! - A plain `const char *` kfunc argument is checked for read access only,
 //!   so a string literal in `.rodata` is accepted; no kfunc of this
 //!   machine's kernel that a syscall program may call has such an argument,
 //!   so the parity test cannot settle whether Linux also asks for write
 //!   access there.
-//! - A `_Bool` field of a host object loads as 0 or 1 (bpfoom owns the host
-//!   objects and only stores 0 or 1 there). Linux would see 0..=255, but Linux
-//!   also has no return-range rule for `handle_out_of_memory`; bpfoom's 0..=2
-//!   rule would otherwise reject `return m->oom_group ? 1 : 0;`, which clang
-//!   compiles to a plain byte load. div/mod and stack bytes are tracked more
-//!   exactly than Linux.
 //! - `PTR_TO_MAP_KEY` does not exist: no helper bpfoom offers produces it.
-//! - Return values are checked on the low 32 bits (the callbacks return `int`).
+//! - Stack frames are rounded for the JIT unless [`Options::jit`] is off
+//!   (the parity test follows the running kernel's `bpf_jit_enable`); the
+//!   interpreter's rounding is tested in the corpus only, since switching
+//!   the kernel's JIT off is not the test's to do.
 //!
 //! The generated-program differential test (`tests/differential.rs`) loads
 //! ALU/jump/stack programs into the running kernel and checks that the
@@ -134,12 +173,15 @@ mod callbacks;
 mod calls;
 mod cfg;
 mod check;
+mod explain;
 mod helper_mem;
+mod helper_names;
 mod mem;
 pub mod object;
 mod precision;
 pub mod scalar;
 mod spin_lock;
+mod stack_depth;
 mod state;
 pub mod tnum;
 
@@ -213,6 +255,22 @@ pub struct ProgramInput<'a> {
     pub maps: &'a [MapInfo],
     /// Line info, sorted by instruction (may be empty).
     pub line_info: &'a [SourceLine],
+    /// The CO-RE field accesses the loader relocated, sorted by instruction
+    /// (may be empty): what the program meant to access, so that an access
+    /// through a pointer to another type can be explained.
+    pub core_access: &'a [CoreAccess],
+}
+
+/// A CO-RE field access of the program (from its relocations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreAccess {
+    /// The relocated instruction.
+    pub insn: usize,
+    /// The struct (or union) the access starts from, as the program
+    /// declared it (e.g. `mem_cgroup`; a `___flavor` suffix is kept).
+    pub root: String,
+    /// The access, e.g. `mem_cgroup.oom_group`.
+    pub spec: String,
 }
 
 /// Verification options.
@@ -222,6 +280,12 @@ pub struct Options {
     pub log_level: u32,
     /// Budget of processed instructions (the kernel's 1,000,000 by default).
     pub max_insns: u64,
+    /// Round stack frames as Linux does for a program with the JIT
+    /// requested (16 bytes; the default, as on a kernel with
+    /// `net.core.bpf_jit_enable=1`, x86-64's usual setting) or for the
+    /// interpreter (32-byte steps, every frame at least 32 bytes) before the
+    /// 512-byte limit of a call chain is checked.
+    pub jit: bool,
 }
 
 impl Default for Options {
@@ -229,6 +293,7 @@ impl Default for Options {
         Options {
             log_level: 0,
             max_insns: 1_000_000,
+            jit: true,
         }
     }
 }
@@ -249,6 +314,11 @@ pub struct Report {
     /// walked pointer (`task->real_parent`, the root's `css.parent`) may be
     /// NULL without a check.
     pub probe_mem: Vec<usize>,
+    /// What verified but is probably a mistake, one sentence each (`insn N:
+    /// ...`): a CO-RE field access through a pointer to another struct
+    /// than the program meant, which the offset check (Linux's too) lets
+    /// through when the offset happens to be valid.
+    pub warnings: Vec<String>,
     /// The log (empty unless `log_level > 0`).
     pub log: String,
 }

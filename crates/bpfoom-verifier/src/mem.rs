@@ -409,32 +409,7 @@ impl Verifier<'_> {
                 return fail(RejectKind::Reference, format!("cannot {rw} iterator slot at fp{}: iterators are only used through their kfuncs", -8 * (s as i64 + 1)));
             }
         }
-        let total: usize = st
-            .frames
-            .iter()
-            .enumerate()
-            .map(|(k, f)| {
-                let d = if k == fi {
-                    f.depth().max((((-base) + 7) / 8 * 8) as usize)
-                } else {
-                    f.depth()
-                };
-                // Linux's round_up_stack_depth() with the JIT on (x86-64's
-                // default): each frame is rounded up to 16 bytes before the
-                // frames of a call chain are added up.
-                d.div_ceil(16) * 16
-            })
-            .sum::<usize>()
-            + self.global_base();
-        if total > STACK_SIZE as usize {
-            return fail(
-                RejectKind::Stack,
-                format!(
-                    "combined stack size of {} calls is {total}. Too large",
-                    st.frames.len() + self.global_callers()
-                ),
-            );
-        }
+        self.grow_stack(st, fi, base);
         let fr = &mut st.frames[fi];
         match acc {
             Access::Read => {
@@ -569,6 +544,14 @@ impl Verifier<'_> {
             );
         }
         if size == 0 {
+            // Linux checks (and counts for the stack depth) a zero-sized
+            // access's offset too.
+            if let RegType::Stack { frame } = r.ty {
+                let lo = r.off + r.var.smin;
+                if (-STACK_SIZE..0).contains(&lo) {
+                    self.grow_stack(st, frame as usize, lo);
+                }
+            }
             return Ok(());
         }
         if write {
@@ -592,6 +575,7 @@ impl Verifier<'_> {
                         format!("invalid indirect read from stack R{regno} off {lo}+0 size {size}"),
                     );
                 }
+                self.grow_stack(st, frame as usize, lo);
                 let Some(fr) = st.frames.get(frame as usize) else {
                     return fail(
                         RejectKind::Stack,

@@ -1,11 +1,11 @@
 //! Verifying a loaded policy object: every struct_ops callback's program,
 //! typed by the member it implements.
 
-use bpfoom_obj::{Btf, BtfKind, Object, Program};
+use bpfoom_obj::{Btf, BtfKind, CoreKind, CoreOutcome, Object, Program};
 
 use crate::{
-    verify_with_globals, GlobalArg, GlobalFunc, Hook, MapInfo, Options, ProgramInput, Report,
-    SourceLine, VerifyError,
+    verify_with_globals, CoreAccess, GlobalArg, GlobalFunc, Hook, MapInfo, Options, ProgramInput,
+    Report, SourceLine, VerifyError,
 };
 
 /// The verification of one program for one struct_ops callback.
@@ -64,6 +64,19 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                     text: l.source.clone(),
                 })
                 .collect();
+            let core: Vec<CoreAccess> = p
+                .core_relocs
+                .iter()
+                .filter_map(|&(insn, k)| {
+                    let c = obj.core_relocs_applied.get(k)?;
+                    let resolved = matches!(c.outcome, CoreOutcome::Value { .. });
+                    (c.kind == CoreKind::FieldByteOffset && resolved).then(|| CoreAccess {
+                        insn,
+                        root: c.type_name.clone(),
+                        spec: c.spec.clone(),
+                    })
+                })
+                .collect();
             let input = ProgramInput {
                 name: &p.name,
                 insns: &p.insns,
@@ -74,6 +87,7 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                 sleepable: p.sleepable,
                 maps: &maps,
                 line_info: &lines,
+                core_access: &core,
             };
             if let Some((pc, name)) = crate::callbacks::global_callback(obj, p) {
                 return Err(VerifyError::Rejected(Box::new(crate::Rejection {

@@ -27,6 +27,7 @@
 use bpfoom_insn::opcode::*;
 
 use crate::check::{Hist, Verifier};
+use crate::scalar::Scalar;
 use crate::state::{Byte, SlotData, State};
 
 /// Frames a call chain may have (the masks below are per frame).
@@ -80,6 +81,77 @@ impl Verifier<'_> {
         self.backtrack(bt, skip_current);
     }
 
+    /// True when the value register `reg` holds now lies in `lo..=hi` (its
+    /// low 32 bits, signed) whatever the inputs of the instruction that made
+    /// it: following copies back, the last instruction that computed it is
+    /// an ALU operation with a constant whose result on *any* input is in
+    /// range (`r &= 1`, `r >>= 62`, ...). The value then needs no precision
+    /// for a range check: its sources may be widened freely.
+    ///
+    /// Used for bpfoom's return-range rule, which Linux does not have for
+    /// struct_ops callbacks returning `int` (`check_return_code()` returns
+    /// before its range check and precision mark for them): marking a
+    /// loop counter precise because the program returns `count & 1` would
+    /// keep an iterator loop from converging where Linux converges.
+    pub(crate) fn range_guaranteed(&self, reg: u8, lo: i64, hi: i64) -> bool {
+        let mut t = reg;
+        // The current instruction (the exit) is the last history entry.
+        let own = &self.hist[..self.hist.len().saturating_sub(1)];
+        let mut chain = vec![own];
+        let mut p = self.parent;
+        while let Some(c) = p {
+            chain.push(&self.ckpts[c].hist);
+            p = self.ckpts[c].parent;
+        }
+        for h in chain.into_iter().flat_map(|h| h.iter().rev()) {
+            let i = self.insns[h.pc as usize];
+            match class(i.code) {
+                BPF_ALU | BPF_ALU64 if i.dst == t => {
+                    let o = op(i.code);
+                    if source(i.code) == BPF_X {
+                        if o == BPF_MOV && i.off == 0 && i.src != t {
+                            t = i.src;
+                            continue;
+                        }
+                        return false;
+                    }
+                    if matches!(o, BPF_MOV | BPF_NEG | BPF_END) {
+                        return false;
+                    }
+                    let w = if class(i.code) == BPF_ALU64 { 64 } else { 32 };
+                    let k = if w == 64 {
+                        i.imm as i64 as u64
+                    } else {
+                        u64::from(i.imm as u32)
+                    };
+                    let v = Scalar::alu(o, &Scalar::UNKNOWN, &Scalar::konst(k), w, i.off == 1);
+                    return lo <= i64::from(v.s32min) && i64::from(v.s32max) <= hi;
+                }
+                BPF_LD | BPF_LDX if i.dst == t => return false,
+                BPF_STX if mode(i.code) == BPF_ATOMIC => {
+                    let fetch = i.imm & BPF_FETCH != 0 && i.src == t;
+                    if fetch || (i.imm == BPF_CMPXCHG && t == 0) {
+                        return false;
+                    }
+                }
+                BPF_JMP | BPF_JMP32 => match op(i.code) {
+                    // Another frame's instructions follow in the history.
+                    BPF_EXIT => return false,
+                    BPF_CALL
+                        if i.src == BPF_PSEUDO_CALL
+                            || crate::callbacks::calls_callback(i)
+                            || t <= 5 =>
+                    {
+                        return false
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        false
+    }
+
     /// Marks the spilled scalar in stack slot `slot` of frame `frame` precise
     /// along the current path.
     pub(crate) fn mark_slot_precise(&mut self, st: &State, frame: usize, slot: usize) {
@@ -129,14 +201,21 @@ impl Verifier<'_> {
         }
     }
 
-    /// The checkpoint of an iterator loop's previous round at `pc`: the
-    /// newest ancestor of the current path remembered at `pc` with the same
-    /// call chain, other than the current round's own (the parent).
+    /// The checkpoint of an iterator loop's previous round at `pc`, as
+    /// Linux's `find_prev_entry()` finds it: the newest state remembered at
+    /// `pc` that is still being explored (so it is an ancestor of the
+    /// current path), with the same call chain, and above the current
+    /// round's own checkpoint (the parent). Looking in the states
+    /// remembered at `pc` rather than walking the path's ancestors keeps
+    /// this cheap when the loop is nested and the path is long.
     pub(crate) fn prev_round(&self, st: &State, pc: usize) -> Option<usize> {
-        let mut p = self.ckpts[self.parent?].parent;
-        while let Some(c) = p {
+        let cur = self.parent?;
+        let depth = self.ckpts[cur].depth;
+        self.explored[pc].iter().rev().copied().find(|&c| {
             let ck = &self.ckpts[c];
-            if ck.pc == pc
+            c != cur
+                && ck.branches > 0
+                && ck.depth < depth
                 && ck.st.frames.len() == st.frames.len()
                 && ck
                     .st
@@ -144,12 +223,7 @@ impl Verifier<'_> {
                     .iter()
                     .zip(&st.frames)
                     .all(|(a, b)| a.callsite == b.callsite)
-            {
-                return Some(c);
-            }
-            p = ck.parent;
-        }
-        None
+        })
     }
 
     fn backtrack(&mut self, mut bt: Backtrack, skip_current: bool) {

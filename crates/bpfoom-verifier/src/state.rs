@@ -217,11 +217,6 @@ impl Frame {
         }
         &mut self.stack[i]
     }
-
-    /// Bytes of stack in use (for the combined stack limit).
-    pub fn depth(&self) -> usize {
-        self.stack.len() * 8
-    }
 }
 
 /// What an acquired reference is.

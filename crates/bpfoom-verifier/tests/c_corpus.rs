@@ -58,13 +58,13 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("iter_count_tasks", oom(true, "", "struct task_struct *t; u32 n = 0; bpf_for_each(css_task, t, &cgrp->self, CSS_TASK_ITER_PROCS) { if (t->pid > 1) n++; } return n > 3 ? 1 : 0;"),
          // Linux rejects it too (1M insns): the counter decides the branch after
          // the loop, so it is precise and never widened (parity twin iter_css_task_count).
-         no(TooComplex, "too complex")),
+         no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         ("css_iter_needs_rcu", oom(true, "", "struct cgroup_subsys_state *p; int n = 0; bpf_for_each(css, p, &cgrp->self, BPF_CGROUP_ITER_DESCENDANTS_PRE) { n++; } return n > 1;"), no(Rcu, "requires RCU critical section")),
         ("rcu_css_to_task_iter", oom(true, "", "struct cgroup_subsys_state *p; struct task_struct *t; int n = 0; bpf_rcu_read_lock(); bpf_for_each(css, p, &cgrp->self, BPF_CGROUP_ITER_DESCENDANTS_PRE) { bpf_for_each(css_task, t, p, CSS_TASK_ITER_PROCS) { n++; } } bpf_rcu_read_unlock(); return n > 1;"), no(Trust, "must be referenced or trusted")),
         ("rcu_css_acquired_for_task_iter", oom(true, "", "struct cgroup_subsys_state *p; struct task_struct *t; struct mem_cgroup *m; int n = 0; bpf_rcu_read_lock(); bpf_for_each(css, p, &cgrp->self, BPF_CGROUP_ITER_DESCENDANTS_PRE) { m = bpf_get_mem_cgroup(p); if (!m) continue; bpf_for_each(css_task, t, &m->css, CSS_TASK_ITER_PROCS) { n++; } bpf_put_mem_cgroup(m); } bpf_rcu_read_unlock(); return n > 1;"),
          // Linux rejects the same loop (parity twin iter_css_acquire_task_iter):
          // the precise counter keeps every round distinct.
-         no(TooComplex, "too complex")),
+         no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         ("infinite_loop", oom(true, "", "while (oc->order != 5) { } return 0;"), no(InfiniteLoop, "infinite loop")),
         ("ringbuf_event", oom(true, "struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } rb SEC(\".maps\");\nstruct ev { u64 pages; int order; };", "struct ev *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0); if (!e) return 0; e->pages = oc->totalpages; e->order = oc->order; bpf_ringbuf_submit(e, 0); return 0;"), A),
         ("ringbuf_leak", oom(true, "struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } rb SEC(\".maps\");", "u64 *e = bpf_ringbuf_reserve(&rb, 8, 0); if (!e) return 0; *e = 1; if (oc->order > 0) bpf_ringbuf_submit(e, 0); return 0;"), no(Reference, "Unreleased reference")),

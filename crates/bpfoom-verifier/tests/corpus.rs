@@ -132,7 +132,10 @@ fn cases() -> Vec<Case> {
         ("ptr_compare_null_ok", OOM, "jeq %r1, 0, +0\nmov %r0, 0\nexit", A),
         ("ptr_mov32", OOM, "mov32 %r2, %r1\nmov %r0, 0\nexit", A),
         // ---- helpers
-        ("unknown_helper", OOM, "call 999\nmov %r0, 0\nexit", no(Call, "unknown#999")),
+        ("unknown_helper", OOM, "call 999\nmov %r0, 0\nexit", no(Call, "invalid func unknown#999: Linux has no helper with this number (its helpers are #0..#211); bpfoom provides: bpf_map_lookup_elem, ")),
+        // A Linux helper bpfoom does not offer is named, with what is offered.
+        ("linux_helper_not_provided", OOM, "call 14\nmov %r0, 0\nexit", no(Call, "helper bpf_get_current_pid_tgid (#14) is not available to bpf_oom_ops programs (bpfoom provides: bpf_map_lookup_elem, bpf_map_update_elem, ")),
+        ("linux_helper_not_provided_psi", PSI_EVENT, "call 4\nmov %r0, 0\nexit", no(Call, "helper bpf_probe_read (#4) is not available to bpf_psi_ops programs")),
         ("core_poison", OOM, "call 195896080\nmov %r0, 0\nexit", no(Call, "CO-RE relocation")),
         ("args_clobbered", OOM, "call 5\nmov %r0, %r1\nexit", no(UninitRegister, "R1 !read_ok")),
         ("callee_saved_kept", OOM, "mov %r6, 1\ncall 5\nmov %r0, %r6\nexit", A),
@@ -185,11 +188,17 @@ fn cases() -> Vec<Case> {
         ("iter_double_destroy", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "expected an initialized iter_css_task")),
         ("iter_slot_overwrite", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nstdw [%r10-8], 0\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "iterator slot")),
         ("iter_wrong_kind", OOM, "ldxdw %r6, [%r1+8]\nmov %r1, %r10\nadd %r1, -8\nmov %r2, %r6\nmov %r3, 1\ncall kfunc {k:bpf_iter_css_task_new}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_next}\nmov %r1, %r10\nadd %r1, -8\ncall kfunc {k:bpf_iter_css_task_destroy}\nmov %r0, 0\nexit", no(Reference, "expected an initialized iter_css")),
-        // The count is returned (`n & 1`): the exit's range check marks it
-        // precise (Linux's check_return_code()), so it is not widened at
-        // the iterator's next call and the loop is counted out element by
-        // element until a limit, as the kernel does with `iter_css_task_count`.
-        ("task_iter_count", OOM, TASK_COUNT, no(TooComplex, "too complex")),
+        // The count is returned as `n & 1`: the `& 1` alone keeps the value
+        // in the return range, so the count needs no precision, is widened
+        // at the iterator's next call and the loop converges (Linux has no
+        // return-range rule for struct_ops and accepts the same shape:
+        // parity twin `prec_iter_count_unused`).
+        ("task_iter_count", OOM, TASK_COUNT, A),
+        // Compared after the loop (`n > 3`), the count decides a branch on
+        // the first round, where it is a constant: it is precise, never
+        // widened, and the loop is counted out element by element until a
+        // limit, as the kernel does with `iter_css_task_count`.
+        ("task_iter_count_compared", OOM, TASK_COUNT_COMPARED.as_str(), no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         ("task_iter_acquire_kill", OOM, TASK_KILL, A),
         ("task_iter_leak_in_loop", OOM, TASK_LEAK, no(Reference, "Unreleased reference")),
         // ---- loops
@@ -197,7 +206,7 @@ fn cases() -> Vec<Case> {
         ("bounded_loop_over_map_array", OOM, MAP_ARRAY_LOOP, A),
         ("infinite_loop_self", OOM, "mov %r0, 0\nloop:\nja loop", no(InfiniteLoop, "infinite loop")),
         ("infinite_loop_unknown", OOM, "ldxdw %r2, [%r1+0]\nldxdw %r3, [%r2+{o:oom_control.totalpages}]\nmov %r0, 0\nloop:\nmov %r3, %r3\njne %r3, 0, loop\nexit", no(InfiniteLoop, "infinite loop")),
-        ("loop_too_long", OOM, "mov %r1, 0\nmov %r0, 0\nloop:\nadd %r1, 1\njlt %r1, 10000000, loop\nexit", no(TooComplex, "too complex")),
+        ("loop_too_long", OOM, "mov %r1, 0\nmov %r0, 0\nloop:\nadd %r1, 1\njlt %r1, 10000000, loop\nexit", no(TooComplex, "BPF program is too large. Processed 1000001 insn")),
         // ---- bpf-to-bpf calls
         ("subprog_call", OOM, "mov %r1, 1\ncall local f\nexit\nf:\nmov %r0, %r1\nexit", A),
         ("subprog_recursion", OOM, "call local f\nmov %r0, 0\nexit\nf:\ncall local f\nexit", no(Call, "recursive call")),
@@ -266,6 +275,13 @@ out:
     mov %r0, %r7
     and %r0, 1
     exit";
+
+/// As [`TASK_COUNT`], returning `n > 3`.
+static TASK_COUNT_COMPARED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let ret = "mov %r0, %r7\n    and %r0, 1\n";
+    assert!(TASK_COUNT.contains(ret), "TASK_COUNT's return changed");
+    TASK_COUNT.replace(ret, "mov %r0, 0\n    jle %r7, 3, +1\n    mov %r0, 1\n")
+});
 
 /// Acquire each task, kill it, release it.
 const TASK_KILL: &str = "
@@ -454,6 +470,105 @@ fn call_depth_limit() {
             panic!("{f}");
         }
     }
+}
+
+/// Linux's `round_up_stack_depth()`: with the JIT a frame is rounded to 16
+/// bytes, for the interpreter to 32 (and at least 32). Frames of 264 and
+/// 232 bytes make 272 + 240 = 512 with the JIT (accepted) but 288 + 256 =
+/// 544 for the interpreter (refused).
+#[test]
+fn stack_rounding_jit_and_interpreter() {
+    let src = "stdw [%r10-264], 0\ncall local f\nmov %r0, 0\nexit\nf:\nstdw [%r10-232], 0\nmov %r0, 0\nexit";
+    let jit = Options::default();
+    let interp = Options {
+        jit: false,
+        ..Options::default()
+    };
+    let res = run_insns(&asm(src), OOM, &jit);
+    if let Some(f) = check("jit", &res, A) {
+        panic!("{f}");
+    }
+    let res = run_insns(&asm(src), OOM, &interp);
+    if let Some(f) = check(
+        "interpreter",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 544. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    // Frames that touch no stack still take 32 bytes each in the
+    // interpreter: 480 + 32 + 32 > 512, while the JIT counts 0 for them.
+    let src = "stdw [%r10-480], 0\ncall local f\nmov %r0, 0\nexit\nf:\ncall local g\nmov %r0, 0\nexit\ng:\nmov %r0, 0\nexit";
+    if let Some(f) = check("jit, empty frames", &run_insns(&asm(src), OOM, &jit), A) {
+        panic!("{f}");
+    }
+    let res = run_insns(&asm(src), OOM, &interp);
+    if let Some(f) = check(
+        "interpreter, empty frames",
+        &res,
+        no(Stack, "combined stack size of 3 calls is 544. Too large"),
+    ) {
+        panic!("{f}");
+    }
+}
+
+/// Each function's deepest frame on any path counts, also when the caller
+/// uses its stack only after the call returns, or on a path without the
+/// call; a frame's depth is reported as Linux's `stack depth` log line.
+#[test]
+fn stack_depth_is_per_function_over_all_paths() {
+    let after = "call local f\nstdw [%r10-288], 0\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let res = run_insns(&asm(after), OOM, &Options::default());
+    if let Some(f) = check(
+        "after the call",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 528. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    let other_path = "ldxdw %r2, [%r1+0]\nldxw %r3, [%r2+{o:oom_control.order}]\njeq %r3, 0, +3\nstdw [%r10-288], 0\nmov %r0, 0\nexit\ncall local f\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let res = run_insns(&asm(other_path), OOM, &Options::default());
+    if let Some(f) = check(
+        "other path",
+        &res,
+        no(Stack, "combined stack size of 2 calls is 528. Too large"),
+    ) {
+        panic!("{f}");
+    }
+    let fits = "call local f\nstdw [%r10-272], 0\nmov %r0, 0\nexit\nf:\nstdw [%r10-240], 0\nmov %r0, 0\nexit";
+    let rep = run_insns(
+        &asm(fits),
+        OOM,
+        &Options {
+            log_level: 1,
+            ..Options::default()
+        },
+    )
+    .expect("272 + 240 fits");
+    assert!(rep.log.contains("stack depth 272+240"), "{}", rep.log);
+}
+
+/// The rejection and the log show a helper bpfoom does not offer by its
+/// Linux name, never as a bare number.
+#[test]
+fn unknown_helper_is_named() {
+    let err = run_insns(
+        &asm("mov %r1, 0\ncall 14\nmov %r0, 0\nexit"),
+        OOM,
+        &Options {
+            log_level: 1,
+            ..Options::default()
+        },
+    )
+    .expect_err("bpf_get_current_pid_tgid is not provided");
+    let text = err.to_string();
+    assert!(
+        text.contains("1: (85) call bpf_get_current_pid_tgid#14"),
+        "{text}"
+    );
+    let r = err.rejection().expect("rejection");
+    assert_eq!(r.insn, 1);
+    assert!(!r.reason.contains("unknown#"), "{}", r.reason);
 }
 
 #[test]

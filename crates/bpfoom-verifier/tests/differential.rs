@@ -123,6 +123,7 @@ fn verdicts_match_the_kernel() {
             sleepable: false,
             maps: &maps,
             line_info: &[],
+            core_access: &[],
         };
         let ours = verify(&input, &opts);
         // The kernel wants the map's fd where bpfoom has its index.

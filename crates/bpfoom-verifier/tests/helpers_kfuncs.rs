@@ -55,6 +55,11 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         // loop is precise, so neither Linux nor bpfoom converges on it (the
         // parity twin `iter_css_task_count` shows the kernel rejecting it).
         ("bpf_repeat", oom("u32 seen;", "bpf_repeat(50) { seen++; } return seen > 5 ? 1 : 0;"), A),
+        // A register counter returned as `n & 1`: the `& 1` alone keeps the
+        // return value in range, so the counter needs no precision and the
+        // loop converges, as in Linux (no return-range rule for struct_ops;
+        // parity twin `prec_iter_count_unused`).
+        ("bpf_repeat_count_masked_return", oom("", "u32 n = 0; bpf_repeat(50) { n++; } return n & 1;"), A),
         ("bpf_for_stack_index", oom("", "u64 a[8] = {}; int i; bpf_for(i, 0, 8) { a[i] = i; } return a[3] == 3 ? 1 : 0;"), A),
         ("iter_num_unchecked", oom("", "struct bpf_iter_num it; int *v; int r; bpf_iter_num_new(&it, 0, 5); v = bpf_iter_num_next(&it); r = *v; bpf_iter_num_destroy(&it); return r > 1;"), no(InvalidMemAccess, "scalar")),
         ("iter_num_write", oom("", "struct bpf_iter_num it; int *v; bpf_iter_num_new(&it, 0, 5); v = bpf_iter_num_next(&it); if (v) *v = 3; bpf_iter_num_destroy(&it); return 0;"), no(ReadOnly, "read-only")),
@@ -77,6 +82,8 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("probe_read_unbounded", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); u32 n = t->pid; bpf_probe_read_kernel(c, n, &t->pid); return c[0];"), no(Call, "unbounded memory access")),
         ("probe_read_too_big", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); bpf_probe_read_kernel(c, 32, &t->pid); return c[0] ? 1 : 0;"), no(Stack, "invalid indirect access to stack")),
         ("probe_read_bounded", oom("", "char c[16]; struct task_struct *t = bpf_get_current_task_btf(); u32 n = t->pid & 15; bpf_probe_read_kernel(c, n, t->comm); return c[0] == 'a' ? 1 : 0;"), A),
+        // A Linux helper bpfoom does not provide is named (issue 15).
+        ("helper_not_provided", oom("", "return bpf_get_current_pid_tgid() > 1;"), no(Call, "helper bpf_get_current_pid_tgid (#14) is not available to bpf_oom_ops programs (bpfoom provides: ")),
         // bpf_strncmp
         ("strncmp_comm", oom("", "struct task_struct *t = bpf_get_current_task_btf(); char c[16]; bpf_probe_read_kernel_str(c, sizeof(c), t->comm); return bpf_strncmp(c, sizeof(c), \"systemd\") == 0 ? 1 : 0;"), A),
         ("strncmp_writable", oom("char name[16] = \"systemd\";", "char c[16] = {}; return bpf_strncmp(c, sizeof(c), name) == 0 ? 1 : 0;"), no(Call, "readonly map")),
@@ -128,5 +135,154 @@ fn helpers_and_kfuncs() {
         failures.len(),
         cases.len(),
         failures.join("\n\n")
+    );
+}
+
+/// A reference leak names the C line that took the reference (from the
+/// object's .BTF.ext line info), after Linux's own words.
+#[test]
+fn leak_names_the_acquiring_line() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    let body = "struct cgroup *a;\nint l;\na = bpf_cgroup_ancestor(cgrp, 1);\n\
+                if (!a)\n\treturn 0;\nl = a->level;\nreturn l == 1;";
+    let src = oom("", body);
+    let line = 1 + src
+        .lines()
+        .position(|l| l.starts_with("a = bpf_cgroup_ancestor"))
+        .expect("the acquiring line");
+    let obj = bpfoom_testutil::compile_str("leak_line", &src, &[]).expect("compiles");
+    let obj = Object::parse(&std::fs::read(obj).expect("object")).expect("parses");
+    let err = verify_object(&obj, &Options::default()).expect_err("the ancestor leaks");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, Reference);
+    assert!(
+        r.reason.starts_with("Unreleased reference id="),
+        "{}",
+        r.reason
+    );
+    let want = format!(".bpf.c:{line}: `a = bpf_cgroup_ancestor(cgrp, 1);`): ");
+    assert!(r.reason.contains(&want), "want {want:?} in {}", r.reason);
+    // With a log, each C line is printed before its first instruction, as
+    // Linux's verifier log does.
+    let opts = Options {
+        log_level: 1,
+        ..Options::default()
+    };
+    let text = verify_object(&obj, &opts).expect_err("leaks").to_string();
+    assert!(
+        text.contains("; a = bpf_cgroup_ancestor(cgrp, 1); @ "),
+        "{text}"
+    );
+    // The instruction named is the call that acquired it.
+    let at: usize = r
+        .reason
+        .split("alloc_insn=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .expect("alloc_insn=N");
+    let p = &obj.programs[0];
+    assert_eq!(p.insns[at].code, 0x85, "alloc_insn {at} is not a call");
+}
+
+/// A handler that declares its first argument as another struct than the
+/// callback passes: the CO-RE field access is explained with both types
+/// and the prototype bpfoom calls the program with (issue 14 item 4).
+#[test]
+fn core_access_through_the_wrong_type_is_explained() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    let policy = |args: &str, body: &str| {
+        format!(
+            "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\
+             SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+             int BPF_PROG(test_oom, {args})\n{{ {body} }}\n\
+             SEC(\".struct_ops.link\")\n\
+             struct bpf_oom_ops test_ops = {{ .handle_out_of_memory = (void *)test_oom, .name = \"t\" }};\n"
+        )
+    };
+    let verify = |name: &str, src: &str| {
+        let obj = bpfoom_testutil::compile_str(name, src, &[]).expect("compiles");
+        let obj = Object::parse(&std::fs::read(obj).expect("object")).expect("parses");
+        verify_object(&obj, &Options::default())
+    };
+    let proto = "bpfoom calls this program as int bpf_oom_ops.handle_out_of_memory(struct oom_control *oc, struct cgroup *cgrp) (declare the handler's arguments with these types)";
+
+    // The access itself is out of bounds for the real type: explained there.
+    let err = verify(
+        "core_wrong_type_oob",
+        &policy(
+            "struct task_struct *t, struct cgroup *cgrp",
+            "return t->mm != 0;",
+        ),
+    )
+    .expect_err("task_struct.mm is beyond struct oom_control");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, InvalidMemAccess, "{}", r.reason);
+    let want = "the CO-RE access `task_struct.mm` is a field of struct task_struct, but R";
+    assert!(r.reason.contains(want), "{}", r.reason);
+    assert!(
+        r.reason.contains(" points to struct oom_control; "),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains(proto), "{}", r.reason);
+
+    // The offset happens to be valid in the real type (as in Linux, the
+    // access verifies): the program fails later, at the exit, and the
+    // rejection points back at the access.
+    let err = verify(
+        "core_wrong_type_later",
+        &policy(
+            "struct mem_cgroup *memcg, struct cgroup *cgrp",
+            "return memcg->oom_group ? 1 : 0;",
+        ),
+    )
+    .expect_err("the byte read is not a _Bool");
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(r.kind, ReturnValue, "{}", r.reason);
+    assert!(
+        r.reason.contains(
+            ": the CO-RE access `mem_cgroup.oom_group` is a field of struct mem_cgroup, but R"
+        ) && r.reason.contains("(note: insn "),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains(proto), "{}", r.reason);
+
+    // When the program verifies anyway, the access is a warning.
+    let reports = verify(
+        "core_wrong_type_ok",
+        &policy(
+            "struct mem_cgroup *memcg, struct cgroup *cgrp",
+            "return memcg->css.cgroup != 0;",
+        ),
+    )
+    .expect("verifies: offset 0 of struct oom_control is a pointer too");
+    let w = &reports[0].report.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "`mem_cgroup.css.cgroup` is a field of struct mem_cgroup, but R1 points to struct oom_control"
+        ),
+        "{w:?}"
+    );
+
+    // Through the right type: no warning.
+    let reports = verify(
+        "core_right_type",
+        &policy(
+            "struct oom_control *oc, struct cgroup *cgrp",
+            "struct mem_cgroup *m = oc->memcg; return m && m->oom_group;",
+        ),
+    )
+    .expect("verifies");
+    assert!(
+        reports[0].report.warnings.is_empty(),
+        "{:?}",
+        reports[0].report.warnings
     );
 }

@@ -72,6 +72,7 @@ fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
     let o = Object::parse(&bytes).map_err(|e| format!("bpfoom-obj: {e}"))?;
     let opts = Options {
         log_level,
+        jit: kernel_jit(),
         ..Options::default()
     };
     match verify_object(&o, &opts) {
@@ -99,6 +100,14 @@ fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether the running kernel JITs the programs it loads (Linux rounds
+/// stack frames differently for the interpreter: `round_up_stack_depth()`).
+fn kernel_jit() -> bool {
+    std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(true)
 }
 
 fn run_case(path: &Path) -> Result<Outcome, String> {
@@ -192,6 +201,20 @@ fn kernel_parity() {
     let mut agree = 0;
     for o in &outcomes {
         let same = o.kernel.accepted == o.ours.accepted;
+        // Where Linux gives up on a program's size or complexity, bpfoom
+        // must give up the same way and say so in the same words (a user
+        // compares the two messages).
+        let kreason = kernel_reason(&o.kernel.log);
+        let limit = !o.kernel.accepted
+            && (kreason.starts_with("BPF program is too large")
+                || kreason.starts_with("The sequence of "));
+        let ours_reason = o.ours.reason.split_once(": ").map_or("", |(_, r)| r);
+        if limit && same && ours_reason != kreason {
+            failures.push(format!(
+                "{}: both reject, but the kernel says {kreason:?} and bpfoom {ours_reason:?}",
+                o.name
+            ));
+        }
         let note = if same { "" } else { "DISAGREE" };
         let kinsns = o.kernel.processed.map_or("-".into(), |n| n.to_string());
         println!(

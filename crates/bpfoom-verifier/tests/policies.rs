@@ -31,6 +31,15 @@ fn all_example_policies_verify() {
                         r.report.peak_states,
                         r.report.time
                     );
+                    // Their CO-RE accesses all go through pointers to the
+                    // structs they name.
+                    assert!(
+                        r.report.warnings.is_empty(),
+                        "{}: {}: {:?}",
+                        src.display(),
+                        r.program,
+                        r.report.warnings
+                    );
                     n += 1;
                 }
             }

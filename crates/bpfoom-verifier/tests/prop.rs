@@ -15,6 +15,7 @@ fn opts() -> Options {
     Options {
         log_level: 0,
         max_insns: 20_000,
+        ..Options::default()
     }
 }
 
@@ -132,6 +133,7 @@ fn accepted_generated_programs_run_safely() {
     let opts = Options {
         log_level: 0,
         max_insns: 50_000,
+        ..Options::default()
     };
     let (mut accepted, mut bad) = (0, Vec::new());
     let maps = vec![bpfoom_verifier::MapInfo {
@@ -156,6 +158,7 @@ fn accepted_generated_programs_run_safely() {
             sleepable: false,
             maps: &maps,
             line_info: &[],
+            core_access: &[],
         };
         if bpfoom_verifier::verify(&input, &opts).is_ok() {
             accepted += 1;

@@ -142,6 +142,7 @@ pub fn run_insns(insns: &[Insn], ctx: Ctx, opts: &Options) -> Result<Report, Ver
         sleepable: ctx.sleepable,
         maps: &maps,
         line_info: &[],
+        core_access: &[],
     };
     verify(&input, opts)
 }

@@ -1,0 +1,17 @@
+/* helpers: bpf_probe_read_kernel. A bounded loop counts
+ * data-dependent branches (n <= 8): the size of a read into 8 bytes. */
+#ifndef bpf_for /* libbpf 1.1 lacks it; bpf_oom.h has the same */
+#define bpf_for(i, start, end) for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, (start), (end)), (void)bpf_iter_num_destroy, (void *)0); ({ int *___t = bpf_iter_num_next(&___it); (___t && ((i) = *___t, (i) >= (start) && (i) < (end))); });)
+#define bpf_repeat(N) for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), *___p __attribute__((unused)) = (bpf_iter_num_new(&___it, 0, (N)), (void)bpf_iter_num_destroy, (void *)0); bpf_iter_num_next(&___it);)
+#endif
+TWIN
+{
+	char c[8] = {};
+	u32 n = 0;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < 8; i++)
+		if (task->pid & (1 << i))
+			n++;
+	bpf_probe_read_kernel(c, n, task->comm);
+	return c[0] == 1;
+}
