@@ -40,6 +40,10 @@ pub fn run(a: &VerifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
                     r.report.peak_states,
                     r.report.time.as_secs_f64() * 1e3
                 )?;
+                // Verified, but probably not what the program meant.
+                for w in &r.report.warnings {
+                    writeln!(out, "{}: warning: {w}", r.program)?;
+                }
             }
             Ok(())
         }

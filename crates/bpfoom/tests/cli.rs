@@ -372,3 +372,26 @@ fn daemon_verbs_are_wired_with_their_exit_codes() {
     assert!(stderr(&o).contains("bad.toml:"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn verify_prints_warnings_of_a_program_that_verifies() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    // The first argument is really a struct oom_control: the CO-RE access
+    // of a mem_cgroup field verifies (offset 0 is a pointer there too) but
+    // is not what the program meant.
+    let code = "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\
+         SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+         int BPF_PROG(h, struct mem_cgroup *memcg, struct cgroup *cgrp)\n\
+         { return memcg->css.cgroup != 0; }\n\
+         SEC(\".struct_ops.link\") struct bpf_oom_ops p = { .handle_out_of_memory = (void *)h };\n";
+    let obj = bpfoom_testutil::compile_str("cli_core_warning", code, &[]).unwrap();
+    let o = bpfoom(&["verify", obj.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("h: warning: ") && out.contains("points to struct oom_control"),
+        "{out}"
+    );
+}
