@@ -5,8 +5,8 @@
 //! plain directories get ids the same way, so tests exercise the same code.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::io;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,47 @@ pub struct Cgroupfs {
     /// Paths of ids that vanished, for records about removed cgroups.
     gone: RefCell<BTreeMap<CgroupId, String>>,
     /// Descendant counts, cached for the length of one OOM event.
-    counts: RefCell<std::collections::HashMap<CgroupId, u64>>,
+    counts: RefCell<HashMap<CgroupId, u64>>,
+    /// What one OOM run has already checked ([`Cgroupfs::begin_run`]).
+    run: RefCell<Option<RunCache>>,
+    /// Child lists of directories the daemon watches with inotify: kept
+    /// until [`Cgroupfs::children_changed`] says a child came or went, so
+    /// walking a watched tree lists no directory and stats no child.
+    kids: RefCell<HashMap<CgroupId, Option<Vec<CgroupId>>>>,
+    /// Ids on a kept child list: their paths need no `statx` to be trusted
+    /// (a removal would have reached the parent's watch and dropped the list).
+    trusted: RefCell<std::collections::HashSet<CgroupId>>,
+}
+
+/// An OOM run reads the tree as it was when the run started: a path
+/// checked once is trusted for the rest of the run (the daemon's inotify
+/// model catches changes between runs), and `memory.stat` is read and
+/// parsed at most once per cgroup. A policy walking 1,000 cgroups then
+/// costs a few system calls per cgroup it reads, not one `statx` per
+/// lookup.
+#[derive(Debug, Default)]
+struct RunCache {
+    rel: HashMap<CgroupId, String>,
+    id: HashMap<String, CgroupId>,
+    stat: HashMap<CgroupId, Option<std::rc::Rc<str>>>,
+}
+
+/// Reads a small kernfs file without the `statx` that
+/// `std::fs::read_to_string` makes for its size hint: open, read to EOF,
+/// close.
+pub fn read_small(path: &Path) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 impl Cgroupfs {
@@ -84,6 +124,9 @@ impl Cgroupfs {
             ids,
             gone: RefCell::default(),
             counts: RefCell::default(),
+            run: RefCell::default(),
+            kids: RefCell::default(),
+            trusted: RefCell::default(),
         })
     }
 
@@ -112,9 +155,87 @@ impl Cgroupfs {
     }
 
     fn learn(&self, rel: &str) -> Option<CgroupId> {
+        if let Some(&id) = self.run.borrow().as_ref().and_then(|r| r.id.get(rel)) {
+            return Some(id);
+        }
         let id = std::fs::metadata(self.dir_of(rel)).ok()?.ino();
-        self.ids.borrow_mut().insert(id, rel.to_string());
+        self.known(id, rel);
         Some(id)
+    }
+
+    /// Records that `rel` is `id` now (just stat-ed).
+    fn known(&self, id: CgroupId, rel: &str) {
+        self.ids.borrow_mut().insert(id, rel.to_string());
+        if let Some(r) = self.run.borrow_mut().as_mut() {
+            r.rel.insert(id, rel.to_string());
+            r.id.insert(rel.to_string(), id);
+        }
+    }
+
+    /// `id`'s directory is watched for created and removed children (the
+    /// caller reports them with [`Cgroupfs::children_changed`]): its child
+    /// list may be kept.
+    pub fn watch_children(&self, id: CgroupId) {
+        self.kids.borrow_mut().entry(id).or_insert(None);
+    }
+
+    /// `id` is no longer watched (or gone).
+    pub fn unwatch_children(&self, id: CgroupId) {
+        self.children_changed(id);
+        self.kids.borrow_mut().remove(&id);
+        self.trusted.borrow_mut().remove(&id);
+    }
+
+    /// A child of watched `id` was created or removed.
+    pub fn children_changed(&self, id: CgroupId) {
+        if let Some(k) = self.kids.borrow_mut().get_mut(&id) {
+            let mut t = self.trusted.borrow_mut();
+            for c in k.take().unwrap_or_default() {
+                t.remove(&c);
+            }
+        }
+    }
+
+    /// Every kept child list is dropped (inotify lost events).
+    pub fn forget_children(&self) {
+        for k in self.kids.borrow_mut().values_mut() {
+            *k = None;
+        }
+        self.trusted.borrow_mut().clear();
+    }
+
+    /// Keeps `kids` as watched `id`'s child list.
+    fn keep_children(&self, id: CgroupId, kids: &[CgroupId]) {
+        if let Some(k) = self.kids.borrow_mut().get_mut(&id) {
+            *k = Some(kids.to_vec());
+            self.trusted.borrow_mut().extend(kids.iter().copied());
+        }
+    }
+
+    /// Starts an OOM run: until [`Cgroupfs::end_run`], a cgroup's path is
+    /// checked at most once and `memory.stat` read at most once per cgroup
+    /// (see `RunCache`).
+    pub fn begin_run(&self) {
+        self.forget_counts();
+        *self.run.borrow_mut() = Some(RunCache::default());
+    }
+
+    /// Ends the OOM run: every lookup checks the file system again.
+    pub fn end_run(&self) {
+        self.forget_counts();
+        *self.run.borrow_mut() = None;
+    }
+
+    /// `memory.stat` of a cgroup, read once per OOM run.
+    pub fn memory_stat(&self, id: CgroupId) -> Option<std::rc::Rc<str>> {
+        if let Some(s) = self.run.borrow().as_ref().and_then(|r| r.stat.get(&id)) {
+            return s.clone();
+        }
+        let s: Option<std::rc::Rc<str>> = self.read(id, "memory.stat").map(Into::into);
+        if let Some(r) = self.run.borrow_mut().as_mut() {
+            r.stat.insert(id, s.clone());
+        }
+        s
     }
 
     /// Resolves a cgroup given as an absolute path inside the hierarchy, or
@@ -160,9 +281,16 @@ impl Cgroupfs {
     /// The relative path of an id ("" for the root), `None` when it no
     /// longer exists. Unknown ids trigger a bounded walk of the hierarchy.
     pub fn rel(&self, id: CgroupId) -> Option<String> {
+        if let Some(rel) = self.run.borrow().as_ref().and_then(|r| r.rel.get(&id)) {
+            return Some(rel.clone());
+        }
         let known = self.ids.borrow().get(&id).cloned();
         if let Some(rel) = known {
+            if self.trusted.borrow().contains(&id) {
+                return Some(rel);
+            }
             if std::fs::metadata(self.dir_of(&rel)).is_ok_and(|m| m.ino() == id) {
+                self.known(id, &rel);
                 return Some(rel);
             }
             // Gone, or the inode number was reused elsewhere: walk.
@@ -176,12 +304,12 @@ impl Cgroupfs {
         let mut stack = vec![String::new()];
         let mut seen = 0;
         while let Some(rel) = stack.pop() {
-            for child in self.child_names(&rel) {
+            for (child, child_id) in self.child_dirs(&rel) {
                 seen += 1;
                 if seen > MAX_WALK {
                     return None;
                 }
-                if self.learn(&child) == Some(id) {
+                if child_id == id {
                     return Some(child);
                 }
                 stack.push(child);
@@ -197,11 +325,13 @@ impl Cgroupfs {
         known.or_else(|| self.gone.borrow().get(&id).cloned())
     }
 
-    fn child_names(&self, rel: &str) -> Vec<String> {
+    /// The child directories of `rel` with their ids (each one stat-ed
+    /// once, for its inode and creation time), in creation order.
+    fn child_dirs(&self, rel: &str) -> Vec<(String, CgroupId)> {
         let Ok(rd) = std::fs::read_dir(self.dir_of(rel)) else {
             return Vec::new();
         };
-        let mut v: Vec<(i64, String)> = rd
+        let mut v: Vec<(i64, String, CgroupId)> = rd
             .filter_map(|e| {
                 let e = e.ok()?;
                 // d_type first: a cgroup directory holds dozens of files and
@@ -217,13 +347,18 @@ impl Cgroupfs {
                     } else {
                         format!("{rel}/{name}")
                     };
-                    (md.ctime() * 1_000_000_000 + md.ctime_nsec(), rel)
+                    (md.ctime() * 1_000_000_000 + md.ctime_nsec(), rel, md.ino())
                 })
             })
             .collect();
         // Creation order, approximated by ctime then name.
         v.sort();
-        v.into_iter().map(|x| x.1).collect()
+        v.into_iter()
+            .map(|(_, rel, id)| {
+                self.known(id, &rel);
+                (rel, id)
+            })
+            .collect()
     }
 
     /// How many cgroups are below `id`, counted from directory link counts
@@ -243,11 +378,27 @@ impl Cgroupfs {
         if let Some(&n) = self.counts.borrow().get(&id) {
             return n;
         }
+        let watched = self.kids.borrow().contains_key(&id);
+        let kept = self.kids.borrow().get(&id).cloned().flatten();
         // nlink 2: no subdirectories. Anything else (including file systems
-        // that report 1 for directories) is listed.
-        let leaf = std::fs::metadata(dir).is_ok_and(|m| m.nlink() == 2);
+        // that report 1 for directories) is listed. A watched directory's
+        // answer is kept until inotify reports a change: then no system call.
+        let leaf = kept.as_ref().map_or_else(
+            || std::fs::metadata(dir).is_ok_and(|m| m.nlink() == 2),
+            Vec::is_empty,
+        );
         let mut n = 0;
-        if !leaf && depth < 256 {
+        if leaf {
+            if watched && kept.is_none() {
+                self.keep_children(id, &[]);
+            }
+        } else if depth < 256 && watched {
+            for k in kept.unwrap_or_else(|| self.children(id)) {
+                if let Some(r) = self.rel(k) {
+                    n += 1 + self.count_below(&self.dir_of(&r), k, depth + 1);
+                }
+            }
+        } else if depth < 256 {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 for e in rd.flatten() {
                     if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -271,10 +422,16 @@ impl Cgroupfs {
         let Some(rel) = self.rel(id) else {
             return Vec::new();
         };
-        self.child_names(&rel)
-            .iter()
-            .filter_map(|c| self.learn(c))
-            .collect()
+        if let Some(Some(kids)) = self.kids.borrow().get(&id) {
+            return kids.clone();
+        }
+        let kids: Vec<CgroupId> = self
+            .child_dirs(&rel)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        self.keep_children(id, &kids);
+        kids
     }
 
     /// Parent of `id` (`None` for the root).
@@ -299,7 +456,7 @@ impl Cgroupfs {
 
     /// Reads a file of a cgroup.
     pub fn read(&self, id: CgroupId, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.file(id, name)?).ok()
+        read_small(&self.file(id, name)?).ok()
     }
 
     /// Writes a file of a cgroup (one write, as cgroupfs expects).

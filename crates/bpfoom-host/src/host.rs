@@ -249,6 +249,9 @@ impl LinuxHost {
     /// Re-reads the managed subtrees: new cgroups are watched, vanished
     /// ones dropped.
     pub fn rescan(&mut self) -> Rescan {
+        // A full pass re-lists every directory: it is what catches what
+        // inotify missed.
+        self.fs.forget_children();
         let mut out = Rescan::default();
         let mut live = BTreeSet::new();
         for m in self.managed.clone() {
@@ -270,6 +273,7 @@ impl LinuxHost {
             .collect();
         for c in gone {
             self.watches.remove(&c);
+            self.fs.unwatch_children(c);
             self.wd_dirs.retain(|_, v| *v != c);
             self.gone.insert(c);
             out.removed.push(c);
@@ -294,6 +298,7 @@ impl LinuxHost {
             libc::IN_CREATE | libc::IN_DELETE | libc::IN_ONLYDIR,
         ) {
             self.wd_dirs.insert(wd, cg);
+            self.fs.watch_children(cg);
         }
         let mut w = Watch {
             efd: None,
@@ -374,6 +379,7 @@ impl LinuxHost {
 
     fn unwatch(&mut self, cg: CgroupId) {
         self.watches.remove(&cg);
+        self.fs.unwatch_children(cg);
         let wds: Vec<i32> = self
             .wd_dirs
             .iter()
@@ -458,6 +464,7 @@ impl LinuxHost {
         const HDR: usize = std::mem::size_of::<libc::inotify_event>();
         let mut buf = [0u8; 8192];
         let (mut created, mut deleted, mut overflow) = (BTreeSet::new(), false, false);
+        let mut changed = BTreeSet::new();
         while let Ok(n) = (&self.inotify).read(&mut buf) {
             if n == 0 {
                 break;
@@ -472,9 +479,12 @@ impl LinuxHost {
                 if ev.mask & libc::IN_Q_OVERFLOW != 0 {
                     overflow = true;
                 }
-                if ev.mask & libc::IN_CREATE != 0 {
+                if ev.mask & (libc::IN_CREATE | libc::IN_DELETE) != 0 {
                     if let Some(&cg) = self.wd_dirs.get(&ev.wd) {
-                        created.insert(cg);
+                        changed.insert(cg);
+                        if ev.mask & libc::IN_CREATE != 0 {
+                            created.insert(cg);
+                        }
                     }
                 }
                 deleted |= ev.mask & (libc::IN_DELETE | libc::IN_IGNORED) != 0;
@@ -482,7 +492,11 @@ impl LinuxHost {
             }
         }
         if overflow {
+            self.fs.forget_children();
             return self.rescan();
+        }
+        for &c in &changed {
+            self.fs.children_changed(c);
         }
         let mut out = Rescan::default();
         for d in created {
@@ -513,6 +527,7 @@ impl LinuxHost {
                 .collect();
             for c in gone {
                 self.watches.remove(&c);
+                self.fs.unwatch_children(c);
                 self.wd_dirs.retain(|_, v| *v != c);
                 self.suspects.remove(&c);
                 self.gone.insert(c);
@@ -781,14 +796,14 @@ impl LinuxHost {
     /// Marks the start of the OOM event of `scope` (`None`: global, or a
     /// PSI run that may declare one), notified at `at` (for `latency_us`).
     pub fn begin_oom(&mut self, at: Instant, scope: Option<CgroupId>) {
-        self.fs.forget_counts();
+        self.fs.begin_run();
         self.oom_start = Some(at);
         self.oom_scope = scope;
     }
 
     /// Ends the OOM event.
     pub fn end_oom(&mut self) {
-        self.fs.forget_counts();
+        self.fs.end_run();
         self.oom_start = None;
         self.oom_scope = None;
     }
@@ -924,7 +939,7 @@ impl Host for LinuxHost {
     }
 
     fn page_state(&self, cg: CgroupId, item: &StatIndex) -> Option<u64> {
-        let stat = self.fs.read(cg, "memory.stat")?;
+        let stat = self.fs.memory_stat(cg)?;
         match self.fs.version() {
             // v1's total_* keys are hierarchical, like v2's memory.stat.
             CgroupVersion::V1 => {

@@ -161,16 +161,25 @@ fn v2_headroom_events_fallback_and_restore() {
     bpfoom_testutil::copy_dir(&jd.join("a"), &jd.join("d/e"));
     let d = h.cgroupfs().resolve("/job/d").unwrap();
     let e = h.cgroupfs().resolve("/job/d/e").unwrap();
+    let before = h.children(job);
     let r = h.rescan_changed();
     assert_eq!(r.added, vec![d, e]);
     assert!(r.removed.is_empty());
     assert!(h.rescan_changed().added.is_empty(), "drained");
+    // The kept child lists follow inotify: what a policy walks is current.
+    assert!(!before.contains(&d), "{before:?}");
+    assert!(h.children(job).contains(&d));
+    assert_eq!(h.children(d), vec![e]);
+    let n = h.nr_descendants(job);
     std::fs::remove_dir_all(jd.join("d")).unwrap();
     let mut r = h.rescan_changed();
     r.removed.sort_unstable();
     let mut want = vec![d, e];
     want.sort_unstable();
     assert_eq!(r.removed, want);
+    assert!(!h.children(job).contains(&d));
+    assert_eq!(h.nr_descendants(job), n - 2);
+    assert_eq!(h.path(e).as_deref(), Some("/job/d/e"), "known until forgotten");
     std::fs::remove_dir_all(jd.join("c")).unwrap();
     let r = h.rescan();
     assert_eq!(r.removed, vec![c]);
