@@ -146,6 +146,8 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     hc.proc_root = proc_root;
     hc.dry_run = dry_run;
     hc.state_file = Some(state_file.clone());
+    // The kernel's report names its victims in fallbacks and dry runs.
+    hc.kmsg = Some("/dev/kmsg".into());
     if let Some(h) = cfg.v2.headroom {
         hc.v2_headroom = h.0;
     }
@@ -386,6 +388,7 @@ impl Daemon {
             // turns. The OOM path itself has deadlines, not ticks.
             let housekeeping = self.global.enabled()
                 || self.engine.host().has_holds()
+                || self.engine.host().watching_kernel()
                 || self.engine.host().cgroupfs().version() == CgroupVersion::V2;
             let mut timeout = if housekeeping {
                 Duration::from_millis(250)

@@ -129,6 +129,14 @@ fn failed_child_instance_falls_through_to_parent() {
     dump(&d);
     assert_eq!(kill["pid"], b.pid());
     assert_eq!(kill["by"], "policy:largest_leaf");
+    // The victim's exit is recorded when its pidfd reports it.
+    let exits = d.events("exit");
+    assert!(
+        exits.iter().any(|e| e["pid"] == b.pid()
+            && ends_with(e, "cgroup", "/job/b")
+            && e["after_ms"].is_u64()),
+        "{exits:?}"
+    );
     let handlers = d.events("handler");
     assert_eq!(handlers.len(), 2, "{handlers:?}");
     assert_eq!(handlers[0]["policy"], "always_fail");
@@ -168,9 +176,19 @@ fn kernel_fallback_when_no_policy_frees() {
         assert!(std::time::Instant::now() < deadline, "not re-paused");
         std::thread::sleep(S / 20);
     }
+    // The kernel's own report names its victim.
+    let kill = d
+        .wait_record(5 * S, |r| r["event"] == "kill")
+        .expect("a kill record naming the kernel's victim");
     dump(&d);
     assert_eq!(d.events("fallback").len(), 1);
-    assert!(d.events("kill").is_empty(), "the policy killed nothing");
+    assert_eq!(kill["by"], "kernel", "the policy killed nothing: {kill}");
+    assert_eq!(kill["pid"], hog.pid(), "{kill}");
+    assert!(ends_with(&kill, "cgroup", "/job"), "{kill}");
+    assert!(
+        d.events("kill").iter().all(|k| k["by"] == "kernel"),
+        "the policy killed nothing"
+    );
 }
 
 /// (4) raise_then_kill: the limit is raised twice from a 32M reserve and
@@ -464,4 +482,16 @@ fn dry_run_observes_and_the_kernel_acts() {
         "never paused"
     );
     assert!(d.seen.iter().all(|r| r["dry_run"] == true));
+    // The kernel's kill is recorded from its own report, and what the
+    // policy would have killed names the victim's real cgroup.
+    let kills = d.events("kill");
+    assert!(
+        kills.iter().any(|k| k["by"] == "kernel"
+            && k["pid"] == hog.pid()
+            && ends_with(k, "cgroup", "/job")),
+        "{kills:?}"
+    );
+    for k in kills.iter().filter(|k| k["by"] != "kernel") {
+        assert!(ends_with(k, "cgroup", "/job"), "{k}");
+    }
 }

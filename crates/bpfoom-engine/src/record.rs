@@ -124,6 +124,16 @@ pub enum Record {
         /// The policy's message, or the kernel's reason.
         message: String,
     },
+    /// A victim of a kill has exited (its memory is back): real hosts
+    /// record it when the victim's pidfd reports the exit.
+    Exit {
+        /// Victim pid.
+        pid: i32,
+        /// Its cgroup when it was killed.
+        cgroup: String,
+        /// Milliseconds from the kill to the exit.
+        after_ms: u64,
+    },
     /// A kill a policy asked for was refused.
     KillRefused {
         /// Target pid.

@@ -51,6 +51,9 @@ pub struct HostConfig {
     /// Where the restore list is persisted (read by the guardian and at
     /// start-up); `None` keeps it in memory only.
     pub state_file: Option<PathBuf>,
+    /// The kernel log (`/dev/kmsg`) that names the kernel OOM killer's
+    /// victims in fallbacks and dry runs; `None` reads none.
+    pub kmsg: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -66,6 +69,7 @@ impl HostConfig {
             global_min_available_kb: 0,
             fallback_hold: Duration::from_secs(5),
             state_file: None,
+            kmsg: None,
         }
     }
 }
@@ -78,6 +82,8 @@ struct Victim {
     /// policy); its exit relieves that memcg and everything below it.
     scope: Option<CgroupId>,
     killed: Instant,
+    /// Its cgroup's path when killed (for the `exit` record).
+    path: String,
 }
 
 /// A watched memory cgroup.
@@ -168,6 +174,14 @@ pub struct LinuxHost {
     oom_scope: Option<CgroupId>,
     /// When a victim's exit was last seen.
     last_exit: Cell<Option<Instant>>,
+    /// Each task's cgroup as first seen in the current OOM run.
+    run_cgroups: RefCell<HashMap<Pid, CgroupId>>,
+    /// Victims seen exiting, not yet recorded: (pid, cgroup, time to exit).
+    exited: RefCell<Vec<(Pid, String, Duration)>>,
+    /// The kernel's own kill reports, read until this instant (a fallback
+    /// or a dry-run OOM in progress).
+    kmsg: Option<crate::kmsg::KernelLog>,
+    kmsg_until: Option<Instant>,
     records: Vec<TimedRecord>,
     sink: Option<RecordSink>,
 }
@@ -204,6 +218,13 @@ impl LinuxHost {
             oom_start: None,
             oom_scope: None,
             last_exit: Cell::new(None),
+            exited: RefCell::default(),
+            run_cgroups: RefCell::default(),
+            kmsg: cfg
+                .kmsg
+                .as_deref()
+                .and_then(|p| crate::kmsg::KernelLog::open(p).ok()),
+            kmsg_until: None,
             records: Vec::new(),
             sink: None,
             cfg,
@@ -723,14 +744,79 @@ impl LinuxHost {
     fn prune_victims(&self) {
         let mut v = self.victims.borrow_mut();
         let before = v.len();
-        v.retain(|_, vic| {
-            !sys::poll_readable(&[vic.pidfd.as_fd()], Some(Duration::ZERO))
+        let mut exited = self.exited.borrow_mut();
+        v.retain(|&pid, vic| {
+            let gone = sys::poll_readable(&[vic.pidfd.as_fd()], Some(Duration::ZERO))
                 .map(|r| r[0])
-                .unwrap_or(true)
+                .unwrap_or(true);
+            if gone {
+                exited.push((pid, std::mem::take(&mut vic.path), vic.killed.elapsed()));
+            }
+            !gone
         });
         if v.len() < before {
             self.last_exit.set(Some(Instant::now()));
         }
+    }
+
+    /// Records the victims seen exiting and the kills the kernel reported.
+    fn record_exits_and_kernel_kills(&mut self) {
+        self.prune_victims();
+        let exits = std::mem::take(&mut *self.exited.borrow_mut());
+        for (pid, cgroup, after) in exits {
+            self.push(TimedRecord {
+                record: Record::Exit {
+                    pid,
+                    cgroup,
+                    after_ms: after.as_millis().min(u128::from(u64::MAX)) as u64,
+                },
+                latency_us: None,
+            });
+        }
+        if self.kmsg_until.is_some_and(|t| Instant::now() >= t) {
+            self.kmsg_until = None;
+        }
+        if self.kmsg_until.is_none() {
+            return;
+        }
+        let kills = self
+            .kmsg
+            .as_mut()
+            .map(|k| k.oom_kills())
+            .unwrap_or_default();
+        for k in kills {
+            // Only the subtrees bpfoom manages: other OOMs are not ours.
+            let Ok(cg) = self.fs.resolve(&k.task_memcg) else {
+                continue;
+            };
+            if !self
+                .managed
+                .iter()
+                .any(|&m| bpfoom_engine::host::is_within(self, cg, m))
+            {
+                continue;
+            }
+            let message = match &k.oom_memcg {
+                Some(m) => format!("the kernel OOM killer (oom_memcg={m})"),
+                None => "the kernel OOM killer (global OOM)".to_string(),
+            };
+            self.push(TimedRecord {
+                record: Record::Kill {
+                    pid: k.pid,
+                    comm: k.comm,
+                    cgroup: k.task_memcg,
+                    by: "kernel".into(),
+                    message,
+                },
+                latency_us: None,
+            });
+        }
+    }
+
+    /// Whether the kernel log is being read (a fallback or dry-run OOM in
+    /// progress): the loop should come back soon to record the kernel's kill.
+    pub fn watching_kernel(&self) -> bool {
+        self.kmsg.is_some() && self.kmsg_until.is_some()
     }
 
     /// Live victims of bpfoom's kills inside `scope` (everywhere for `None`).
@@ -797,13 +883,19 @@ impl LinuxHost {
     /// PSI run that may declare one), notified at `at` (for `latency_us`).
     pub fn begin_oom(&mut self, at: Instant, scope: Option<CgroupId>) {
         self.fs.begin_run();
+        self.run_cgroups.borrow_mut().clear();
         self.oom_start = Some(at);
         self.oom_scope = scope;
     }
 
     /// Ends the OOM event.
     pub fn end_oom(&mut self) {
+        if self.cfg.dry_run && self.oom_start.is_some() {
+            // Nothing was paused: the kernel kills; name whom.
+            self.kmsg_until = Some(Instant::now() + Duration::from_secs(2));
+        }
         self.fs.end_run();
+        self.run_cgroups.borrow_mut().clear();
         self.oom_start = None;
         self.oom_scope = None;
     }
@@ -822,6 +914,7 @@ impl LinuxHost {
 
     /// Records made since the last call.
     pub fn take_records(&mut self) -> Vec<TimedRecord> {
+        self.record_exits_and_kernel_kills();
         std::mem::take(&mut self.records)
     }
 
@@ -981,10 +1074,24 @@ impl Host for LinuxHost {
         let e = self.proc.entry(pid, v2, self.page_size)?;
         self.seen.borrow_mut().insert(pid, e.starttime);
         let mut info = e.info;
-        info.cgroup = match e.cgroup_path {
-            Some(p) => self.fs.resolve(&p).ok()?,
-            None => self.fs.root_id(),
+        // Where the task is now (a task moved mid-chain is killed where it
+        // is, as the kernel reports it), except that an exiting task (one
+        // the kernel killed meanwhile, in a dry run) shows the root: then
+        // where this OOM run saw it last.
+        let root = self.fs.root_id();
+        let now = match e.cgroup_path {
+            Some(p) => self.fs.resolve(&p).ok(),
+            None => Some(root),
         };
+        let earlier = self.run_cgroups.borrow().get(&pid).copied();
+        info.cgroup = match (now, earlier) {
+            (Some(cg), Some(seen)) if cg == root => seen,
+            (Some(cg), _) => cg,
+            (None, seen) => seen?,
+        };
+        if self.oom_start.is_some() {
+            self.run_cgroups.borrow_mut().insert(pid, info.cgroup);
+        }
         Some(info)
     }
 
@@ -1025,6 +1132,7 @@ impl Host for LinuxHost {
             cgroup,
             scope: self.oom_scope,
             killed: Instant::now(),
+            path: self.path_or_id(cgroup),
         };
         self.victims.borrow_mut().insert(pid, victim);
         Ok(())
@@ -1054,6 +1162,7 @@ impl Host for LinuxHost {
                 cgroup,
                 scope: self.oom_scope,
                 killed: Instant::now(),
+                path: self.path_or_id(cgroup),
             };
             self.victims.borrow_mut().insert(pid, victim);
         }
@@ -1184,6 +1293,7 @@ impl Host for LinuxHost {
             return KernelOom::NoVictim;
         }
         let oom_kill_before = self.oom_kills_in(cg);
+        self.kmsg_until = Some(Instant::now() + self.cfg.fallback_hold + Duration::from_secs(1));
         self.holds.push(Hold {
             cg,
             oom_kill_before,

@@ -28,6 +28,7 @@
 pub mod cgroupfs;
 mod freezer;
 mod host;
+pub mod kmsg;
 pub mod parse;
 pub mod pressure;
 pub mod procfs;

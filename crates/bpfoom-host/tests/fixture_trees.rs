@@ -179,7 +179,11 @@ fn v2_headroom_events_fallback_and_restore() {
     assert_eq!(r.removed, want);
     assert!(!h.children(job).contains(&d));
     assert_eq!(h.nr_descendants(job), n - 2);
-    assert_eq!(h.path(e).as_deref(), Some("/job/d/e"), "known until forgotten");
+    assert_eq!(
+        h.path(e).as_deref(),
+        Some("/job/d/e"),
+        "known until forgotten"
+    );
     std::fs::remove_dir_all(jd.join("c")).unwrap();
     let r = h.rescan();
     assert_eq!(r.removed, vec![c]);
