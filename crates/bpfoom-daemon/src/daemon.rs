@@ -629,7 +629,7 @@ impl Daemon {
             // After the action: the OOM is already handled when hooks start.
             if matches!(r.record, Record::Kill { .. } | Record::LimitRaised { .. }) {
                 let json =
-                    crate::records::stamp(&r.to_json(self.dry_run), std::time::SystemTime::now());
+                    crate::records::json_line(&r, self.dry_run, std::time::SystemTime::now());
                 let event = if matches!(r.record, Record::Kill { .. }) {
                     "kill"
                 } else {

@@ -119,7 +119,7 @@ impl Output {
                 if ok {
                     // In order with the decisions, for `status` and `events`.
                     let now = std::time::SystemTime::now();
-                    let json = crate::records::stamp(&r.to_json(self.dry_run), now);
+                    let json = crate::records::json_line(r, self.dry_run, now);
                     self.journal.push(&json);
                 }
                 if dropped > 0 {
@@ -143,7 +143,7 @@ impl Output {
             Record::Ringbuf { policy, .. } if !self.allow(policy) => {}
             _ => {
                 let now = std::time::SystemTime::now();
-                let json = crate::records::stamp(&r.to_json(self.dry_run), now);
+                let json = crate::records::json_line(r, self.dry_run, now);
                 self.journal.push(&json);
                 let line = match self.format {
                     LogFormat::Json => json,
@@ -211,7 +211,8 @@ mod tests {
             latency_us: Some(1500),
         };
         assert_eq!(text(&r, false), "[+1.500ms] resolved by=\"kernel\"");
-        assert!(r.to_json(true).contains("\"latency_us\":1500"));
-        assert!(r.to_json(true).contains("\"dry_run\":true"));
+        let json = crate::records::json_line(&r, true, std::time::UNIX_EPOCH);
+        assert!(json.contains("\"latency_us\":1500"), "{json}");
+        assert!(json.contains("\"dry_run\":true"), "{json}");
     }
 }

@@ -85,13 +85,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// A record's JSON line with `"ts"` as its first field.
-pub fn stamp(json: &str, t: SystemTime) -> String {
-    match json.strip_prefix('{') {
-        Some(rest) if rest.starts_with('}') => format!("{{\"ts\":\"{}\"}}", rfc3339(t)),
-        Some(rest) => format!("{{\"ts\":\"{}\",{rest}", rfc3339(t)),
-        None => json.to_string(),
+/// One record as a JSON line built with serde: `ts` (RFC 3339) first, the
+/// engine's record (`event` and its fields, in their order), then
+/// `latency_us` during an OOM and `"dry_run":true` in a dry run.
+pub fn json_line(r: &bpfoom_host::TimedRecord, dry_run: bool, t: SystemTime) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        ts: String,
+        #[serde(flatten)]
+        record: &'a bpfoom_engine::Record,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        latency_us: Option<u64>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
     }
+    let line = Line {
+        ts: rfc3339(t),
+        record: &r.record,
+        latency_us: r.latency_us,
+        dry_run,
+    };
+    // Strings, numbers and bools only: serializing cannot fail.
+    serde_json::to_string(&line)
+        .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
 }
 
 /// The last records and the `events --follow` subscribers.
@@ -155,14 +171,33 @@ mod tests {
     }
 
     #[test]
-    fn ts_is_the_first_field() {
-        let s = stamp("{\"event\":\"oom\",\"x\":1}", UNIX_EPOCH);
+    fn ts_is_the_first_field_then_the_record() {
+        let r = bpfoom_host::TimedRecord {
+            record: bpfoom_engine::Record::Exit {
+                pid: 7,
+                cgroup: "/a \"b\"".into(),
+                after_ms: 3,
+            },
+            latency_us: Some(12),
+        };
+        let s = json_line(&r, true, UNIX_EPOCH);
         assert_eq!(
             s,
-            "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"event\":\"oom\",\"x\":1}"
+            "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"event\":\"exit\",\"pid\":7,\
+             \"cgroup\":\"/a \\\"b\\\"\",\"after_ms\":3,\"latency_us\":12,\"dry_run\":true}"
         );
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["event"], "oom");
+        let plain = json_line(
+            &bpfoom_host::TimedRecord {
+                latency_us: None,
+                ..r
+            },
+            false,
+            UNIX_EPOCH,
+        );
+        assert!(
+            !plain.contains("latency_us") && !plain.contains("dry_run"),
+            "{plain}"
+        );
     }
 
     #[test]

@@ -120,25 +120,6 @@ pub struct TimedRecord {
     pub latency_us: Option<u64>,
 }
 
-impl TimedRecord {
-    /// One JSON line: the engine's JSON (field order kept) plus
-    /// `latency_us` and, in a dry run, `"dry_run":true`.
-    pub fn to_json(&self, dry_run: bool) -> String {
-        let mut s = self.record.to_json();
-        let mut extra = String::new();
-        if let Some(l) = self.latency_us {
-            extra.push_str(&format!(",\"latency_us\":{l}"));
-        }
-        if dry_run {
-            extra.push_str(",\"dry_run\":true");
-        }
-        if s.ends_with('}') && !extra.is_empty() {
-            s.insert_str(s.len() - 1, &extra);
-        }
-        s
-    }
-}
-
 /// Changes to cgroups discovered by [`LinuxHost::rescan`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rescan {
