@@ -184,3 +184,79 @@ fn daemonset_and_configmap_carry_what_the_daemon_needs() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `configmap-with-policies.sh` puts the config and compiled policies in one
+/// ConfigMap: the same name and namespace as the shipped one, the config
+/// byte for byte, and each policy as binaryData that decodes to an object
+/// `bpfoom verify` accepts, under the key the config names below the
+/// DaemonSet's mount of the ConfigMap.
+#[test]
+fn configmap_with_compiled_policies() {
+    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bpfoom-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ds = load("daemonset.yaml");
+    let mount = ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"].as_str() == Some("config"))
+        .map(|m| s(&m["mountPath"], "mountPath").to_string())
+        .unwrap();
+    let config = format!(
+        "[daemon]\nlog_format = \"json\"\n\n[[attach]]\npolicy = \"{mount}/largest_rss.bpf.o\"\ncgroup = \"/\"\n"
+    );
+    let cfg = dir.join("bpfoom.toml");
+    std::fs::write(&cfg, &config).unwrap();
+    let src = bpfoom_testutil::repo_root().join("bpf/policies/largest_rss.bpf.c");
+    let out = std::process::Command::new(dist().join("kubernetes/configmap-with-policies.sh"))
+        .arg(&cfg)
+        .arg(&src)
+        .env("BPFOOM", env!("CARGO_BIN_EXE_bpfoom"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cm = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let shipped = load("configmap.yaml");
+    assert_eq!(s(&cm["kind"], "kind"), "ConfigMap");
+    assert_eq!(cm["metadata"], shipped["metadata"]);
+    assert_eq!(s(&cm["data"]["bpfoom.toml"], "config"), config);
+    let b64 = s(&cm["binaryData"]["largest_rss.bpf.o"], "binaryData");
+    let mut dec = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    dec.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+    let obj = dec.wait_with_output().unwrap();
+    assert!(obj.status.success());
+    let path = dir.join("largest_rss.bpf.o");
+    std::fs::write(&path, &obj.stdout).unwrap();
+    let v = std::process::Command::new(env!("CARGO_BIN_EXE_bpfoom"))
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    // The config is valid for the daemon once the policy is where it says.
+    let c = bpfoom_daemon::Config::parse(&config, "bpfoom.toml").unwrap();
+    assert_eq!(
+        c.attach[0].policy.get_ref(),
+        &std::path::PathBuf::from(format!("{mount}/largest_rss.bpf.o"))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
