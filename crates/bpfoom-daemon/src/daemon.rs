@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -20,16 +20,12 @@ use bpfoom_obj::Object;
 use crate::clients::{Got, Pending};
 use crate::config::{AttachSection, Config, FallbackKind, LogFormat};
 use crate::control::{self, AttachOpts, Request, Response, MAX_REQUEST};
-use crate::dedupe::{self, Decision, SETTLE, VICTIM_GRACE};
 use crate::logging::Output;
 use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::reload::{Action, Change, Spec};
 use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 
-/// How soon a memcg left in OOM with no eligible victim is looked at again
-/// without a fresh notification.
-const NOTHING_RETRY: Duration = Duration::from_secs(1);
 /// How often the managed subtrees are re-read in full: inotify reports
 /// created and removed cgroups at once, this only catches what it missed
 /// (e.g. an inotify queue overflow), so it can be slow: a full pass over
@@ -79,7 +75,6 @@ struct Daemon {
     /// When the daemon started (status: `started`, `uptime_s`).
     started: (Instant, std::time::SystemTime),
     global: GlobalMonitor,
-    last_action: HashMap<Option<CgroupId>, Instant>,
     dry_run: bool,
     global_full_avg10: Option<f64>,
     psi: PsiFeeder,
@@ -184,7 +179,6 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         counters: Counters::default(),
         started: (Instant::now(), std::time::SystemTime::now()),
         global,
-        last_action: HashMap::new(),
         dry_run,
         global_full_avg10: cfg.global.max_psi_full_avg10,
         psi: PsiFeeder::default(),
@@ -396,7 +390,7 @@ impl Daemon {
                 IDLE_WAKE
             };
             let start = Instant::now();
-            if let Some(d) = self.next_oom_deadline(start) {
+            if let Some(d) = self.engine.host().next_oom_deadline(start) {
                 timeout = timeout.min(d.saturating_duration_since(start));
             }
             let psi_active = PsiFeeder::active(&self.engine);
@@ -495,8 +489,6 @@ impl Daemon {
                 self.accept(listener, ready[1]);
             }
             self.engine.host_mut().tick();
-            self.last_action
-                .retain(|_, t| now.saturating_duration_since(*t) < VICTIM_GRACE);
             self.flush();
         }
     }
@@ -552,43 +544,11 @@ impl Daemon {
         self.flush();
     }
 
-    /// When the OOM path next needs a pass without a descriptor waking it:
-    /// the end of a [`SETTLE`] for a memcg still in OOM, or the end of a
-    /// victim's [`VICTIM_GRACE`].
-    fn next_oom_deadline(&self, now: Instant) -> Option<Instant> {
-        let host = self.engine.host();
-        let mut at = Vec::new();
-        if host.has_suspects() {
-            let last = self
-                .last_action
-                .values()
-                .copied()
-                .chain(host.last_victim_exit())
-                .max();
-            at.extend(last.map(|t| t + SETTLE));
-        }
-        at.extend(host.holding_off(None, VICTIM_GRACE, SETTLE));
-        at.into_iter().filter(|&t| t > now).min()
-    }
-
+    /// Runs the chain for every memcg whose OOM the host's monitor says is
+    /// due (its hold-off rule: `bpfoom_host::monitor`).
     fn handle_memcg_ooms(&mut self, now: Instant, fired: &[CgroupId]) {
-        let pending = self.engine.host_mut().pending_ooms(fired);
-        for cg in pending {
-            let host = self.engine.host();
-            if host.holding(cg) {
-                continue;
-            }
-            let held = host.holding_off(Some(cg), VICTIM_GRACE, SETTLE);
-            let last = self
-                .last_action
-                .get(&Some(cg))
-                .copied()
-                .into_iter()
-                .chain(host.last_victim_exit())
-                .max();
-            if dedupe::decide(now, fired.contains(&cg), held, last) == Decision::Run {
-                self.handle_oom(Some(cg), now);
-            }
+        for cg in self.engine.host_mut().due_ooms(now, fired) {
+            self.handle_oom(Some(cg), now);
         }
     }
 
@@ -597,14 +557,11 @@ impl Daemon {
         self.engine.host_mut().begin_oom(notified, cg);
         let outcome = self.engine.out_of_memory(cg);
         self.engine.host_mut().end_oom();
-        // With no eligible victim the memcg stays in OOM and nothing will
-        // change soon: its next re-check without a fresh notification waits
-        // NOTHING_RETRY rather than SETTLE (the record says why).
-        let mut done = Instant::now();
-        if !outcome.made_progress() {
-            done += NOTHING_RETRY - SETTLE;
-        }
-        self.last_action.insert(cg, done);
+        // The monitor's hold-off follows the outcome (no eligible victim:
+        // retried later, the record says why).
+        self.engine
+            .host_mut()
+            .oom_handled(cg, outcome.made_progress());
         self.flush();
     }
 

@@ -33,7 +33,6 @@ mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
-mod dedupe;
 pub mod hooks;
 mod logging;
 pub mod maps;

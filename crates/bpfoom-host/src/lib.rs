@@ -36,7 +36,7 @@ pub mod restore;
 pub mod sys;
 
 pub use cgroupfs::{CgroupError, CgroupVersion, Cgroupfs};
-pub use host::{GlobalFallback, HostConfig, LinuxHost, Rescan, TimedRecord};
+pub use host::{monitor, GlobalFallback, HostConfig, LinuxHost, Rescan, TimedRecord};
 
 /// Why the host could not be set up.
 #[derive(Debug, thiserror::Error)]
