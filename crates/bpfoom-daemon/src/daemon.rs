@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bpfoom_engine::{AttachOptions, CgroupId, Engine, EngineConfig, Host, OpsKind, Policy, Record};
 use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
 use bpfoom_host::sys::Wait;
-use bpfoom_host::{restore, sys, CgroupVersion, GlobalFallback, HostConfig, LinuxHost};
+use bpfoom_host::{restore, sys, GlobalFallback, HostConfig, LinuxHost};
 use bpfoom_obj::Object;
 
 use crate::clients::{Got, Pending};
@@ -383,7 +383,7 @@ impl Daemon {
             let housekeeping = self.global.enabled()
                 || self.engine.host().has_holds()
                 || self.engine.host().watching_kernel()
-                || self.engine.host().cgroupfs().version() == CgroupVersion::V2;
+                || self.engine.host().v2_active();
             let mut timeout = if housekeeping {
                 Duration::from_millis(250)
             } else {
@@ -418,10 +418,20 @@ impl Daemon {
                 ];
                 // Wake-ups only: what they mean is sampled below.
                 fds.extend(global_psi.iter().map(|f| (f.as_fd(), Wait::Priority)));
-                fds.extend(host.psi_fds().into_iter().map(|f| (f, Wait::Priority)));
+                // v2: a cgroup's PSI trigger and v1: its OOM eventfd both
+                // say "look at this cgroup now".
                 let first_efd = fds.len();
-                let efds = host.notify_fds();
-                fds.extend(efds.iter().map(|&(_, f)| (f, Wait::Readable)));
+                let mut efds: Vec<_> = host
+                    .psi_fds()
+                    .into_iter()
+                    .map(|(c, f)| (c, f, Wait::Priority))
+                    .collect();
+                efds.extend(
+                    host.notify_fds()
+                        .into_iter()
+                        .map(|(c, f)| (c, f, Wait::Readable)),
+                );
+                fds.extend(efds.iter().map(|&(_, f, w)| (f, w)));
                 // A victim's exit wakes the loop: an OOM it held off goes on.
                 let ready = host.with_victim_fds(|victims| {
                     let mut all = fds.clone();
@@ -433,7 +443,7 @@ impl Daemon {
                     .iter()
                     .zip(&ready[first_efd..])
                     .filter(|(_, &r)| r)
-                    .map(|(&(c, _), _)| c)
+                    .map(|(&(c, _, _), _)| c)
                     .collect();
                 (ready, fired)
             };
@@ -465,11 +475,12 @@ impl Daemon {
                 let r = self.engine.host_mut().rescan_changed();
                 self.apply_rescan(r);
             }
-            // v1 wakes us by eventfd; v2 is sampled on every pass (inotify
-            // on memory.events makes a pass happen at once).
-            let v2 = self.engine.host().cgroupfs().version() == CgroupVersion::V2;
-            let suspects = self.engine.host().has_suspects();
-            if ready.iter().skip(4).any(|&r| r) || suspects || v2 {
+            // v1 wakes us by eventfd, v2 by PSI trigger or by inotify on
+            // memory.events; cgroups still in OOM (v1) or with half a signal
+            // (v2) are looked at again on their deadlines.
+            let host = self.engine.host();
+            let again = host.has_suspects() || host.v2_active();
+            if ready[2] || ready.iter().skip(4).any(|&r| r) || again {
                 self.handle_memcg_ooms(now, &fired);
             }
             if self.global.enabled() {

@@ -127,6 +127,9 @@ fn v2_headroom_events_fallback_and_restore() {
         &jd.join("memory.pressure"),
         "some avg10=9.00 avg60=1.00 avg300=0.10 total=50000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
     );
+    // Nothing is sampled until the kernel says so: inotify on memory.events.
+    assert!(h.pending_ooms(&[]).is_empty(), "not told yet");
+    h.rescan_changed();
     assert_eq!(h.pending_ooms(&[]), vec![job]);
     // Edge-triggered: nothing new since the last sample.
     assert!(h.pending_ooms(&[]).is_empty());
@@ -135,7 +138,9 @@ fn v2_headroom_events_fallback_and_restore() {
         &jd.join("memory.events"),
         "low 0\nhigh 9\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
     );
+    h.rescan_changed();
     assert!(h.pending_ooms(&[]).is_empty());
+    assert!(h.v2_active(), "half a signal keeps the cgroup sampled");
     assert!(!h.oom_resolved(Some(job)));
     // The fallback lets usage reach memory.max; the next tick restores.
     assert_eq!(h.kernel_oom(Some(job), 1), KernelOom::Delegated);

@@ -72,7 +72,18 @@ impl LinuxHost {
                     .collect()
             }
             CgroupVersion::V2 => {
-                let ids: Vec<CgroupId> = self.watches.keys().copied().collect();
+                // Only cgroups the kernel told about (memory.events by
+                // inotify, a PSI trigger in `fired`) or with a signal in
+                // their window are sampled; an idle tree costs nothing.
+                let now = Instant::now();
+                let mut ids: BTreeSet<CgroupId> = std::mem::take(&mut self.v2_dirty);
+                ids.extend(fired.iter().copied());
+                ids.extend(
+                    self.watches
+                        .iter()
+                        .filter(|(_, w)| w.active_until.is_some_and(|t| now < t))
+                        .map(|(&c, _)| c),
+                );
                 ids.into_iter().filter(|&c| self.sample_v2(c)).collect()
             }
         }
@@ -117,6 +128,12 @@ impl LinuxHost {
         let new_events = high > w.last_high || oom > w.last_oom;
         let stalled = stall.saturating_sub(w.last_stall_us) >= min_stall;
         let fire = new_events && stalled && above;
+        if (new_events || stalled) && !fire {
+            // Half a signal: the other half may come in a later sample.
+            w.active_until = Some(Instant::now() + V2_WINDOW);
+        } else if fire {
+            w.active_until = None;
+        }
         if fire || w.since.elapsed() >= V2_WINDOW {
             (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
             w.since = Instant::now();

@@ -112,6 +112,9 @@ struct Watch {
     last_stall_us: u64,
     /// v2: when the counters above were taken.
     since: Instant,
+    /// v2: a signal (a new event, or stall) was seen: the cgroup is sampled
+    /// on every pass until then, so signals that arrive apart add up.
+    active_until: Option<Instant>,
 }
 
 /// How long v2 OOM signals (events, stall) are added up.
@@ -162,6 +165,11 @@ pub struct LinuxHost {
     holds: Vec<Hold>,
     inotify: File,
     wd_dirs: BTreeMap<i32, CgroupId>,
+    /// v2: inotify watches on `memory.events`, by cgroup.
+    wd_events: BTreeMap<i32, CgroupId>,
+    /// v2: cgroups whose `memory.events` changed (inotify) since the last
+    /// [`LinuxHost::pending_ooms`].
+    v2_dirty: BTreeSet<CgroupId>,
     /// v1: cgroups found under_oom by the last [`LinuxHost::pending_ooms`].
     suspects: BTreeSet<CgroupId>,
     oom_start: Option<Instant>,
@@ -211,6 +219,7 @@ impl LinuxHost {
             holds: Vec::new(),
             inotify: sys::inotify_init().map_err(crate::Error::Sys)?,
             wd_dirs: BTreeMap::new(),
+            wd_events: BTreeMap::new(),
             suspects: BTreeSet::new(),
             oom_start: None,
             oom_scope: None,
@@ -218,6 +227,7 @@ impl LinuxHost {
             exited: RefCell::default(),
             run_cgroups: RefCell::default(),
             last_action: HashMap::new(),
+            v2_dirty: BTreeSet::new(),
             kmsg: cfg
                 .kmsg
                 .as_deref()

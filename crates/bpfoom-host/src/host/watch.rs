@@ -60,6 +60,7 @@ impl LinuxHost {
             self.watches.remove(&c);
             self.fs.unwatch_children(c);
             self.wd_dirs.retain(|_, v| *v != c);
+            self.wd_events.retain(|_, v| *v != c);
             self.gone.insert(c);
             out.removed.push(c);
         }
@@ -92,6 +93,7 @@ impl LinuxHost {
             last_oom: 0,
             last_stall_us: 0,
             since: Instant::now(),
+            active_until: None,
         };
         match self.fs.version() {
             CgroupVersion::V1 => {
@@ -107,9 +109,12 @@ impl LinuxHost {
                 }
             }
             CgroupVersion::V2 => {
+                // The kernel notifies memory.events on every event
+                // (cgroup_file_notify): this cgroup is sampled then, and
+                // not on a timer.
                 if let Some(ev) = self.fs.file(cg, "memory.events") {
                     if let Ok(wd) = sys::inotify_add_watch(&self.inotify, &ev, libc::IN_MODIFY) {
-                        self.wd_dirs.insert(wd, cg);
+                        self.wd_events.insert(wd, cg);
                     }
                 }
                 self.apply_headroom(cg);
@@ -168,12 +173,14 @@ impl LinuxHost {
         let wds: Vec<i32> = self
             .wd_dirs
             .iter()
+            .chain(&self.wd_events)
             .filter(|(_, &v)| v == cg)
             .map(|(&w, _)| w)
             .collect();
         for wd in wds {
             sys::inotify_rm_watch(&self.inotify, wd);
             self.wd_dirs.remove(&wd);
+            self.wd_events.remove(&wd);
         }
         let file = match self.fs.version() {
             CgroupVersion::V1 => "memory.oom_control",
@@ -250,6 +257,11 @@ impl LinuxHost {
                 if ev.mask & libc::IN_Q_OVERFLOW != 0 {
                     overflow = true;
                 }
+                if ev.mask & libc::IN_MODIFY != 0 {
+                    if let Some(&cg) = self.wd_events.get(&ev.wd) {
+                        self.v2_dirty.insert(cg);
+                    }
+                }
                 if ev.mask & (libc::IN_CREATE | libc::IN_DELETE) != 0 {
                     if let Some(&cg) = self.wd_dirs.get(&ev.wd) {
                         changed.insert(cg);
@@ -300,6 +312,7 @@ impl LinuxHost {
                 self.watches.remove(&c);
                 self.fs.unwatch_children(c);
                 self.wd_dirs.retain(|_, v| *v != c);
+                self.wd_events.retain(|_, v| *v != c);
                 self.suspects.remove(&c);
                 self.gone.insert(c);
                 out.removed.push(c);
@@ -318,11 +331,20 @@ impl LinuxHost {
     }
 
     /// v2 PSI trigger descriptors to poll for [`sys::Wait::Priority`].
-    pub fn psi_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+    pub fn psi_fds(&self) -> Vec<(CgroupId, std::os::fd::BorrowedFd<'_>)> {
+        self.watches
+            .iter()
+            .filter_map(|(&c, w)| w.psi.as_ref().map(|f| (c, f.as_fd())))
+            .collect()
+    }
+
+    /// v2: whether a cgroup has a signal in its window (sampled on every
+    /// pass until the window ends): the loop should come back soon.
+    pub fn v2_active(&self) -> bool {
+        let now = Instant::now();
         self.watches
             .values()
-            .filter_map(|w| w.psi.as_ref().map(|f| f.as_fd()))
-            .collect()
+            .any(|w| w.active_until.is_some_and(|t| now < t))
     }
 
     /// How many cgroups are watched.
