@@ -559,7 +559,9 @@ fn kernel_fallback(m: &mut Value) -> R<()> {
     check(kills.iter().all(|k| k["by"] == "kernel"), || {
         format!("the policy killed: {kills:?}")
     })?;
-    m["kernel_victim_named"] = json!(kills.iter().any(|k| k["pid"] == hog.pid()));
+    check(kills.iter().any(|k| k["pid"] == hog.pid()), || {
+        format!("no kill record names the kernel's victim: {kills:?}")
+    })?;
     let kills = top.key("memory.events", "oom_kill").unwrap_or(0);
     m["kernel_oom_kills"] = json!(kills);
     check(kills >= 1, || {

@@ -31,8 +31,6 @@ use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
 /// (e.g. an inotify queue overflow), so it can be slow: a full pass over
 /// 1,000 cgroups costs about 50 ms of CPU.
 const RESCAN: Duration = Duration::from_secs(300);
-/// The longest idle sleep when nothing needs periodic attention.
-const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 struct Attached {
     cgroup: CgroupId,
@@ -384,10 +382,13 @@ impl Daemon {
                 || self.engine.host().has_holds()
                 || self.engine.host().watching_kernel()
                 || self.engine.host().v2_active();
+            // Idle, the loop sleeps until the next full rescan: every
+            // event it waits for has a descriptor (signals, clients, the
+            // guardian, eventfds, PSI triggers, inotify, victims' pidfds).
             let mut timeout = if housekeeping {
                 Duration::from_millis(250)
             } else {
-                IDLE_WAKE
+                RESCAN.saturating_sub(last_rescan.elapsed())
             };
             let start = Instant::now();
             if let Some(d) = self.engine.host().next_oom_deadline(start) {
