@@ -566,6 +566,17 @@ impl Policy {
         self.kind
     }
 
+    /// The upstream revision of `member`'s prototype the program was
+    /// written for (which arguments it gets).
+    pub(crate) fn callback_form(&self, member: &str) -> bpfoom_abi::struct_ops::Form {
+        self.object.struct_ops[self.instance]
+            .callbacks
+            .iter()
+            .find(|c| c.member == member)
+            .map(|c| c.form)
+            .unwrap_or_default()
+    }
+
     /// The program index implementing `member`.
     fn callback(&self, member: &str) -> Option<usize> {
         self.callbacks.iter().find(|c| c.0 == member).map(|c| c.1)

@@ -198,6 +198,10 @@ pub struct Hook<'a> {
     pub ops: &'a str,
     /// Callback member, e.g. `handle_out_of_memory`.
     pub member: &'a str,
+    /// The upstream revision of the callback's prototype the program was
+    /// written for (the loader's [`bpfoom_obj::Callback::form`]): its
+    /// arguments are typed from that revision's prototype.
+    pub form: bpfoom_obj::Form,
 }
 
 /// Kinds of maps a program may reference: the loader's (and the VM's) one
