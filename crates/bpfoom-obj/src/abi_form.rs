@@ -173,9 +173,10 @@ pub(crate) fn check(btf: &Btf, var: &str, type_id: u32) -> Result<Vec<(String, F
             continue;
         }
         // A prefix of both forms (v1's `(oc)`) took the newest above.
-        if let Some(&form) = Form::alternatives(&st.name, &m.name).iter().find(|&&f| {
-            host_args(&st.name, &m.name, f).is_some_and(|alt| compatible(&found, &alt))
-        }) {
+        if let Some(&form) = Form::alternatives(&st.name, &m.name)
+            .iter()
+            .find(|&&f| host_args(&st.name, &m.name, f).is_some_and(|alt| compatible(&found, &alt)))
+        {
             older.push((m.name.clone(), form));
             continue;
         }
