@@ -13,6 +13,10 @@
 //!   `oc->bpf_memory_freed` cleared; a handler succeeds only when it returns
 //!   PROCESSED (1) *and* a memory-releasing kfunc set the flag. If none
 //!   succeeds, the host's kernel OOM killer runs ([`Host::kernel_oom`]).
+//!   The handler's second argument is the instance's attach cgroup, or, for
+//!   a program written for upstream v3's `(oc, struct bpf_struct_ops_link
+//!   *link)` (the loader's [`bpfoom_obj::Form::V3Link`]), a read-only link
+//!   whose `cgroup` is that attach cgroup.
 //! - **BACKOFF (2).** Honoured without cost while an OOM victim in scope is
 //!   still exiting (bounded by [`EngineConfig::max_victim_waits`]); otherwise
 //!   it spends one unit of the instance's atomic budget
