@@ -154,7 +154,8 @@ impl OomInstance {
             name_addr,
         );
         let (_, oc_id, oc_addr) = k.objs.add_other(env.memory(), &oc);
-        let mut cgrp = k.addr_of(Key::Cgroup(*attach), env);
+        let cgrp = k.addr_of(Key::Cgroup(*attach), env);
+        let mut arg2 = cgrp;
         if *link_arg {
             // The link of the attachment, as v3's kernel passes it: its
             // cgroup is the attach point (the root cgroup for a system-wide
@@ -162,14 +163,14 @@ impl OomInstance {
             // struct_ops map object to point `map` at; it stays NULL.
             let mut link = vec![0u8; l.link_size];
             put(&mut link, l.off("bpf_struct_ops_link", "cgroup"), 8, cgrp);
-            cgrp = k.objs.add_other(env.memory(), &link).2;
+            arg2 = k.objs.add_other(env.memory(), &link).2;
         }
         k.oom = Some(OomRun {
             oc: oc_id,
             oc_addr,
             scope: req.memcg,
         });
-        let r = run_prog(vm, *handle_oom, &mut k, &[oc_addr, cgrp]);
+        let r = run_prog(vm, *handle_oom, &mut k, &[oc_addr, arg2]);
         let insns = vm.last_run_insns();
         let freed = vm
             .env_mut()
