@@ -6,6 +6,41 @@
 
 use crate::Scope;
 
+/// Which upstream revision's prototype a callback program was written for.
+///
+/// bpfoom implements the newest form of the "mm: BPF OOM" series; an older
+/// one is listed here when bpfoom can also run it as written, with the
+/// arguments that revision passes ([`crate::types::HostTypes::callback_proto`]
+/// gives its prototype). Other older forms are refused at load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// The newest form (`handle_out_of_memory(oc, struct cgroup *cgrp)`, ...).
+    #[default]
+    Newest,
+    /// Upstream v3 (Jan 2026): `handle_out_of_memory(struct oom_control *oc,
+    /// struct bpf_struct_ops_link *link)`, the attach point in
+    /// `link->cgroup`.
+    V3Link,
+}
+
+impl Form {
+    /// The revision's name, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Form::Newest => "the newest upstream form",
+            Form::V3Link => "upstream v3 (Jan 2026)",
+        }
+    }
+
+    /// The older forms bpfoom runs as written for `ops.member`.
+    pub fn alternatives(ops: &str, member: &str) -> &'static [Form] {
+        match (ops, member) {
+            ("bpf_oom_ops", "handle_out_of_memory") => &[Form::V3Link],
+            _ => &[],
+        }
+    }
+}
+
 /// A callback's return contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Return {
@@ -139,5 +174,37 @@ mod tests {
             assert!(h.member(id, "name").is_some());
         }
         assert_eq!(by_name("bpf_oom_ops").unwrap().callback("nope"), None);
+    }
+
+    #[test]
+    fn every_alternative_form_has_a_prototype_returning_as_the_newest() {
+        let h = HostTypes::get();
+        for ops in ALL {
+            for cb in ops.callbacks {
+                let newest = h.callback_proto(ops.name, cb.name, Form::Newest).unwrap();
+                let Some(Type::FuncProto { ret, .. }) = h.ty(newest) else {
+                    panic!("{}", cb.name)
+                };
+                for &f in Form::alternatives(ops.name, cb.name) {
+                    let alt = h.callback_proto(ops.name, cb.name, f).unwrap();
+                    let Some(Type::FuncProto { ret: r, .. }) = h.ty(alt) else {
+                        panic!("{f:?}")
+                    };
+                    assert_eq!(r, ret, "{}.{} {f:?}", ops.name, cb.name);
+                }
+            }
+        }
+        let v3 = h
+            .callback_proto("bpf_oom_ops", "handle_out_of_memory", Form::V3Link)
+            .unwrap();
+        let Some(Type::FuncProto { params, .. }) = h.ty(v3) else {
+            panic!()
+        };
+        let Some(Type::Ptr(link)) = h.ty(params[1].1) else {
+            panic!()
+        };
+        assert_eq!(h.ty(*link).unwrap().name(), Some("bpf_struct_ops_link"));
+        assert!(h.member(*link, "cgroup").is_some());
+        assert_eq!(h.callback_proto("bpf_psi_ops", "init", Form::V3Link), None);
     }
 }

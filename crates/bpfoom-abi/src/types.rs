@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::struct_ops::Form;
+
 /// Index of a type in [`HostTypes`]; 0 is `void`, as in BTF.
 pub type TypeId = u32;
 
@@ -107,6 +109,9 @@ pub const MM_COUNTERS: [&str; 4] = [
 pub struct HostTypes {
     types: Vec<Type>,
     by_name: HashMap<String, Vec<TypeId>>,
+    /// Older upstream prototypes bpfoom also runs: (ops, member, form,
+    /// `FuncProto` id).
+    alt_protos: Vec<(&'static str, &'static str, Form, TypeId)>,
 }
 
 impl Type {
@@ -205,6 +210,28 @@ impl HostTypes {
                     .map(|m| (m.name.as_str(), m.offset, self.size_of(m.ty).unwrap_or(0)))
                     .collect(),
             ),
+            _ => None,
+        }
+    }
+
+    /// The `FuncProto` of struct_ops callback `ops.member` in `form`: the
+    /// member's own pointee for [`Form::Newest`], an older upstream
+    /// revision's prototype otherwise (`None` where that revision's member
+    /// is not one bpfoom runs).
+    pub fn callback_proto(&self, ops: &str, member: &str, form: Form) -> Option<TypeId> {
+        if form != Form::Newest {
+            return self
+                .alt_protos
+                .iter()
+                .find(|(o, m, f, _)| *o == ops && *m == member && *f == form)
+                .map(|a| a.3);
+        }
+        let m = self.member(self.struct_id(ops)?, member)?;
+        match self.ty(self.resolve(m.ty))? {
+            Type::Ptr(p) => {
+                let p = self.resolve(*p);
+                matches!(self.ty(p), Some(Type::FuncProto { .. })).then_some(p)
+            }
             _ => None,
         }
     }
@@ -508,7 +535,14 @@ fn build() -> HostTypes {
         ],
     );
     let trig_ptr = b.ptr(trig);
-    b.strukt("bpf_struct_ops_link", &[("map", void_ptr)]);
+    // The fields of the kernel's link a policy may read: upstream v3 passes
+    // the link to handle_out_of_memory and policies read its `cgroup` (the
+    // attach point).
+    let link = b.strukt(
+        "bpf_struct_ops_link",
+        &[("map", void_ptr), ("cgroup", cgroup_ptr)],
+    );
+    let link_ptr = b.ptr(link);
     let opaque3 = b.array(u64_, 3);
     b.strukt("bpf_iter_css", &[("__opaque", opaque3)]);
     let opaque1 = b.array(u64_, 1);
@@ -551,6 +585,7 @@ fn build() -> HostTypes {
         ],
     );
     let _ = (u32_, memcg_ptr, s64_t);
+    let mut alt_protos = Vec::new();
 
     // What a bpftool-made vmlinux.h must also give a policy (appended last so
     // the ids above stay as they are): the fixed-width typedefs, `bool`, and
@@ -619,6 +654,14 @@ fn build() -> HostTypes {
         ]),
     );
 
+    // Upstream v3's handle_out_of_memory, appended last so the ids above
+    // stay as they are; anonymous, so a bpftool dump prints nothing for it.
+    let v3_oom = b.add(Type::FuncProto {
+        ret: int,
+        params: vec![("oc".into(), oc_ptr), ("link".into(), link_ptr)],
+    });
+    alt_protos.push(("bpf_oom_ops", "handle_out_of_memory", Form::V3Link, v3_oom));
+
     let mut by_name: HashMap<String, Vec<TypeId>> = HashMap::new();
     for (id, t) in b.types.iter().enumerate() {
         if let Some(n) = t.name() {
@@ -628,6 +671,7 @@ fn build() -> HostTypes {
     HostTypes {
         types: b.types,
         by_name,
+        alt_protos,
     }
 }
 

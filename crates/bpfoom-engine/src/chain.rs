@@ -45,6 +45,9 @@ pub(crate) struct OomInstance {
     pub attach: CgroupId,
     pub vm: Vm,
     pub handle_oom: ProgId,
+    /// `handle_out_of_memory` is upstream v3's `(oc, struct
+    /// bpf_struct_ops_link *link)`: it gets a link, not the cgroup.
+    pub link_arg: bool,
     pub offline: Option<ProgId>,
     pub budget: AtomicU32,
     pub opts: AttachOptions,
@@ -121,6 +124,7 @@ impl OomInstance {
             attach,
             vm,
             handle_oom,
+            link_arg,
             reserve_left,
             ..
         } = self;
@@ -151,12 +155,22 @@ impl OomInstance {
         );
         let (_, oc_id, oc_addr) = k.objs.add_other(env.memory(), &oc);
         let cgrp = k.addr_of(Key::Cgroup(*attach), env);
+        let mut arg2 = cgrp;
+        if *link_arg {
+            // The link of the attachment, as v3's kernel passes it: its
+            // cgroup is the attach point (the root cgroup for a system-wide
+            // instance, which v3 attaches to the root). bpfoom has no
+            // struct_ops map object to point `map` at; it stays NULL.
+            let mut link = vec![0u8; l.link_size];
+            put(&mut link, l.off("bpf_struct_ops_link", "cgroup"), 8, cgrp);
+            arg2 = k.objs.add_other(env.memory(), &link).2;
+        }
         k.oom = Some(OomRun {
             oc: oc_id,
             oc_addr,
             scope: req.memcg,
         });
-        let r = run_prog(vm, *handle_oom, &mut k, &[oc_addr, cgrp]);
+        let r = run_prog(vm, *handle_oom, &mut k, &[oc_addr, arg2]);
         let insns = vm.last_run_insns();
         let freed = vm
             .env_mut()

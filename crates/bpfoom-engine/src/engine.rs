@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bpfoom_obj::Object;
+use bpfoom_obj::{Form, Object};
 use bpfoom_vm::{LoadOptions, MapSpec, ProgId, Vm};
 
 use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome};
@@ -348,11 +348,13 @@ impl<H: Host> Engine<H> {
                         }
                     })?;
                 let offline = load_prog(&mut vm, &policy, "handle_cgroup_offline")?;
+                let link_arg = policy.callback_form("handle_out_of_memory") == Form::V3Link;
                 self.oom.push(OomInstance {
                     name: policy.name.clone(),
                     attach: cgroup,
                     vm,
                     handle_oom,
+                    link_arg,
                     offline,
                     budget: AtomicU32::new(opts.backoff_budget),
                     reserve_left: opts.limit_reserve,

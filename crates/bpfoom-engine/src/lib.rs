@@ -13,6 +13,10 @@
 //!   `oc->bpf_memory_freed` cleared; a handler succeeds only when it returns
 //!   PROCESSED (1) *and* a memory-releasing kfunc set the flag. If none
 //!   succeeds, the host's kernel OOM killer runs ([`Host::kernel_oom`]).
+//!   The handler's second argument is the instance's attach cgroup, or, for
+//!   a program written for upstream v3's `(oc, struct bpf_struct_ops_link
+//!   *link)` (the loader's [`bpfoom_obj::Form::V3Link`]), a read-only link
+//!   whose `cgroup` is that attach cgroup.
 //! - **BACKOFF (2).** Honoured without cost while an OOM victim in scope is
 //!   still exiting (bounded by [`EngineConfig::max_victim_waits`]); otherwise
 //!   it spends one unit of the instance's atomic budget
@@ -564,6 +568,17 @@ impl Policy {
     /// The struct_ops kind.
     pub fn kind(&self) -> OpsKind {
         self.kind
+    }
+
+    /// The upstream revision of `member`'s prototype the program was
+    /// written for (which arguments it gets).
+    pub(crate) fn callback_form(&self, member: &str) -> bpfoom_abi::struct_ops::Form {
+        self.object.struct_ops[self.instance]
+            .callbacks
+            .iter()
+            .find(|c| c.member == member)
+            .map(|c| c.form)
+            .unwrap_or_default()
     }
 
     /// The program index implementing `member`.

@@ -33,7 +33,7 @@ pub(crate) enum Key {
     /// not exiting: `task->mm` is NULL for those, as in the kernel).
     Mm(Pid),
     /// Anything else the engine creates itself (oom_control, bpf_psi,
-    /// psi_trigger, strings), numbered.
+    /// psi_trigger, bpf_struct_ops_link, strings), numbered.
     Other(u32),
 }
 
@@ -50,6 +50,7 @@ pub(crate) struct Layout {
     pub oc_size: usize,
     pub psi_size: usize,
     pub trigger_size: usize,
+    pub link_size: usize,
     off: HashMap<(&'static str, &'static str), usize>,
 }
 
@@ -113,6 +114,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     ),
     ("bpf_psi", &["cgroup_id"]),
     ("psi_trigger", &["state", "threshold", "win", "cgroup_id"]),
+    ("bpf_struct_ops_link", &["map", "cgroup"]),
 ];
 
 impl Layout {
@@ -147,6 +149,7 @@ impl Layout {
                 oc_size: size("oom_control"),
                 psi_size: size("bpf_psi"),
                 trigger_size: size("psi_trigger"),
+                link_size: size("bpf_struct_ops_link"),
                 off,
             }
         })

@@ -14,18 +14,15 @@
 //! read the later arguments.
 //!
 //! The v3 form (`handle_out_of_memory(struct oom_control *, struct
-//! bpf_struct_ops_link *)`, the policy reading `st_link->cgroup`) is refused
-//! rather than run, although passing a link object that carries the attach
-//! cgroup would be simple for the engine: the verifier types a callback's
-//! arguments from the one prototype bpfoom implements (arg 2 a `struct
-//! cgroup *`), so a v3 program's `st_link->cgroup` load would be checked as
-//! a read of `struct cgroup` at that offset. Running it safely needs the
-//! verifier to take the prototype from the object's form, and bpfoom's host
-//! BTF to have `struct bpf_struct_ops_link`; until both exist the load stops
-//! here with the explanation, never with a mistyped program that happens to
-//! pass.
+//! bpf_struct_ops_link *)`, the policy reading `link->cgroup`) runs as
+//! written: the callback is marked [`Form::V3Link`], the verifier types its
+//! arguments from v3's prototype (the link a trusted, read-only
+//! `struct bpf_struct_ops_link *` whose `cgroup` is the attach point) and the
+//! engine passes such a link. Every other older form is refused here with
+//! the explanation, never run as a mistyped program that happens to pass.
 
-use bpfoom_abi::types::{HostTypes, Type};
+use bpfoom_abi::struct_ops::Form;
+use bpfoom_abi::types::{HostTypes, Type, TypeId};
 
 use crate::btf::{Btf, BtfKind};
 use crate::error::{AbiMismatch, ObjError};
@@ -49,19 +46,15 @@ impl Arg {
     }
 }
 
-/// Known upstream revisions whose prototypes differ from bpfoom's.
+/// Known upstream revisions whose prototypes differ from bpfoom's and that
+/// bpfoom does not run (v3's `handle_out_of_memory`, which it runs, is found
+/// through [`Form::alternatives`] first).
 const KNOWN_FORMS: &[(&str, &str, &[&str], &str)] = &[
     (
         "bpf_oom_ops",
         "handle_out_of_memory",
         &["bpf_oom_ctx", "oom_control"],
         "upstream v2 (Oct 2025)",
-    ),
-    (
-        "bpf_oom_ops",
-        "handle_out_of_memory",
-        &["oom_control", "bpf_struct_ops_link"],
-        "upstream v3 (Jan 2026)",
     ),
     (
         "bpf_oom_ops",
@@ -127,13 +120,10 @@ fn obj_args(btf: &Btf, member_ty: u32) -> Option<Vec<Arg>> {
     )
 }
 
-fn host_args(ops: &str, member: &str) -> Option<Vec<Arg>> {
+fn host_args(ops: &str, member: &str, form: Form) -> Option<Vec<Arg>> {
     let h = HostTypes::get();
-    let m = h.member(h.struct_id(ops)?, member)?;
-    let Some(Type::Ptr(p)) = h.ty(h.resolve(m.ty)) else {
-        return None;
-    };
-    let Some(Type::FuncProto { params, .. }) = h.ty(h.resolve(*p)) else {
+    let p: TypeId = h.callback_proto(ops, member, form)?;
+    let Some(Type::FuncProto { params, .. }) = h.ty(p) else {
         return None;
     };
     Some(
@@ -154,22 +144,40 @@ fn list(args: &[Arg]) -> String {
     args.iter().map(Arg::render).collect::<Vec<_>>().join(", ")
 }
 
+/// Fewer arguments than the host passes is fine (a prefix): the program
+/// simply does not read the later ones.
+fn compatible(found: &[Arg], want: &[Arg]) -> bool {
+    found.len() <= want.len() && found.iter().zip(want).all(|(f, w)| f == w)
+}
+
 /// Checks every callback member of the struct_ops type `type_id` (in the
-/// object's BTF) against bpfoom's prototype of the same member.
-pub(crate) fn check(btf: &Btf, var: &str, type_id: u32) -> Result<(), ObjError> {
+/// object's BTF) against bpfoom's prototype of the same member, and returns
+/// the members written for an older form bpfoom runs as written, with that
+/// form (members not listed are [`Form::Newest`]).
+pub(crate) fn check(btf: &Btf, var: &str, type_id: u32) -> Result<Vec<(String, Form)>, ObjError> {
+    let mut older = Vec::new();
     let Some(st) = btf.type_by_id(type_id) else {
-        return Ok(());
+        return Ok(older);
     };
     let BtfKind::Struct { members, .. } = &st.kind else {
-        return Ok(());
+        return Ok(older);
     };
     for m in members {
-        let (Some(found), Some(want)) = (obj_args(btf, m.ty), host_args(&st.name, &m.name)) else {
+        let (Some(found), Some(want)) = (
+            obj_args(btf, m.ty),
+            host_args(&st.name, &m.name, Form::Newest),
+        ) else {
             continue;
         };
-        // Fewer arguments than bpfoom passes is fine (a prefix).
-        let compatible = found.len() <= want.len() && found.iter().zip(&want).all(|(f, w)| f == w);
-        if compatible {
+        if compatible(&found, &want) {
+            continue;
+        }
+        // A prefix of both forms (v1's `(oc)`) took the newest above.
+        if let Some(&form) = Form::alternatives(&st.name, &m.name)
+            .iter()
+            .find(|&&f| host_args(&st.name, &m.name, f).is_some_and(|alt| compatible(&found, &alt)))
+        {
+            older.push((m.name.clone(), form));
             continue;
         }
         let shape: Vec<&str> = found
@@ -185,14 +193,27 @@ pub(crate) fn check(btf: &Btf, var: &str, type_id: u32) -> Result<(), ObjError> 
                 *ops == st.name && *cb == m.name && *args == shape.as_slice()
             })
             .map_or("a form bpfoom does not know", |f| f.3);
+        let also = Form::alternatives(&st.name, &m.name)
+            .iter()
+            .filter_map(|&f| {
+                let args = host_args(&st.name, &m.name, f)?;
+                Some(format!(
+                    " (it also runs {}'s {}({}) as written)",
+                    f.describe(),
+                    m.name,
+                    list(&args)
+                ))
+            })
+            .collect();
         return Err(ObjError::AbiMismatch(Box::new(AbiMismatch {
             var: var.to_string(),
             ops: st.name.clone(),
             member: m.name.clone(),
             found: list(&found),
             want: list(&want),
+            also,
             form,
         })));
     }
-    Ok(())
+    Ok(older)
 }

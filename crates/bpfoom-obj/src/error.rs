@@ -158,7 +158,7 @@ impl From<object::read::Error> for ObjError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "struct_ops `{var}`: this object's struct {ops} declares {member}({found}), \
-     which is {form}; bpfoom implements the newest upstream form {member}({want}). \
+     which is {form}; bpfoom implements the newest upstream form {member}({want}){also}. \
      Rebuild the policy against bpf_oom.h, or against a vmlinux.h made with \
      `bpfoom btf`, and adapt the callback's arguments"
 )]
@@ -173,6 +173,9 @@ pub struct AbiMismatch {
     pub found: String,
     /// bpfoom's argument list.
     pub want: String,
+    /// The older forms of the member bpfoom also runs, as a clause for the
+    /// message (empty when there are none).
+    pub also: String,
     /// Which upstream revision the object's form matches.
     pub form: &'static str,
 }

@@ -42,6 +42,7 @@ pub use crate::core::{CoreKind, CoreOutcome, CoreReloc};
 pub use crate::error::{AbiMismatch, ObjError};
 pub use crate::load::Target;
 pub use bpfoom_abi::maps::MapKind;
+pub use bpfoom_abi::struct_ops::Form;
 pub use bpfoom_insn::Insn;
 
 /// Helper id written over an instruction whose CO-RE relocation failed (libbpf's `0xbad2310`).
@@ -182,6 +183,10 @@ pub struct Callback {
     pub program: usize,
     /// Name of that program.
     pub program_name: String,
+    /// The upstream revision of the member's prototype the object declares
+    /// (an older one only when bpfoom runs it as written; others are
+    /// [`ObjError::AbiMismatch`]): which arguments the program receives.
+    pub form: Form,
 }
 
 /// A map definition.

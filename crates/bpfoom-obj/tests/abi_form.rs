@@ -1,11 +1,13 @@
 //! Objects built against an older upstream revision's `vmlinux.h` are
-//! recognised by the prototypes in their own BTF and refused with an
-//! explanation; a prefix of bpfoom's prototype (upstream v1) still loads.
+//! recognised by the prototypes in their own BTF: v3's
+//! `handle_out_of_memory(oc, struct bpf_struct_ops_link *)` loads, marked
+//! with its form; the other revisions are refused with an explanation; a
+//! prefix of bpfoom's prototype (upstream v1) loads as the newest form.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use bpfoom_obj::{ObjError, Object};
+use bpfoom_obj::{Form, ObjError, Object};
 
 /// A policy whose `struct bpf_oom_ops` / `struct bpf_psi_ops` is its own
 /// (the header's is renamed away), with `ops_def` declaring the revision's
@@ -33,27 +35,62 @@ fn mismatch(r: Result<Object, ObjError>) -> (String, String) {
     }
 }
 
+const V3_OPS: &str = "struct bpf_oom_ops { int (*handle_out_of_memory)(struct oom_control *oc, \
+     struct bpf_struct_ops_link *st_link); char name[64]; };";
+
+const V3_PROG: &str = "SEC(\"struct_ops.s/handle_out_of_memory\")\n\
+    int BPF_PROG(h, struct oom_control *oc, struct bpf_struct_ops_link *l) \
+    { return l->map != 0; }\n\
+    SEC(\".struct_ops.link\") struct bpf_oom_ops ops = { .handle_out_of_memory = (void *)h, .name = \"v3\" };\n";
+
 #[test]
-fn v3_link_argument_is_named() {
+fn v3_link_form_loads_marked_as_v3() {
+    // The program reads the link (its BTF then has the struct, not only a
+    // forward declaration) and, as v1-style code, ignores it: both load.
+    for (name, prog) in [("abi_v3", V3_PROG), ("abi_v3_oc_only", OOM_PROG)] {
+        let Some(r) = build(name, V3_OPS, prog) else {
+            return;
+        };
+        let o = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cb = &o.struct_ops[0].callbacks[0];
+        assert_eq!(cb.member, "handle_out_of_memory");
+        assert_eq!(cb.form, Form::V3Link, "{name}");
+    }
+}
+
+#[test]
+fn newest_form_is_marked_newest() {
     let Some(r) = build(
-        "abi_v3",
+        "abi_newest",
         "struct bpf_oom_ops { int (*handle_out_of_memory)(struct oom_control *oc, \
-         struct bpf_struct_ops_link *st_link); char name[64]; };",
+         struct cgroup *cgrp); char name[64]; };",
+        OOM_PROG,
+    ) else {
+        return;
+    };
+    let o = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.struct_ops[0].callbacks[0].form, Form::Newest);
+}
+
+#[test]
+fn v3_link_with_another_callback_of_an_unknown_form_is_refused() {
+    // Only v3's handle_out_of_memory runs as written; an offline callback
+    // of a shape no revision had still stops the load.
+    let Some(r) = build(
+        "abi_v3_offline",
+        "struct bpf_oom_ops { int (*handle_out_of_memory)(struct oom_control *oc, \
+         struct bpf_struct_ops_link *st_link); \
+         void (*handle_cgroup_offline)(struct task_struct *t); char name[64]; };",
         OOM_PROG,
     ) else {
         return;
     };
     let (form, msg) = mismatch(r);
-    assert_eq!(form, "upstream v3 (Jan 2026)");
+    assert_eq!(form, "a form bpfoom does not know");
     assert!(
-        msg.contains("handle_out_of_memory(struct oom_control *, struct bpf_struct_ops_link *)"),
+        msg.contains("handle_cgroup_offline(struct task_struct *)"),
         "{msg}"
     );
-    assert!(
-        msg.contains("handle_out_of_memory(struct oom_control *, struct cgroup *)"),
-        "{msg}"
-    );
-    assert!(msg.contains("bpfoom btf"), "{msg}");
 }
 
 #[test]
@@ -67,7 +104,25 @@ fn v2_context_argument_is_named() {
     ) else {
         return;
     };
-    assert_eq!(mismatch(r).0, "upstream v2 (Oct 2025)");
+    let (form, msg) = mismatch(r);
+    assert_eq!(form, "upstream v2 (Oct 2025)");
+    assert!(
+        msg.contains("handle_out_of_memory(struct bpf_oom_ctx *, struct oom_control *)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("handle_out_of_memory(struct oom_control *, struct cgroup *)"),
+        "{msg}"
+    );
+    // The message points at the older form bpfoom does run.
+    assert!(
+        msg.contains(
+            "also runs upstream v3 (Jan 2026)'s \
+             handle_out_of_memory(struct oom_control *, struct bpf_struct_ops_link *)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("bpfoom btf"), "{msg}");
 }
 
 #[test]
@@ -119,4 +174,5 @@ fn v1_prefix_form_loads() {
     };
     let o = r.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(o.struct_ops.len(), 1);
+    assert_eq!(o.struct_ops[0].callbacks[0].form, Form::Newest);
 }

@@ -88,10 +88,8 @@ fn test_oomd_struct_preference_map_steers_the_choice_to_cg4() {
     assert_eq!(kill["cgroup"], "/oom_test/cg3/cg4", "{kill}");
 }
 
-fn test_oom_kills_cg4(check: &dyn PolicyCheck) {
-    let Some((killed, out)) = run("test_oom", check) else {
-        return;
-    };
+fn test_oom_kills_cg4(name: &str, check: &dyn PolicyCheck) -> Option<String> {
+    let (killed, out) = run(name, check)?;
     assert_eq!(killed, [103]);
     // The chain: the /oom_test instance declined its own cgroup's OOM,
     // then the system-wide one processed it.
@@ -113,11 +111,37 @@ fn test_oom_kills_cg4(check: &dyn PolicyCheck) {
         ],
         "{out}"
     );
+    Some(out)
 }
 
 #[test]
 fn test_oom_attach_point_check_and_cg4_dies() {
-    test_oom_kills_cg4(&Verifier::default());
+    test_oom_kills_cg4("test_oom", &Verifier::default());
+}
+
+#[test]
+fn test_oom_v3_reads_its_attach_point_from_the_link_and_cg4_dies() {
+    // The v3 form, handle_out_of_memory(oc, struct bpf_struct_ops_link
+    // *link), runs as written: the attach-point check compares with
+    // link->cgroup.
+    let Some(out) = test_oom_kills_cg4("test_oom_v3", &Verifier::default()) else {
+        return;
+    };
+    // Each instance's link->cgroup is its own attach cgroup: /oom_test
+    // (level 1), then the root (level 0) for the system-wide one.
+    let levels: Vec<String> = records(&out)
+        .into_iter()
+        .filter(|r| r["event"] == "printk")
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            "test_oom_v3: attached at level 1",
+            "test_oom_v3: attached at level 0"
+        ],
+        "{out}"
+    );
 }
 
 fn test_psi_declares_the_oom(check: &dyn PolicyCheck) {

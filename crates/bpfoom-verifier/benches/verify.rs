@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
             hook: Hook {
                 ops: "bpf_oom_ops",
                 member: "handle_out_of_memory",
+                form: Default::default(),
             },
             sleepable: true,
             maps: &maps,

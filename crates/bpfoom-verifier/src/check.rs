@@ -161,11 +161,8 @@ fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
     let ops = struct_ops::by_name(input.hook.ops)?;
     let cb = ops.callback(input.hook.member)?;
     let h = HostTypes::get();
-    let m = h.member(h.struct_id(ops.name)?, cb.name)?;
-    let Some(Type::Ptr(p)) = h.ty(m.ty) else {
-        return None;
-    };
-    let Some(Type::FuncProto { params, .. }) = h.ty(*p) else {
+    let p = h.callback_proto(ops.name, cb.name, input.hook.form)?;
+    let Some(Type::FuncProto { params, .. }) = h.ty(p) else {
         return None;
     };
     let params = params
@@ -182,7 +179,7 @@ fn hook_of(input: &ProgramInput<'_>) -> Option<Hook> {
         scope: ops.scope,
         ret: cb.ret,
         ops: ops.name,
-        proto: crate::explain::prototype(h, ops.name, cb.name, *p),
+        proto: crate::explain::prototype(h, ops.name, cb.name, p),
     })
 }
 

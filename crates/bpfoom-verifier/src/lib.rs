@@ -38,6 +38,12 @@
 //! the same loop (iterator depth ignored) is pruned, and scalars that keep
 //! changing around the loop are joined, then widened to unknown.
 //!
+//! The callback's arguments are typed from the prototype of the upstream
+//! revision the object declares ([`Hook::form`]): the newest form's, or
+//! upstream v3's `handle_out_of_memory(struct oom_control *oc, struct
+//! bpf_struct_ops_link *link)`, where `link` is a trusted read-only object
+//! and `link->cgroup` a trusted pointer that may be NULL, as `oc->memcg`.
+//!
 //! # Privileged semantics, as Linux gives struct_ops programs
 //! struct_ops programs are loaded with CAP_SYS_ADMIN, so Linux verifies them
 //! with `allow_ptr_leaks` and `allow_uninit_stack`; bpfoom does the same:
@@ -198,6 +204,10 @@ pub struct Hook<'a> {
     pub ops: &'a str,
     /// Callback member, e.g. `handle_out_of_memory`.
     pub member: &'a str,
+    /// The upstream revision of the callback's prototype the program was
+    /// written for (the loader's [`bpfoom_obj::Callback::form`]): its
+    /// arguments are typed from that revision's prototype.
+    pub form: bpfoom_obj::Form,
 }
 
 /// Kinds of maps a program may reference: the loader's (and the VM's) one

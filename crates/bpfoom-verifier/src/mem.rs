@@ -11,7 +11,11 @@ use crate::RejectKind;
 
 /// Pointer fields that are trusted but may be NULL (need a check), by
 /// (struct, member). Every other pointer field gives a walked pointer.
-const TRUSTED_OR_NULL: &[(&str, &str)] = &[("oom_control", "memcg")];
+/// `link->cgroup` is the attach point of upstream v3's link argument: a
+/// struct_ops link need not be attached to a cgroup, so it is checked like
+/// `oc->memcg`.
+const TRUSTED_OR_NULL: &[(&str, &str)] =
+    &[("oom_control", "memcg"), ("bpf_struct_ops_link", "cgroup")];
 
 /// Pointer fields that Linux's verifier trusts inside an RCU read section
 /// when walked from a trusted or RCU pointer (its `BTF_TYPE_SAFE_RCU` lists,

@@ -83,6 +83,7 @@ pub fn verify_object(obj: &Object, opts: &Options) -> Result<Vec<ProgramReport>,
                 hook: Hook {
                     ops: &inst.type_name,
                     member: &cb.member,
+                    form: cb.form,
                 },
                 sleepable: p.sleepable,
                 maps: &maps,

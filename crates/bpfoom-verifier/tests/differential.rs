@@ -119,6 +119,7 @@ fn verdicts_match_the_kernel() {
             hook: Hook {
                 ops: "bpf_psi_ops",
                 member: "init",
+                form: Default::default(),
             },
             sleepable: false,
             maps: &maps,

@@ -154,6 +154,7 @@ fn accepted_generated_programs_run_safely() {
             hook: bpfoom_verifier::Hook {
                 ops: "bpf_psi_ops",
                 member: "init",
+                form: Default::default(),
             },
             sleepable: false,
             maps: &maps,

@@ -6,6 +6,7 @@ use super::reloc::R_BPF_64_ABS64;
 use crate::btf::{Btf, BtfKind};
 use crate::error::ObjError;
 use crate::{Callback, Program, StructOpsInstance};
+use bpfoom_abi::struct_ops::Form;
 use std::collections::HashMap;
 
 pub(super) fn struct_ops(
@@ -51,7 +52,7 @@ pub(super) fn struct_ops(
             .checked_add(v.size as usize)
             .and_then(|end| sec.data.get(start..end))
             .ok_or_else(|| err(var, "variable outside the section data".into()))?;
-        crate::abi_form::check(btf, var, type_id)?;
+        let older = crate::abi_form::check(btf, var, type_id)?;
         let mut inst = StructOpsInstance {
             var: var.to_string(),
             section: sec.name.clone(),
@@ -100,6 +101,10 @@ pub(super) fn struct_ops(
                         member: m.name.clone(),
                         program: p,
                         program_name: programs[p].name.clone(),
+                        form: older
+                            .iter()
+                            .find(|(member, _)| *member == m.name)
+                            .map_or(Form::Newest, |o| o.1),
                     });
                     // Function pointers are resolved through programs; the slot holds no data.
                     if let Some(slot) = inst.data.get_mut(moff..moff + 8) {

@@ -138,6 +138,7 @@ pub fn run_insns(insns: &[Insn], ctx: Ctx, opts: &Options) -> Result<Report, Ver
         hook: Hook {
             ops: ctx.ops,
             member: ctx.member,
+            form: Default::default(),
         },
         sleepable: ctx.sleepable,
         maps: &maps,
