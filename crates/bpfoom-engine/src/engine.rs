@@ -15,7 +15,7 @@ use crate::kfuncs::{Kctx, PsiRun};
 use crate::objects::{put, Layout};
 use crate::record::{Constraint, Record};
 use crate::state::{OomRequest, State, Trigger};
-use crate::{AttachOptions, EngineConfig, EngineError, OpsKind, Policy, VmBackend};
+use crate::{AttachOptions, EngineConfig, EngineError, InitFailure, OpsKind, Policy, VmBackend};
 
 /// An attached `bpf_psi_ops` instance.
 pub(crate) struct PsiInstance {
@@ -388,13 +388,13 @@ impl<H: Host> Engine<H> {
                     Some(Ok(v)) => {
                         return Err(EngineError::InitFailed {
                             policy: policy.name,
-                            reason: format!("init returned {}", v as i32),
+                            why: InitFailure::Returned(v as i32),
                         })
                     }
                     Some(Err(reason)) => {
                         return Err(EngineError::InitFailed {
                             policy: policy.name,
-                            reason,
+                            why: InitFailure::Stopped(reason),
                         })
                     }
                     None => {

@@ -143,6 +143,18 @@ impl std::str::FromStr for VmBackend {
     }
 }
 
+/// How a PSI policy's `init` failed ([`EngineError::InitFailed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitFailure {
+    /// It returned this non-zero value (a negative errno, usually).
+    #[error("init returned {0}")]
+    Returned(i32),
+    /// It did not finish: a fault, the instruction budget or the time
+    /// limit, as the run's record says.
+    #[error("{0}")]
+    Stopped(String),
+}
+
 /// Per-instance options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachOptions {
@@ -292,12 +304,13 @@ pub enum EngineError {
         attached: Vec<String>,
     },
     /// A PSI policy's `init` failed.
-    #[error("policy {policy}: init failed: {reason}")]
+    #[error("policy {policy}: init failed: {why}")]
     InitFailed {
         /// Instance name.
         policy: String,
         /// What `init` did.
-        reason: String,
+        #[source]
+        why: InitFailure,
     },
     /// A global variable to set does not exist.
     #[error("policy {policy}: no global variable {var} in .rodata/.data/.bss")]

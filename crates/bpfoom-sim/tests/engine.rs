@@ -413,7 +413,13 @@ fn psi_init_online_offline_and_trigger_limits() {
         let mut e = Engine::new(host, engine_config(vm));
         let err = e.attach(failing, 1, AttachOptions::default()).unwrap_err();
         assert!(
-            matches!(&err, EngineError::InitFailed { reason, .. } if reason.contains("-22")),
+            matches!(
+                &err,
+                EngineError::InitFailed {
+                    why: bpfoom_engine::InitFailure::Returned(-22),
+                    ..
+                }
+            ),
             "{err}"
         );
         e.attach(p, 1, AttachOptions::default()).unwrap();
