@@ -119,7 +119,16 @@ pub fn back_to_back(
 }
 
 /// `n` memcgs running out of memory within 100 ms (see the module docs).
-pub fn concurrent(exe: &Path, policy: &Path, mode: Mode, n: usize) -> Result<Episodes, String> {
+/// `slow`: a policy attached at the first memcg only, ahead of `policy` in
+/// its chain (a slow or looping one: the others must not wait for it beyond
+/// its time limit).
+pub fn concurrent(
+    exe: &Path,
+    policy: &Path,
+    mode: Mode,
+    n: usize,
+    slow: Option<&Path>,
+) -> Result<Episodes, String> {
     let tree = V1Tree::new(exe, 0, 0)?;
     let mut cgs = Vec::with_capacity(n);
     for i in 0..n {
@@ -130,8 +139,12 @@ pub fn concurrent(exe: &Path, policy: &Path, mode: Mode, n: usize) -> Result<Epi
     }
     // The job memcg's own 64 MiB limit must not be the one hit.
     write(&tree.dir("job"), "memory.limit_in_bytes", "-1")?;
+    let extra: Vec<String> = slow
+        .map(|s| format!("--attach={}={}/job/m0", s.display(), tree.top_rel))
+        .into_iter()
+        .collect();
     let daemon = match mode {
-        Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
+        Mode::Bpfoom => Some(Daemon::start_with(exe, policy, &tree, &extra)?),
         Mode::Kernel => None,
     };
     let mut kids = Vec::with_capacity(n);

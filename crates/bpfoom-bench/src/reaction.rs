@@ -346,12 +346,23 @@ impl Daemon {
     /// Starts it with `policy` attached at the tree's top; waits for its
     /// control socket.
     pub fn start(exe: &Path, policy: &Path, tree: &V1Tree) -> Result<Daemon, String> {
+        Daemon::start_with(exe, policy, tree, &[])
+    }
+
+    /// [`Daemon::start`] with more `bpfoom run` arguments (more `--attach`es).
+    pub fn start_with(
+        exe: &Path,
+        policy: &Path,
+        tree: &V1Tree,
+        extra: &[String],
+    ) -> Result<Daemon, String> {
         let dir = std::env::temp_dir().join(format!("bpfoom-bench-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let socket = dir.join("d.sock");
         let mut child = Command::new(exe)
             .args(["daemon", "run", "--log-format", "json"])
             .arg(format!("--attach={}={}", policy.display(), tree.top_rel))
+            .args(extra)
             .arg("--socket")
             .arg(&socket)
             .arg("--state-file")

@@ -67,6 +67,11 @@ enum Cmd {
         /// Runs per handler.
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Also attach the slow test policy (slow_kill: a third of a second
+        /// of kfunc calls per run, stopped by the 250 ms handler time limit)
+        /// at the first memcg, ahead of badness in its chain.
+        #[arg(long)]
+        slow: bool,
     },
     /// Group 3 (root, cgroup v1): idle CPU and RSS of the daemon, earlyoom and
     /// nohang over the same interval ($BPFOOM_BENCH_IDLE_SECS, default 60).
@@ -186,16 +191,25 @@ fn episodes_table(reps: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn concurrent_table(memcgs: usize, reps: usize) -> Result<(), String> {
+fn concurrent_table(memcgs: usize, reps: usize, slow: bool) -> Result<(), String> {
     use bpfoom_bench::episodes::concurrent;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let policy = badness_policy()?;
+    let slow = if slow {
+        let src = bpfoom_testutil::repo_root().join("bpf/policies/tests/slow_kill.bpf.c");
+        Some(bpfoom_testutil::compile(&src, &[])?)
+    } else {
+        None
+    };
+    if slow.is_some() {
+        println!("(slow_kill attached at m0 ahead of badness: every m0 OOM runs it to its time limit first)\n");
+    }
     println!("{memcgs} memcgs OOM'ing within 100 ms on cgroup v1 (16 MiB each, a 32 MiB allocator each), {reps} runs per handler\n");
     println!("| run | handler | resolved | kills by policy | start to death (median / max) | daemon notify->kill (median / max) |");
     println!("|---|---|---|---|---|---|");
     for run in 1..=reps {
         for mode in [Mode::Kernel, Mode::Bpfoom] {
-            let r = concurrent(&exe, &policy, mode, memcgs)?;
+            let r = concurrent(&exe, &policy, mode, memcgs, slow.as_deref())?;
             let (name, kills, dl) = match mode {
                 Mode::Kernel => ("kernel OOM killer", "-".to_string(), "-".to_string()),
                 Mode::Bpfoom => (
@@ -412,7 +426,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
             reps,
         } => reaction_table(&cgroups, procs, reps)?,
         Cmd::BackToBack { reps } => episodes_table(reps)?,
-        Cmd::Concurrent { memcgs, reps } => concurrent_table(memcgs, reps)?,
+        Cmd::Concurrent { memcgs, reps, slow } => concurrent_table(memcgs, reps, slow)?,
         Cmd::Idle { cgroups } => {
             let secs = std::env::var("BPFOOM_BENCH_IDLE_SECS")
                 .ok()
