@@ -1,6 +1,9 @@
-//! Every system call bpfoom needs that std does not wrap. This is the only
-//! module of the host and daemon crates with `unsafe`; each wrapper checks
-//! its arguments and turns the C convention into `io::Result`.
+//! Every system call bpfoom needs that std does not wrap. rustix makes most
+//! of them (pidfds, eventfd, inotify, poll, statfs, mlockall, peer
+//! credentials, clocks); the rest (`process_mrelease`, signalfd, the
+//! guardian's fork) are written here with libc. This is the only module of
+//! the host and daemon crates with `unsafe`; each wrapper checks its
+//! arguments and turns the C convention into `io::Result`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -27,39 +30,33 @@ fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
 /// CLOCK_MONOTONIC in nanoseconds: the kernel's `ktime_get_ns()`, the
 /// clock of `bpf_ktime_get_ns` and of task start times.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec we own; with a valid
-    // clock id it cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// `pidfd_open(pid, 0)`: a handle on the process that stays valid (and
 /// keeps naming the same process) even after the pid is recycled.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    if pid <= 0 {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: plain integer arguments; the result is checked.
-    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+    let pid = rustix::process::Pid::from_raw(pid)
+        .filter(|_| pid > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    // SAFETY: a valid descriptor, a NULL siginfo (allowed) and flags 0.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })
-    .map(drop)
+    let sig = rustix::process::Signal::from_named_raw(sig)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
 /// `process_mrelease(pidfd, 0)`: frees a dying process's memory now.
@@ -70,36 +67,27 @@ pub fn process_mrelease(pidfd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// A non-blocking, close-on-exec eventfd, as a file (read 8 bytes to reset).
 pub fn eventfd() -> io::Result<File> {
-    // SAFETY: no pointers; the result is checked.
-    let fd = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) } as _)?;
+    use rustix::event::EventfdFlags;
+    let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
     Ok(File::from(fd))
 }
 
 /// A non-blocking, close-on-exec inotify instance.
 pub fn inotify_init() -> io::Result<File> {
-    // SAFETY: no pointers; the result is checked.
-    let fd = owned(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) } as _)?;
+    use rustix::fs::inotify::CreateFlags;
+    let fd = rustix::fs::inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
     Ok(File::from(fd))
 }
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
-
-/// `inotify_add_watch`; returns the watch descriptor.
+/// `inotify_add_watch` with a raw `IN_*` mask; returns the watch descriptor.
 pub fn inotify_add_watch(ino: &File, path: &Path, mask: u32) -> io::Result<i32> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::inotify_add_watch(ino.as_raw_fd(), c.as_ptr(), mask) } as _)
-        .map(|w| w as i32)
+    let flags = rustix::fs::inotify::WatchFlags::from_bits_retain(mask);
+    Ok(rustix::fs::inotify::add_watch(ino, path, flags)?)
 }
 
 /// `inotify_rm_watch` (errors ignored: the watch may already be gone).
 pub fn inotify_rm_watch(ino: &File, wd: i32) {
-    // SAFETY: integer arguments only.
-    unsafe { libc::inotify_rm_watch(ino.as_raw_fd(), wd) };
+    let _ = rustix::fs::inotify::remove_watch(ino, wd);
 }
 
 /// What to wait for on a descriptor.
@@ -114,28 +102,26 @@ pub enum Wait {
 /// Waits until one of `fds` is ready (or in error or hung up); returns,
 /// per fd, whether it is. An interrupted wait returns all false.
 pub fn poll(fds: &[(BorrowedFd<'_>, Wait)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut p: Vec<libc::pollfd> = fds
+    use rustix::event::{PollFd, PollFlags};
+    let mut p: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|(f, w)| libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: match w {
-                Wait::Readable => libc::POLLIN,
-                Wait::Priority => libc::POLLPRI,
-            },
-            revents: 0,
+        .map(|&(f, w)| {
+            let events = match w {
+                Wait::Readable => PollFlags::IN,
+                Wait::Priority => PollFlags::PRI,
+            };
+            PollFd::from_borrowed_fd(f, events)
         })
         .collect();
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-    // SAFETY: `p` is a live array of `p.len()` pollfd structures.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
-        }
-        return Err(e);
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match rustix::event::poll(&mut p, ts.as_ref()) {
+        Ok(_) => Ok(p.iter().map(|x| !x.revents().is_empty()).collect()),
+        Err(rustix::io::Errno::INTR) => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e.into()),
     }
-    Ok(p.iter().map(|x| x.revents != 0).collect())
 }
 
 /// [`poll`] for readability only.
@@ -146,12 +132,7 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
 
 /// `statfs(path).f_type`: which file system holds `path`.
 pub fn fs_magic(path: &Path) -> io::Result<i64> {
-    let c = cpath(path)?;
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is writable, both live.
-    cvt(unsafe { libc::statfs(c.as_ptr(), &mut st) } as _)?;
-    Ok(st.f_type as i64)
+    Ok(rustix::fs::statfs(path)?.f_type as i64)
 }
 
 /// `CGROUP2_SUPER_MAGIC`.
@@ -162,30 +143,16 @@ pub const PROC_MAGIC: i64 = 0x9fa0;
 /// Locks current and future memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`),
 /// so the daemon is not paged out while the machine is out of memory.
 pub fn mlockall() -> io::Result<()> {
-    // SAFETY: flag arguments only.
-    cvt(unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } as _).map(drop)
+    use rustix::mm::MlockAllFlags;
+    Ok(rustix::mm::mlockall(
+        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE,
+    )?)
 }
 
 /// The uid and pid of the process at the other end of a Unix socket.
 pub fn peer_cred(sock: &UnixStream) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let r = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    cvt(r as _)?;
-    Ok((cred.uid, cred.pid))
+    let c = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok((c.uid.as_raw(), c.pid.as_raw_nonzero().get()))
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP and returns a signalfd that receives
