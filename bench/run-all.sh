@@ -6,7 +6,8 @@
 # Group 7 (the soak) needs root and cgroup v1 and takes 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p bpfoom-bench
+# bpfoom-vmtest: the bpfoom-vmguest binary that the comparison boots.
+cargo build --release -p bpfoom-bench -p bpfoom-vmtest
 B="${CARGO_TARGET_DIR:-target}/release/bpfoom-bench"
 R=bench/results
 mkdir -p "$R"

@@ -1,315 +1,25 @@
-//! Side by side in the VM: bpfoom (`oomd_like`, `psi_early`), oomd,
-//! earlyoom, nohang and the bare kernel, one at a time, on one workload
-//! set. The machine is the VM (1 GiB, no swap); nothing has a cgroup limit,
-//! so every tool faces the same system-wide shortage:
-//!
-//! - `/svc`: the protected service, 64 MiB (process name `svc`);
-//! - `/batch`: the leak (process name `leak`), to 2 GiB: `slow_leak` one
-//!   MiB every 5 ms, `fast_spike` as fast as it can.
-//!
-//! Per run: pressure onset (the first 10 ms sample where the system's
-//! memory PSI `some` total grew), the kill (the leak's exit), who died,
-//! whether `svc` survived, the PSI `full` stall accumulated before the
-//! kill, and the tool's own CPU time (its processes, from /proc).
+//! Side by side in the VM (BENCHMARKS.md section 6): the host half of the
+//! comparison of bpfoom (`oomd_like`, `psi_early`), oomd, earlyoom, nohang
+//! and the bare kernel. The runs themselves happen inside the guest
+//! ([`bpfoom_vmtest::compare`], as `bpfoom-vmguest compare`); this module
+//! builds the initramfs they need, and turns their result lines into the
+//! table and the chart of BENCHMARKS.md.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
+use bpfoom_vmtest::compare::{TOOLS, WORKLOADS};
+use bpfoom_vmtest::vm::{self, Initramfs, VmError};
 use serde_json::{json, Value};
 
-use crate::guest::{report, Alloc, Cg};
 use crate::stats::median;
-
-/// A tool as the guest starts it.
-pub struct Tool {
-    /// Row name.
-    pub name: &'static str,
-    /// argv (empty: the bare kernel).
-    pub argv: &'static [&'static str],
-    /// Files to write first: (path, contents).
-    pub files: &'static [(&'static str, &'static str)],
-    /// A control socket to wait for (the bpfoom daemon).
-    pub socket: Option<&'static str>,
-}
-
-const OOMD_JSON: &str = r#"{"rulesets":[{"name":"vm","detectors":[
- ["batch or svc above 600M anon",{"name":"memory_above","args":{"cgroup":"batch,svc","threshold_anon":"600M","duration":"0"}}],
- ["pressure above 10",{"name":"pressure_above","args":{"cgroup":"/","resource":"memory","threshold":"10","duration":"0"}}]],
- "actions":[{"name":"kill_by_memory_size_or_growth","args":{"cgroup":"batch,svc","post_action_delay":"1"}}]}]}"#;
-
-const OOMD_LIKE_TOML: &str = "[daemon]\nsocket = \"/run/cmp.sock\"\nstate_file = \"/run/cmp.state\"\nhandler_time_limit_ms = 5000\n\n[global]\nmin_available_percent = 10.0\nfallback = \"sysrq\"\n\n[[attach]]\npolicy = \"/policies/oomd_like.bpf.o\"\ncgroup = \"/\"\nmaps = [{ map = \"prefs\", key = \"/svc\", value = 2 }]\n";
-
-const PSI_EARLY_TOML: &str = "[daemon]\nsocket = \"/run/cmp.sock\"\nstate_file = \"/run/cmp.state\"\nhandler_time_limit_ms = 5000\n\n[[attach]]\npolicy = \"/policies/largest_leaf.bpf.o\"\ncgroup = \"/\"\n\n[[attach]]\npolicy = \"/policies/psi_early.bpf.o\"\ncgroup = \"/\"\nglobals = { threshold_us = 100000, window_us = 1000000 }\n";
-
-/// The tools, in table order; the bare kernel (first) is the baseline.
-pub const TOOLS: &[Tool] = &[
-    Tool {
-        name: "bare kernel",
-        argv: &[],
-        files: &[],
-        socket: None,
-    },
-    Tool {
-        name: "bpfoom oomd_like",
-        argv: &[
-            "/bin/bpfoom-vmguest",
-            "daemon",
-            "run",
-            "--config",
-            "/run/cmp.toml",
-        ],
-        files: &[("/run/cmp.toml", OOMD_LIKE_TOML)],
-        socket: Some("/run/cmp.sock"),
-    },
-    Tool {
-        name: "bpfoom psi_early",
-        argv: &[
-            "/bin/bpfoom-vmguest",
-            "daemon",
-            "run",
-            "--config",
-            "/run/cmp.toml",
-        ],
-        files: &[("/run/cmp.toml", PSI_EARLY_TOML)],
-        socket: Some("/run/cmp.sock"),
-    },
-    Tool {
-        name: "oomd",
-        argv: &[
-            "/usr/bin/oomd",
-            "--config",
-            "/run/oomd.json",
-            "--interval",
-            "1",
-            "--runtime-dir",
-            "/run/oomd",
-            "--kmsg-override",
-            "/run/oomd.kmsg",
-        ],
-        files: &[("/run/oomd.json", OOMD_JSON)],
-        socket: None,
-    },
-    Tool {
-        name: "earlyoom",
-        argv: &["/usr/bin/earlyoom", "-r", "0", "--avoid", "^svc$"],
-        files: &[],
-        socket: None,
-    },
-    Tool {
-        name: "nohang",
-        argv: &[
-            "/usr/bin/python3",
-            "/usr/sbin/nohang",
-            "--monitor",
-            "--config",
-            "/etc/nohang/nohang.conf",
-        ],
-        files: &[],
-        socket: None,
-    },
-];
-
-/// The workloads: name and milliseconds between MiB.
-pub const WORKLOADS: &[(&str, u64)] = &[("slow_leak", 5), ("fast_spike", 0)];
-
-fn psi_totals() -> (u64, u64) {
-    let t = std::fs::read_to_string("/proc/pressure/memory").unwrap_or_default();
-    let get = |kind: &str| {
-        t.lines()
-            .find(|l| l.starts_with(kind))
-            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("some"), get("full"))
-}
-
-/// The kernel's OOM kill counter (`oom_kill` in /proc/vmstat).
-fn kernel_oom_kills() -> u64 {
-    std::fs::read_to_string("/proc/vmstat")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn start_tool(t: &Tool) -> Result<Option<Child>, String> {
-    let _ = std::fs::remove_file("/run/tool.log");
-    for (path, text) in t.files {
-        std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
-    }
-    let Some((exe, args)) = t.argv.split_first() else {
-        return Ok(None);
-    };
-    if !Path::new(exe).exists() {
-        return Err(format!("{exe} is not in the initramfs"));
-    }
-    let _ = std::fs::create_dir_all("/run/oomd");
-    let log = std::fs::File::create("/run/tool.log").map_err(|e| e.to_string())?;
-    let err = log.try_clone().map_err(|e| e.to_string())?;
-    let mut c = Command::new(exe)
-        .args(args)
-        .stdout(log)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{exe}: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    match t.socket {
-        Some(s) => {
-            while std::os::unix::net::UnixStream::connect(s).is_err() {
-                if Instant::now() > deadline || !matches!(c.try_wait(), Ok(None)) {
-                    return Err(format!("{} not ready: {}", t.name, tool_log()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        None => std::thread::sleep(Duration::from_secs(2)),
-    }
-    if !matches!(c.try_wait(), Ok(None)) {
-        return Err(format!("{} exited at start: {}", t.name, tool_log()));
-    }
-    Ok(Some(c))
-}
-
-fn tool_log() -> String {
-    let s = std::fs::read_to_string("/run/tool.log").unwrap_or_default();
-    s.chars()
-        .rev()
-        .take(600)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect()
-}
-
-fn stop(c: &mut Child) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// One run of `tool` on a workload; the result as JSON.
-pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, String> {
-    let f = |e: crate::guest::Fail| e.0;
-    let svc_cg = Cg::make("svc").map_err(f)?;
-    let batch_cg = Cg::make("batch").map_err(f)?;
-    let mut tool_child = start_tool(tool)?;
-    let mut svc = Alloc::start_named(&svc_cg, "/bin/svc", 64, 0, 0).map_err(f)?;
-    if !svc.ready(Duration::from_secs(20)) {
-        return Err("svc could not allocate".into());
-    }
-    let cpu0 = tool_child
-        .as_ref()
-        .map_or(0, |c| crate::idle::cpu_ns(c.id() as i32));
-    let (some0, full0) = psi_totals();
-    let kernel0 = kernel_oom_kills();
-    let t0 = Instant::now();
-    let mut leak = Alloc::start_named(&batch_cg, "/bin/leak", 2048, 0, step_ms).map_err(f)?;
-    let mut onset = None;
-    let mut full_at_kill = full0;
-    let mut kill = None;
-    let mut status = None;
-    while t0.elapsed() < Duration::from_secs(120) {
-        let (some, full) = psi_totals();
-        if onset.is_none() && some > some0 {
-            onset = Some(t0.elapsed());
-        }
-        if let Some(st) = leak.wait(Duration::ZERO) {
-            kill = Some(t0.elapsed());
-            status = Some(st);
-            break;
-        }
-        full_at_kill = full;
-        if !svc.alive() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let svc_alive = svc.alive();
-    let leak_alive = leak.alive();
-    let tool_alive = tool_child
-        .as_mut()
-        .is_none_or(|c| matches!(c.try_wait(), Ok(None)));
-    let kernel_kills = kernel_oom_kills().saturating_sub(kernel0);
-    let cpu1 = tool_child
-        .as_ref()
-        .map_or(0, |c| crate::idle::cpu_ns(c.id() as i32));
-    let died: Vec<&str> = [
-        (!leak_alive, "leak"),
-        (!svc_alive, "svc"),
-        (!tool_alive, "the tool"),
-    ]
-    .iter()
-    .filter(|(d, _)| *d)
-    .map(|&(_, n)| n)
-    .collect();
-    drop(leak);
-    drop(svc);
-    if let Some(c) = tool_child.as_mut() {
-        stop(c);
-    }
-    let log = tool_log();
-    svc_cg.destroy();
-    batch_cg.destroy();
-    std::thread::sleep(Duration::from_secs(1));
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    Ok(json!({
-        "cmp": true,
-        "tool": tool.name,
-        "workload": workload,
-        "onset_ms": ms(onset),
-        "kill_ms": ms(kill),
-        "onset_to_kill_ms": match (onset, kill) {
-            (Some(o), Some(k)) => Some(k.saturating_sub(o).as_secs_f64() * 1000.0),
-            _ => None,
-        },
-        "leak_status": status.map(|s| s.to_string()),
-        "died": died,
-        "kernel_oom_kills": kernel_kills,
-        "svc_survived": svc_alive,
-        "psi_full_before_kill_ms": full_at_kill.saturating_sub(full0) as f64 / 1000.0,
-        "tool_cpu_ms": cpu1.saturating_sub(cpu0) as f64 / 1e6,
-        "tool_log_tail": log,
-    }))
-}
-
-/// The guest's `compare` command: every tool whose name contains `only`
-/// on every workload, `reps` times, one result line each.
-pub fn guest_main(reps: usize, only: &str) {
-    // The harness must outlive any OOM; tools inherit this, as OOM daemons
-    // usually protect themselves.
-    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let _ = Cg::make("").and_then(|r| r.write("cgroup.subtree_control", "+memory"));
-    for _ in 0..reps {
-        for (w, step) in WORKLOADS {
-            for t in TOOLS.iter().filter(|t| t.name.contains(only)) {
-                let v = run_one(t, w, *step).unwrap_or_else(
-                    |e| json!({ "cmp": true, "tool": t.name, "workload": w, "error": e }),
-                );
-                report(&v);
-            }
-        }
-    }
-    let _ = std::io::stdout().flush();
-}
 
 /// Builds the comparison initramfs: the v2 one's contents plus the other
 /// tools (earlyoom, oomd, nohang with python3) where installed; returns
 /// it and the tools that are missing.
 pub fn initramfs(guest: &Path) -> Result<(Vec<u8>, Vec<String>), String> {
-    use crate::vm::Initramfs;
-    let e = |e: crate::vm::VmError| e.to_string();
+    let e = |e: VmError| e.to_string();
     let mut i = Initramfs::new();
-    i.elf(&crate::vm::busybox().map_err(e)?, "/bin/busybox")
+    i.elf(&vm::busybox().map_err(e)?, "/bin/busybox")
         .map_err(e)?;
     i.elf(guest, "/bin/bpfoom-vmguest").map_err(e)?;
     i.symlink("/bin/svc", "bpfoom-vmguest")
@@ -357,7 +67,7 @@ pub fn initramfs(guest: &Path) -> Result<(Vec<u8>, Vec<String>), String> {
     } else {
         missing.push("nohang (python3.11 + /usr/sbin/nohang)".into());
     }
-    let init = crate::vm::init_script(
+    let init = vm::init_script(
         "/bin/bpfoom-vmguest compare \"$(sed -n 's/.*bpfoom.reps=\\([0-9]*\\).*/\\1/p' /proc/cmdline)\" \"$(sed -n 's/.*bpfoom.only=\\([a-z_]*\\).*/\\1/p' /proc/cmdline)\" 2>&1",
     );
     i.bytes("/init", 0o755, init.as_bytes());

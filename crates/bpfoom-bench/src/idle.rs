@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bpfoom_vmtest::proc::{cpu_ns, family};
+
 use crate::reaction::{Daemon, V1Tree};
 
 /// One tool's idle cost.
@@ -20,42 +22,6 @@ pub struct Idle {
     pub max_rss_kb: u64,
     /// RSS at the end, KiB.
     pub end_rss_kb: u64,
-}
-
-/// Process ids of `pid` and its descendants.
-pub fn family(pid: i32) -> Vec<i32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        if let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in rd.flatten() {
-                let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-/// CPU time (ns, every thread: the first field of each task's
-/// `schedstat`, far finer than the clock ticks of `stat`) of one process.
-fn cpu_ns_one(pid: i32) -> u64 {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    rd.flatten()
-        .filter_map(|t| {
-            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            s.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// CPU time (ns) of `pid` and its descendants.
-pub fn cpu_ns(pid: i32) -> u64 {
-    family(pid).into_iter().map(cpu_ns_one).sum()
 }
 
 /// VmRSS (KiB) of `pid` and its descendants.
@@ -102,7 +68,7 @@ pub fn run(exe: &Path, policy: &Path, n: usize, secs: u64) -> Result<Vec<Idle>, 
         max_rss: 0,
     }];
     let mut own = Vec::new();
-    if let Some(e) = crate::vm::which("earlyoom") {
+    if let Some(e) = bpfoom_vmtest::vm::which("earlyoom") {
         // --dryrun: it measures and decides as usual but kills nothing on
         // a shared machine.
         own.push((
@@ -110,7 +76,7 @@ pub fn run(exe: &Path, policy: &Path, n: usize, secs: u64) -> Result<Vec<Idle>, 
             spawn(Command::new(e).arg("--dryrun"))?,
         ));
     }
-    if let Some(nh) = crate::vm::which("nohang") {
+    if let Some(nh) = bpfoom_vmtest::vm::which("nohang") {
         own.push((
             "nohang 0.2 (packaged nohang.conf)",
             spawn(Command::new(nh).args(["--monitor", "--config", "/etc/nohang/nohang.conf"]))?,

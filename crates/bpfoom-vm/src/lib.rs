@@ -78,6 +78,7 @@ pub mod helpers;
 mod interp;
 #[cfg(feature = "jit")]
 mod jit;
+#[cfg(feature = "kernel")]
 pub mod linux;
 pub mod maps;
 pub mod mem;

@@ -1,6 +1,8 @@
 //! Running programs in the Linux kernel through `bpf(2)`, as the reference
 //! for differential tests and as the JIT baseline for benchmarks. This is the
-//! crate's only syscall code; the interpreter itself never needs it.
+//! crate's only syscall code; the interpreter itself never needs it, so it
+//! is built only with the cargo feature `kernel` (off by default; the tests
+//! and benchmarks that use it turn it on).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

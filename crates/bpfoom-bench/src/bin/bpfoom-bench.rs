@@ -276,12 +276,13 @@ fn compare(
     raw: &std::path::Path,
     only: &str,
 ) -> Result<(), String> {
-    use bpfoom_bench::{compare, vm};
+    use bpfoom_bench::compare;
+    use bpfoom_vmtest::vm;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let guest = exe.with_file_name("bpfoom-vmguest");
     if !guest.is_file() {
         return Err(format!(
-            "{} missing: cargo build --release -p bpfoom-bench",
+            "{} missing: cargo build --release -p bpfoom-vmtest",
             guest.display()
         ));
     }
@@ -481,7 +482,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
             adj,
             hold_s,
             step_ms,
-        } => bpfoom_bench::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms)
+        } => bpfoom_vmtest::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms)
             .map_err(|e| e.to_string())?,
         Cmd::Ticker { cgroup } => reaction::ticker_main(&cgroup)?,
         Cmd::Sleepers { cgroup, n } => reaction::sleepers_main(&cgroup, n)?,

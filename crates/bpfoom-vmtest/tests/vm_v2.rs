@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bpfoom_bench::vm::{self, Boot, Initramfs, VmError};
+use bpfoom_vmtest::vm::{self, Boot, Initramfs, VmError};
 
 /// Guest tests that cannot pass yet for a reason outside this crate: their
 /// result is printed, not asserted.
@@ -96,7 +96,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
     eprintln!("VM ran for {:.1} s", serial.elapsed.as_secs_f64());
     assert!(!serial.timed_out, "the VM timed out");
     let results = vm::parse_results(&serial.text);
-    let names: Vec<&str> = bpfoom_bench::guest::V2_SUITE
+    let names: Vec<&str> = bpfoom_vmtest::guest::V2_SUITE
         .iter()
         .map(|(n, _)| *n)
         .filter(|n| n.contains(&filter))

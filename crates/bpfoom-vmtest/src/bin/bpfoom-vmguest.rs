@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             adj,
             hold_s,
             step_ms,
-        } => match bpfoom_bench::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms) {
+        } => match bpfoom_vmtest::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("alloc: {e}");
@@ -72,11 +72,11 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Compare { reps, only } => {
-            bpfoom_bench::compare::guest_main(reps, &only);
+            bpfoom_vmtest::compare::guest_main(reps, &only);
             ExitCode::SUCCESS
         }
         Cmd::Suite { filter } => {
-            let failed = bpfoom_bench::guest::run_suite(bpfoom_bench::guest::V2_SUITE, &filter);
+            let failed = bpfoom_vmtest::guest::run_suite(bpfoom_vmtest::guest::V2_SUITE, &filter);
             println!("BPFOOM-VM-DONE failed={failed}");
             ExitCode::from(u8::from(failed > 0))
         }
