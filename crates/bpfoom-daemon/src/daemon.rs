@@ -87,7 +87,10 @@ struct Daemon {
 }
 
 fn setup(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DaemonError {
-    move |e| DaemonError::Setup(format!("{what}: {e}"))
+    move |source| DaemonError::Io {
+        what: what.to_string(),
+        source,
+    }
 }
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT/SIGHUP.
@@ -159,7 +162,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
     if let Some(m) = bpfoom_host::procfs::Procfs::new(&hc.proc_root).meminfo() {
         hc.global_min_available_kb = global.min_available_kb(&m);
     }
-    let mut host = LinuxHost::new(hc).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let mut host = LinuxHost::new(hc)?;
     let sink_out = out.clone();
     host.set_sink(Box::new(move |r| sink_out.borrow_mut().record(r)));
     let ecfg = EngineConfig {

@@ -89,6 +89,18 @@ pub enum DaemonError {
     /// The machine could not be set up (cgroupfs, socket, guardian).
     #[error("{0}")]
     Setup(String),
+    /// A system call of the set-up or the main loop failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (`poll`, `metrics endpoint 127.0.0.1:9464`).
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host (cgroup hierarchy, inotify, state file) could not be opened.
+    #[error(transparent)]
+    Host(#[from] bpfoom_host::Error),
     /// Writing output failed.
     #[error("output: {0}")]
     Output(#[from] std::io::Error),

@@ -343,16 +343,20 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, DaemonError> {
 /// the bound address (with the real port when `addr` asked for port 0).
 pub fn serve(addr: SocketAddr, registry: Registry) -> Result<SocketAddr, DaemonError> {
     let listener = bind(addr)?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| DaemonError::Setup(format!("metrics endpoint {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|source| DaemonError::Io {
+        what: format!("metrics endpoint {addr}"),
+        source,
+    })?;
     spawn(listener, registry)?;
     Ok(local)
 }
 
 /// Binds the endpoint (at start-up, so a bad address stops the start).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(addr).map_err(|e| DaemonError::Setup(format!("metrics endpoint {addr}: {e}")))
+    TcpListener::bind(addr).map_err(|source| DaemonError::Io {
+        what: format!("metrics endpoint {addr}"),
+        source,
+    })
 }
 
 /// Serves `/metrics` on `listener` from a new thread. Call it after the
@@ -374,7 +378,10 @@ pub fn spawn(listener: TcpListener, registry: Registry) -> Result<(), DaemonErro
                 }
             }
         })
-        .map_err(|e| DaemonError::Setup(format!("metrics thread: {e}")))?;
+        .map_err(|source| DaemonError::Io {
+            what: "metrics thread".into(),
+            source,
+        })?;
     Ok(())
 }
 
