@@ -522,13 +522,13 @@ fn fault2_victim_cgroup_removed_mid_chain() {
         "a dead task was recorded as killed: {:?}",
         d.events("kill")
     );
-    assert!(
-        d.stderr().contains(&format!("slow_kill: {vpid} is gone"))
-            || d.stderr()
-                .contains(&format!("slow_kill: kill {vpid} failed")),
-        "{}",
-        d.stderr()
-    );
+    // stderr is read by its own thread: the line may trail the records.
+    let said = |d: &DaemonProc| {
+        let e = d.stderr();
+        e.contains(&format!("slow_kill: {vpid} is gone"))
+            || e.contains(&format!("slow_kill: kill {vpid} failed"))
+    };
+    assert!(wait_until(5 * S, || said(&d)), "{}", d.stderr());
     // Paused again for the next OOM, which the daemon handles.
     let _ = alloc.child.kill();
     assert!(alloc.wait(5 * S).is_some());
