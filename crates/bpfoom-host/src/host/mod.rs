@@ -260,10 +260,6 @@ impl LinuxHost {
 
     /// Ends the OOM event.
     pub fn end_oom(&mut self) {
-        if self.cfg.dry_run && self.oom_start.is_some() {
-            // Nothing was paused: the kernel kills; name whom.
-            self.kmsg_until = Some(Instant::now() + Duration::from_secs(2));
-        }
         self.fs.end_run();
         self.run_cgroups.borrow_mut().clear();
         self.oom_start = None;
@@ -658,6 +654,11 @@ impl Host for LinuxHost {
     }
 
     fn record(&mut self, r: &Record) {
+        if self.cfg.dry_run && matches!(r, Record::Oom { .. }) {
+            // Nothing was paused: the kernel kills; name whom. (Only for an
+            // OOM: PSI samples begin and end runs too, without one.)
+            self.kmsg_until = Some(Instant::now() + Duration::from_secs(2));
+        }
         let latency_us = self
             .oom_start
             .map(|s| s.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
