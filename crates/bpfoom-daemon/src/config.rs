@@ -8,6 +8,7 @@
 //! handler_time_limit_ms = 250
 //! insn_budget = 1000000
 //! engine = "jit"                       # or "interpreter" (same results, slower)
+//! mlock = "onfault"                    # or "all" (lock the whole binary now), "off"
 //!
 //! [v2]
 //! headroom = "16M"                     # memory.high below memory.max
@@ -71,6 +72,31 @@ pub struct DaemonSection {
     pub metrics: Option<String>,
     /// What runs the policies (default: the JIT where built in).
     pub engine: Option<EngineKind>,
+    /// How the daemon's memory is kept resident (default `onfault`).
+    pub mlock: Option<MlockKind>,
+}
+
+/// `[daemon] mlock` and `--mlock`: see [`bpfoom_host::MemoryLock`] for what
+/// each costs.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MlockKind {
+    /// Lock pages as they are first touched (earlyoom's choice).
+    Onfault,
+    /// Populate and lock every mapping at start.
+    All,
+    /// No locking.
+    Off,
+}
+
+impl From<MlockKind> for bpfoom_host::MemoryLock {
+    fn from(k: MlockKind) -> Self {
+        match k {
+            MlockKind::Onfault => bpfoom_host::MemoryLock::OnFault,
+            MlockKind::All => bpfoom_host::MemoryLock::All,
+            MlockKind::Off => bpfoom_host::MemoryLock::Off,
+        }
+    }
 }
 
 /// `[daemon] engine`: what executes the policies' programs.
@@ -392,6 +418,24 @@ maps = [{ map = "prefs", key = "/a/b", value = 3 }, { map = "prefs", key = 7, va
         let e = Config::parse("[daemon]\n\nengine = \"fast\"\n", "c.toml").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.message.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn mlock_choice() {
+        let c = Config::parse("[daemon]\nmlock = \"all\"\n", "c.toml").unwrap();
+        assert_eq!(c.daemon.mlock, Some(MlockKind::All));
+        let c = Config::parse("[daemon]\nmlock = \"off\"\n", "c.toml").unwrap();
+        assert_eq!(c.daemon.mlock, Some(MlockKind::Off));
+        let c = Config::parse("[daemon]\n", "c.toml").unwrap();
+        assert_eq!(c.daemon.mlock, None);
+        assert_eq!(
+            bpfoom_host::MemoryLock::default(),
+            MlockKind::Onfault.into(),
+            "unset means onfault"
+        );
+        let e = Config::parse("[daemon]\n\nmlock = \"some\"\n", "c.toml").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("c.toml:3") && m.contains("onfault"), "{m}");
     }
 
     #[test]

@@ -193,7 +193,12 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         Some(a) => Some(crate::metrics::parse_addr(a)?),
         None => None,
     };
-    let result = dm.start(&cfg, &attach_specs, &socket, args.no_mlock, metrics_addr);
+    // --no-mlock (unprivileged experiments) wins over the file.
+    let mlock = match (args.no_mlock, args.mlock.or(d.mlock)) {
+        (true, _) => bpfoom_host::MemoryLock::Off,
+        (false, k) => k.map(Into::into).unwrap_or_default(),
+    };
+    let result = dm.start(&cfg, &attach_specs, &socket, mlock, metrics_addr);
     let result = result.and_then(|listener| dm.serve(&listener, guardian));
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
@@ -286,7 +291,7 @@ impl Daemon {
         cfg: &Config,
         cli: &[Config],
         socket: &Path,
-        no_mlock: bool,
+        mlock: bpfoom_host::MemoryLock,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<UnixListener, DaemonError> {
         // Before any attachment: a second daemon must fail without an
@@ -330,10 +335,8 @@ impl Daemon {
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
             self.warn(&format!("cannot set oom_score_adj -1000 ({e})"));
         }
-        if !no_mlock {
-            if let Err(e) = bpfoom_host::lock_memory(1 << 20) {
-                self.warn(&format!("mlockall failed ({e}); continuing unlocked"));
-            }
+        if let Err(e) = bpfoom_host::lock_memory(mlock, 1 << 20) {
+            self.warn(&format!("mlockall failed ({e}); continuing unlocked"));
         }
         // Bound last: a client that can connect sees the initial attachments.
         let listener = bind_socket(socket)?;

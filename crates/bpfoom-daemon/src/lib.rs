@@ -143,9 +143,13 @@ pub struct RunArgs {
     /// Memory cgroup hierarchy (default: from /proc/self/mountinfo).
     #[arg(long)]
     pub cgroup_root: Option<PathBuf>,
-    /// Skip mlockall (for unprivileged experiments).
+    /// Skip mlockall (for unprivileged experiments); `--mlock off`.
     #[arg(long)]
     pub no_mlock: bool,
+    /// How memory is kept resident: onfault (default), all or off;
+    /// overrides `[daemon] mlock`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mlock: Option<config::MlockKind>,
     /// Serve Prometheus metrics at http://ADDR/metrics (ADDR as HOST:PORT,
     /// or a bare PORT on 127.0.0.1).
     #[arg(long, value_name = "ADDR")]

@@ -70,10 +70,41 @@ pub fn find_memory_hierarchy(proc_root: &std::path::Path) -> Option<std::path::P
     v2
 }
 
-/// Makes the daemon's memory resident: locks it (`mlockall`) and touches
-/// `stack_bytes` of stack so the OOM path never faults in new pages.
-pub fn lock_memory(stack_bytes: usize) -> std::io::Result<()> {
-    sys::mlockall()?;
+/// How the daemon keeps its memory resident (`[daemon] mlock`).
+///
+/// The default is [`MemoryLock::OnFault`], the choice earlyoom and nohang
+/// made: a page is locked the first time it is touched and stays resident
+/// from then on. Start-up (configuration, verification, the JIT, the first
+/// scan of the tree) touches most of what an OOM needs; the rest is locked
+/// during the first OOM and stays locked for every later one. Locking the
+/// whole binary up front ([`MemoryLock::All`]) costs its full text (about
+/// 10 MB with Cranelift) whether or not it is ever run; it is the choice
+/// for hosts whose main concern is the global OOM, where the first OOM may
+/// have to read a not-yet-touched page back from disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryLock {
+    /// No `mlockall`.
+    Off,
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`.
+    #[default]
+    OnFault,
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: every mapping populated now.
+    All,
+}
+
+/// Makes the daemon's memory resident as `mode` says (`mlockall`) and
+/// touches `stack_bytes` of stack so the OOM path never faults in new
+/// stack pages.
+pub fn lock_memory(mode: MemoryLock, stack_bytes: usize) -> std::io::Result<()> {
+    match mode {
+        MemoryLock::Off => return Ok(()),
+        MemoryLock::OnFault => {
+            // Best effort: a kernel without smaps only keeps more resident.
+            let _ = sys::drop_own_text();
+            sys::mlockall(true)?
+        }
+        MemoryLock::All => sys::mlockall(false)?,
+    }
     prefault_stack(stack_bytes);
     Ok(())
 }
