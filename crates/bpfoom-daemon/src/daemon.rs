@@ -302,6 +302,11 @@ impl Daemon {
                 socket.display()
             )));
         }
+        // Before the attachments and their watches: each watched cgroup
+        // holds descriptors (see raise_nofile_limit).
+        if let Err(e) = bpfoom_host::sys::raise_nofile_limit() {
+            self.warn(&format!("cannot raise the open-file limit ({e})"));
+        }
         // The file's entries are the reload's to manage; `--attach` ones
         // stay until detached.
         let entries = cfg.attach.iter().map(|a| (cfg, a, true));

@@ -198,6 +198,42 @@ pub fn drop_own_text() -> io::Result<usize> {
     Ok(dropped)
 }
 
+/// Raises the open-file limit as far as this process may: both limits to
+/// `fs.nr_open` where it is privileged (`CAP_SYS_RESOURCE`), else the soft
+/// limit to the hard one. Returns the soft limit in force afterwards.
+///
+/// Every watched cgroup holds descriptors (an eventfd and `oom_control` on
+/// v1; a `memory.events` watch and a PSI trigger on v2), and services start
+/// with a soft limit of 1,024 (systemd's default; the kernel's is 1,024 soft
+/// and 4,096 hard), which about 1,000 watched cgroups exhaust. The daemon
+/// uses `poll`, never `select`, so a large limit is safe.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = nr_open.filter(|&n| cur.maximum.is_some_and(|m| m < n)) {
+        let all = Rlimit {
+            current: Some(n),
+            maximum: Some(n),
+        };
+        if setrlimit(Resource::Nofile, all).is_ok() {
+            return Ok(n);
+        }
+    }
+    if cur.current != cur.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: cur.maximum,
+                maximum: cur.maximum,
+            },
+        )?;
+    }
+    Ok(cur.maximum.unwrap_or(u64::MAX))
+}
+
 /// The uid and pid of the process at the other end of a Unix socket.
 pub fn peer_cred(sock: &UnixStream) -> io::Result<(u32, i32)> {
     let c = rustix::net::sockopt::socket_peercred(sock)?;
@@ -436,6 +472,18 @@ mod tests {
             }
         }
         (size, rss)
+    }
+
+    #[test]
+    fn nofile_limit_is_raised_to_the_hard_limit_at_least() {
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        let soft = super::raise_nofile_limit().unwrap();
+        let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(now.current, Some(soft));
+        assert!(
+            hard.is_none_or(|h| soft >= h),
+            "soft {soft} below the hard limit {hard:?}"
+        );
     }
 
     #[test]
