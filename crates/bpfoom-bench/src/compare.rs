@@ -14,9 +14,10 @@ use serde_json::{json, Value};
 use crate::stats::median;
 
 /// Builds the comparison initramfs: the v2 one's contents plus the other
-/// tools (earlyoom, oomd, nohang with python3) where installed; returns
-/// it and the tools that are missing.
-pub fn initramfs(guest: &Path) -> Result<(Vec<u8>, Vec<String>), String> {
+/// tools (earlyoom, oomd, nohang with python3) where installed, with `/init`
+/// running `command` (a shell command line); returns it and the tools that
+/// are missing.
+pub fn initramfs(guest: &Path, command: &str) -> Result<(Vec<u8>, Vec<String>), String> {
     let e = |e: VmError| e.to_string();
     let mut i = Initramfs::new();
     i.elf(&vm::busybox().map_err(e)?, "/bin/busybox")
@@ -67,11 +68,67 @@ pub fn initramfs(guest: &Path) -> Result<(Vec<u8>, Vec<String>), String> {
     } else {
         missing.push("nohang (python3.11 + /usr/sbin/nohang)".into());
     }
-    let init = vm::init_script(
-        "/bin/bpfoom-vmguest compare \"$(sed -n 's/.*bpfoom.reps=\\([0-9]*\\).*/\\1/p' /proc/cmdline)\" \"$(sed -n 's/.*bpfoom.only=\\([a-z_]*\\).*/\\1/p' /proc/cmdline)\" 2>&1",
-    );
+    let init = vm::init_script(command);
     i.bytes("/init", 0o755, init.as_bytes());
     Ok((i.finish(), missing))
+}
+
+/// The `/init` command of the side-by-side comparison: `bpfoom-vmguest
+/// compare` with the repetitions and tool filter from the kernel command
+/// line (`bpfoom.reps=`, `bpfoom.only=`).
+pub const COMPARE_COMMAND: &str = "/bin/bpfoom-vmguest compare \"$(sed -n 's/.*bpfoom.reps=\\([0-9]*\\).*/\\1/p' /proc/cmdline)\" \"$(sed -n 's/.*bpfoom.only=\\([a-z_]*\\).*/\\1/p' /proc/cmdline)\" 2>&1";
+
+/// A benchmark boot of the VM: the comparison initramfs with `/init`
+/// running `command`, `mem_mb` of guest memory, 2 CPUs, TCG (KVM with
+/// `BPFOOM_VM_KVM`); the serial log is kept as
+/// `target/vm-cache/run/<name>-serial.log`. Returns the result lines whose
+/// `key` field is `true`, and the boot's wall-clock time.
+pub fn boot(
+    name: &str,
+    command: &str,
+    append: String,
+    mem_mb: u32,
+    timeout: std::time::Duration,
+    key: &str,
+) -> Result<(Vec<Value>, std::time::Duration), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let guest = exe.with_file_name("bpfoom-vmguest");
+    if !guest.is_file() {
+        return Err(format!(
+            "{} missing: cargo build --release -p bpfoom-vmtest",
+            guest.display()
+        ));
+    }
+    let cache = bpfoom_testutil::repo_root().join("target/vm-cache");
+    let kernel = vm::kernel(&cache).map_err(|e| e.to_string())?;
+    let (bytes, missing) = initramfs(&guest, command)?;
+    for m in &missing {
+        eprintln!("not in the VM (not installed): {m}");
+    }
+    let run = cache.join("run");
+    std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+    let initrd = run.join(format!("{name}-initramfs.cpio"));
+    std::fs::write(&initrd, bytes).map_err(|e| e.to_string())?;
+    let serial = vm::boot(&vm::Boot {
+        kernel,
+        initrd,
+        append,
+        mem_mb,
+        smp: 2,
+        timeout,
+        kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
+    })
+    .map_err(|e| e.to_string())?;
+    let log = run.join(format!("{name}-serial.log"));
+    std::fs::write(&log, &serial.text).map_err(|e| e.to_string())?;
+    let results: Vec<Value> = vm::parse_results(&serial.text)
+        .into_iter()
+        .filter(|r| r[key] == true)
+        .collect();
+    if results.is_empty() {
+        return Err(format!("no results; serial log in {}", log.display()));
+    }
+    Ok((results, serial.elapsed))
 }
 
 fn fmt_ms(v: &Value) -> String {
@@ -84,7 +141,7 @@ pub fn table(results: &[Value]) -> String {
     let mut s = String::from(
         "| workload | tool | runs | pressure onset -> kill (median) | leak start -> kill (median) | who died | killed by | service survived | PSI full stall before kill (median) | tool CPU (median) | start->kill / bare kernel |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for (w, _) in WORKLOADS {
+    for w in WORKLOADS.iter().map(|w| w.name) {
         let base = median(
             &results
                 .iter()
@@ -182,11 +239,11 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
         .map(|t| {
             WORKLOADS
                 .iter()
-                .map(|(w, _)| {
+                .map(|w| {
                     median(
                         &results
                             .iter()
-                            .filter(|r| r["workload"] == *w && r["tool"] == t.name)
+                            .filter(|r| r["workload"] == w.name && r["tool"] == t.name)
                             .filter_map(|r| r["kill_ms"].as_f64())
                             .collect::<Vec<_>>(),
                     )
@@ -221,8 +278,12 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
         .y_desc("ms")
         .draw()
         .map_err(|x| e(&x))?;
-    let colors = [RGBColor(52, 101, 164), RGBColor(204, 0, 0)];
-    for (wi, (w, _)) in WORKLOADS.iter().enumerate() {
+    let colors = [
+        RGBColor(52, 101, 164),
+        RGBColor(204, 0, 0),
+        RGBColor(78, 154, 6),
+    ];
+    for (wi, w) in WORKLOADS.iter().map(|w| &w.name).enumerate() {
         let color = colors[wi % colors.len()];
         let bars: Vec<Rectangle<(SegmentValue<usize>, f64)>> = vals
             .iter()
@@ -236,9 +297,12 @@ pub fn chart(results: &[Value], path: &Path) -> Result<(), String> {
                     ],
                     color.filled(),
                 );
-                // Two bars side by side inside each tool's segment.
-                let (l, rgt) = if wi == 0 { (8, 55) } else { (55, 8) };
-                r.set_margin(0, 0, l, rgt);
+                // One bar per workload side by side inside each tool's
+                // segment (about 140 px wide at 960 px and six tools).
+                let k = WORKLOADS.len() as u32;
+                let bar = 120 / k;
+                let l = 8 + bar * wi as u32;
+                r.set_margin(0, 0, l, 8 + bar * (k - 1 - wi as u32));
                 Some(r)
             })
             .collect();

@@ -1,12 +1,21 @@
 //! The half of `bpfoom-bench compare` (BENCHMARKS.md section 6) that runs
 //! inside the VM, as `bpfoom-vmguest compare`: bpfoom (`oomd_like`,
 //! `psi_early`), oomd, earlyoom, nohang and the bare kernel, one at a time,
-//! on one workload set. The machine is the VM (1 GiB, no swap); nothing has
-//! a cgroup limit, so every tool faces the same system-wide shortage:
+//! on one workload set. The machine is the VM (1 GiB, no swap):
 //!
 //! - `/svc`: the protected service, 64 MiB (process name `svc`);
 //! - `/batch`: the leak (process name `leak`), to 2 GiB: `slow_leak` one
-//!   MiB every 5 ms, `fast_spike` as fast as it can.
+//!   MiB every 5 ms, `fast_spike` as fast as it can; in both nothing has a
+//!   cgroup limit, so every tool faces the same system-wide shortage;
+//! - `batch_limit`: the slow leak with a 256 MiB `memory.max` on `/batch`
+//!   (a per-cgroup limit, what oomd- and systemd-oomd-style tools act on):
+//!   each tool is given that limit as far as it can express it. bpfoom
+//!   keeps `memory.high` 16 MiB below it and runs its policy when the
+//!   cgroup stalls there; oomd gets a `memory_above` detector at the same
+//!   240 MiB on `/batch`; earlyoom and nohang only watch the system's
+//!   available memory and cannot express a cgroup limit (nohang's cgroup
+//!   options only adjust victim badness), so the kernel's memcg OOM killer
+//!   acts for them, as for the bare kernel.
 //!
 //! Per run: pressure onset (the first 10 ms sample where the system's
 //! memory PSI `some` total grew), the kill (the leak's exit), who died,
@@ -34,6 +43,10 @@ pub struct Tool {
     pub argv: &'static [&'static str],
     /// Files to write first: (path, contents).
     pub files: &'static [(&'static str, &'static str)],
+    /// Files replacing `files` on a workload with a cgroup limit (empty:
+    /// the same files; the tool cannot express the limit or needs nothing
+    /// more).
+    pub limited_files: &'static [(&'static str, &'static str)],
     /// A control socket to wait for (the bpfoom daemon).
     pub socket: Option<&'static str>,
 }
@@ -42,6 +55,11 @@ const OOMD_JSON: &str = r#"{"rulesets":[{"name":"vm","detectors":[
  ["batch or svc above 600M anon",{"name":"memory_above","args":{"cgroup":"batch,svc","threshold_anon":"600M","duration":"0"}}],
  ["pressure above 10",{"name":"pressure_above","args":{"cgroup":"/","resource":"memory","threshold":"10","duration":"0"}}]],
  "actions":[{"name":"kill_by_memory_size_or_growth","args":{"cgroup":"batch,svc","post_action_delay":"1"}}]}]}"#;
+
+const OOMD_LIMIT_JSON: &str = r#"{"rulesets":[{"name":"vm","detectors":[
+ ["batch above 240M anon",{"name":"memory_above","args":{"cgroup":"batch","threshold_anon":"240M","duration":"0"}}],
+ ["pressure above 10",{"name":"pressure_above","args":{"cgroup":"batch","resource":"memory","threshold":"10","duration":"0"}}]],
+ "actions":[{"name":"kill_by_memory_size_or_growth","args":{"cgroup":"batch","post_action_delay":"1"}}]}]}"#;
 
 const OOMD_LIKE_TOML: &str = "[daemon]\nsocket = \"/run/cmp.sock\"\nstate_file = \"/run/cmp.state\"\nhandler_time_limit_ms = 5000\n\n[global]\nmin_available_percent = 10.0\nfallback = \"sysrq\"\n\n[[attach]]\npolicy = \"/policies/oomd_like.bpf.o\"\ncgroup = \"/\"\nmaps = [{ map = \"prefs\", key = \"/svc\", value = 2 }]\n";
 
@@ -53,6 +71,7 @@ pub const TOOLS: &[Tool] = &[
         name: "bare kernel",
         argv: &[],
         files: &[],
+        limited_files: &[],
         socket: None,
     },
     Tool {
@@ -65,6 +84,7 @@ pub const TOOLS: &[Tool] = &[
             "/run/cmp.toml",
         ],
         files: &[("/run/cmp.toml", OOMD_LIKE_TOML)],
+        limited_files: &[],
         socket: Some("/run/cmp.sock"),
     },
     Tool {
@@ -77,6 +97,7 @@ pub const TOOLS: &[Tool] = &[
             "/run/cmp.toml",
         ],
         files: &[("/run/cmp.toml", PSI_EARLY_TOML)],
+        limited_files: &[],
         socket: Some("/run/cmp.sock"),
     },
     Tool {
@@ -93,12 +114,14 @@ pub const TOOLS: &[Tool] = &[
             "/run/oomd.kmsg",
         ],
         files: &[("/run/oomd.json", OOMD_JSON)],
+        limited_files: &[("/run/oomd.json", OOMD_LIMIT_JSON)],
         socket: None,
     },
     Tool {
         name: "earlyoom",
         argv: &["/usr/bin/earlyoom", "-r", "0", "--avoid", "^svc$"],
         files: &[],
+        limited_files: &[],
         socket: None,
     },
     Tool {
@@ -111,12 +134,39 @@ pub const TOOLS: &[Tool] = &[
             "/etc/nohang/nohang.conf",
         ],
         files: &[],
+        limited_files: &[],
         socket: None,
     },
 ];
 
-/// The workloads: name and milliseconds between MiB.
-pub const WORKLOADS: &[(&str, u64)] = &[("slow_leak", 5), ("fast_spike", 0)];
+/// A workload: the leak's pace and `/batch`'s limit.
+pub struct Workload {
+    /// Row name.
+    pub name: &'static str,
+    /// Milliseconds between MiB (0: as fast as it can).
+    pub step_ms: u64,
+    /// `memory.max` of `/batch`, MiB (None: no limit).
+    pub limit_mb: Option<u64>,
+}
+
+/// The workloads, in table order.
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "slow_leak",
+        step_ms: 5,
+        limit_mb: None,
+    },
+    Workload {
+        name: "fast_spike",
+        step_ms: 0,
+        limit_mb: None,
+    },
+    Workload {
+        name: "batch_limit",
+        step_ms: 5,
+        limit_mb: Some(256),
+    },
+];
 
 fn psi_totals() -> (u64, u64) {
     let t = std::fs::read_to_string("/proc/pressure/memory").unwrap_or_default();
@@ -140,9 +190,14 @@ fn kernel_oom_kills() -> u64 {
         .unwrap_or(0)
 }
 
-fn start_tool(t: &Tool) -> Result<Option<Child>, String> {
+fn start_tool(t: &Tool, limited: bool) -> Result<Option<Child>, String> {
     let _ = std::fs::remove_file("/run/tool.log");
-    for (path, text) in t.files {
+    let files = if limited && !t.limited_files.is_empty() {
+        t.limited_files
+    } else {
+        t.files
+    };
+    for (path, text) in files {
         std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
     }
     let Some((exe, args)) = t.argv.split_first() else {
@@ -201,11 +256,17 @@ fn stop(c: &mut Child) {
 }
 
 /// One run of `tool` on a workload; the result as JSON.
-pub fn run_one(tool: &Tool, workload: &str, step_ms: u64) -> Result<Value, String> {
+pub fn run_one(tool: &Tool, w: &Workload) -> Result<Value, String> {
+    let (workload, step_ms) = (w.name, w.step_ms);
     let f = |e: crate::guest::Fail| e.0;
     let svc_cg = Cg::make("svc").map_err(f)?;
     let batch_cg = Cg::make("batch").map_err(f)?;
-    let mut tool_child = start_tool(tool)?;
+    if let Some(mb) = w.limit_mb {
+        batch_cg
+            .write("memory.max", &(mb << 20).to_string())
+            .map_err(f)?;
+    }
+    let mut tool_child = start_tool(tool, w.limit_mb.is_some())?;
     let mut svc = Alloc::start_named(&svc_cg, "/bin/svc", 64, 0, 0).map_err(f)?;
     if !svc.ready(Duration::from_secs(20)) {
         return Err("svc could not allocate".into());
@@ -290,10 +351,10 @@ pub fn guest_main(reps: usize, only: &str) {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let _ = Cg::make("").and_then(|r| r.write("cgroup.subtree_control", "+memory"));
     for _ in 0..reps {
-        for (w, step) in WORKLOADS {
+        for w in WORKLOADS {
             for t in TOOLS.iter().filter(|t| t.name.contains(only)) {
-                let v = run_one(t, w, *step).unwrap_or_else(
-                    |e| json!({ "cmp": true, "tool": t.name, "workload": w, "error": e }),
+                let v = run_one(t, w).unwrap_or_else(
+                    |e| json!({ "cmp": true, "tool": t.name, "workload": w.name, "error": e }),
                 );
                 report(&v);
             }

@@ -9,7 +9,10 @@
 //!   helpers and the v2 end-to-end suite (`bpfoom-vmguest suite`);
 //! - [`compare`]: the in-guest half of `bpfoom-bench compare`
 //!   (`bpfoom-vmguest compare`);
-//! - [`proc`]: a process tree's CPU time from /proc.
+//! - [`idle_v2`]: the in-guest half of `bpfoom-bench idle-v2`
+//!   (`bpfoom-vmguest idle-v2`): idle cost and reaction with many watched
+//!   cgroup v2 leaves;
+//! - [`proc`]: a process tree's CPU time and RSS from /proc.
 //!
 //! The `bpfoom-vmguest` binary is the one program the initramfs carries
 //! besides busybox: the daemon, the allocator and both drivers.
@@ -17,5 +20,6 @@
 pub mod compare;
 pub mod cpio;
 pub mod guest;
+pub mod idle_v2;
 pub mod proc;
 pub mod vm;

@@ -1,4 +1,4 @@
-//! A process tree's CPU time, read from /proc: the tool CPU column of the
+//! A process tree's CPU time and resident size, read from /proc: the tool CPU column of the
 //! side-by-side comparison in the guest ([`crate::compare`]) and the idle
 //! cost benchmark of `bpfoom-bench` on the host measure it the same way.
 
@@ -36,4 +36,18 @@ fn cpu_ns_one(pid: i32) -> u64 {
 /// CPU time (ns) of `pid` and its descendants.
 pub fn cpu_ns(pid: i32) -> u64 {
     family(pid).into_iter().map(cpu_ns_one).sum()
+}
+
+/// Resident size (`VmRSS`, KiB) of `pid` and its descendants.
+pub fn rss_kb(pid: i32) -> u64 {
+    family(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .sum()
 }

@@ -96,6 +96,22 @@ enum Cmd {
         #[arg(long, default_value = "")]
         only: String,
     },
+    /// Group 3 on cgroup v2, in the VM: idle cost with CGROUPS watched
+    /// leaves beside earlyoom, then OOMs among them against the kernel alone.
+    IdleV2 {
+        /// Watched leaf cgroups.
+        #[arg(long, default_value_t = 1000)]
+        cgroups: usize,
+        /// Seconds of idle measured.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// OOMs per handler.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Guest memory, MiB.
+        #[arg(long, default_value_t = 1024)]
+        mem_mb: u32,
+    },
     /// Issue 13 (root, cgroup v1): the soak. OOMs every INTERVAL_MS across
     /// CGROUPS cgroups for MINUTES, attaches and detaches mixed in; writes
     /// soak.csv, soak.svg, records.jsonl and summary.md to OUT; exit 1 when
@@ -277,46 +293,14 @@ fn compare(
     only: &str,
 ) -> Result<(), String> {
     use bpfoom_bench::compare;
-    use bpfoom_vmtest::vm;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let guest = exe.with_file_name("bpfoom-vmguest");
-    if !guest.is_file() {
-        return Err(format!(
-            "{} missing: cargo build --release -p bpfoom-vmtest",
-            guest.display()
-        ));
-    }
-    let cache = bpfoom_testutil::repo_root().join("target/vm-cache");
-    let kernel = vm::kernel(&cache).map_err(|e| e.to_string())?;
-    let (bytes, missing) = compare::initramfs(&guest)?;
-    for m in &missing {
-        eprintln!("not in the VM (not installed): {m}");
-    }
-    let initrd = cache.join("run/compare-initramfs.cpio");
-    std::fs::create_dir_all(cache.join("run")).map_err(|e| e.to_string())?;
-    std::fs::write(&initrd, bytes).map_err(|e| e.to_string())?;
-    let serial = vm::boot(&vm::Boot {
-        kernel,
-        initrd,
-        append: format!("bpfoom.reps={reps} bpfoom.only={only}"),
-        mem_mb: 1024,
-        smp: 2,
-        timeout: std::time::Duration::from_secs(600 + 300 * reps as u64),
-        kvm: std::env::var_os("BPFOOM_VM_KVM").is_some(),
-    })
-    .map_err(|e| e.to_string())?;
-    std::fs::write(cache.join("run/compare-serial.log"), &serial.text)
-        .map_err(|e| e.to_string())?;
-    let results: Vec<serde_json::Value> = vm::parse_results(&serial.text)
-        .into_iter()
-        .filter(|r| r["cmp"] == true)
-        .collect();
-    if results.is_empty() {
-        return Err(format!(
-            "no results; serial log in {}",
-            cache.join("run/compare-serial.log").display()
-        ));
-    }
+    let (results, elapsed) = compare::boot(
+        "compare",
+        compare::COMPARE_COMMAND,
+        format!("bpfoom.reps={reps} bpfoom.only={only}"),
+        1024,
+        std::time::Duration::from_secs(600 + 300 * reps as u64),
+        "cmp",
+    )?;
     if let Some(d) = raw.parent() {
         let _ = std::fs::create_dir_all(d);
     }
@@ -326,7 +310,7 @@ fn compare(
     println!(
         "Side by side in the VM ({} MiB, TCG, {:.0} s), {reps} repetition(s)\n",
         1024,
-        serial.elapsed.as_secs_f64()
+        elapsed.as_secs_f64()
     );
     print!("{}", compare::table(&results));
     Ok(())
@@ -465,6 +449,15 @@ fn run(cmd: Cmd) -> Result<(), String> {
             raw,
             only,
         } => compare(reps, &svg, &raw, &only)?,
+        Cmd::IdleV2 {
+            cgroups,
+            secs,
+            reps,
+            mem_mb,
+        } => print!(
+            "{}",
+            bpfoom_bench::idle_v2::run(cgroups, secs, reps, mem_mb)?
+        ),
         Cmd::Soak {
             minutes,
             out,

@@ -41,6 +41,12 @@ enum Cmd {
         #[arg(default_value = "")]
         only: String,
     },
+    /// Idle cost and OOM reaction with CGROUPS watched cgroup v2 leaves.
+    IdleV2 {
+        cgroups: usize,
+        secs: u64,
+        reps: usize,
+    },
     /// Run the cgroup v2 suite (tests whose name contains FILTER).
     Suite {
         #[arg(default_value = "")]
@@ -73,6 +79,14 @@ fn main() -> ExitCode {
         },
         Cmd::Compare { reps, only } => {
             bpfoom_vmtest::compare::guest_main(reps, &only);
+            ExitCode::SUCCESS
+        }
+        Cmd::IdleV2 {
+            cgroups,
+            secs,
+            reps,
+        } => {
+            bpfoom_vmtest::idle_v2::guest_main(cgroups, secs, reps);
             ExitCode::SUCCESS
         }
         Cmd::Suite { filter } => {
