@@ -76,6 +76,12 @@ pub fn table(results: &[Value], cgroups: usize, secs: u64, mem_mb: u32, boot_s: 
             r["cpu_percent"].as_f64().unwrap_or(0.0),
         ));
     }
+    if let Some(r) = results.iter().find(|r| r["kind"] == "armed") {
+        s.push_str(&format!(
+            "\nPSI triggers armed (psimon threads) after the daemon's OOMs: {}.\n",
+            r["psimon_after_ooms"]
+        ));
+    }
     s.push_str("\nOne OOM at a time in a further leaf (32 MiB memory.max, 64 MiB allocator)\n\n| handler | OOMs | resolved | start to death (median / max) | daemon notify->kill (median) | median / kernel |\n|---|---|---|---|---|---|\n");
     let rows = |h: &str| -> Vec<&Value> {
         results

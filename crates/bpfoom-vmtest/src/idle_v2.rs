@@ -14,7 +14,7 @@
 //!    `schedstat` run time of the tool and its children, RSS the largest
 //!    `VmRSS` sum seen once a second. The kernel's own cost of the PSI
 //!    triggers (one `psimon` thread per cgroup with a trigger) is counted
-//!    and its CPU time reported beside.
+//!    and its CPU time reported beside, and the kernel memory they cost.
 //! 2. Reaction: a further leaf `oom` (32 MiB `memory.max`) gets a 64 MiB
 //!    allocator, `reps` times with the daemon running and `reps` times
 //!    without it (the kernel's memcg OOM killer alone), alternating; the
@@ -248,6 +248,10 @@ fn run(n: usize, secs: u64, reps: usize) -> Result<(), String> {
         row["by"] = kill.as_ref().map_or(Value::Null, |k| k["by"].clone());
         report(&row);
     }
+    // Triggers are armed only where memory ran short: the OOM'ing leaf.
+    report(&json!({
+        "idle_v2": true, "kind": "armed", "cgroups": n, "psimon_after_ooms": psimon().1,
+    }));
     d.stop();
     for rep in 0..reps {
         report(&oom_row(n, rep, "kernel OOM killer", one_oom(&oom)));

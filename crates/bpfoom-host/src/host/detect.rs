@@ -76,6 +76,7 @@ impl LinuxHost {
                 // inotify, a PSI trigger in `fired`) or with a signal in
                 // their window are sampled; an idle tree costs nothing.
                 let now = Instant::now();
+                self.disarm_idle_psi();
                 let mut ids: BTreeSet<CgroupId> = std::mem::take(&mut self.v2_dirty);
                 ids.extend(fired.iter().copied());
                 ids.extend(
@@ -128,6 +129,10 @@ impl LinuxHost {
         let new_events = high > w.last_high || oom > w.last_oom;
         let stalled = stall.saturating_sub(w.last_stall_us) >= min_stall;
         let fire = new_events && stalled && above;
+        if new_events || stalled {
+            w.last_signal = Instant::now();
+        }
+        let arm = new_events && w.psi.is_none();
         if (new_events || stalled) && !fire {
             // Half a signal: the other half may come in a later sample.
             w.active_until = Some(Instant::now() + V2_WINDOW);
@@ -137,6 +142,12 @@ impl LinuxHost {
         if fire || w.since.elapsed() >= V2_WINDOW {
             (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
             w.since = Instant::now();
+        }
+        if arm {
+            let psi = self.psi_trigger(cg);
+            if let Some(w) = self.watches.get_mut(&cg) {
+                w.psi = psi;
+            }
         }
         fire
     }

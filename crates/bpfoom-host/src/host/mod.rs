@@ -104,8 +104,11 @@ struct Victim {
 struct Watch {
     /// v1: the eventfd registered for OOM notifications.
     efd: Option<File>,
-    /// v2: a PSI trigger on `memory.pressure`, where the kernel took one.
+    /// v2: a PSI trigger on `memory.pressure`, where the kernel took one,
+    /// armed while the cgroup is at its `memory.high` (see [`PSI_IDLE`]).
     psi: Option<File>,
+    /// v2: the last new `high`/`oom` event or stall seen.
+    last_signal: Instant,
     /// v2: counters at the previous sample.
     last_high: u64,
     last_oom: u64,
@@ -119,6 +122,18 @@ struct Watch {
 
 /// How long v2 OOM signals (events, stall) are added up.
 const V2_WINDOW: Duration = Duration::from_secs(2);
+
+/// v2: a cgroup's PSI trigger is armed when it reports a new `high` or
+/// `oom` event (it reached `memory.high`, where an OOM builds up) and
+/// closed after this long without one or a stall. The kernel runs one
+/// `psimon` thread per cgroup with a trigger (16 KiB of stack and about as
+/// much slab each): armed on every watched cgroup, 1,000 idle cgroups cost
+/// about 29 MiB of kernel memory (BENCHMARKS.md group 3, v2); armed only
+/// where memory is short, an idle tree costs nothing. The trigger matters
+/// while the cgroup is throttled: a task sleeping off its `memory.high`
+/// penalty (up to 2 s) raises no event, and the trigger is what wakes the
+/// daemon when the stall builds up meanwhile.
+const PSI_IDLE: Duration = Duration::from_secs(60);
 
 /// A fallback in progress: the kernel OOM killer is enabled on `cg` until
 /// it has killed (or `since + hold` passed without an OOM).

@@ -94,6 +94,7 @@ impl LinuxHost {
             last_stall_us: 0,
             since: Instant::now(),
             active_until: None,
+            last_signal: Instant::now(),
         };
         match self.fs.version() {
             CgroupVersion::V1 => {
@@ -118,19 +119,8 @@ impl LinuxHost {
                     }
                 }
                 self.apply_headroom(cg);
-                // A trigger wakes the daemon as soon as the stall builds up;
-                // fixture trees (not cgroup2) and refusals leave sampling.
-                if let Some(p) = self.fs.file(cg, "memory.pressure") {
-                    if sys::fs_magic(&p).is_ok_and(|m| m == sys::CGROUP2_MAGIC) {
-                        w.psi = crate::pressure::psi_trigger(
-                            &p,
-                            "some",
-                            self.cfg.v2_min_stall_us,
-                            crate::pressure::PSI_WINDOW_US,
-                        )
-                        .ok();
-                    }
-                }
+                // The PSI trigger is armed by the first new high event
+                // (arm_psi, PSI_IDLE), not here.
                 let (high, oom, stall) = self.v2_counters(cg);
                 (w.last_high, w.last_oom, w.last_stall_us) = (high, oom, stall);
             }
@@ -328,6 +318,37 @@ impl LinuxHost {
             .iter()
             .filter_map(|(&c, w)| w.efd.as_ref().map(|f| (c, f.as_fd())))
             .collect()
+    }
+
+    /// v2: a PSI trigger on `cg`'s `memory.pressure`, so that the daemon
+    /// wakes as soon as its stall builds up; fixture trees (not cgroup2)
+    /// and refusals leave it to the memory.events wake-ups.
+    pub(super) fn psi_trigger(&self, cg: CgroupId) -> Option<File> {
+        let p = self.fs.file(cg, "memory.pressure")?;
+        if !sys::fs_magic(&p).is_ok_and(|m| m == sys::CGROUP2_MAGIC) {
+            return None;
+        }
+        crate::pressure::psi_trigger(
+            &p,
+            "some",
+            self.cfg.v2_min_stall_us,
+            crate::pressure::PSI_WINDOW_US,
+        )
+        .ok()
+    }
+
+    /// v2: closes the PSI triggers of cgroups quiet for [`PSI_IDLE`].
+    pub(super) fn disarm_idle_psi(&mut self) {
+        for w in self.watches.values_mut() {
+            if w.psi.is_some() && w.last_signal.elapsed() >= PSI_IDLE {
+                w.psi = None;
+            }
+        }
+    }
+
+    /// v2: how many watched cgroups have a PSI trigger armed now.
+    pub fn psi_armed(&self) -> usize {
+        self.watches.values().filter(|w| w.psi.is_some()).count()
     }
 
     /// v2 PSI trigger descriptors to poll for [`sys::Wait::Priority`].
