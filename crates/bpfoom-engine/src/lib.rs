@@ -51,11 +51,11 @@ use std::time::Duration;
 use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
-pub use chain::OomOutcome;
+pub use chain::{OomOutcome, RunFailure};
 pub use dump::{DumpEntry, InstanceMaps, MapDump};
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
-pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
+pub use mapvalue::{CgroupLookupError, CgroupResolver, MapValue, MapValueError};
 pub use record::{Constraint, Record, ResolvedBy, Verdict};
 pub use size::{parse_size, Size, SizeError};
 pub use verify::Verifier;
@@ -151,8 +151,8 @@ pub enum InitFailure {
     Returned(i32),
     /// It did not finish: a fault, the instruction budget or the time
     /// limit, as the run's record says.
-    #[error("{0}")]
-    Stopped(String),
+    #[error(transparent)]
+    Stopped(RunFailure),
 }
 
 /// Per-instance options.
