@@ -358,3 +358,119 @@ pub enum SetupError {
         socket: PathBuf,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    fn io(kind: ErrorKind) -> std::io::Error {
+        std::io::Error::new(kind, "boom")
+    }
+
+    /// The texts of the variants, as the strings the daemon built before it
+    /// had typed errors: clients, tests and scripts match them.
+    #[test]
+    fn messages_are_the_interface() {
+        let sock = PathBuf::from("/run/b.sock");
+        let cases: Vec<(DaemonError, &str, u8)> = vec![
+            (
+                SetupError::AlreadyRunning {
+                    socket: sock.clone(),
+                }
+                .into(),
+                "/run/b.sock: another bpfoom daemon is running (bpfoom status --socket /run/b.sock)",
+                2,
+            ),
+            (
+                SetupError::SocketTaken {
+                    socket: sock.clone(),
+                }
+                .into(),
+                "/run/b.sock: another bpfoom daemon is running",
+                2,
+            ),
+            (
+                ControlError::NotRunning {
+                    socket: sock.clone(),
+                    source: io(ErrorKind::NotFound),
+                }
+                .into(),
+                "cannot connect to /run/b.sock: boom: is bpfoom running? (start it with `bpfoom \
+                 run` or `systemctl start bpfoom`; --socket names another daemon's socket)",
+                2,
+            ),
+            (
+                ControlError::Io {
+                    what: "reading from",
+                    socket: sock.clone(),
+                    source: io(ErrorKind::TimedOut),
+                }
+                .into(),
+                "reading from /run/b.sock: boom",
+                2,
+            ),
+            (
+                InputError::RequestTooLong { max: 65536 }.into(),
+                "bad request: longer than 65536 bytes",
+                2,
+            ),
+            (
+                InputError::MetricsAddr { given: "x:y".into() }.into(),
+                "metrics address \"x:y\": expected HOST:PORT or PORT (e.g. 127.0.0.1:9464)",
+                2,
+            ),
+            (
+                InputError::SetArgSyntax { arg: "n".into() }.into(),
+                "--set: expected KEY=VALUE, got \"n\"",
+                2,
+            ),
+            (
+                InputError::AttachEntry {
+                    cgroup: "/job".into(),
+                    source: Box::new(InputError::NotAttached { cgroup: "/a".into() }.into()),
+                }
+                .into(),
+                "attach entry for /job: nothing attached to /a",
+                2,
+            ),
+            (
+                Rejection::PermissionDenied { uid: 7, pid: 42 }.into(),
+                "permission denied: uid 7 (pid 42) is not root",
+                1,
+            ),
+            (
+                Rejection::Remote {
+                    message: "x: rejected".into(),
+                }
+                .into(),
+                "x: rejected",
+                1,
+            ),
+        ];
+        for (e, text, code) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.exit_code(), code, "{text}");
+        }
+    }
+
+    #[test]
+    fn sources_are_chained() {
+        use std::error::Error as _;
+        let e = DaemonError::from(ControlError::Io {
+            what: "writing to",
+            socket: "/s".into(),
+            source: io(ErrorKind::BrokenPipe),
+        });
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(std::io::Error::kind), Some(ErrorKind::BrokenPipe));
+        let e = DaemonError::from(InputError::MapArgValue {
+            arg: "m:k=v".into(),
+            part: MapPart::Key,
+            source: ValueArgError::Empty,
+        });
+        let inner = e.source().and_then(|s| s.downcast_ref::<ValueArgError>());
+        assert_eq!(inner, Some(&ValueArgError::Empty));
+        assert_eq!(e.to_string(), "--map m:k=v: key: empty value");
+    }
+}
