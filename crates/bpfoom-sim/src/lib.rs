@@ -501,7 +501,7 @@ impl SimHost {
 
 fn write_lines(lines: &[Line], out: &mut dyn Write) -> Result<(), SimError> {
     for l in lines {
-        let s = serde_json::to_string(l).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let s = serde_json::to_string(l).map_err(std::io::Error::other)?;
         writeln!(out, "{s}")?;
     }
     Ok(())
