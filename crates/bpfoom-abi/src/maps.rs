@@ -26,20 +26,23 @@ pub enum MapKind {
 }
 
 impl MapKind {
-    /// From a Linux map type number.
+    /// Every kind, in Linux number order.
+    pub const ALL: [MapKind; 5] = [
+        MapKind::Hash,
+        MapKind::Array,
+        MapKind::PercpuArray,
+        MapKind::LruHash,
+        MapKind::Ringbuf,
+    ];
+
+    /// From a Linux map type number ([`MapKind::linux_id`] is the one table
+    /// of the numbers).
     pub fn from_linux(id: u32) -> Option<MapKind> {
-        Some(match id {
-            1 => MapKind::Hash,
-            2 => MapKind::Array,
-            6 => MapKind::PercpuArray,
-            9 => MapKind::LruHash,
-            27 => MapKind::Ringbuf,
-            _ => return None,
-        })
+        MapKind::ALL.into_iter().find(|k| k.linux_id() == id)
     }
 
     /// The Linux map type number.
-    pub fn linux_id(self) -> u32 {
+    pub const fn linux_id(self) -> u32 {
         match self {
             MapKind::Hash => 1,
             MapKind::Array => 2,
@@ -67,15 +70,12 @@ mod tests {
 
     #[test]
     fn map_kinds_round_trip() {
-        for k in [
-            MapKind::Hash,
-            MapKind::Array,
-            MapKind::PercpuArray,
-            MapKind::LruHash,
-            MapKind::Ringbuf,
-        ] {
+        for k in MapKind::ALL {
             assert_eq!(MapKind::from_linux(k.linux_id()), Some(k));
         }
         assert_eq!(MapKind::from_linux(12), None);
+        assert_eq!(MapKind::from_linux(0), None);
+        let ids: Vec<u32> = MapKind::ALL.iter().map(|k| k.linux_id()).collect();
+        assert_eq!(ids, [1, 2, 6, 9, 27]);
     }
 }

@@ -619,17 +619,14 @@ fn build() -> HostTypes {
         v.iter().map(|&(n, x)| (n.to_string(), x)).collect()
     };
     b.enumeration("", consts(&[("false", 0), ("true", 1)]));
-    b.enumeration(
-        "bpf_map_type",
-        consts(&[
-            ("BPF_MAP_TYPE_UNSPEC", 0),
-            ("BPF_MAP_TYPE_HASH", 1),
-            ("BPF_MAP_TYPE_ARRAY", 2),
-            ("BPF_MAP_TYPE_PERCPU_ARRAY", 6),
-            ("BPF_MAP_TYPE_LRU_HASH", 9),
-            ("BPF_MAP_TYPE_RINGBUF", 27),
-        ]),
+    // The map types bpfoom implements, numbered by MapKind's one table.
+    let map_types = std::iter::once(("BPF_MAP_TYPE_UNSPEC".to_string(), 0)).chain(
+        crate::maps::MapKind::ALL.iter().map(|k| {
+            let name = format!("BPF_MAP_TYPE_{}", k.name().to_ascii_uppercase());
+            (name, i64::from(k.linux_id()))
+        }),
     );
+    b.enumeration("bpf_map_type", map_types);
     b.enumeration(
         "",
         consts(&[

@@ -17,7 +17,7 @@ use bpfoom_engine::{
 use bpfoom_obj::Object;
 use bpfoom_sim::{SimHost, SimProc};
 
-use crate::stats::Summary;
+use crate::stats::{median, Summary};
 
 /// One measured row.
 #[derive(Clone, Debug)]
@@ -210,11 +210,12 @@ fn time_ooms(tree: &mut Tree, iters: usize, name: &str) -> Result<Row, String> {
         insns.extend(insns_of(&tree.engine.take_records()));
         tree.refill()?;
     }
-    insns.sort_unstable();
+    // Instruction counts are far below 2^53: exact as f64.
+    let insns: Vec<f64> = insns.iter().map(|&n| n as f64).collect();
     Ok(Row {
         name: name.into(),
         time_us: Summary::of(&times).ok_or_else(|| "no samples".to_string()),
-        insns: insns.get(insns.len() / 2).copied(),
+        insns: median(&insns).map(|m| m as u64),
     })
 }
 

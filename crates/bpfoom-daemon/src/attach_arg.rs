@@ -26,18 +26,38 @@ pub struct AttachArg<'a> {
     pub options: Option<&'a str>,
 }
 
+/// Why an `--attach` argument does not split ([`split`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AttachArgError {
+    /// No `POLICY=CGROUP` with both sides non-empty.
+    #[error("expected POLICY=CGROUP or POLICY=CGROUP {{ OPTIONS }}, got {arg:?}")]
+    Shape {
+        /// The argument.
+        arg: String,
+    },
+    /// An options table that does not end with `}`.
+    #[error(
+        "expected POLICY=CGROUP or POLICY=CGROUP {{ OPTIONS }}, got {arg:?}: the options must \
+         end with '}}'"
+    )]
+    Unclosed {
+        /// The argument.
+        arg: String,
+    },
+}
+
 /// Splits `POLICY=CGROUP [{ OPTIONS }]`. The options begin at the first
 /// `{` after whitespace; the last `=` before them separates the policy
 /// from the cgroup (a policy path may hold `=`, a cgroup path seldom does).
-pub fn split(s: &str) -> Result<AttachArg<'_>, String> {
-    let expected = || format!("expected POLICY=CGROUP or POLICY=CGROUP {{ OPTIONS }}, got {s:?}");
+pub fn split(s: &str) -> Result<AttachArg<'_>, AttachArgError> {
+    let expected = || AttachArgError::Shape { arg: s.into() };
     let (head, options) = match s.find(" {").or_else(|| s.find("\t{")) {
         Some(i) => {
             let body = s[i + 1..].trim_end();
             let inner = body
                 .strip_prefix('{')
                 .and_then(|b| b.strip_suffix('}'))
-                .ok_or_else(|| format!("{}: the options must end with '}}'", expected()))?;
+                .ok_or_else(|| AttachArgError::Unclosed { arg: s.into() })?;
             (
                 s[..i].trim_end(),
                 Some(inner.trim()).filter(|t| !t.is_empty()),
@@ -60,10 +80,10 @@ pub fn split(s: &str) -> Result<AttachArg<'_>, String> {
 /// argument (`--attach 2: unknown field ...`, 1-based).
 pub fn parse(s: &str, index: usize) -> Result<Config, ConfigError> {
     let name = format!("--attach {}", index + 1);
-    let a = split(s).map_err(|message| ConfigError {
+    let a = split(s).map_err(|e| ConfigError {
         file: name.clone(),
         line: 0,
-        message,
+        message: e.to_string(),
     })?;
     let quote = |v: &str| toml::Value::String(v.to_string()).to_string();
     let options = a.options.map(|o| format!(", {o}")).unwrap_or_default();
@@ -97,9 +117,18 @@ mod tests {
             ("dir=x/p.bpf.o", "/job", Some("backoff_budget = 2"))
         );
         assert_eq!(split("p.bpf.o=/job {}").unwrap().options, None);
-        for bad in ["p.bpf.o", "=/job", "p.bpf.o=", "p.bpf.o=/job { budget = 1"] {
-            assert!(split(bad).is_err(), "{bad}");
+        for bad in ["p.bpf.o", "=/job", "p.bpf.o="] {
+            assert_eq!(
+                split(bad),
+                Err(AttachArgError::Shape { arg: bad.into() }),
+                "{bad}"
+            );
         }
+        assert_eq!(
+            split("p=/j { a = 1").unwrap_err().to_string(),
+            "expected POLICY=CGROUP or POLICY=CGROUP { OPTIONS }, got \"p=/j { a = 1\": the \
+             options must end with '}'"
+        );
     }
 
     #[test]

@@ -254,15 +254,16 @@ impl ConfigError {
 /// integer (decimal, `-` allowed, or `0x` hex up to `u64`), a TOML inline
 /// table or list (`{ preference = 2 }`, `[1, 2]`), `true`/`false`, a quoted
 /// TOML string, or else the text itself (a cgroup path, an enumerator name).
-pub fn parse_value_arg(s: &str) -> Result<MapValue, String> {
+pub fn parse_value_arg(s: &str) -> Result<MapValue, crate::ValueArgError> {
+    use crate::ValueArgError;
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty value".into());
+        return Err(ValueArgError::Empty);
     }
     if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         return u64::from_str_radix(h, 16)
             .map(MapValue::from)
-            .map_err(|_| format!("{t:?} is not a hex number"));
+            .map_err(|_| ValueArgError::Hex { text: t.into() });
     }
     if t.bytes().all(|b| b.is_ascii_digit()) || t.starts_with('-') {
         return t
@@ -270,7 +271,7 @@ pub fn parse_value_arg(s: &str) -> Result<MapValue, String> {
             .ok()
             .filter(|n| (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(n))
             .map(MapValue::Int)
-            .ok_or_else(|| format!("{t:?} is not a 64-bit integer"));
+            .ok_or_else(|| ValueArgError::Int { text: t.into() });
     }
     if t.starts_with(['{', '[', '"', '\'']) || t == "true" || t == "false" {
         #[derive(Deserialize)]
@@ -279,7 +280,10 @@ pub fn parse_value_arg(s: &str) -> Result<MapValue, String> {
         }
         return toml::from_str::<One>(&format!("v = {t}"))
             .map(|o| o.v)
-            .map_err(|e| format!("{t}: {}", e.message().trim()));
+            .map_err(|e| ValueArgError::Toml {
+                text: t.into(),
+                message: e.message().trim().into(),
+            });
     }
     Ok(MapValue::Str(t.into()))
 }
@@ -551,12 +555,25 @@ maps = [
             parse_value_arg("[1, 2]"),
             Ok(MapValue::Array(vec![1u64.into(), 2u64.into()]))
         );
-        assert!(parse_value_arg("").is_err());
-        assert!(parse_value_arg("0xzz").is_err());
-        assert!(parse_value_arg("99999999999999999999").is_err());
-        assert!(parse_value_arg("-").is_err());
+        use crate::ValueArgError;
+        assert_eq!(parse_value_arg(" "), Err(ValueArgError::Empty));
+        assert_eq!(
+            parse_value_arg("0xzz").unwrap_err().to_string(),
+            "\"0xzz\" is not a hex number"
+        );
+        assert_eq!(
+            parse_value_arg("99999999999999999999")
+                .unwrap_err()
+                .to_string(),
+            "\"99999999999999999999\" is not a 64-bit integer"
+        );
+        assert!(matches!(
+            parse_value_arg("-"),
+            Err(ValueArgError::Int { .. })
+        ));
         let e = parse_value_arg("{ preference = }").unwrap_err();
-        assert!(e.starts_with("{ preference = }"), "{e}");
+        assert!(matches!(e, ValueArgError::Toml { .. }), "{e}");
+        assert!(e.to_string().starts_with("{ preference = }: "), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bpfoom_engine::MapValue;
 use serde::{Deserialize, Serialize};
 
-use crate::DaemonError;
+use crate::{ControlError, DaemonError};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST: u64 = 64 * 1024;
@@ -147,14 +147,16 @@ impl Response {
 
 /// Sends one request and returns the response (bounded by `timeout`).
 pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, DaemonError> {
-    let io = |what: &str, e: std::io::Error| {
-        DaemonError::Control(format!("{what} {}: {e}", socket.display()))
+    let io = |what: &'static str, source: std::io::Error| ControlError::Io {
+        what,
+        socket: socket.to_path_buf(),
+        source,
     };
     let mut s = connect(socket)?;
     s.set_read_timeout(Some(timeout))
         .and_then(|()| s.set_write_timeout(Some(timeout)))
         .map_err(|e| io("configuring", e))?;
-    let mut line = serde_json::to_string(req).map_err(|e| DaemonError::Control(e.to_string()))?;
+    let mut line = serde_json::to_string(req).map_err(ControlError::Json)?;
     line.push('\n');
     s.write_all(line.as_bytes())
         .map_err(|e| io("writing to", e))?;
@@ -163,21 +165,26 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
         .take(16 << 20)
         .read_line(&mut resp)
         .map_err(|e| io("reading from", e))?;
-    serde_json::from_str(&resp)
-        .map_err(|e| DaemonError::Control(format!("bad response from {}: {e}", socket.display())))
+    serde_json::from_str(&resp).map_err(|source| {
+        ControlError::BadResponse {
+            socket: socket.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// Connects to the daemon's socket; a missing or dead daemon is named.
 pub fn connect(socket: &Path) -> Result<UnixStream, DaemonError> {
-    UnixStream::connect(socket).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            DaemonError::Control(format!(
-                "cannot connect to {}: {e}: is bpfoom running? (start it with `bpfoom run` \
-                 or `systemctl start bpfoom`; --socket names another daemon's socket)",
-                socket.display()
-            ))
+    let socket = socket.to_path_buf();
+    UnixStream::connect(&socket).map_err(|source| {
+        match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ControlError::NotRunning { socket, source }
+            }
+            _ => ControlError::Connect { socket, source },
         }
-        _ => DaemonError::Control(format!("connecting to {}: {e}", socket.display())),
+        .into()
     })
 }
 

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bpfoom_engine::{AttachOptions, CgroupId, Engine, EngineConfig, Host, OpsKind, Policy, Record};
+use bpfoom_engine::{
+    AttachOptions, CgroupId, CgroupLookupError, Engine, EngineConfig, EngineError, Host, OpsKind,
+    Policy, Record,
+};
 use bpfoom_host::pressure::{GlobalMonitor, GlobalThresholds};
 use bpfoom_host::sys::Wait;
 use bpfoom_host::{restore, sys, GlobalFallback, HostConfig, LinuxHost};
@@ -24,7 +27,9 @@ use crate::logging::Output;
 use crate::metrics::Metrics;
 use crate::psi::{PsiFeeder, PSI_INTERVAL};
 use crate::reload::{Action, Change, Spec};
-use crate::{DaemonError, RunArgs, DEFAULT_SOCKET, DEFAULT_STATE_FILE};
+use crate::{
+    DaemonError, InputError, Rejection, RunArgs, SetupError, DEFAULT_SOCKET, DEFAULT_STATE_FILE,
+};
 
 /// How often the managed subtrees are re-read in full: inotify reports
 /// created and removed cgroups at once, this only catches what it missed
@@ -118,7 +123,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         .clone()
         .or_else(|| d.cgroup_root.clone())
         .or_else(|| bpfoom_host::find_memory_hierarchy(&proc_root))
-        .ok_or_else(|| DaemonError::Setup("no memory cgroup hierarchy is mounted".into()))?;
+        .ok_or(SetupError::NoHierarchy)?;
     let attach_specs = parse_attach_args(&args.attach)?;
     let out = Rc::new(RefCell::new(Output::stdio(format, dry_run)));
     let info = |m: &str| out.borrow_mut().info(m);
@@ -272,10 +277,10 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     }
     // A live daemon answers; a stale socket file does not.
     if UnixStream::connect(path).is_ok() {
-        return Err(DaemonError::Setup(format!(
-            "{}: another bpfoom daemon is running",
-            path.display()
-        )));
+        return Err(SetupError::SocketTaken {
+            socket: path.to_path_buf(),
+        }
+        .into());
     }
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path).map_err(setup(path.display()))?;
@@ -297,10 +302,10 @@ impl Daemon {
         // Before any attachment: a second daemon must fail without an
         // `attach` record or a changed cgroup.
         if UnixStream::connect(socket).is_ok() {
-            return Err(DaemonError::Setup(format!(
-                "{}: another bpfoom daemon is running (bpfoom status --socket {0})",
-                socket.display()
-            )));
+            return Err(SetupError::AlreadyRunning {
+                socket: socket.to_path_buf(),
+            }
+            .into());
         }
         // Before the attachments and their watches: each watched cgroup
         // holds descriptors (see raise_nofile_limit).
@@ -327,12 +332,12 @@ impl Daemon {
                 from_config,
             )
             .map_err(|e| match e {
-                DaemonError::Rejected(m) => DaemonError::Rejected(m),
-                DaemonError::Config(c) => DaemonError::Config(c),
-                other => DaemonError::BadInput(format!(
-                    "attach entry for {}: {other}",
-                    a.cgroup.get_ref()
-                )),
+                e @ (DaemonError::Rejected(_) | DaemonError::Config(_)) => e,
+                other => InputError::AttachEntry {
+                    cgroup: a.cgroup.get_ref().clone(),
+                    source: Box::new(other),
+                }
+                .into(),
             })?;
         }
         // The daemon must outlive the OOMs it handles (needs
@@ -661,9 +666,7 @@ impl Daemon {
                 Got::Line(s, line) => self.serve_client(&s, &line),
                 Got::TooLong(s) => {
                     self.counters.rejected_requests += 1;
-                    let e = DaemonError::BadInput(format!(
-                        "bad request: longer than {MAX_REQUEST} bytes"
-                    ));
+                    let e = InputError::RequestTooLong { max: MAX_REQUEST }.into();
                     respond(&s, &Response::err(&e))
                 }
             };
@@ -681,9 +684,7 @@ impl Daemon {
             .unwrap_or(0);
         let resp = if uid != 0 && uid != me {
             self.counters.rejected_requests += 1;
-            Response::err(&DaemonError::Rejected(format!(
-                "permission denied: uid {uid} (pid {pid}) is not root"
-            )))
+            Response::err(&Rejection::PermissionDenied { uid, pid }.into())
         } else {
             let req = serde_json::from_str::<Request>(&line);
             // Looking (status, events, maps) is not a request that changes anything.
@@ -696,7 +697,7 @@ impl Daemon {
             let follow = matches!(req, Ok(Request::Events { follow: true }));
             let r = match req {
                 Ok(req) => self.request(req),
-                Err(e) => Response::err(&DaemonError::BadInput(format!("bad request: {e}"))),
+                Err(e) => Response::err(&InputError::BadRequest(e).into()),
             };
             if follow {
                 respond(s, &r)?;
@@ -722,7 +723,7 @@ impl Daemon {
                 instance,
                 options,
             } => {
-                let locate = |item: Item<'_>, message: String| {
+                let locate = |item: Item<'_>, source: EngineError| {
                     let arg = match item {
                         Item::Global(var) => format!("--set {var}"),
                         Item::Map { index, .. } => {
@@ -733,7 +734,11 @@ impl Daemon {
                             })
                         }
                     };
-                    DaemonError::BadInput(format!("{arg}: {message}"))
+                    InputError::AttachOption {
+                        arg,
+                        source: Box::new(source),
+                    }
+                    .into()
                 };
                 self.attach(&policy, &cgroup, instance.as_deref(), &options, &locate)
                     .map(|name| Response::ok(format!("attached {name} to {cgroup}")))
@@ -765,7 +770,7 @@ impl Daemon {
             .host()
             .cgroupfs()
             .resolve(cgroup)
-            .map_err(|e| DaemonError::BadInput(e.to_string()))
+            .map_err(|e| InputError::Cgroup(e).into())
     }
 
     /// Loads, configures, verifies and attaches; returns the instance name.
@@ -775,7 +780,7 @@ impl Daemon {
         cgroup: &str,
         instance: Option<&str>,
         opts: &AttachOpts,
-        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+        locate: &dyn Fn(Item<'_>, EngineError) -> DaemonError,
     ) -> Result<String, DaemonError> {
         self.attach_as(file, cgroup, instance, opts, locate, false)
     }
@@ -788,10 +793,10 @@ impl Daemon {
         cgroup: &str,
         instance: Option<&str>,
         opts: &AttachOpts,
-        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+        locate: &dyn Fn(Item<'_>, EngineError) -> DaemonError,
         from_config: bool,
     ) -> Result<String, DaemonError> {
-        let spec = Spec::read(file.to_path_buf(), instance, opts).map_err(DaemonError::BadInput)?;
+        let spec = Spec::read(file.to_path_buf(), instance, opts)?;
         let p = self.prepare(&spec, cgroup, locate)?;
         self.install(p, spec.file.clone(), from_config.then_some(spec))
     }
@@ -801,38 +806,45 @@ impl Daemon {
         &self,
         spec: &Spec,
         cgroup: &str,
-        locate: &dyn Fn(Item<'_>, String) -> DaemonError,
+        locate: &dyn Fn(Item<'_>, EngineError) -> DaemonError,
     ) -> Result<Prepared, DaemonError> {
-        let bad = DaemonError::BadInput;
         let (file, bytes, instance) = (&spec.file, &spec.bytes, spec.instance.as_deref());
         let opts = &spec.opts;
         let cg = self.resolve(cgroup)?;
-        let obj = Object::parse(bytes).map_err(|e| bad(format!("{}: {e}", file.display())))?;
-        let mut policy =
-            Policy::open(obj, instance).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+        let obj = Object::parse(bytes).map_err(|source| InputError::Object {
+            file: file.clone(),
+            source: Box::new(source),
+        })?;
+        let mut policy = Policy::open(obj, instance).map_err(|source| InputError::Policy {
+            file: file.clone(),
+            source: Box::new(source),
+        })?;
         // Typed values: laid out from the object's BTF; a string for an
         // integer is a cgroup path of this daemon's hierarchy.
         let cgroupfs = self.engine.host().cgroupfs();
-        let mut resolve = |p: &str| cgroupfs.resolve(p).map_err(|e| e.to_string());
+        let mut resolve = |p: &str| cgroupfs.resolve(p).map_err(CgroupLookupError::host);
         for (var, v) in &opts.globals {
             policy
                 .set_global_value(var, v, &mut resolve)
-                .map_err(|e| locate(Item::Global(var), e.to_string()))?;
+                .map_err(|e| locate(Item::Global(var), e))?;
         }
         for (index, m) in opts.maps.iter().enumerate() {
             if let Err(e) = policy.set_map_entry(&m.map, &m.key, &m.value, &mut resolve) {
-                let key = matches!(&e, bpfoom_engine::EngineError::Value { source, .. }
+                let key = matches!(&e, EngineError::Value { source, .. }
                     if source.path().starts_with("key"));
-                return Err(locate(Item::Map { index, key }, e.to_string()));
+                return Err(locate(Item::Map { index, key }, e));
             }
         }
         policy
             // The contract check, then bpfoom's verifier; its report carries
             // the PROBE_MEM loads the VM must make fault-safe.
             .check(&bpfoom_engine::Verifier::default())
-            .map_err(|e| {
+            .map_err(|source| {
                 self.metrics.verifier_rejection();
-                DaemonError::Rejected(format!("{}: {e}", file.display()))
+                Rejection::Verifier {
+                    file: file.clone(),
+                    source: Box::new(source),
+                }
             })?;
         let defaults = AttachOptions::default();
         let aopts = AttachOptions {
@@ -860,7 +872,7 @@ impl Daemon {
         let (name, kind, cg) = (p.policy.name().to_string(), p.policy.kind(), p.cgroup);
         self.engine
             .attach(p.policy, cg, p.opts)
-            .map_err(|e| DaemonError::Rejected(e.to_string()))?;
+            .map_err(|e| Rejection::Attach(Box::new(e)))?;
         self.attached.push(Attached {
             cgroup: cg,
             kind,
@@ -913,9 +925,7 @@ impl Daemon {
     /// invalid file changes nothing.
     fn reload(&mut self) -> Result<Vec<Change>, DaemonError> {
         let Some((path, old_cfg)) = self.config.clone() else {
-            return Err(DaemonError::BadInput(
-                "started without --config: there is no config file to reload".into(),
-            ));
+            return Err(InputError::NoConfig.into());
         };
         let cfg = Config::load(&path)?;
         let mut changes = crate::reload::restart_sections(&old_cfg, &cfg);
@@ -940,7 +950,7 @@ impl Daemon {
                     for (i, x) in self.attached.iter().enumerate() {
                         keep[i] |= ours(x);
                     }
-                    changes.push(reject(e));
+                    changes.push(reject(e.to_string()));
                     continue;
                 }
             };
@@ -1061,9 +1071,10 @@ impl Daemon {
     fn detach(&mut self, cgroup: &str) -> Result<String, DaemonError> {
         let cg = self.resolve(cgroup)?;
         let Some(i) = self.attached.iter().position(|a| a.cgroup == cg) else {
-            return Err(DaemonError::BadInput(format!(
-                "nothing attached to {cgroup}"
-            )));
+            return Err(InputError::NotAttached {
+                cgroup: cgroup.into(),
+            }
+            .into());
         };
         let a = self.attached.remove(i);
         let name = self
@@ -1075,7 +1086,7 @@ impl Daemon {
             .unwrap_or_default();
         self.engine
             .detach(cg, a.kind, "detached by request")
-            .map_err(|e| DaemonError::BadInput(e.to_string()))?;
+            .map_err(|e| InputError::Detach(Box::new(e)))?;
         if !self.attached.iter().any(|x| x.cgroup == cg) {
             self.engine.host_mut().unmanage(cg);
         }
@@ -1181,24 +1192,29 @@ fn entry_opts(a: &AttachSection) -> AttachOpts {
 fn entry_locate<'a>(
     cfg: &'a Config,
     a: &'a AttachSection,
-) -> impl Fn(Item<'_>, String) -> DaemonError + 'a {
-    move |item: Item<'_>, message: String| {
+) -> impl Fn(Item<'_>, EngineError) -> DaemonError + 'a {
+    move |item: Item<'_>, e: EngineError| {
         let span = match item {
             Item::Global(var) => a.globals.get(var).map(|v| v.span()),
             Item::Map { index, key: true } => a.maps.get(index).map(|m| m.get_ref().key.span()),
             Item::Map { index, key: false } => a.maps.get(index).map(|m| m.get_ref().value.span()),
         };
-        DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), message))
+        DaemonError::Config(cfg.error_at(span.map_or(0, |s| s.start), e.to_string()))
     }
 }
 
 /// Locates errors of a request's options by the client's arguments (the
 /// `--attach` command line has none).
-fn request_item(item: Item<'_>, message: String) -> DaemonError {
-    match item {
-        Item::Global(var) => DaemonError::BadInput(format!("--set {var}: {message}")),
-        Item::Map { index, .. } => DaemonError::BadInput(format!("map entry {index}: {message}")),
+fn request_item(item: Item<'_>, source: EngineError) -> DaemonError {
+    let arg = match item {
+        Item::Global(var) => format!("--set {var}"),
+        Item::Map { index, .. } => format!("map entry {index}"),
+    };
+    InputError::AttachOption {
+        arg,
+        source: Box::new(source),
     }
+    .into()
 }
 
 fn args_config_dir() -> PathBuf {

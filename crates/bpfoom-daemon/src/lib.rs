@@ -33,6 +33,7 @@ mod clients;
 pub mod config;
 pub mod control;
 mod daemon;
+mod error;
 pub mod hooks;
 mod logging;
 pub mod maps;
@@ -52,6 +53,9 @@ use clap::{Args, Subcommand};
 pub use config::{Config, ConfigError, LogFormat};
 pub use control::{AttachOpts, Request, Response};
 pub use daemon::run_daemon;
+pub use error::{
+    ControlError, DaemonError, InputError, MapPart, Rejection, SetupError, ValueArgError,
+};
 
 /// The git commit this binary was built from (`unknown` outside a checkout).
 pub const GIT_COMMIT: &str = env!("BPFOOM_GIT_COMMIT");
@@ -70,51 +74,6 @@ pub const DEFAULT_SOCKET: &str = "/run/bpfoom/bpfoom.sock";
 pub const DEFAULT_STATE_FILE: &str = "/run/bpfoom/state";
 /// How long a client waits for the daemon.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Everything the daemon and its clients can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// The configuration is invalid (names file, line and key).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// Bad input: unreadable or corrupt object, unknown cgroup, bad option.
-    #[error("{0}")]
-    BadInput(String),
-    /// The policy was rejected (verifier log) or the request refused.
-    #[error("{0}")]
-    Rejected(String),
-    /// The control socket could not be used.
-    #[error("{0}")]
-    Control(String),
-    /// The machine could not be set up (cgroupfs, socket, guardian).
-    #[error("{0}")]
-    Setup(String),
-    /// A system call of the set-up or the main loop failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done (`poll`, `metrics endpoint 127.0.0.1:9464`).
-        what: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The host (cgroup hierarchy, inotify, state file) could not be opened.
-    #[error(transparent)]
-    Host(#[from] bpfoom_host::Error),
-    /// Writing output failed.
-    #[error("output: {0}")]
-    Output(#[from] std::io::Error),
-}
-
-impl DaemonError {
-    /// 1 for a rejection, 2 for everything else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            DaemonError::Rejected(_) => 1,
-            _ => 2,
-        }
-    }
-}
 
 /// `bpfoom run`.
 #[derive(Args, Debug, Clone, Default)]
@@ -174,7 +133,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub backoff_timeout_ms: Option<u64>,
     /// Limit reserve (bytes, or with K/M/G/T).
-    #[arg(long, value_parser = parse_size_arg)]
+    #[arg(long, value_parser = config::parse_size)]
     pub limit_reserve: Option<u64>,
     /// Set a global variable before verification: NAME=VALUE (repeatable);
     /// VALUE an integer, a cgroup path (its id), or a TOML inline table or
@@ -290,15 +249,11 @@ pub fn run_cmd(cmd: &DaemonCmd, out: &mut dyn Write) -> Result<(), DaemonError> 
     }
 }
 
-fn parse_size_arg(s: &str) -> Result<u64, String> {
-    config::parse_size(s).map_err(|e| e.to_string())
-}
-
 /// Parses `--map MAP:KEY=VALUE`. KEY and VALUE are what
 /// [`config::parse_value_arg`] takes; the `=` between them is the first one
 /// outside braces, brackets and quotes, so a table key `{ a = 1 }=2` works.
 pub fn parse_map_arg(arg: &str) -> Result<control::MapEntry, DaemonError> {
-    let usage = || DaemonError::BadInput(format!("--map: expected MAP:KEY=VALUE, got {arg:?}"));
+    let usage = || InputError::MapArgSyntax { arg: arg.into() };
     let (map, rest) = arg.split_once(':').ok_or_else(usage)?;
     let (mut depth, mut quote) = (0i32, None);
     let mut split = None;
@@ -319,24 +274,28 @@ pub fn parse_map_arg(arg: &str) -> Result<control::MapEntry, DaemonError> {
     let i = split.ok_or_else(usage)?;
     let (key, value) = (&rest[..i], &rest[i + 1..]);
     if map.is_empty() || key.trim().is_empty() || value.trim().is_empty() {
-        return Err(usage());
+        return Err(usage().into());
     }
-    let parse = |s: &str, what: &str| {
-        config::parse_value_arg(s)
-            .map_err(|e| DaemonError::BadInput(format!("--map {arg}: {what}: {e}")))
+    let parse = |s: &str, part: MapPart| {
+        config::parse_value_arg(s).map_err(|source| InputError::MapArgValue {
+            arg: arg.into(),
+            part,
+            source,
+        })
     };
     Ok(control::MapEntry {
         map: map.into(),
-        key: parse(key, "key")?,
-        value: parse(value, "value")?,
+        key: parse(key, MapPart::Key)?,
+        value: parse(value, MapPart::Value)?,
         arg: Some(format!("--map {arg}")),
     })
 }
 
-fn split_kv<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), DaemonError> {
+/// Splits `--set NAME=VALUE`.
+fn split_set(s: &str) -> Result<(&str, &str), InputError> {
     s.split_once('=')
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .ok_or_else(|| DaemonError::BadInput(format!("{what}: expected KEY=VALUE, got {s:?}")))
+        .ok_or_else(|| InputError::SetArgSyntax { arg: s.into() })
 }
 
 fn finish(resp: Response, out: &mut dyn Write) -> Result<(), DaemonError> {
@@ -348,8 +307,8 @@ fn finish(resp: Response, out: &mut dyn Write) -> Result<(), DaemonError> {
     }
     let msg = resp.error.unwrap_or_else(|| "request failed".into());
     Err(match resp.code {
-        1 => DaemonError::Rejected(msg),
-        _ => DaemonError::BadInput(msg),
+        1 => Rejection::Remote { message: msg }.into(),
+        _ => InputError::Remote { message: msg }.into(),
     })
 }
 
@@ -366,9 +325,11 @@ pub fn attach(a: &AttachArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         ..Default::default()
     };
     for g in &a.globals {
-        let (k, v) = split_kv(g, "--set")?;
-        let value = config::parse_value_arg(v)
-            .map_err(|e| DaemonError::BadInput(format!("--set {g}: {e}")))?;
+        let (k, v) = split_set(g)?;
+        let value = config::parse_value_arg(v).map_err(|source| InputError::SetArgValue {
+            arg: g.clone(),
+            source,
+        })?;
         options.globals.insert(k.into(), value);
     }
     for m in &a.maps {
@@ -392,8 +353,7 @@ pub fn reload(a: &ReloadArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
         return finish(resp, out);
     };
     if a.json {
-        let text =
-            serde_json::to_string(changes).map_err(|e| DaemonError::Control(e.to_string()))?;
+        let text = serde_json::to_string(changes).map_err(ControlError::Json)?;
         writeln!(out, "{text}")?;
     } else {
         for c in changes {
@@ -403,9 +363,7 @@ pub fn reload(a: &ReloadArgs, out: &mut dyn Write) -> Result<(), DaemonError> {
     if resp.ok {
         Ok(())
     } else {
-        Err(DaemonError::Rejected(
-            "reload: an entry was rejected and keeps its previous instance".into(),
-        ))
+        Err(Rejection::ReloadEntry.into())
     }
 }
 
@@ -468,12 +426,30 @@ mod tests {
             "p:{ a = 1 }",
         ] {
             let e = parse_map_arg(bad).unwrap_err();
-            assert!(matches!(e, DaemonError::BadInput(_)), "{bad}: {e}");
+            assert!(
+                matches!(e, DaemonError::BadInput(InputError::MapArgSyntax { .. })),
+                "{bad}: {e}"
+            );
         }
         let e = parse_map_arg("prefs:/a={ x = }").unwrap_err();
         assert!(
+            matches!(
+                &e,
+                DaemonError::BadInput(InputError::MapArgValue {
+                    part: MapPart::Value,
+                    source: ValueArgError::Toml { .. },
+                    ..
+                })
+            ),
+            "{e}"
+        );
+        assert!(
             e.to_string().contains("--map prefs:/a={ x = }: value"),
             "{e}"
+        );
+        assert_eq!(
+            parse_map_arg("p").unwrap_err().to_string(),
+            "--map: expected MAP:KEY=VALUE, got \"p\""
         );
     }
 }

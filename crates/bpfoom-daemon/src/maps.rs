@@ -13,7 +13,7 @@ use bpfoom_engine::{Engine, Host, InstanceMaps};
 use bpfoom_host::LinuxHost;
 
 use crate::control::{Request, Response};
-use crate::{DaemonError, MapsArgs, CLIENT_TIMEOUT};
+use crate::{ControlError, DaemonError, InputError, MapsArgs, CLIENT_TIMEOUT};
 
 /// The daemon's side: the decoded maps of the instances at `cgroup`.
 pub(crate) fn reply(
@@ -25,9 +25,9 @@ pub(crate) fn reply(
         .host()
         .cgroupfs()
         .resolve(cgroup)
-        .map_err(|e| DaemonError::BadInput(e.to_string()))?;
+        .map_err(InputError::Cgroup)?;
     let maps = maps_of(engine, cg, instance)?;
-    let value = serde_json::to_value(&maps).map_err(|e| DaemonError::Control(e.to_string()))?;
+    let value = serde_json::to_value(&maps).map_err(ControlError::Json)?;
     Ok(Response {
         ok: true,
         maps: Some(value),
@@ -40,11 +40,12 @@ fn maps_of<H: Host>(
     cg: bpfoom_engine::CgroupId,
     instance: Option<&str>,
 ) -> Result<Vec<InstanceMaps>, DaemonError> {
-    engine.maps(cg, instance).map_err(|e| match e {
-        bpfoom_engine::EngineError::NotAttached(path) => DaemonError::BadInput(format!(
-            "no policy is attached to {path} (`bpfoom status` lists the attach points)"
-        )),
-        e => DaemonError::BadInput(e.to_string()),
+    engine.maps(cg, instance).map_err(|e| {
+        match e {
+            bpfoom_engine::EngineError::NotAttached(path) => InputError::NoPolicyAt { path },
+            e => InputError::Maps(Box::new(e)),
+        }
+        .into()
     })
 }
 

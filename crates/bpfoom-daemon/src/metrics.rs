@@ -30,7 +30,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::DaemonError;
+use crate::{DaemonError, InputError};
 
 /// The default metrics port (the one the issue and the shipped config use).
 pub const DEFAULT_PORT: u16 = 9464;
@@ -332,11 +332,7 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, DaemonError> {
     t.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| {
-            DaemonError::BadInput(format!(
-                "metrics address {s:?}: expected HOST:PORT or PORT (e.g. 127.0.0.1:{DEFAULT_PORT})"
-            ))
-        })
+        .ok_or_else(|| InputError::MetricsAddr { given: s.into() }.into())
 }
 
 /// Binds `addr` and serves `/metrics` from `registry` on a thread; returns

@@ -45,8 +45,15 @@ pub struct Spec {
 
 impl Spec {
     /// Reads the object `file`.
-    pub fn read(file: PathBuf, instance: Option<&str>, opts: &AttachOpts) -> Result<Spec, String> {
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    pub fn read(
+        file: PathBuf,
+        instance: Option<&str>,
+        opts: &AttachOpts,
+    ) -> Result<Spec, crate::InputError> {
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(source) => return Err(crate::InputError::ReadPolicy { file, source }),
+        };
         Ok(Spec {
             file,
             instance: instance.map(str::to_string),

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::control::{Request, Response};
-use crate::DaemonError;
+use crate::{ControlError, DaemonError};
 
 /// A name as the text output shows it: control characters and backslashes
 /// escaped (`\t`, `\u{1b}`, `\\`), so a cgroup or file name can neither
@@ -253,33 +253,40 @@ pub fn events(
                 }
                 Ok(())
             }
-            _ => Err(DaemonError::Control(
-                resp.error.unwrap_or_else(|| "events: no answer".into()),
-            )),
+            _ => Err(match resp.error {
+                Some(message) => ControlError::Remote { message },
+                None => ControlError::NoEvents,
+            }
+            .into()),
         };
     }
     let s = crate::control::connect(socket)?;
-    let mut line = serde_json::to_string(&Request::Events { follow })
-        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    let mut line =
+        serde_json::to_string(&Request::Events { follow }).map_err(ControlError::Json)?;
     line.push('\n');
-    (&s).write_all(line.as_bytes())
-        .map_err(|e| DaemonError::Control(format!("writing to {}: {e}", socket.display())))?;
+    let io = |what: &'static str| {
+        move |source| ControlError::Io {
+            what,
+            socket: socket.to_path_buf(),
+            source,
+        }
+    };
+    (&s).write_all(line.as_bytes()).map_err(io("writing to"))?;
     let mut rd = BufReader::new(&s);
     let mut first = String::new();
-    rd.read_line(&mut first)
-        .map_err(|e| DaemonError::Control(format!("reading from {}: {e}", socket.display())))?;
-    let resp: Response = serde_json::from_str(&first).map_err(|e| {
-        DaemonError::Control(format!("bad response from {}: {e}", socket.display()))
-    })?;
+    rd.read_line(&mut first).map_err(io("reading from"))?;
+    let resp: Response =
+        serde_json::from_str(&first).map_err(|source| ControlError::BadResponse {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
     for r in resp.events.iter().flatten() {
         print(out, r)?;
     }
     // Then one record per line, for as long as the daemon runs.
-    s.set_read_timeout(None)
-        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    s.set_read_timeout(None).map_err(ControlError::Socket)?;
     for l in rd.lines() {
-        let l =
-            l.map_err(|e| DaemonError::Control(format!("reading from {}: {e}", socket.display())))?;
+        let l = l.map_err(io("reading from"))?;
         match serde_json::from_str::<Value>(&l) {
             Ok(r) => print(out, &r)?,
             Err(_) => continue,

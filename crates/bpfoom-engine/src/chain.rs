@@ -5,7 +5,7 @@
 //! kfuncs never name this module.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bpfoom_vm::{ProgId, Vm, VmError};
 
@@ -56,27 +56,51 @@ pub(crate) struct OomInstance {
     pub types: std::sync::Arc<crate::dump::MapTypes>,
 }
 
+/// Why a program run counts as failed although the VM returned: the
+/// handler chain passes on, `init` fails the attachment, and the records
+/// carry the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunFailure {
+    /// The engine's instruction budget ran out.
+    #[error("instruction budget of {budget} exhausted at instruction {pc}")]
+    Budget {
+        /// The budget of the run.
+        budget: u64,
+        /// The instruction being executed.
+        pc: usize,
+    },
+    /// The VM stopped the program (memory fault, bad call, ...).
+    #[error("program fault: {0}")]
+    Fault(#[source] VmError),
+    /// The program returned, but later than the engine allows.
+    #[error("wall-clock limit of {limit:?} exceeded ({elapsed:?})")]
+    TimeLimit {
+        /// [`EngineConfig::time_limit`].
+        limit: Duration,
+        /// How long the run took.
+        elapsed: Duration,
+    },
+}
+
 /// Runs one program; `Err` carries why it counts as failed.
 pub(crate) fn run_prog<H: Host + ?Sized>(
     vm: &mut Vm,
     prog: ProgId,
     k: &mut Kctx<'_, H>,
     ctx: &[u64],
-) -> Result<u64, String> {
+) -> Result<u64, RunFailure> {
     vm.set_budget(k.cfg.insn_budget);
     let start = Instant::now();
     let r = vm.run(prog, ctx, k);
     let elapsed = start.elapsed();
     k.flush_output(vm.env_mut());
     match r {
-        Err(VmError::Budget { budget, pc }) => Err(format!(
-            "instruction budget of {budget} exhausted at instruction {pc}"
-        )),
-        Err(e) => Err(format!("program fault: {e}")),
-        Ok(_) if elapsed > k.cfg.time_limit => Err(format!(
-            "wall-clock limit of {:?} exceeded ({:?})",
-            k.cfg.time_limit, elapsed
-        )),
+        Err(VmError::Budget { budget, pc }) => Err(RunFailure::Budget { budget, pc }),
+        Err(e) => Err(RunFailure::Fault(e)),
+        Ok(_) if elapsed > k.cfg.time_limit => Err(RunFailure::TimeLimit {
+            limit: k.cfg.time_limit,
+            elapsed,
+        }),
         Ok(v) => Ok(v),
     }
 }
@@ -117,7 +141,7 @@ impl OomInstance {
         cfg: &EngineConfig,
         req: &OomRequest,
         totalpages: u64,
-    ) -> (Result<u64, String>, bool, u64) {
+    ) -> (Result<u64, RunFailure>, bool, u64) {
         let l = Layout::get();
         let OomInstance {
             name,
@@ -201,7 +225,8 @@ impl OomInstance {
         let addr = k.addr_of(Key::Cgroup(cg), vm.env_mut());
         if let Err(e) = run_prog(vm, prog, &mut k, &[addr, cg]) {
             let policy = name.clone();
-            k.st.emit(&mut *k.host, Record::Error { policy, message: e });
+            let message = e.to_string();
+            k.st.emit(&mut *k.host, Record::Error { policy, message });
         }
         finish_run(vm, &mut k);
         let policy = name.clone();
@@ -347,7 +372,7 @@ pub(crate) fn run_chain<H: Host + ?Sized>(
                         Some(format!("return value {n} out of range")),
                     ),
                 ),
-                Err(e) => st.emit(host, handler(Verdict::Failed, Some(e))),
+                Err(e) => st.emit(host, handler(Verdict::Failed, Some(e.to_string()))),
             }
         }
         break;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bpfoom_obj::{Form, Object};
 use bpfoom_vm::{LoadOptions, MapSpec, ProgId, Vm};
 
-use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome};
+use crate::chain::{finish_run, path_of, run_chain, run_prog, OomInstance, OomOutcome, RunFailure};
 use crate::dump::{dump_vm, InstanceMaps, MapTypes};
 use crate::host::{is_within, CgroupId, Host, Pid};
 use crate::kfuncs::{Kctx, PsiRun};
@@ -129,7 +129,7 @@ impl PsiInstance {
         cfg: &EngineConfig,
         chain: &mut [OomInstance],
         arg: PsiArg,
-    ) -> Option<Result<u64, String>> {
+    ) -> Option<Result<u64, RunFailure>> {
         let prog = self.progs[which]?;
         let l = Layout::get();
         let PsiInstance {
@@ -571,7 +571,8 @@ impl<H: Host> Engine<H> {
                 },
             );
             if let Some(Err(e)) = psi[i].call(PSI_EVENT, host, st, cfg, oom, PsiArg::Trigger(j)) {
-                st.emit(host, Record::Error { policy, message: e });
+                let message = e.to_string();
+                st.emit(host, Record::Error { policy, message });
             }
         }
     }

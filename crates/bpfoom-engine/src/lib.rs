@@ -51,11 +51,11 @@ use std::time::Duration;
 use bpfoom_abi::{kfuncs as abi_kfuncs, struct_ops, Scope};
 use bpfoom_obj::{BtfKind, Object, StructOpsInstance};
 
-pub use chain::OomOutcome;
+pub use chain::{OomOutcome, RunFailure};
 pub use dump::{DumpEntry, InstanceMaps, MapDump};
 pub use engine::Engine;
 pub use host::{CgroupId, Host, HostError, KernelOom, MemcgInfo, Pid, TaskInfo};
-pub use mapvalue::{CgroupResolver, MapValue, MapValueError};
+pub use mapvalue::{CgroupLookupError, CgroupResolver, MapValue, MapValueError};
 pub use record::{Constraint, Record, ResolvedBy, Verdict};
 pub use size::{parse_size, Size, SizeError};
 pub use verify::Verifier;
@@ -130,15 +130,18 @@ impl Default for VmBackend {
     }
 }
 
+/// A [`VmBackend`] name that is neither `jit` nor `interpreter`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown engine {0:?} (expected \"jit\" or \"interpreter\")")]
+pub struct UnknownBackend(pub String);
+
 impl std::str::FromStr for VmBackend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, UnknownBackend> {
         match s {
             "jit" => Ok(VmBackend::Jit),
             "interpreter" => Ok(VmBackend::Interpreter),
-            other => Err(format!(
-                "unknown engine {other:?} (expected \"jit\" or \"interpreter\")"
-            )),
+            other => Err(UnknownBackend(other.into())),
         }
     }
 }
@@ -151,8 +154,8 @@ pub enum InitFailure {
     Returned(i32),
     /// It did not finish: a fault, the instruction budget or the time
     /// limit, as the run's record says.
-    #[error("{0}")]
-    Stopped(String),
+    #[error(transparent)]
+    Stopped(RunFailure),
 }
 
 /// Per-instance options.
@@ -750,5 +753,43 @@ impl Policy {
             policy: self.name.clone(),
             var: var.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names() {
+        assert_eq!("jit".parse(), Ok(VmBackend::Jit));
+        assert_eq!("interpreter".parse(), Ok(VmBackend::Interpreter));
+        let e = "fast".parse::<VmBackend>().unwrap_err();
+        assert_eq!(e, UnknownBackend("fast".into()));
+        assert_eq!(
+            e.to_string(),
+            "unknown engine \"fast\" (expected \"jit\" or \"interpreter\")"
+        );
+    }
+
+    #[test]
+    fn init_failure_keeps_the_run_message() {
+        use std::error::Error as _;
+        let why = InitFailure::Stopped(RunFailure::Budget { budget: 10, pc: 3 });
+        assert_eq!(
+            why.to_string(),
+            "instruction budget of 10 exhausted at instruction 3"
+        );
+        let e = EngineError::InitFailed {
+            policy: "p".into(),
+            why,
+        };
+        assert_eq!(
+            e.to_string(),
+            "policy p: init failed: instruction budget of 10 exhausted at instruction 3"
+        );
+        let fault = RunFailure::Fault(bpfoom_vm::VmError::NoProgram(4));
+        assert_eq!(fault.to_string(), "program fault: no program with id 4");
+        assert!(fault.source().is_some());
     }
 }

@@ -289,14 +289,15 @@ pub enum MapValueError {
         known: String,
     },
     /// A cgroup path the resolver does not know.
-    #[error("{path}: cgroup {cgroup}: {reason}")]
+    #[error("{path}: cgroup {cgroup}: {source}")]
     Cgroup {
         /// Where.
         path: String,
         /// The path given.
         cgroup: String,
         /// The resolver's explanation.
-        reason: String,
+        #[source]
+        source: CgroupLookupError,
     },
     /// The BTF type cannot hold a configured value (no size, or a size
     /// other than the map's).
@@ -327,11 +328,52 @@ impl MapValueError {
 
 /// Turns a cgroup path into its cgroup id (`kn->id`, what
 /// `bpf_cgroup_from_id` takes); `Err` explains why it cannot.
-pub type CgroupResolver<'a> = dyn FnMut(&str) -> Result<u64, String> + 'a;
+pub type CgroupResolver<'a> = dyn FnMut(&str) -> Result<u64, CgroupLookupError> + 'a;
+
+/// Why a [`CgroupResolver`] has no id for a path.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CgroupLookupError {
+    /// The caller has no cgroup hierarchy at all ([`no_cgroups`]).
+    #[error("no cgroup hierarchy to resolve {path} in")]
+    NoHierarchy {
+        /// The path given.
+        path: String,
+    },
+    /// The hierarchy has no cgroup at the path.
+    #[error("no such cgroup")]
+    NotFound,
+    /// The host's own lookup failed; its error says why (the engine does
+    /// not know the host's error types, and the `Arc` keeps
+    /// [`MapValueError`] cloneable).
+    #[error(transparent)]
+    Host(std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl CgroupLookupError {
+    /// Wraps a host's lookup error.
+    pub fn host(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CgroupLookupError::Host(std::sync::Arc::new(e))
+    }
+}
+
+/// Host errors have no equality of their own: two are equal only when they
+/// are the same error, which is what comparing [`MapValueError`]s needs.
+impl PartialEq for CgroupLookupError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::NoHierarchy { path: a }, Self::NoHierarchy { path: b }) => a == b,
+            (Self::NotFound, Self::NotFound) => true,
+            (Self::Host(a), Self::Host(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CgroupLookupError {}
 
 /// A resolver for callers that have no cgroups: every path is an error.
-pub fn no_cgroups(path: &str) -> Result<u64, String> {
-    Err(format!("no cgroup hierarchy to resolve {path} in"))
+pub fn no_cgroups(path: &str) -> Result<u64, CgroupLookupError> {
+    Err(CgroupLookupError::NoHierarchy { path: path.into() })
 }
 
 /// Whether the encoded value is a map key (padding refused) or not.
@@ -420,10 +462,10 @@ pub fn encode_untyped(
 }
 
 fn cgroup_id(p: &str, path: &str, resolve: &mut CgroupResolver<'_>) -> Result<u64, MapValueError> {
-    resolve(p).map_err(|reason| MapValueError::Cgroup {
+    resolve(p).map_err(|source| MapValueError::Cgroup {
         path: path.into(),
         cgroup: p.into(),
-        reason,
+        source,
     })
 }
 
@@ -1050,10 +1092,10 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    fn cgroups(path: &str) -> Result<u64, String> {
+    fn cgroups(path: &str) -> Result<u64, CgroupLookupError> {
         match path {
             "/job/a" => Ok(0x1234),
-            _ => Err("no such cgroup".into()),
+            _ => Err(CgroupLookupError::NotFound),
         }
     }
 
@@ -1125,9 +1167,10 @@ pub(crate) mod tests {
             MapValueError::Cgroup {
                 path: "value".into(),
                 cgroup: "/nope".into(),
-                reason: "no such cgroup".into()
+                source: CgroupLookupError::NotFound,
             }
         );
+        assert_eq!(e.to_string(), "value: cgroup /nope: no such cgroup");
         // An id that does not fit the field is out of range, not truncated.
         assert!(matches!(
             enc(U8, "/job/a".into(), Role::Value),

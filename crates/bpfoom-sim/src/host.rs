@@ -23,6 +23,71 @@ use crate::kernel::{self, Choice};
 
 const PAGE: u64 = 4096;
 
+/// Why the simulated machine refused a cgroup or process change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimHostError {
+    /// [`SimHost::mkdir`]: the path is relative.
+    #[error("cgroup path {path:?} must start with /")]
+    RelativePath {
+        /// As given.
+        path: String,
+    },
+    /// [`SimHost::mkdir`]: the path has no parent.
+    #[error("bad cgroup path {path:?}")]
+    BadPath {
+        /// As given.
+        path: String,
+    },
+    /// [`SimHost::rmdir`] of the root.
+    #[error("cannot remove the root cgroup")]
+    RemoveRoot,
+    /// [`SimHost::rmdir`] of an unknown or removed cgroup.
+    #[error("no such cgroup")]
+    NoSuchCgroup {
+        /// The id given.
+        id: CgroupId,
+    },
+    /// [`SimHost::rmdir`] of a cgroup with live children.
+    #[error("{path} has child cgroups")]
+    HasChildren {
+        /// The cgroup.
+        path: String,
+    },
+    /// [`SimHost::rmdir`] of a cgroup with processes.
+    #[error("{path} still has processes")]
+    HasProcesses {
+        /// The cgroup.
+        path: String,
+    },
+    /// [`SimHost::add_process`] with pid 0 or below.
+    #[error("pid {pid} must be positive")]
+    BadPid {
+        /// The pid given.
+        pid: Pid,
+    },
+    /// [`SimHost::add_process`] of a pid already running.
+    #[error("pid {pid} already exists")]
+    PidExists {
+        /// The pid given.
+        pid: Pid,
+    },
+    /// [`SimHost::add_process`] into a cgroup that does not exist.
+    #[error("no cgroup #{cgroup}")]
+    NoCgroupFor {
+        /// The process.
+        pid: Pid,
+        /// The cgroup it names.
+        cgroup: CgroupId,
+    },
+}
+
+/// Benchmarks and examples that report errors as text keep using `?`.
+impl From<SimHostError> for String {
+    fn from(e: SimHostError) -> String {
+        e.to_string()
+    }
+}
+
 /// Simulator events that are not engine decisions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -189,10 +254,10 @@ impl SimHost {
         path: &str,
         limit: Option<u64>,
         oom_group: bool,
-    ) -> Result<CgroupId, String> {
+    ) -> Result<CgroupId, SimHostError> {
         let p = normalize(path);
         if !p.starts_with('/') {
-            return Err(format!("cgroup path {path:?} must start with /"));
+            return Err(SimHostError::RelativePath { path: path.into() });
         }
         if let Some(id) = self.lookup(&p) {
             if let Some(c) = self.cg_mut(id) {
@@ -204,7 +269,7 @@ impl SimHost {
         let parent_path = match p.rfind('/') {
             Some(0) => "/".to_string(),
             Some(i) => p[..i].to_string(),
-            None => return Err(format!("bad cgroup path {path:?}")),
+            None => return Err(SimHostError::BadPath { path: path.into() }),
         };
         let parent = match self.lookup(&parent_path) {
             Some(id) => id,
@@ -230,16 +295,20 @@ impl SimHost {
     }
 
     /// Removes an empty cgroup.
-    pub fn rmdir(&mut self, id: CgroupId) -> Result<(), String> {
+    pub fn rmdir(&mut self, id: CgroupId) -> Result<(), SimHostError> {
         if id == ROOT {
-            return Err("cannot remove the root cgroup".into());
+            return Err(SimHostError::RemoveRoot);
         }
-        let c = self.cg(id).ok_or("no such cgroup")?;
+        let c = self.cg(id).ok_or(SimHostError::NoSuchCgroup { id })?;
         if c.children.iter().any(|&ch| self.cg(ch).is_some()) {
-            return Err(format!("{} has child cgroups", c.path));
+            return Err(SimHostError::HasChildren {
+                path: c.path.clone(),
+            });
         }
         if self.procs.values().any(|p| p.cgroup == id) {
-            return Err(format!("{} still has processes", c.path));
+            return Err(SimHostError::HasProcesses {
+                path: c.path.clone(),
+            });
         }
         let parent = c.parent;
         if let Some(c) = self.cg_mut(id) {
@@ -252,15 +321,18 @@ impl SimHost {
     }
 
     /// Adds a process (no charge, no OOM check).
-    pub fn add_process(&mut self, p: SimProc) -> Result<(), String> {
+    pub fn add_process(&mut self, p: SimProc) -> Result<(), SimHostError> {
         if p.pid <= 0 {
-            return Err(format!("pid {} must be positive", p.pid));
+            return Err(SimHostError::BadPid { pid: p.pid });
         }
         if self.procs.contains_key(&p.pid) {
-            return Err(format!("pid {} already exists", p.pid));
+            return Err(SimHostError::PidExists { pid: p.pid });
         }
         if self.cg(p.cgroup).is_none() {
-            return Err(format!("no cgroup #{}", p.cgroup));
+            return Err(SimHostError::NoCgroupFor {
+                pid: p.pid,
+                cgroup: p.cgroup,
+            });
         }
         self.account(p.cgroup, [p.rss, p.file, p.swap], true);
         if let Some(c) = self.cg_mut(p.cgroup) {

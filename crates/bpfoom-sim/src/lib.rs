@@ -26,7 +26,7 @@ use bpfoom_engine::{
 };
 use bpfoom_obj::Object;
 
-pub use host::{Line, SimEvent, SimHost, SimProc};
+pub use host::{Line, SimEvent, SimHost, SimHostError, SimProc};
 pub use scenario::Scenario;
 
 use scenario::{ExpectSpec, ProcessSpec, StepSpec};
@@ -83,7 +83,17 @@ pub enum ScenarioError {
     /// the verifier, cannot attach).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The simulated machine refused a cgroup or process of the scenario.
+    #[error(transparent)]
+    Host(#[from] SimHostError),
+    /// The policy loader could not produce the object (its own error:
+    /// loaders are the caller's, see [`LoadPolicy`]).
+    #[error(transparent)]
+    Policy(BoxError),
 }
+
+/// Any error, as a [`LoadPolicy`] returns it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<String> for ScenarioError {
     fn from(s: String) -> Self {
@@ -125,31 +135,78 @@ impl Outcome {
 }
 
 /// How a scenario's `policy = "..."` becomes object bytes: given the path as
-/// written and the scenario's directory.
-pub type PolicyLoader<'a> = dyn Fn(&str, &Path) -> Result<Vec<u8>, String> + 'a;
+/// written and the scenario's directory. Any `Fn(&str, &Path) -> Result<Vec<u8>,
+/// E>` is one, for every error `E` that converts into a [`BoxError`] (typed
+/// errors, and the `String`s of small test loaders).
+pub trait LoadPolicy {
+    /// Loads `policy` (relative paths start from `base`).
+    fn load(&self, policy: &str, base: &Path) -> Result<Vec<u8>, BoxError>;
+}
+
+impl<F, E> LoadPolicy for F
+where
+    F: Fn(&str, &Path) -> Result<Vec<u8>, E>,
+    E: Into<BoxError>,
+{
+    fn load(&self, policy: &str, base: &Path) -> Result<Vec<u8>, BoxError> {
+        self(policy, base).map_err(Into::into)
+    }
+}
+
+/// The loader of [`SimOptions`].
+pub type PolicyLoader<'a> = dyn LoadPolicy + 'a;
+
+/// Why [`read_policy_file`] has no object.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    /// The file exists but cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither place has the file.
+    #[error(
+        "policy {policy:?} not found (tried {}: the scenario's directory, then the working directory){}",
+        tried.join(" and "),
+        beside.as_ref().map(|s| format!("; build it first: bpfoom build {s}")).unwrap_or_default()
+    )]
+    NotFound {
+        /// The path as written.
+        policy: String,
+        /// Each place tried, once (an empty base is the working directory).
+        tried: Vec<String>,
+        /// The `.bpf.c` beside the missing object, when there is one.
+        beside: Option<String>,
+    },
+}
 
 /// Reads the object at `policy`, relative to `base` first, then the
 /// working directory.
-pub fn read_policy_file(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
+pub fn read_policy_file(policy: &str, base: &Path) -> Result<Vec<u8>, PolicyFileError> {
     let candidates = [base.join(policy), PathBuf::from(policy)];
     for c in &candidates {
         if c.is_file() {
-            return std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()));
+            return std::fs::read(c).map_err(|source| PolicyFileError::Read {
+                path: c.clone(),
+                source,
+            });
         }
     }
-    let hint = policy
+    let beside = policy
         .strip_suffix(".o")
         .map(|s| format!("{s}.c"))
-        .filter(|src| base.join(src).is_file() || Path::new(src).is_file())
-        .map(|src| format!("; build it first: bpfoom build {src}"))
-        .unwrap_or_default();
-    // Name each place tried, once: an empty base is the working directory.
+        .filter(|src| base.join(src).is_file() || Path::new(src).is_file());
     let mut tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
     tried.dedup();
-    Err(format!(
-        "policy {policy:?} not found (tried {}: the scenario's directory, then the working directory){hint}",
-        tried.join(" and ")
-    ))
+    Err(PolicyFileError::NotFound {
+        policy: policy.into(),
+        tried,
+        beside,
+    })
 }
 
 /// Options of a run.
@@ -444,7 +501,7 @@ impl SimHost {
 
 fn write_lines(lines: &[Line], out: &mut dyn Write) -> Result<(), SimError> {
     for l in lines {
-        let s = serde_json::to_string(l).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let s = serde_json::to_string(l).map_err(std::io::Error::other)?;
         writeln!(out, "{s}")?;
     }
     Ok(())
@@ -490,7 +547,10 @@ pub fn run_scenario(
     for a in &sc.attach {
         let v = a.get_ref();
         let span = a.span();
-        let bytes = (opts.loader)(&v.policy, &opts.base_dir).map_err(|e| r.err(span.clone(), e))?;
+        let bytes = opts
+            .loader
+            .load(&v.policy, &opts.base_dir)
+            .map_err(|e| r.err(span.clone(), ScenarioError::Policy(e)))?;
         let obj = Object::parse(&bytes).map_err(|source| {
             r.err(
                 span.clone(),
@@ -505,7 +565,10 @@ pub fn run_scenario(
         // A string for an integer is a cgroup path; the simulated host
         // resolves it to the cgroup's id.
         let host = r.engine.host();
-        let mut resolve = |p: &str| host.lookup(p).ok_or_else(|| "no such cgroup".to_string());
+        let mut resolve = |p: &str| {
+            host.lookup(p)
+                .ok_or(bpfoom_engine::CgroupLookupError::NotFound)
+        };
         for (name, val) in &v.globals {
             policy
                 .set_global_value(name, val.get_ref(), &mut resolve)

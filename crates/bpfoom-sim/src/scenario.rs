@@ -66,20 +66,40 @@ use crate::SimError;
 
 pub use bpfoom_engine::size::{parse_size, Size};
 
+/// Why [`parse_duration`] refused a text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number before the unit (or one too large).
+    #[error("bad duration {given:?}: expected e.g. \"100ms\"")]
+    Number {
+        /// As given.
+        given: String,
+    },
+    /// A unit other than `us`, `ms` and `s`.
+    #[error("bad duration {given:?}: unknown unit {unit:?} (use us, ms or s)")]
+    Unit {
+        /// As given.
+        given: String,
+        /// The unit found.
+        unit: String,
+    },
+}
+
 /// Parses `"100ms"`, `"2s"`, `"500us"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let n: u64 = t[..split]
         .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected e.g. \"100ms\""))?;
+        .map_err(|_| DurationError::Number { given: s.into() })?;
     match &t[split..] {
         "us" => Ok(Duration::from_micros(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        u => Err(format!(
-            "bad duration {s:?}: unknown unit {u:?} (use us, ms or s)"
-        )),
+        u => Err(DurationError::Unit {
+            given: s.into(),
+            unit: u.into(),
+        }),
     }
 }
 
@@ -425,8 +445,14 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
-        assert!(parse_duration("7h").is_err());
-        assert!(parse_duration("ms").is_err());
+        assert_eq!(
+            parse_duration("7h").unwrap_err().to_string(),
+            "bad duration \"7h\": unknown unit \"h\" (use us, ms or s)"
+        );
+        assert_eq!(
+            parse_duration("ms").unwrap_err(),
+            DurationError::Number { given: "ms".into() }
+        );
     }
 
     #[test]

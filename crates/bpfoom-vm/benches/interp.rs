@@ -43,12 +43,11 @@ fn alu_heavy() -> Bench {
         "add", "xor", "mul", "or", "sub", "and", "add32", "xor32", "lsh", "rsh", "arsh", "mul32",
         "mov",
     ];
-    let mut x: u64 = 0x1234_5678;
+    // A fixed seed: every run (and every engine) times the same program.
+    let mut rng = bpfoom_testutil::Rng::new(0x1234_5678);
     let mut n = 4 + 5;
     for _ in 0..290 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let x = rng.next_u64();
         let d = regs[(x >> 33) as usize % regs.len()];
         let sreg = regs[(x >> 40) as usize % regs.len()];
         let op = ops[(x >> 50) as usize % ops.len()];

@@ -13,7 +13,6 @@ use thiserror::Error;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_PROG_TYPE_XDP`: supports `BPF_PROG_TEST_RUN` with packet data.
 const BPF_PROG_TYPE_XDP: u32 = 6;
 
@@ -140,7 +139,7 @@ pub fn prog_load(prog_type: u32, insns: &[Insn], log: &mut [u8]) -> io::Result<O
 /// `BPF_MAP_CREATE` of an array map.
 pub fn array_map_create(key_size: u32, value_size: u32, max_entries: u32) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_ARRAY,
+        map_type: bpfoom_abi::maps::MapKind::Array.linux_id(),
         key_size,
         value_size,
         max_entries,

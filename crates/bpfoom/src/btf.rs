@@ -26,8 +26,7 @@ pub struct BtfArgs {
 pub fn run(args: &BtfArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let blob = bpfoom_abi::types::HostTypes::get().btf();
     match &args.output {
-        Some(path) => std::fs::write(path, &blob)
-            .map_err(|e| CliError::BadInput(format!("{}: {e}", path.display()))),
+        Some(path) => std::fs::write(path, &blob).map_err(CliError::file(path)),
         None => Ok(out.write_all(&blob)?),
     }
 }

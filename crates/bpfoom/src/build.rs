@@ -48,7 +48,7 @@ pub fn scratch_dir(what: &str) -> Result<PathBuf, CliError> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!("bpfoom-{what}-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&d).map_err(|e| CliError::BadInput(format!("{}: {e}", d.display())))?;
+    std::fs::create_dir_all(&d).map_err(CliError::file(&d))?;
     Ok(d)
 }
 
@@ -60,14 +60,10 @@ pub fn compile(src: &Path, out: &Path, clang: Option<&Path>) -> Result<(), CliEr
         .or_else(|| std::env::var_os("CLANG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("clang"));
     if !src.is_file() {
-        return Err(CliError::BadInput(format!(
-            "{}: no such file",
-            src.display()
-        )));
+        return Err(CliError::NoSource(src.to_path_buf()));
     }
     let inc = scratch_dir("include")?;
-    std::fs::write(inc.join("bpf_oom.h"), BPF_OOM_H)
-        .map_err(|e| CliError::BadInput(format!("{}: {e}", inc.display())))?;
+    std::fs::write(inc.join("bpf_oom.h"), BPF_OOM_H).map_err(CliError::file(&inc))?;
     let result = Command::new(&clang)
         .args(["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-I"])
         .arg(&inc)
@@ -77,19 +73,13 @@ pub fn compile(src: &Path, out: &Path, clang: Option<&Path>) -> Result<(), CliEr
         .arg(out)
         .output();
     let _ = std::fs::remove_dir_all(&inc);
-    let o = result.map_err(|e| {
-        CliError::BadInput(format!(
-            "cannot run {}: {e} (install clang, e.g. `apt-get install clang libbpf-dev`)",
-            clang.display()
-        ))
-    })?;
+    let o = result.map_err(|source| CliError::NoClang { clang, source })?;
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
-        return Err(CliError::BadInput(format!(
-            "clang failed on {}:\n{}",
-            src.display(),
-            err.trim_end()
-        )));
+        return Err(CliError::Clang {
+            src: src.to_path_buf(),
+            stderr: err.trim_end().into(),
+        });
     }
     Ok(())
 }

@@ -34,7 +34,10 @@ enum What {
 }
 
 fn io_err(dir: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
-    move |e| CliError::BadInput(format!("{}: {e}", dir.display()))
+    move |source| CliError::File {
+        path: dir.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes what was asked for and lists the files.

@@ -39,7 +39,10 @@ impl Names for ObjNames<'_> {
 
 /// Loads an object file, mapping every failure to a bad-input error.
 pub fn load(path: &std::path::Path) -> Result<Object, CliError> {
-    Object::from_path(path).map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
+    Object::from_path(path).map_err(|e| CliError::Object {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 /// Runs `bpfoom inspect`.

@@ -21,12 +21,99 @@ pub mod verify;
 /// Everything a verb can fail with; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The input could not be used (unreadable, not a policy, compile error).
-    #[error("{0}")]
-    BadInput(String),
-    /// The policy was examined and rejected (exit 1).
-    #[error("{0}")]
-    Rejected(String),
+    /// A file or directory could not be read, written or created.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source to compile does not exist.
+    #[error("{}: no such file", .0.display())]
+    NoSource(PathBuf),
+    /// clang could not be started.
+    #[error(
+        "cannot run {}: {source} (install clang, e.g. `apt-get install clang libbpf-dev`)",
+        clang.display()
+    )]
+    NoClang {
+        /// The clang binary tried.
+        clang: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// clang ran and failed; its diagnostics follow.
+    #[error("clang failed on {}:\n{stderr}", src.display())]
+    Clang {
+        /// The source.
+        src: PathBuf,
+        /// clang's stderr, trimmed.
+        stderr: String,
+    },
+    /// The file is not a BPF object bpfoom can load.
+    #[error("{}: {source}", path.display())]
+    Object {
+        /// The object file.
+        path: PathBuf,
+        /// The loader's error.
+        #[source]
+        source: Box<bpfoom_obj::ObjError>,
+    },
+    /// The verifier could not check the object (not a rejection).
+    #[error("{}: {source}", path.display())]
+    Verify {
+        /// The object file.
+        path: PathBuf,
+        /// The verifier's error.
+        #[source]
+        source: bpfoom_verifier::VerifyError,
+    },
+    /// The verifier rejected a program (exit 1).
+    #[error(
+        "{}: program {} rejected at insn {}: {}",
+        path.display(),
+        rejection.program,
+        rejection.insn,
+        rejection.reason
+    )]
+    Rejected {
+        /// The object file.
+        path: PathBuf,
+        /// Where and why (its full report was printed already).
+        rejection: Box<bpfoom_verifier::Rejection>,
+    },
+    /// A scenario ran, and some of its expectations failed (exit 1).
+    #[error(
+        "{origin}: {} of {expects} expectations failed: {}",
+        failures.len(),
+        failures.join("; ")
+    )]
+    Expectations {
+        /// The scenario file (or name).
+        origin: String,
+        /// How many `[[expect]]` tables it has.
+        expects: usize,
+        /// One message per failed expectation.
+        failures: Vec<String>,
+    },
+    /// A scenario could not be run (file, line and reason).
+    #[error(transparent)]
+    Scenario(bpfoom_sim::SimError),
+    /// A scenario names its policy by a path without a file name.
+    #[error("bad policy path {policy:?}")]
+    PolicyPath {
+        /// The path as written.
+        policy: String,
+    },
+    /// A scenario's policy object is missing and has no source beside it.
+    #[error(transparent)]
+    PolicyFile(#[from] bpfoom_sim::PolicyFileError),
+    /// A daemon verb failed (exit 1 for a rejection, 2 otherwise).
+    #[error(transparent)]
+    Daemon(bpfoom_daemon::DaemonError),
     /// Writing the output failed (e.g. a closed pipe).
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
@@ -36,8 +123,38 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Rejected(_) => 1,
-            CliError::BadInput(_) | CliError::Output(_) => 2,
+            CliError::Rejected { .. } | CliError::Expectations { .. } => 1,
+            CliError::Daemon(e) => e.exit_code(),
+            _ => 2,
+        }
+    }
+
+    /// A [`CliError::File`] for `path`.
+    pub(crate) fn file(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| CliError::File {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Its own output error stays [`CliError::Output`], so a closed pipe is
+/// still recognised.
+impl From<bpfoom_daemon::DaemonError> for CliError {
+    fn from(e: bpfoom_daemon::DaemonError) -> Self {
+        match e {
+            bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
+            e => CliError::Daemon(e),
+        }
+    }
+}
+
+/// As for daemon errors, an output error stays [`CliError::Output`].
+impl From<bpfoom_sim::SimError> for CliError {
+    fn from(e: bpfoom_sim::SimError) -> Self {
+        match e {
+            bpfoom_sim::SimError::Output(io) => CliError::Output(io),
+            e => CliError::Scenario(e),
         }
     }
 }
@@ -117,11 +234,7 @@ fn run(cmd: Cmd, out: &mut dyn Write) -> Result<(), CliError> {
         Cmd::Btf(a) => btf::run(&a, out),
         Cmd::Daemon(mut c) => {
             let built = build_sources(&mut c)?;
-            let r = bpfoom_daemon::run_cmd(&c, out).map_err(|e| match e {
-                bpfoom_daemon::DaemonError::Output(io) => CliError::Output(io),
-                e if e.exit_code() == 1 => CliError::Rejected(e.to_string()),
-                e => CliError::BadInput(e.to_string()),
-            });
+            let r = bpfoom_daemon::run_cmd(&c, out).map_err(CliError::from);
             if let Some(dir) = built {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -202,8 +315,7 @@ fn demo(out_dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn demo_in(dir: &std::path::Path, out: &mut dyn Write) -> Result<(), CliError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::BadInput(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(CliError::file(dir))?;
     writeln!(
         out,
         "# building and verifying the example policies in {}",
@@ -211,8 +323,7 @@ fn demo_in(dir: &std::path::Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     for (name, source) in EXAMPLES {
         let src = dir.join(format!("{name}.bpf.c"));
-        std::fs::write(&src, source)
-            .map_err(|e| CliError::BadInput(format!("{}: {e}", src.display())))?;
+        std::fs::write(&src, source).map_err(CliError::file(&src))?;
         let obj = dir.join(format!("{name}.bpf.o"));
         build::compile(&src, &obj, None)?;
         verify::run(
@@ -229,12 +340,15 @@ fn demo_in(dir: &std::path::Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     // The scenario names `bpf/policies/NAME.bpf.o`; serve it from the demo dir.
     let objects = dir.to_path_buf();
-    let loader = move |policy: &str, _base: &std::path::Path| -> Result<Vec<u8>, String> {
-        let file = std::path::Path::new(policy)
-            .file_name()
-            .ok_or_else(|| format!("bad policy path {policy:?}"))?;
+    let loader = move |policy: &str, _base: &std::path::Path| -> Result<Vec<u8>, CliError> {
+        let file =
+            std::path::Path::new(policy)
+                .file_name()
+                .ok_or_else(|| CliError::PolicyPath {
+                    policy: policy.into(),
+                })?;
         let p = objects.join(file);
-        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        std::fs::read(&p).map_err(CliError::file(&p))
     };
     sim::run_text(
         bpfoom_sim::DEMO_SCENARIO,
@@ -265,7 +379,34 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert_eq!(CliError::Rejected("x".into()).exit_code(), 1);
-        assert_eq!(CliError::BadInput("x".into()).exit_code(), 2);
+        let expectations = CliError::Expectations {
+            origin: "t.toml".into(),
+            expects: 2,
+            failures: vec![
+                "expect #1 (line 3): a".into(),
+                "expect #2 (line 5): b".into(),
+            ],
+        };
+        assert_eq!(expectations.exit_code(), 1);
+        assert_eq!(
+            expectations.to_string(),
+            "t.toml: 2 of 2 expectations failed: expect #1 (line 3): a; expect #2 (line 5): b"
+        );
+        assert_eq!(CliError::NoSource("x.bpf.c".into()).exit_code(), 2);
+        let refused = bpfoom_daemon::Rejection::ReloadEntry;
+        assert_eq!(
+            CliError::from(bpfoom_daemon::DaemonError::from(refused)).exit_code(),
+            1
+        );
+        let bad = bpfoom_daemon::InputError::NoConfig;
+        assert_eq!(
+            CliError::from(bpfoom_daemon::DaemonError::from(bad)).exit_code(),
+            2
+        );
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(matches!(
+            CliError::from(bpfoom_daemon::DaemonError::Output(pipe)),
+            CliError::Output(_)
+        ));
     }
 }

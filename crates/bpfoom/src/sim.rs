@@ -1,7 +1,7 @@
 //! `bpfoom sim`: run a scenario through the OOM engine on the simulated host.
 
 use crate::CliError;
-use bpfoom_sim::{run_scenario, SimError, SimOptions};
+use bpfoom_sim::{run_scenario, SimOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -15,13 +15,12 @@ pub struct SimArgs {
 /// Runs `bpfoom sim`: 0 when every expectation holds, 1 when one fails,
 /// 2 for a bad scenario (file, line and reason).
 pub fn run(a: &SimArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(&a.scenario)
-        .map_err(|e| CliError::BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let text = std::fs::read_to_string(&a.scenario).map_err(CliError::file(&a.scenario))?;
     // Absolute, so "not found" names a real directory (for `sim x.toml`
     // the parent is the empty path).
     let parent = a.scenario.parent().filter(|p| !p.as_os_str().is_empty());
     let base = std::path::absolute(parent.unwrap_or(Path::new(".")))
-        .map_err(|e| CliError::BadInput(format!("{}: {e}", a.scenario.display())))?;
+        .map_err(CliError::file(&a.scenario))?;
     run_text(
         &text,
         &a.scenario.display().to_string(),
@@ -48,35 +47,35 @@ pub fn run_text(
     };
     match run_scenario(text, origin, &opts, out) {
         Ok(o) if o.failures.is_empty() => Ok(()),
-        Ok(o) => Err(CliError::Rejected(format!(
-            "{origin}: {} of {} expectations failed: {}",
-            o.failures.len(),
-            o.expects,
-            o.failures.join("; ")
-        ))),
-        Err(SimError::Output(e)) => Err(CliError::Output(e)),
-        Err(e) => Err(CliError::BadInput(e.to_string())),
+        Ok(o) => Err(CliError::Expectations {
+            origin: origin.into(),
+            expects: o.expects,
+            failures: o.failures,
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// The scenario's `policy = "X.bpf.o"`: the object if it exists; otherwise,
 /// when `X.bpf.c` sits beside it, compiled on the fly so that a fresh
 /// checkout can run its scenarios without a build step.
-fn load_or_build(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
-    let found = bpfoom_sim::read_policy_file(policy, base);
-    if found.is_ok() {
-        return found;
-    }
+fn load_or_build(policy: &str, base: &Path) -> Result<Vec<u8>, CliError> {
+    let not_found = match bpfoom_sim::read_policy_file(policy, base) {
+        Ok(bytes) => return Ok(bytes),
+        Err(e) => e,
+    };
     let src = policy.strip_suffix(".o").map(|s| format!("{s}.c"));
     let src = src
         .iter()
         .flat_map(|s| [base.join(s), PathBuf::from(s)])
         .find(|p| p.is_file());
-    let Some(src) = src else { return found };
-    let dir = crate::build::scratch_dir("sim").map_err(|e| e.to_string())?;
+    let Some(src) = src else {
+        return Err(not_found.into());
+    };
+    let dir = crate::build::scratch_dir("sim")?;
     let obj = dir.join("policy.bpf.o");
-    let built = crate::build::compile(&src, &obj, None).map_err(|e| e.to_string());
-    let bytes = built.and_then(|()| std::fs::read(&obj).map_err(|e| e.to_string()));
+    let built = crate::build::compile(&src, &obj, None);
+    let bytes = built.and_then(|()| std::fs::read(&obj).map_err(CliError::file(&obj)));
     let _ = std::fs::remove_dir_all(&dir);
     bytes
 }

@@ -49,14 +49,14 @@ pub fn run(a: &VerifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Err(VerifyError::Rejected(rej)) => {
             writeln!(out, "{rej}")?;
-            Err(CliError::Rejected(format!(
-                "{}: program {} rejected at insn {}: {}",
-                a.object.display(),
-                rej.program,
-                rej.insn,
-                rej.reason
-            )))
+            Err(CliError::Rejected {
+                path: a.object.clone(),
+                rejection: rej,
+            })
         }
-        Err(e) => Err(CliError::BadInput(format!("{}: {e}", a.object.display()))),
+        Err(source) => Err(CliError::Verify {
+            path: a.object.clone(),
+            source,
+        }),
     }
 }
