@@ -4,9 +4,14 @@
 //! documented clang line on demand, into a content-addressed cache under the
 //! cargo target directory, so a stale object can never be picked up.
 
+pub mod alloc;
+pub mod cgroup;
+pub mod daemon;
+pub mod fixture;
 pub mod kernel;
 pub mod rng;
 
+pub use fixture::{copy_dir, scratch};
 pub use rng::Rng;
 
 use std::collections::hash_map::DefaultHasher;
@@ -46,30 +51,6 @@ pub fn shared_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared"));
     p.is_dir().then_some(p)
-}
-
-/// Copies a fixture tree (directories and regular files) to `to`, creating it.
-///
-/// Panics on any I/O error: it is test set-up, and a half-copied fixture must
-/// not pass for a test's input.
-pub fn copy_dir(from: &Path, to: &Path) {
-    let fail = |what: &str, p: &Path, e: std::io::Error| -> ! {
-        panic!("copying fixture: {what} {}: {e}", p.display())
-    };
-    std::fs::create_dir_all(to).unwrap_or_else(|e| fail("create", to, e));
-    let entries = std::fs::read_dir(from).unwrap_or_else(|e| fail("read", from, e));
-    for e in entries.flatten() {
-        let dst = to.join(e.file_name());
-        let is_dir = e
-            .file_type()
-            .unwrap_or_else(|err| fail("stat", &e.path(), err))
-            .is_dir();
-        if is_dir {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap_or_else(|err| fail("copy", &e.path(), err));
-        }
-    }
 }
 
 /// The bpf_conformance vectors (`conformance/` in the [`shared_dir`]), if present.
@@ -229,6 +210,25 @@ pub fn compile_str(name: &str, code: &str, extra: &[&str]) -> Result<PathBuf, St
     compile(&src, extra)
 }
 
+/// Whether clang is there, after a [`require`]: `false` (the caller
+/// returns early) prints the skip, or fails the test in strict mode.
+#[track_caller]
+pub fn require_clang() -> bool {
+    require(clang().is_some(), "clang not found")
+}
+
+/// Sends `sig` to `pid` through a pidfd, so that a pid recycled since it
+/// was read is never signalled by mistake once the pidfd is open.
+pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let p = rustix::process::Pid::from_raw(pid)
+        .filter(|_| pid > 0)
+        .ok_or_else(bad)?;
+    let sig = rustix::process::Signal::from_named_raw(sig).ok_or_else(bad)?;
+    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())?;
+    Ok(rustix::process::pidfd_send_signal(&fd, sig)?)
+}
+
 /// Like [`compile`], but when clang is missing: fails under CI (`$CI` set),
 /// otherwise prints why the test is skipped and returns `None`.
 pub fn compile_or_skip(src: &Path, extra: &[&str]) -> Option<PathBuf> {
@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn compile_errors_are_reported() {
-        if !require(clang().is_some(), "clang not found") {
+        if !require_clang() {
             return;
         }
         let e = compile_str("broken", "int f( {", &[]).unwrap_err();
