@@ -29,13 +29,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bpfoom_daemon::control::{request, Request};
 use bpfoom_daemon::AttachOpts;
+use bpfoom_testutil::cgroup::{Cgroup, CgroupTree, Hierarchy};
 
 use crate::stats::Summary;
 
@@ -72,6 +73,9 @@ pub enum SoakError {
     /// The daemon did not start or a request failed.
     #[error("daemon: {0}")]
     Daemon(String),
+    /// Setting up the cgroups failed.
+    #[error(transparent)]
+    Cgroup(bpfoom_testutil::cgroup::CgroupError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SoakError {
@@ -240,83 +244,41 @@ fn loadavg() -> f64 {
 /// The soak's cgroups; dropping it un-pauses, kills what is inside and
 /// removes them.
 struct Tree {
-    top: PathBuf,
     top_rel: String,
-    leaves: Vec<PathBuf>,
+    leaves: Vec<Cgroup>,
+    tree: CgroupTree,
 }
 
 impl Tree {
     fn new(n: usize) -> Result<Tree, SoakError> {
-        let (root, own) = crate::reaction::v1_memcg().map_err(SoakError::Unsupported)?;
-        let top_rel = format!(
-            "{}/bpfoom-soak-{}",
-            own.trim_end_matches('/'),
-            std::process::id()
-        );
-        let top = root.join(top_rel.trim_start_matches('/'));
-        std::fs::create_dir(&top).map_err(io(format!("mkdir {}", top.display())))?;
-        let mut t = Tree {
-            top,
-            top_rel,
-            leaves: Vec::new(),
-        };
+        let h = Hierarchy::v1_memory().map_err(|e| SoakError::Unsupported(e.to_string()))?;
+        let tree = CgroupTree::below_own(&h, "soak").map_err(SoakError::Cgroup)?;
+        let mut leaves = Vec::with_capacity(n);
         for i in 0..n {
-            let d = t.top.join(format!("s{i}"));
-            std::fs::create_dir(&d).map_err(io(format!("mkdir {}", d.display())))?;
-            t.leaves.push(d.clone());
-            std::fs::write(d.join("memory.limit_in_bytes"), LIMIT.to_string())
-                .map_err(io(format!("{}/memory.limit_in_bytes", d.display())))?;
+            let rel = format!("s{i}");
+            tree.try_mkdir(&rel).map_err(SoakError::Cgroup)?;
+            tree.try_write(&rel, "memory.limit_in_bytes", &LIMIT.to_string())
+                .map_err(SoakError::Cgroup)?;
+            leaves.push(tree.cgroup(&rel));
         }
-        Ok(t)
+        Ok(Tree {
+            top_rel: tree.top_rel.clone(),
+            leaves,
+            tree,
+        })
     }
 
     fn rel(&self, i: usize) -> String {
-        format!("{}/s{i}", self.top_rel)
+        self.leaves[i].rel.clone()
     }
 
-    fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        std::iter::once(&self.top).chain(self.leaves.iter())
-    }
-
-    fn oom_control(dir: &Path, key: &str) -> Option<u64> {
-        let t = std::fs::read_to_string(dir.join("memory.oom_control")).ok()?;
-        t.lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok())?
-        })
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let dirs: Vec<PathBuf> = self.all().cloned().collect();
-        for d in &dirs {
-            let _ = std::fs::write(d.join("memory.oom_control"), "0");
-        }
-        for d in dirs.iter().rev() {
-            for _ in 0..250 {
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                let pids: Vec<i32> = procs
-                    .lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect();
-                if pids.is_empty() {
-                    break;
-                }
-                for p in pids {
-                    // SAFETY: kill(2) has no memory effects; only the soak's
-                    // own allocators live in these cgroups.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            for _ in 0..100 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+    /// The cgroups whose `memory.oom_control` has `key` set.
+    fn with_oom_control(&self, key: &str) -> Vec<String> {
+        std::iter::once(self.tree.top())
+            .chain(self.leaves.iter())
+            .filter(|c| c.key("memory.oom_control", key) == Some(1))
+            .map(|c| c.dir.display().to_string())
+            .collect()
     }
 }
 
@@ -506,7 +468,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
             {
                 let child = Command::new(&cfg.exe)
                     .args(["alloc", "--"])
-                    .arg(&tree.leaves[cg])
+                    .arg(&tree.leaves[cg].dir)
                     .args([ALLOC_MB.to_string(), "0".into(), "30".into(), "0".into()])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -578,20 +540,12 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     }
     std::thread::sleep(Duration::from_millis(500));
     rep.samples.push(sample(&daemon, pid, start, &rep));
-    rep.under_oom_at_end = tree
-        .all()
-        .filter(|d| Tree::oom_control(d, "under_oom") == Some(1))
-        .map(|d| d.display().to_string())
-        .collect();
+    rep.under_oom_at_end = tree.with_oom_control("under_oom");
     rep.daemon_exit = daemon.stop();
     let (events, by) = daemon.counts();
     rep.events = events;
     rep.resolved_by = by;
-    rep.paused_after_exit = tree
-        .all()
-        .filter(|d| Tree::oom_control(d, "oom_kill_disable") == Some(1))
-        .map(|d| d.display().to_string())
-        .collect();
+    rep.paused_after_exit = tree.with_oom_control("oom_kill_disable");
     rep.loadavg.1 = loadavg();
     drop(tree);
     write_outputs(cfg, &rep)?;

@@ -123,10 +123,16 @@ pub fn run(spec: &Spec) -> Result<(), AllocError> {
             shm = Some(f);
         }
         Kind::Anon => {
+            // One MiB a chunk (a large leak must not need one huge
+            // reservation), touched a page at a time: the memory is
+            // charged as it is written.
             chunks.reserve_exact(spec.mib);
-            for i in 0..spec.mib {
-                // Non-zero bytes on every page: no page may stay unbacked.
-                chunks.push(vec![(i % 251 + 1) as u8; 1 << 20]);
+            for _ in 0..spec.mib {
+                let mut chunk = Vec::with_capacity(1 << 20);
+                for _ in 0..(1 << 20) / 4096 {
+                    chunk.extend(std::iter::repeat_n(1u8, 4096));
+                }
+                chunks.push(chunk);
                 std::thread::sleep(spec.step);
             }
         }

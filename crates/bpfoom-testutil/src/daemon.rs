@@ -145,6 +145,11 @@ impl DaemonProc {
         }
     }
 
+    /// Collects the records already printed, without waiting.
+    pub fn poll(&mut self) {
+        while self.pump(Duration::ZERO) {}
+    }
+
     /// Waits for a record matching `f` (earlier ones included); returns it.
     pub fn wait_record(&mut self, timeout: Duration, f: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
