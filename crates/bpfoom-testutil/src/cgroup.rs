@@ -178,12 +178,18 @@ impl Cgroup {
             self.write("cgroup.subtree_control", &format!("+{}", self.controller))?;
         }
         let c = self.at(name);
-        std::fs::create_dir_all(&c.dir).map_err(|source| CgroupError::Io {
-            what: "mkdir".into(),
-            path: c.dir.clone(),
-            source,
-        })?;
+        c.create()?;
         Ok(c)
+    }
+
+    /// Creates this cgroup's directory (and missing parents); one that
+    /// exists is left as it is.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| CgroupError::Io {
+            what: "mkdir".into(),
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// Writes a control file.
@@ -341,11 +347,7 @@ impl CgroupTree {
         let rel = rel.trim_matches('/');
         let (parent_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         let parent = h.cgroup(parent_rel);
-        std::fs::create_dir_all(&parent.dir).map_err(|source| CgroupError::Io {
-            what: "mkdir".into(),
-            path: parent.dir.clone(),
-            source,
-        })?;
+        parent.create()?;
         let cg = parent.child(name)?;
         Ok(CgroupTree {
             root: h.root.clone(),
