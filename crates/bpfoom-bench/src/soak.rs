@@ -222,14 +222,7 @@ impl SoakReport {
 
 /// `(VmRSS, VmHWM)` in KiB and the open descriptor count of `pid`.
 pub fn proc_sample(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let kb = |k: &str| bpfoom_testutil::status_kb(pid, k).unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
     (kb("VmRSS:"), kb("VmHWM:"), fds)
 }

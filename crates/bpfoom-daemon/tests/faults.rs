@@ -46,19 +46,6 @@ fn dump(d: &DaemonProc) {
     }
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Every cgroup of the tree, top first.
 fn all_dirs(top: &Path) -> Vec<PathBuf> {
     let mut out = vec![top.to_path_buf()];
@@ -1296,14 +1283,7 @@ fn fault4_churn_leaks_nothing() {
 
 /// `(VmRSS kB, VmLck kB, major faults)` of a process.
 fn mem_of(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let kb = |k: &str| bpfoom_testutil::status_kb(pid, k).unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised comm: state is field 3, majflt 12.
     let majflt = stat

@@ -25,19 +25,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `(state letter, VmRSS kB)` of a process. The state is `D` when any of
 /// its threads is in uninterruptible sleep (after SIGKILL the thread-group
 /// leader of the test helper exits at once and shows `Z` while the thread
@@ -254,7 +241,8 @@ fn fault1_victim_in_uninterruptible_sleep() {
     };
     let hang = fuse.mnt.join("x");
     let mut b = Blocked {
-        victim: Alloc::start_env(
+        victim: Alloc::start_with(
+            &alloc_exe(),
             &t.top.join("a"),
             20,
             1000,
@@ -580,7 +568,8 @@ fn fault3_kill_victim_that_cannot_exit_again() {
     };
     let hang = fuse.mnt.join("x");
     let b = Blocked {
-        victim: Alloc::start_env(
+        victim: Alloc::start_with(
+            &alloc_exe(),
             &t.top.join("a"),
             20,
             1000,

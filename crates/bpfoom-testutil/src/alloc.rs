@@ -8,10 +8,10 @@
 //! memory for a while; a kill before READY means the OOM came while it
 //! allocated.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// With this environment variable set, the allocator `stat`s the path it
@@ -171,16 +171,7 @@ impl Alloc {
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Alloc> {
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
         let started = Instant::now();
-        let (tx, lines) = channel();
-        if let Some(out) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        let lines = crate::read_lines(child.stdout.take());
         Ok(Alloc {
             child,
             lines,
@@ -197,28 +188,18 @@ impl Alloc {
 
     /// Like [`Alloc::start`] with the memory kind (`anon` or `shm`).
     pub fn start_kind(cgroup_dir: &Path, mib: u64, adj: i32, secs: u64, kind: &str) -> Alloc {
-        Self::start_env(cgroup_dir, mib, adj, secs, kind, &[])
-    }
-
-    /// Like [`Alloc::start_kind`] with extra environment variables.
-    pub fn start_env(
-        cgroup_dir: &Path,
-        mib: u64,
-        adj: i32,
-        secs: u64,
-        kind: &str,
-        env: &[(&str, &Path)],
-    ) -> Alloc {
-        Self::start_helper(&alloc_exe(), cgroup_dir, mib, adj, secs, kind, env)
+        Self::start_with(&alloc_exe(), cgroup_dir, mib, adj, secs, kind, &[])
     }
 
     /// Like [`Alloc::start`], executing the allocator through `exe` (a
     /// link to [`alloc_exe`]), so the process name (`comm`) is `exe`'s file name.
     pub fn start_exe(exe: &Path, cgroup_dir: &Path, mib: u64, adj: i32, secs: u64) -> Alloc {
-        Self::start_helper(exe, cgroup_dir, mib, adj, secs, "anon", &[])
+        Self::start_with(exe, cgroup_dir, mib, adj, secs, "anon", &[])
     }
 
-    fn start_helper(
+    /// Like [`Alloc::start_kind`] through `exe` (see [`Alloc::start_exe`])
+    /// with extra environment variables (e.g. [`ALLOC_STAT_ENV`]).
+    pub fn start_with(
         exe: &Path,
         cgroup_dir: &Path,
         mib: u64,

@@ -217,6 +217,51 @@ pub fn require_clang() -> bool {
     require(clang().is_some(), "clang not found")
 }
 
+/// Waits until `f` holds, checking every 10 ms; false when `timeout`
+/// passed first.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`"VmRSS:"`, `"VmHWM:"`, ...);
+/// `None` when the process or the field is gone.
+pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The lines of a child's output as they come, read by a thread of their
+/// own (a child blocked on a full pipe would stall the test); nothing when
+/// there is no pipe.
+pub fn read_lines<R: std::io::Read + Send + 'static>(
+    out: Option<R>,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(out) = out {
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
 /// Sends `sig` to `pid` through a pidfd, so that a pid recycled since it
 /// was read is never signalled by mistake once the pidfd is open.
 pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {

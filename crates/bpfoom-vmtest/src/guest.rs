@@ -653,17 +653,6 @@ fn upstream_test_psi(m: &mut Value) -> R<()> {
 
 /// One guest test.
 pub type GuestTest = fn(&mut Value) -> R<()>;
-/// Waits until `f` holds (polling every 20 ms); false on timeout.
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(S / 50);
-    }
-    true
-}
 
 /// Issue 13, fault 1 on cgroup v2: a victim frozen by the v2 freezer
 /// (`cgroup.freeze`). Unlike the v1 freezer, a fatal signal reaches a
@@ -685,7 +674,7 @@ fn fault1_frozen_victim_v2(m: &mut Value) -> R<()> {
     })?;
     a.write("cgroup.freeze", "1")?;
     check(
-        wait_for(10 * S, || a.key("cgroup.events", "frozen") == Some(1)),
+        bpfoom_testutil::wait_until(10 * S, || a.key("cgroup.events", "frozen") == Some(1)),
         || format!("not frozen: {}", a.read("cgroup.events")),
     )?;
     let alloc = Alloc::start(&b, 40, 0, 0)?;

@@ -13,6 +13,7 @@ pub use bpfoom_testutil::alloc::{alloc_exe, Alloc, ALLOC_STAT_ENV};
 pub use bpfoom_testutil::cgroup::{CgroupTree as TestTree, Hierarchy};
 pub use bpfoom_testutil::daemon::{DaemonProc, NonJson};
 pub use bpfoom_testutil::fixture::scratch;
+pub use bpfoom_testutil::wait_until;
 
 /// The v1 memory hierarchy and this process's memcg in it, when the
 /// real-cgroup tests can run (root, v1 memory controller); otherwise prints
