@@ -21,6 +21,16 @@ pub enum NonJson {
     Keep,
 }
 
+/// Where a daemon's output goes besides the records kept in memory.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// A file (created anew) that gets every stdout line as printed.
+    pub records: Option<PathBuf>,
+    /// A file (created anew) that gets stderr instead of memory
+    /// ([`DaemonProc::stderr`] reads it back).
+    pub stderr: Option<PathBuf>,
+}
+
 /// A running daemon; stopped with SIGTERM (then SIGKILL) on drop.
 pub struct DaemonProc {
     /// The process.
@@ -33,6 +43,8 @@ pub struct DaemonProc {
     pub seen: Vec<Value>,
     records: Receiver<String>,
     errs: Arc<Mutex<String>>,
+    /// Where stderr goes when not to `errs`.
+    err_file: Option<PathBuf>,
     non_json: NonJson,
     /// How many of `seen` [`DaemonProc::take_record`] has consumed.
     taken: usize,
@@ -47,12 +59,25 @@ impl DaemonProc {
         state: PathBuf,
         non_json: NonJson,
     ) -> std::io::Result<DaemonProc> {
+        Self::spawn_with(cmd, socket, state, non_json, Output::default())
+    }
+
+    /// [`DaemonProc::spawn`] with the output also going to files.
+    pub fn spawn_with(
+        cmd: &mut Command,
+        socket: PathBuf,
+        state: PathBuf,
+        non_json: NonJson,
+        output: Output,
+    ) -> std::io::Result<DaemonProc> {
+        let create = |p: &Option<PathBuf>| p.as_ref().map(std::fs::File::create).transpose();
+        let (tee, err) = (create(&output.records)?, create(&output.stderr)?);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(err.map_or_else(Stdio::piped, Stdio::from))
             .spawn()?;
-        let records = crate::read_lines(child.stdout.take());
+        let records = crate::read_lines_tee(child.stdout.take(), tee);
         let errs = Arc::new(Mutex::new(String::new()));
         if let Some(err) = child.stderr.take() {
             let e2 = errs.clone();
@@ -72,6 +97,7 @@ impl DaemonProc {
             seen: Vec::new(),
             records,
             errs,
+            err_file: output.stderr,
             non_json,
             taken: 0,
         })
@@ -107,7 +133,10 @@ impl DaemonProc {
 
     /// stderr so far.
     pub fn stderr(&self) -> String {
-        self.errs.lock().map(|s| s.clone()).unwrap_or_default()
+        match &self.err_file {
+            Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
+            None => self.errs.lock().map(|s| s.clone()).unwrap_or_default(),
+        }
     }
 
     /// The last `max` bytes of stderr (for a failure message).
@@ -124,15 +153,31 @@ impl DaemonProc {
     fn pump(&mut self, wait: Duration) -> bool {
         match self.records.recv_timeout(wait) {
             Ok(l) => {
-                let v = match (serde_json::from_str(&l), self.non_json) {
-                    (Ok(v), _) => v,
-                    (Err(e), NonJson::Panic) => panic!("stdout line is not JSON ({e}): {l}"),
-                    (Err(_), NonJson::Keep) => serde_json::json!({ "raw": l }),
-                };
-                self.seen.push(v);
+                self.keep(&l);
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    fn keep(&mut self, l: &str) {
+        let v = match (serde_json::from_str(l), self.non_json) {
+            (Ok(v), _) => v,
+            (Err(e), NonJson::Panic) => panic!("stdout line is not JSON ({e}): {l}"),
+            (Err(_), NonJson::Keep) => serde_json::json!({ "raw": l }),
+        };
+        self.seen.push(v);
+    }
+
+    /// Once the daemon has exited: collects every record it printed, until
+    /// its stdout closes (its guardian holds it too) or `timeout` passes.
+    pub fn collect_to_end(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.records.recv_timeout(left) {
+                Ok(l) => self.keep(&l),
+                Err(_) => break,
+            }
         }
     }
 

@@ -248,12 +248,26 @@ pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
 pub fn read_lines<R: std::io::Read + Send + 'static>(
     out: Option<R>,
 ) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
+    read_lines_tee(out, None)
+}
+
+/// [`read_lines`], every line also appended to `tee` as it is read (a log
+/// that stays complete even when nobody takes the lines).
+pub fn read_lines_tee<R: std::io::Read + Send + 'static>(
+    out: Option<R>,
+    mut tee: Option<std::fs::File>,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, Write};
     let (tx, rx) = std::sync::mpsc::channel();
     if let Some(out) = out {
         std::thread::spawn(move || {
             for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
+                if let Some(f) = tee.as_mut() {
+                    let _ = writeln!(f, "{l}");
+                }
+                // A receiver gone only means nobody takes the lines now;
+                // the tee goes on to the end.
+                if tx.send(l).is_err() && tee.is_none() {
                     break;
                 }
             }

@@ -52,3 +52,39 @@ fn a_line_that_is_not_json_fails_when_asked() {
     let mut d = fake("echo 'not json'; exec sleep 30", NonJson::Panic);
     d.drain(2 * S);
 }
+
+#[test]
+fn output_files_get_every_line() {
+    use bpfoom_testutil::daemon::Output;
+    let dir = bpfoom_testutil::scratch("daemon-proc-files");
+    let (records, stderr) = (dir.join("records.jsonl"), dir.join("daemon.stderr"));
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"echo '{"event":"a"}'; echo bad >&2; echo '{"event":"b"}'"#,
+    ]);
+    let output = Output {
+        records: Some(records.clone()),
+        stderr: Some(stderr.clone()),
+    };
+    let mut d = DaemonProc::spawn_with(
+        &mut cmd,
+        dir.join("sock"),
+        dir.join("state"),
+        NonJson::Keep,
+        output,
+    )
+    .expect("spawn sh");
+    assert!(d.wait_exit(10 * S).is_some_and(|s| s.success()));
+    d.collect_to_end(10 * S);
+    assert_eq!(d.events("a").len() + d.events("b").len(), 2, "{:?}", d.seen);
+    assert_eq!(
+        std::fs::read_to_string(&records).expect("records file"),
+        "{\"event\":\"a\"}\n{\"event\":\"b\"}\n"
+    );
+    assert_eq!(d.stderr(), "bad\n");
+    assert_eq!(
+        std::fs::read_to_string(&stderr).expect("stderr file"),
+        "bad\n"
+    );
+}
