@@ -1,8 +1,14 @@
-//! Test support shared by the bpfoom crates (a dev-dependency only).
+//! Test support shared by the bpfoom crates: a dev-dependency, and the
+//! harness of the VM guest and the benchmarks.
 //!
 //! Tests never rely on prebuilt BPF objects: they compile C sources with the
 //! documented clang line on demand, into a content-addressed cache under the
 //! cargo target directory, so a stale object can never be picked up.
+//!
+//! The real-cgroup harness: [`cgroup`] (a tree below the test's own cgroup,
+//! v1 or v2, removed on drop), [`alloc`] (the allocating process),
+//! [`daemon`] (a daemon process and its records) and [`fixture`] (scratch
+//! directories and copies of the cgroupfs/procfs fixture trees).
 
 pub mod alloc;
 pub mod cgroup;
@@ -210,6 +216,13 @@ pub fn compile_str(name: &str, code: &str, extra: &[&str]) -> Result<PathBuf, St
     compile(&src, extra)
 }
 
+/// Compiles the policy `rel` under `bpf/policies` (e.g.
+/// `"tests/always_fail.bpf.c"`) with [`compile_or_skip`].
+#[track_caller]
+pub fn policy_or_skip(rel: &str) -> Option<PathBuf> {
+    compile_or_skip(&repo_root().join("bpf/policies").join(rel), &[])
+}
+
 /// Whether clang is there, after a [`require`]: `false` (the caller
 /// returns early) prints the skip, or fails the test in strict mode.
 #[track_caller]
@@ -290,6 +303,7 @@ pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
 
 /// Like [`compile`], but when clang is missing: fails under CI (`$CI` set),
 /// otherwise prints why the test is skipped and returns `None`.
+#[track_caller]
 pub fn compile_or_skip(src: &Path, extra: &[&str]) -> Option<PathBuf> {
     if !require(
         clang().is_some(),

@@ -13,6 +13,7 @@ pub use bpfoom_testutil::alloc::{alloc_exe, Alloc, ALLOC_STAT_ENV};
 pub use bpfoom_testutil::cgroup::{CgroupTree as TestTree, Hierarchy};
 pub use bpfoom_testutil::daemon::{DaemonProc, NonJson};
 pub use bpfoom_testutil::fixture::scratch;
+pub use bpfoom_testutil::policy_or_skip as policy;
 pub use bpfoom_testutil::wait_until;
 
 /// The v1 memory hierarchy and this process's memcg in it, when the
@@ -70,14 +71,6 @@ pub fn can_protect() -> bool {
             u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()
         })
         .is_some_and(|caps| caps & (1 << 24) != 0)
-}
-
-/// Compiles a policy under `bpf/policies` (relative path), or skips.
-pub fn policy(rel: &str) -> Option<PathBuf> {
-    bpfoom_testutil::compile_or_skip(
-        &bpfoom_testutil::repo_root().join("bpf/policies").join(rel),
-        &[],
-    )
 }
 
 /// Runs `bpfoomd ARGS` to completion (a client command), bounded.
