@@ -145,11 +145,6 @@ pub struct V1Tree {
     tree: CgroupTree,
 }
 
-/// The v1 memory hierarchy and this process's memcg, or why not.
-pub fn v1_memcg() -> Result<Hierarchy, String> {
-    Hierarchy::v1_memory().map_err(|e| e.to_string())
-}
-
 pub(crate) fn wait_ready(
     child: &mut Child,
     timeout: Duration,
@@ -186,7 +181,9 @@ pub(crate) fn alloc(exe: &Path, cg: &Path, mb: usize, hold_s: u64) -> Result<All
 impl V1Tree {
     /// Creates the subtree with `n` background cgroups of `procs` processes.
     pub fn new(exe: &Path, n: usize, procs: usize) -> Result<V1Tree, String> {
-        let tree = CgroupTree::below_own(&v1_memcg()?, "bench").map_err(|e| e.to_string())?;
+        let tree = Hierarchy::v1_memory()
+            .and_then(|h| CgroupTree::below_own(&h, "bench"))
+            .map_err(|e| e.to_string())?;
         let mut t = V1Tree {
             top: tree.top.clone(),
             top_rel: tree.top_rel.clone(),

@@ -339,7 +339,9 @@ pub struct CgroupTree {
 impl CgroupTree {
     /// Creates the cgroup `rel` below the hierarchy's root, fresh: a
     /// leftover of the same name (a crashed earlier run) is removed first.
-    pub fn create(h: &Hierarchy, rel: &str) -> Result<CgroupTree, CgroupError> {
+    /// Private: only a name unique to this process ([`CgroupTree::below_own`])
+    /// makes removing a leftover safe.
+    fn create(h: &Hierarchy, rel: &str) -> Result<CgroupTree, CgroupError> {
         let cg = h.cgroup(rel);
         if cg.dir.exists() {
             cg.remove();
