@@ -55,6 +55,18 @@ impl Kind {
     }
 }
 
+/// How anonymous memory is laid out as it grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Growth {
+    /// One allocation of the whole amount, reserved up front and touched a
+    /// page at a time (the real-cgroup tests' victims, whose timings were
+    /// measured with this shape).
+    Reserved,
+    /// A separate MiB at a time: a leak may outgrow what one reservation
+    /// could get past the kernel's overcommit check (the VM's 2 GiB leak).
+    Chunks,
+}
+
 /// What one allocator does.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -68,6 +80,8 @@ pub struct Spec {
     pub hold: Duration,
     /// Anonymous or page-cache memory.
     pub kind: Kind,
+    /// How anonymous memory grows.
+    pub growth: Growth,
     /// Pause after each MiB (a slow leak; zero: as fast as it can).
     pub step: Duration,
 }
@@ -122,20 +136,28 @@ pub fn run(spec: &Spec) -> Result<(), AllocError> {
             }
             shm = Some(f);
         }
-        Kind::Anon => {
-            // One MiB a chunk (a large leak must not need one huge
-            // reservation), touched a page at a time: the memory is
-            // charged as it is written.
-            chunks.reserve_exact(spec.mib);
-            for _ in 0..spec.mib {
-                let mut chunk = Vec::with_capacity(1 << 20);
-                for _ in 0..(1 << 20) / 4096 {
-                    chunk.extend(std::iter::repeat_n(1u8, 4096));
+        Kind::Anon => match spec.growth {
+            Growth::Reserved => {
+                let mut heap: Vec<u8> = Vec::new();
+                heap.reserve_exact(spec.mib << 20);
+                for _ in 0..spec.mib {
+                    // Touch every page: the memory is charged as it is written.
+                    for _ in 0..(1 << 20) / 4096 {
+                        heap.extend(std::iter::repeat_n(1u8, 4096));
+                    }
+                    std::thread::sleep(spec.step);
                 }
-                chunks.push(chunk);
-                std::thread::sleep(spec.step);
+                chunks.push(heap);
             }
-        }
+            Growth::Chunks => {
+                chunks.reserve_exact(spec.mib);
+                for i in 0..spec.mib {
+                    // Non-zero bytes on every page: no page may stay unbacked.
+                    chunks.push(vec![(i % 251 + 1) as u8; 1 << 20]);
+                    std::thread::sleep(spec.step);
+                }
+            }
+        },
     }
     std::hint::black_box((&chunks, &shm));
     println!("{READY} {me}");

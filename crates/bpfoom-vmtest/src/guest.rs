@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bpfoom_testutil::alloc::{Kind, Spec};
+use bpfoom_testutil::alloc::{Growth, Kind, Spec};
 use bpfoom_testutil::cgroup::{Cgroup, CgroupError, Hierarchy, Version};
 use bpfoom_testutil::daemon::{DaemonProc, NonJson};
 use serde_json::{json, Value};
@@ -101,6 +101,7 @@ pub fn alloc_main(cg: &Path, mb: usize, adj: i32, hold_s: u64, step_ms: u64) -> 
         adj,
         hold: Duration::from_secs(hold_s),
         kind: Kind::Anon,
+        growth: Growth::Chunks,
         step: Duration::from_millis(step_ms),
     })
     .map_err(|e| Fail(e.to_string()))

@@ -488,6 +488,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
             adj,
             hold: std::time::Duration::from_secs(hold_s),
             kind: bpfoom_testutil::alloc::Kind::Anon,
+            growth: bpfoom_testutil::alloc::Growth::Chunks,
             step: std::time::Duration::from_millis(step_ms),
         })
         .map_err(|e| e.to_string())?,

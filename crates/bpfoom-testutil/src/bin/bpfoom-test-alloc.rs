@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bpfoom_testutil::alloc::{AllocError, Spec};
+use bpfoom_testutil::alloc::{AllocError, Growth, Spec};
 
 fn main() {
     if let Err(e) = parse().and_then(|s| bpfoom_testutil::alloc::run(&s)) {
@@ -42,6 +42,7 @@ fn parse() -> Result<Spec, AllocError> {
         adj: num("OOM_SCORE_ADJ", adj)? as i32,
         hold: Duration::from_secs(num("SECONDS", secs)? as u64),
         kind: kind.parse()?,
+        growth: Growth::Reserved,
         step: Duration::ZERO,
     })
 }
