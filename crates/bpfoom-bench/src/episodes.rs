@@ -13,10 +13,12 @@
 //!   every one (a kill record each) or some fell back to the kernel.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::reaction::{kill_cgroup_v1, wait_ready, write, Daemon, Mode, V1Tree};
+use bpfoom_testutil::alloc::Alloc;
+use bpfoom_testutil::cgroup::Cgroup;
+
+use crate::reaction::{alloc, Daemon, Mode, V1Tree};
 
 /// One configuration's results, milliseconds.
 #[derive(Debug, Default)]
@@ -27,36 +29,19 @@ pub struct Episodes {
     pub daemon_ms: Vec<f64>,
 }
 
-fn alloc(exe: &Path, cg: &Path, mb: usize, hold_s: u64) -> Result<Child, String> {
-    Command::new(exe)
-        .arg("alloc")
-        .arg("--")
-        .arg(cg)
-        .arg(mb.to_string())
-        .args(["0", &hold_s.to_string(), "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn alloc: {e}"))
-}
-
-fn exited(c: &mut Child) -> bool {
-    !matches!(c.try_wait(), Ok(None))
-}
-
-fn reap(c: &mut Child) {
-    let _ = c.kill();
-    let _ = c.wait();
+fn exited(c: &mut Alloc) -> bool {
+    !c.alive()
 }
 
 /// Waits until `cg` has no process and (almost) no charge left.
-fn drained(cg: &Path) {
-    kill_cgroup_v1(cg);
+fn drained(cg: &Cgroup) {
+    cg.kill_tasks(Duration::from_secs(1));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let usage = std::fs::read_to_string(cg.join("memory.usage_in_bytes"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        if usage.is_some_and(|u| u < 1 << 20) {
+        if cg
+            .value("memory.usage_in_bytes")
+            .is_some_and(|u| u < 1 << 20)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -71,27 +56,26 @@ pub fn back_to_back(
     reps: usize,
 ) -> Result<Episodes, String> {
     let tree = V1Tree::new(exe, 0, 0)?;
-    let job = tree.dir("job");
-    write(&job, "memory.limit_in_bytes", &(32u64 << 20).to_string())?;
-    let daemon = match mode {
+    tree.write("job", "memory.limit_in_bytes", &(32u64 << 20).to_string())?;
+    let mut daemon = match mode {
         Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
         Mode::Kernel => None,
     };
-    let (svc, hog) = (tree.dir("job/svc"), tree.dir("job/hog"));
+    let (svc, hog) = (tree.cgroup("job/svc"), tree.cgroup("job/hog"));
     let mut out = Episodes::default();
     for rep in 0..reps {
-        let mut resident = alloc(exe, &svc, 20, 600)?;
-        wait_ready(&mut resident, Duration::from_secs(10))?;
+        let mut resident = alloc(exe, &svc.dir, 20, 600)?;
+        if !resident.ready(Duration::from_secs(10)) {
+            return Err("helper not ready".into());
+        }
         let t0 = Instant::now();
-        let mut allocator = alloc(exe, &hog, 40, 600)?;
+        let mut allocator = alloc(exe, &hog.dir, 40, 600)?;
         let deadline = t0 + Duration::from_secs(30);
         let first = loop {
             if exited(&mut resident) || exited(&mut allocator) {
                 break Instant::now();
             }
             if Instant::now() > deadline {
-                reap(&mut resident);
-                reap(&mut allocator);
                 return Err(format!("{mode:?}: episode {rep}: nothing died within 30 s"));
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -104,13 +88,13 @@ pub fn back_to_back(
         while !(exited(&mut resident) && exited(&mut allocator)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
-        reap(&mut resident);
-        reap(&mut allocator);
+        drop(resident);
+        drop(allocator);
         drained(&svc);
         drained(&hog);
         std::thread::sleep(Duration::from_millis(100));
     }
-    if let Some(d) = &daemon {
+    if let Some(d) = &mut daemon {
         out.daemon_ms = d.take_latencies(Duration::from_secs(2));
     }
     drop(daemon);
@@ -132,18 +116,18 @@ pub fn concurrent(
     let tree = V1Tree::new(exe, 0, 0)?;
     let mut cgs = Vec::with_capacity(n);
     for i in 0..n {
-        let cg = tree.dir(&format!("job/m{i}"));
-        std::fs::create_dir_all(&cg).map_err(|e| format!("mkdir {}: {e}", cg.display()))?;
-        write(&cg, "memory.limit_in_bytes", &(16u64 << 20).to_string())?;
-        cgs.push(cg);
+        let rel = format!("job/m{i}");
+        tree.mkdir(&rel)?;
+        tree.write(&rel, "memory.limit_in_bytes", &(16u64 << 20).to_string())?;
+        cgs.push(tree.cgroup(&rel));
     }
     // The job memcg's own 64 MiB limit must not be the one hit.
-    write(&tree.dir("job"), "memory.limit_in_bytes", "-1")?;
+    tree.write("job", "memory.limit_in_bytes", "-1")?;
     let extra: Vec<String> = slow
         .map(|s| format!("--attach={}={}/job/m0", s.display(), tree.top_rel))
         .into_iter()
         .collect();
-    let daemon = match mode {
+    let mut daemon = match mode {
         Mode::Bpfoom => Some(Daemon::start_with(exe, policy, &tree, &extra)?),
         Mode::Kernel => None,
     };
@@ -151,7 +135,7 @@ pub fn concurrent(
     // Spread the starts over 100 ms.
     let gap = Duration::from_micros(100_000 / n.max(1) as u64);
     for cg in &cgs {
-        kids.push((Instant::now(), alloc(exe, cg, 32, 600)?));
+        kids.push((Instant::now(), alloc(exe, &cg.dir, 32, 600)?));
         std::thread::sleep(gap);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -165,14 +149,13 @@ pub fn concurrent(
         std::thread::sleep(Duration::from_micros(200));
     }
     let mut out = Episodes::default();
-    for ((t0, c), d) in kids.iter_mut().zip(&died) {
-        reap(c);
+    for ((t0, _), d) in kids.iter().zip(&died) {
         if let Some(d) = d {
             out.to_death_ms
                 .push(d.duration_since(*t0).as_secs_f64() * 1e3);
         }
     }
-    if let Some(d) = &daemon {
+    if let Some(d) = &mut daemon {
         out.daemon_ms = d.take_latencies(Duration::from_secs(2));
     }
     for cg in &cgs {

@@ -24,9 +24,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use bpfoom_testutil::alloc::Alloc;
+use bpfoom_testutil::cgroup::{Cgroup, CgroupTree, Hierarchy};
+use bpfoom_testutil::daemon::{DaemonProc, NonJson};
 
 use crate::stats::Summary;
 
@@ -137,42 +141,8 @@ pub struct V1Tree {
     /// The top relative to the hierarchy root.
     pub top_rel: String,
     sleepers: Vec<Child>,
-}
-
-/// The v1 memory hierarchy and this process's memcg, or why not.
-pub fn v1_memcg() -> Result<(PathBuf, String), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root".into());
-    }
-    let root = PathBuf::from("/sys/fs/cgroup/memory");
-    if !root.join("memory.oom_control").exists() {
-        return Err("no cgroup v1 memory controller at /sys/fs/cgroup/memory".into());
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| e.to_string())?
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-            ctl.split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_string())
-        })
-        .ok_or("no memory line in /proc/self/cgroup")?;
-    Ok((root, own))
-}
-
-pub(crate) fn write(dir: &Path, file: &str, val: &str) -> Result<(), String> {
-    std::fs::write(dir.join(file), val).map_err(|e| format!("{}/{file}: {e}", dir.display()))
-}
-
-fn read_u64(dir: &Path, file: &str) -> Option<u64> {
-    std::fs::read_to_string(dir.join(file))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    // Last: removed once the sleepers are reaped.
+    tree: CgroupTree,
 }
 
 pub(crate) fn wait_ready(
@@ -194,33 +164,40 @@ pub(crate) fn wait_ready(
     }
 }
 
+/// Starts `exe alloc` (the allocator of [`bpfoom_testutil::alloc`]): joins
+/// `cg`, charges `mb` MiB at full speed, holds it `hold_s` seconds.
+pub(crate) fn alloc(exe: &Path, cg: &Path, mb: usize, hold_s: u64) -> Result<Alloc, String> {
+    Alloc::spawn(
+        Command::new(exe)
+            .arg("alloc")
+            .arg("--")
+            .arg(cg)
+            .arg(mb.to_string())
+            .args(["0", &hold_s.to_string(), "0"]),
+    )
+    .map_err(|e| format!("spawn alloc: {e}"))
+}
+
 impl V1Tree {
     /// Creates the subtree with `n` background cgroups of `procs` processes.
     pub fn new(exe: &Path, n: usize, procs: usize) -> Result<V1Tree, String> {
-        let (root, own) = v1_memcg()?;
-        let top_rel = format!(
-            "{}/bpfoom-bench-{}",
-            own.trim_end_matches('/'),
-            std::process::id()
-        );
-        let top = root.join(top_rel.trim_start_matches('/'));
+        let tree = Hierarchy::v1_memory()
+            .and_then(|h| CgroupTree::below_own(&h, "bench"))
+            .map_err(|e| e.to_string())?;
         let mut t = V1Tree {
-            top: top.clone(),
-            top_rel,
+            top: tree.top.clone(),
+            top_rel: tree.top_rel.clone(),
             sleepers: Vec::new(),
+            tree,
         };
         for d in ["bg", "job", "job/hog", "job/svc"] {
-            std::fs::create_dir_all(top.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
+            t.mkdir(d)?;
         }
-        write(
-            &top.join("job"),
-            "memory.limit_in_bytes",
-            &(64u64 << 20).to_string(),
-        )?;
+        t.write("job", "memory.limit_in_bytes", &(64u64 << 20).to_string())?;
         for i in 0..n {
-            let cg = top.join(format!("bg/cg{i}"));
-            std::fs::create_dir_all(&cg).map_err(|e| format!("mkdir: {e}"))?;
-            write(&cg, "memory.limit_in_bytes", &(64u64 << 20).to_string())?;
+            let rel = format!("bg/cg{i}");
+            let cg = t.mkdir(&rel)?;
+            t.write(&rel, "memory.limit_in_bytes", &(64u64 << 20).to_string())?;
             let mut c = Command::new(exe)
                 .arg("sleepers")
                 .arg(&cg)
@@ -234,39 +211,27 @@ impl V1Tree {
         Ok(t)
     }
 
+    /// Creates a cgroup of the tree (relative to its top).
+    pub fn mkdir(&self, rel: &str) -> Result<PathBuf, String> {
+        self.tree.try_mkdir(rel).map_err(|e| e.to_string())
+    }
+
+    /// Writes a control file of a cgroup of the tree.
+    pub fn write(&self, rel: &str, file: &str, val: &str) -> Result<(), String> {
+        self.tree
+            .try_write(rel, file, val)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A cgroup of the tree, relative to its top.
+    pub fn cgroup(&self, rel: &str) -> Cgroup {
+        self.tree.cgroup(rel)
+    }
+
     /// A directory of the tree, relative to its top.
     pub fn dir(&self, rel: &str) -> PathBuf {
         self.top.join(rel)
     }
-}
-
-pub(crate) fn kill_cgroup_v1(dir: &Path) {
-    for _ in 0..50 {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        if pids.is_empty() {
-            break;
-        }
-        for p in pids {
-            // SAFETY: kill(2) has no memory effects; these are our helpers.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn remove_tree(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 impl Drop for V1Tree {
@@ -275,18 +240,8 @@ impl Drop for V1Tree {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // Every child of job/ and bg/ (hog, svc and the episode memcgs).
-        for parent in ["job", "bg"] {
-            if let Ok(rd) = std::fs::read_dir(self.dir(parent)) {
-                for e in rd
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                {
-                    kill_cgroup_v1(&e.path());
-                }
-            }
-        }
-        remove_tree(&self.top);
+        // The tree itself (hog, svc and the episode memcgs with it) goes
+        // when its field is dropped.
     }
 }
 
@@ -306,11 +261,9 @@ impl OomEvents {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let efd = unsafe { File::from_raw_fd(fd) };
-        write(
-            cg,
-            "cgroup.event_control",
-            &format!("{} {}", efd.as_raw_fd(), ctl.as_raw_fd()),
-        )?;
+        let control = format!("{} {}", efd.as_raw_fd(), ctl.as_raw_fd());
+        std::fs::write(cg.join("cgroup.event_control"), control)
+            .map_err(|e| format!("{}/cgroup.event_control: {e}", cg.display()))?;
         Ok(OomEvents { efd, _ctl: ctl })
     }
 
@@ -323,24 +276,43 @@ impl OomEvents {
 }
 
 /// The daemon (`bpfoom-bench daemon run`), its kill records' latencies
-/// collected; dropping it stops it with SIGTERM.
+/// collected; dropping it stops it with SIGTERM (it restores
+/// oom_kill_disable everywhere).
 pub struct Daemon {
-    child: Child,
-    latencies: Receiver<f64>,
+    proc: DaemonProc,
+}
+
+/// A kill record's notify->kill latency (ms).
+fn kill_latency(v: &serde_json::Value) -> Option<f64> {
+    (v["event"] == "kill")
+        .then(|| v["latency_us"].as_f64())
+        .flatten()
+        .map(|us| us / 1000.0)
 }
 
 impl Daemon {
     /// The notify->kill latencies (ms) of the kill records printed so far
     /// and not yet taken, waiting up to `wait` for the first.
-    pub fn take_latencies(&self, wait: Duration) -> Vec<f64> {
-        let mut v: Vec<f64> = self.latencies.recv_timeout(wait).into_iter().collect();
-        v.extend(self.latencies.try_iter());
+    pub fn take_latencies(&mut self, wait: Duration) -> Vec<f64> {
+        let mut v: Vec<f64> = self.next_latency(wait).into_iter().collect();
+        self.proc.poll();
+        while let Some(ms) = self.next_latency(Duration::ZERO) {
+            v.push(ms);
+        }
         v
+    }
+
+    /// The next kill record's latency (ms), waiting up to `wait` for it.
+    pub fn next_latency(&mut self, wait: Duration) -> Option<f64> {
+        self.proc
+            .take_record(wait, |v| kill_latency(v).is_some())
+            .as_ref()
+            .and_then(kill_latency)
     }
 
     /// Its pid.
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.proc.pid()
     }
 
     /// Starts it with `policy` attached at the tree's top; waits for its
@@ -359,55 +331,21 @@ impl Daemon {
         let dir = std::env::temp_dir().join(format!("bpfoom-bench-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let socket = dir.join("d.sock");
-        let mut child = Command::new(exe)
-            .args(["daemon", "run", "--log-format", "json"])
+        let state = dir.join("state");
+        let mut cmd = Command::new(exe);
+        cmd.args(["daemon", "run", "--log-format", "json"])
             .arg(format!("--attach={}={}", policy.display(), tree.top_rel))
             .args(extra)
             .arg("--socket")
             .arg(&socket)
             .arg("--state-file")
-            .arg(dir.join("state"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+            .arg(&state);
+        let mut proc = DaemonProc::spawn(&mut cmd, socket, state, NonJson::Keep)
             .map_err(|e| format!("spawn daemon: {e}"))?;
-        let out = child.stdout.take().ok_or("no stdout")?;
-        let (tx, latencies) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else {
-                    continue;
-                };
-                if v["event"] == "kill" {
-                    if let Some(us) = v["latency_us"].as_f64() {
-                        let _ = tx.send(us / 1000.0);
-                    }
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                return Err("daemon not ready".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !proc.wait_ready(Duration::from_secs(60)) {
+            return Err("daemon not ready".into());
         }
-        Ok(Daemon { child, latencies })
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGTERM: the daemon restores oom_kill_disable everywhere.
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(Daemon { proc })
     }
 }
 
@@ -442,7 +380,7 @@ pub fn run_group(
     reps: usize,
 ) -> Result<Group, String> {
     let tree = V1Tree::new(exe, n, procs)?;
-    let daemon = match mode {
+    let mut daemon = match mode {
         Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
         Mode::Kernel => None,
     };
@@ -471,33 +409,27 @@ pub fn run_group(
         cgroups: n,
         reps: Vec::new(),
     };
-    let hog_dir = tree.dir("job/hog");
+    let hog_dir = tree.cgroup("job/hog");
     for _ in 0..reps {
-        let mut hog = Command::new(exe)
-            .arg("alloc")
-            .arg("--")
-            .arg(&hog_dir)
-            .args(["256", "0", "30", "0"])
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn hog: {e}"))?;
+        let mut hog = alloc(exe, &hog_dir.dir, 256, 30)?;
         let t_oom = events.wait().ok_or("eventfd read failed")?;
         let mut t_exit = None;
         let mut t_unch = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         while (t_exit.is_none() || t_unch.is_none()) && Instant::now() < deadline {
-            if t_exit.is_none() && matches!(hog.try_wait(), Ok(Some(_))) {
+            if t_exit.is_none() && !hog.alive() {
                 t_exit = Some(mono_ns());
             }
             if t_unch.is_none()
-                && read_u64(&hog_dir, "memory.usage_in_bytes").is_some_and(|u| u < 1 << 20)
+                && hog_dir
+                    .value("memory.usage_in_bytes")
+                    .is_some_and(|u| u < 1 << 20)
             {
                 t_unch = Some(mono_ns());
             }
             std::thread::sleep(Duration::from_micros(100));
         }
-        let _ = hog.kill();
-        let _ = hog.wait();
+        drop(hog);
         let (Some(te), Some(tu)) = (t_exit, t_unch) else {
             return Err(format!("{mode:?}/{n}: the hog was not killed within 30 s"));
         };
@@ -514,8 +446,8 @@ pub fn run_group(
             })
             .unwrap_or(0);
         let daemon_latency_ms = daemon
-            .as_ref()
-            .and_then(|d| d.latencies.recv_timeout(Duration::from_secs(2)).ok());
+            .as_mut()
+            .and_then(|d| d.next_latency(Duration::from_secs(2)));
         let ms = |t: u64| t.saturating_sub(t_oom) as f64 / 1e6;
         out.reps.push(Rep {
             exit_ms: ms(te),

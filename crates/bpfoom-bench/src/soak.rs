@@ -27,15 +27,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bpfoom_daemon::control::{request, Request};
 use bpfoom_daemon::AttachOpts;
+use bpfoom_testutil::cgroup::{Cgroup, CgroupTree, Hierarchy};
+use bpfoom_testutil::daemon::{DaemonProc, NonJson, Output};
 
 use crate::stats::Summary;
 
@@ -72,6 +72,9 @@ pub enum SoakError {
     /// The daemon did not start or a request failed.
     #[error("daemon: {0}")]
     Daemon(String),
+    /// Setting up the cgroups failed.
+    #[error(transparent)]
+    Cgroup(bpfoom_testutil::cgroup::CgroupError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SoakError {
@@ -218,14 +221,7 @@ impl SoakReport {
 
 /// `(VmRSS, VmHWM)` in KiB and the open descriptor count of `pid`.
 pub fn proc_sample(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let kb = |k: &str| bpfoom_testutil::status_kb(pid, k).unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
     (kb("VmRSS:"), kb("VmHWM:"), fds)
 }
@@ -240,83 +236,41 @@ fn loadavg() -> f64 {
 /// The soak's cgroups; dropping it un-pauses, kills what is inside and
 /// removes them.
 struct Tree {
-    top: PathBuf,
     top_rel: String,
-    leaves: Vec<PathBuf>,
+    leaves: Vec<Cgroup>,
+    tree: CgroupTree,
 }
 
 impl Tree {
     fn new(n: usize) -> Result<Tree, SoakError> {
-        let (root, own) = crate::reaction::v1_memcg().map_err(SoakError::Unsupported)?;
-        let top_rel = format!(
-            "{}/bpfoom-soak-{}",
-            own.trim_end_matches('/'),
-            std::process::id()
-        );
-        let top = root.join(top_rel.trim_start_matches('/'));
-        std::fs::create_dir(&top).map_err(io(format!("mkdir {}", top.display())))?;
-        let mut t = Tree {
-            top,
-            top_rel,
-            leaves: Vec::new(),
-        };
+        let h = Hierarchy::v1_memory().map_err(|e| SoakError::Unsupported(e.to_string()))?;
+        let tree = CgroupTree::below_own(&h, "soak").map_err(SoakError::Cgroup)?;
+        let mut leaves = Vec::with_capacity(n);
         for i in 0..n {
-            let d = t.top.join(format!("s{i}"));
-            std::fs::create_dir(&d).map_err(io(format!("mkdir {}", d.display())))?;
-            t.leaves.push(d.clone());
-            std::fs::write(d.join("memory.limit_in_bytes"), LIMIT.to_string())
-                .map_err(io(format!("{}/memory.limit_in_bytes", d.display())))?;
+            let rel = format!("s{i}");
+            tree.try_mkdir(&rel).map_err(SoakError::Cgroup)?;
+            tree.try_write(&rel, "memory.limit_in_bytes", &LIMIT.to_string())
+                .map_err(SoakError::Cgroup)?;
+            leaves.push(tree.cgroup(&rel));
         }
-        Ok(t)
+        Ok(Tree {
+            top_rel: tree.top_rel.clone(),
+            leaves,
+            tree,
+        })
     }
 
     fn rel(&self, i: usize) -> String {
-        format!("{}/s{i}", self.top_rel)
+        self.leaves[i].rel.clone()
     }
 
-    fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        std::iter::once(&self.top).chain(self.leaves.iter())
-    }
-
-    fn oom_control(dir: &Path, key: &str) -> Option<u64> {
-        let t = std::fs::read_to_string(dir.join("memory.oom_control")).ok()?;
-        t.lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok())?
-        })
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let dirs: Vec<PathBuf> = self.all().cloned().collect();
-        for d in &dirs {
-            let _ = std::fs::write(d.join("memory.oom_control"), "0");
-        }
-        for d in dirs.iter().rev() {
-            for _ in 0..250 {
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                let pids: Vec<i32> = procs
-                    .lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect();
-                if pids.is_empty() {
-                    break;
-                }
-                for p in pids {
-                    // SAFETY: kill(2) has no memory effects; only the soak's
-                    // own allocators live in these cgroups.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            for _ in 0..100 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+    /// The cgroups whose `memory.oom_control` has `key` set.
+    fn with_oom_control(&self, key: &str) -> Vec<String> {
+        std::iter::once(self.tree.top())
+            .chain(self.leaves.iter())
+            .filter(|c| c.key("memory.oom_control", key) == Some(1))
+            .map(|c| c.dir.display().to_string())
+            .collect()
     }
 }
 
@@ -326,22 +280,17 @@ type Counts = (BTreeMap<String, u64>, BTreeMap<String, u64>);
 /// One plotted line: name, colour, `(t, value)` points.
 type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
-/// The daemon under soak, its records counted and written out.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    events: Arc<Mutex<Counts>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-}
+/// The daemon under soak, every record it prints kept (and written to
+/// `records.jsonl` as printed), its stderr in `daemon.stderr`.
+struct Daemon(DaemonProc);
 
 impl Daemon {
     fn start(cfg: &SoakConfig, tree: &Tree) -> Result<Daemon, SoakError> {
         let socket = cfg.out.join("daemon.sock");
         let _ = std::fs::remove_file(&socket);
-        let stderr =
-            std::fs::File::create(cfg.out.join("daemon.stderr")).map_err(io("daemon.stderr"))?;
-        let mut child = Command::new(&cfg.exe)
-            .args(["daemon", "run", "--log-format", "json"])
+        let state = cfg.out.join("daemon.state");
+        let mut cmd = Command::new(&cfg.exe);
+        cmd.args(["daemon", "run", "--log-format", "json"])
             .arg(format!(
                 "--attach={}={}",
                 cfg.policy.display(),
@@ -350,88 +299,44 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .arg("--state-file")
-            .arg(cfg.out.join("daemon.state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
+            .arg(&state);
+        let output = Output {
+            records: Some(cfg.out.join("records.jsonl")),
+            stderr: Some(cfg.out.join("daemon.stderr")),
+        };
+        let mut d = DaemonProc::spawn_with(&mut cmd, socket, state, NonJson::Keep, output)
             .map_err(io(format!("spawn {} daemon run", cfg.exe.display())))?;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| SoakError::Daemon("no stdout".into()))?;
-        let mut records =
-            std::fs::File::create(cfg.out.join("records.jsonl")).map_err(io("records.jsonl"))?;
-        let events: Arc<Mutex<Counts>> = Arc::default();
-        let ev = events.clone();
-        let writer = std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = writeln!(records, "{l}");
-                let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
-                let name = v["event"].as_str().unwrap_or("(not JSON)").to_string();
-                if let Ok(mut e) = ev.lock() {
-                    if name == "resolved" {
-                        let by = v["by"].as_str().unwrap_or("?").to_string();
-                        *e.1.entry(by).or_default() += 1;
-                    }
-                    *e.0.entry(name).or_default() += 1;
-                }
-            }
-            let _ = records.flush();
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(SoakError::Daemon(format!(
-                    "not ready (see {})",
-                    cfg.out.join("daemon.stderr").display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !d.wait_ready(Duration::from_secs(60)) {
+            return Err(SoakError::Daemon(format!(
+                "not ready (see {})",
+                cfg.out.join("daemon.stderr").display()
+            )));
         }
-        Ok(Daemon {
-            child,
-            socket,
-            events,
-            writer: Some(writer),
-        })
+        Ok(Daemon(d))
     }
 
-    fn counts(&self) -> Counts {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    /// Decision records by `event` (`(not JSON)` for other lines), and
+    /// `resolved` records by `by`, of the records printed so far.
+    fn counts(&mut self) -> Counts {
+        self.0.poll();
+        let mut c = Counts::default();
+        for v in &self.0.seen {
+            let name = v["event"].as_str().unwrap_or("(not JSON)").to_string();
+            if name == "resolved" {
+                let by = v["by"].as_str().unwrap_or("?").to_string();
+                *c.1.entry(by).or_default() += 1;
+            }
+            *c.0.entry(name).or_default() += 1;
+        }
+        c
     }
 
     /// SIGTERM, bounded wait; the exit code (None: had to be killed).
+    /// Every record printed until then is collected.
     fn stop(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut code = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                code = s.code();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if code.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+        let code = self.0.stop(Duration::from_secs(10)).and_then(|s| s.code());
+        self.0.collect_to_end(Duration::from_secs(10));
         code
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
     }
 }
 
@@ -449,7 +354,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     std::fs::create_dir_all(&cfg.out).map_err(io(format!("mkdir {}", cfg.out.display())))?;
     let tree = Tree::new(cfg.cgroups)?;
     let mut daemon = Daemon::start(cfg, &tree)?;
-    let pid = daemon.child.id();
+    let pid = daemon.0.child.id();
     let mut rep = SoakReport {
         loadavg: (loadavg(), f64::NAN),
         ..Default::default()
@@ -506,7 +411,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
             {
                 let child = Command::new(&cfg.exe)
                     .args(["alloc", "--"])
-                    .arg(&tree.leaves[cg])
+                    .arg(&tree.leaves[cg].dir)
                     .args([ALLOC_MB.to_string(), "0".into(), "30".into(), "0".into()])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -544,7 +449,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
                     }
                 }
             };
-            match request(&daemon.socket, &req, Duration::from_secs(10)) {
+            match request(&daemon.0.socket, &req, Duration::from_secs(10)) {
                 Ok(r) if r.ok => {}
                 Ok(r) => rep
                     .request_errors
@@ -554,7 +459,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
             next_churn += cfg.churn;
         }
         if now >= next_sample {
-            rep.samples.push(sample(&daemon, pid, start, &rep));
+            rep.samples.push(sample(&mut daemon, pid, start, &rep));
             next_sample += cfg.sample;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -567,7 +472,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     if let Some(i) = attached.take() {
         rep.detaches += 1;
         if let Err(e) = request(
-            &daemon.socket,
+            &daemon.0.socket,
             &Request::Detach {
                 cgroup: tree.rel(i),
             },
@@ -577,28 +482,20 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    rep.samples.push(sample(&daemon, pid, start, &rep));
-    rep.under_oom_at_end = tree
-        .all()
-        .filter(|d| Tree::oom_control(d, "under_oom") == Some(1))
-        .map(|d| d.display().to_string())
-        .collect();
+    rep.samples.push(sample(&mut daemon, pid, start, &rep));
+    rep.under_oom_at_end = tree.with_oom_control("under_oom");
     rep.daemon_exit = daemon.stop();
     let (events, by) = daemon.counts();
     rep.events = events;
     rep.resolved_by = by;
-    rep.paused_after_exit = tree
-        .all()
-        .filter(|d| Tree::oom_control(d, "oom_kill_disable") == Some(1))
-        .map(|d| d.display().to_string())
-        .collect();
+    rep.paused_after_exit = tree.with_oom_control("oom_kill_disable");
     rep.loadavg.1 = loadavg();
     drop(tree);
     write_outputs(cfg, &rep)?;
     Ok(rep)
 }
 
-fn sample(d: &Daemon, pid: u32, start: Instant, rep: &SoakReport) -> Sample {
+fn sample(d: &mut Daemon, pid: u32, start: Instant, rep: &SoakReport) -> Sample {
     let (rss_kb, hwm_kb, fds) = proc_sample(pid);
     let (events, _) = d.counts();
     Sample {

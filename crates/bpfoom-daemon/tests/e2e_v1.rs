@@ -24,13 +24,13 @@ fn ends_with(v: &serde_json::Value, key: &str, suffix: &str) -> bool {
 /// cg4's process dies; the kernel would have chosen cg1.
 #[test]
 fn largest_leaf_kills_exactly_cg4() {
-    let Some((root, own)) = v1_or_skip("largest_leaf_kills_exactly_cg4") else {
+    let Some(h) = v1_or_skip("largest_leaf_kills_exactly_cg4") else {
         return;
     };
     let Some(obj) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "ll", 80 << 20);
+    let t = TestTree::v1_memory(&h, "ll", 80 << 20);
     for d in ["cg1", "cg2", "cg3", "cg3/cg4", "cg3/cg5"] {
         t.mkdir(d);
     }
@@ -90,7 +90,7 @@ fn dump(d: &DaemonProc) {
 /// (2) Chain fall-through: the child's instance fails, the parent's kills.
 #[test]
 fn failed_child_instance_falls_through_to_parent() {
-    let Some((root, own)) = v1_or_skip("failed_child_instance_falls_through_to_parent") else {
+    let Some(h) = v1_or_skip("failed_child_instance_falls_through_to_parent") else {
         return;
     };
     let (Some(fail), Some(ll)) = (
@@ -99,7 +99,7 @@ fn failed_child_instance_falls_through_to_parent() {
     ) else {
         return;
     };
-    let t = TestTree::new(&root, &own, "chain", 80 << 20);
+    let t = TestTree::v1_memory(&h, "chain", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start(
         "chain",
@@ -152,13 +152,13 @@ fn failed_child_instance_falls_through_to_parent() {
 /// counter rises, nothing hangs, and the cgroup is paused again after.
 #[test]
 fn kernel_fallback_when_no_policy_frees() {
-    let Some((root, own)) = v1_or_skip("kernel_fallback_when_no_policy_frees") else {
+    let Some(h) = v1_or_skip("kernel_fallback_when_no_policy_frees") else {
         return;
     };
     let Some(fail) = policy("tests/always_fail.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "fallback", 80 << 20);
+    let t = TestTree::v1_memory(&h, "fallback", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start("fallback", &[attach_arg(&fail, &t.cg(""))]);
     assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
@@ -195,13 +195,13 @@ fn kernel_fallback_when_no_policy_frees() {
 /// the allocator finishes; the next OOM, with the reserve spent, kills.
 #[test]
 fn raise_then_kill_raises_then_kills() {
-    let Some((root, own)) = v1_or_skip("raise_then_kill_raises_then_kills") else {
+    let Some(h) = v1_or_skip("raise_then_kill_raises_then_kills") else {
         return;
     };
     let Some(rtk) = policy("raise_then_kill.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "rtk", 120 << 20);
+    let t = TestTree::v1_memory(&h, "rtk", 120 << 20);
     t.mkdir("job");
     t.write("job", "memory.limit_in_bytes", &(40u64 << 20).to_string());
     let dir = scratch("rtk-config");
@@ -252,13 +252,13 @@ fn raise_then_kill_raises_then_kills() {
 /// guardian un-pauses it and the kernel resolves the OOM within 1 s.
 #[test]
 fn daemon_sigkill_while_paused_is_resolved_within_a_second() {
-    let Some((root, own)) = v1_or_skip("daemon_sigkill_while_paused") else {
+    let Some(h) = v1_or_skip("daemon_sigkill_while_paused") else {
         return;
     };
     let Some(backoff) = policy("tests/backoff.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "crash", 80 << 20);
+    let t = TestTree::v1_memory(&h, "crash", 80 << 20);
     t.mkdir("job");
     let dir = scratch("crash-config");
     let cfg = dir.join("bpfoom.toml");
@@ -313,7 +313,7 @@ fn daemon_sigkill_while_paused_is_resolved_within_a_second() {
 /// serving.
 #[test]
 fn bad_inputs_are_refused_and_the_daemon_keeps_serving() {
-    let Some((root, own)) = v1_or_skip("bad_inputs") else {
+    let Some(h) = v1_or_skip("bad_inputs") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
@@ -337,7 +337,7 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
         // a broken fixture, not a missing tool.
         Err(e) => panic!("the unverifiable policy must compile: {e}"),
     };
-    let t = TestTree::new(&root, &own, "bad", 80 << 20);
+    let t = TestTree::v1_memory(&h, "bad", 80 << 20);
     t.mkdir("a");
     let mut d = DaemonProc::start("bad", &[attach_arg(&ll, &t.cg(""))]);
     assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());
@@ -448,13 +448,13 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
 /// the kernel OOM killer does its normal job.
 #[test]
 fn dry_run_observes_and_the_kernel_acts() {
-    let Some((root, own)) = v1_or_skip("dry_run_observes_and_the_kernel_acts") else {
+    let Some(h) = v1_or_skip("dry_run_observes_and_the_kernel_acts") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "dry", 80 << 20);
+    let t = TestTree::v1_memory(&h, "dry", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start("dry", &[attach_arg(&ll, &t.cg("")), "--dry-run".into()]);
     assert!(d.wait_ready(10 * S), "daemon not ready: {}", d.stderr());

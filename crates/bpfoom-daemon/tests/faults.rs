@@ -46,19 +46,6 @@ fn dump(d: &DaemonProc) {
     }
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Every cgroup of the tree, top first.
 fn all_dirs(top: &Path) -> Vec<PathBuf> {
     let mut out = vec![top.to_path_buf()];
@@ -165,13 +152,13 @@ fn two_ooms_fall_back(name: &str, t: &TestTree, cfg_body: &str) -> DaemonProc {
 /// falls back to the kernel within the bound.
 #[test]
 fn fault3_instruction_budget_every_run() {
-    let Some((root, own)) = v1_or_skip("fault3_instruction_budget_every_run") else {
+    let Some(h) = v1_or_skip("fault3_instruction_budget_every_run") else {
         return;
     };
     let Some(spin) = policy("tests/spin_budget.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f3budget", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f3budget", 80 << 20);
     t.mkdir("job");
     let mut d = two_ooms_fall_back(
         "f3budget",
@@ -200,13 +187,13 @@ fn fault3_instruction_budget_every_run() {
 /// limit, not judged after running to the end.
 #[test]
 fn fault3_time_limit_every_run() {
-    let Some((root, own)) = v1_or_skip("fault3_time_limit_every_run") else {
+    let Some(h) = v1_or_skip("fault3_time_limit_every_run") else {
         return;
     };
     let Some(spin) = policy("tests/spin_budget.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f3time", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f3time", 80 << 20);
     t.mkdir("job");
     let mut d = two_ooms_fall_back(
         "f3time",
@@ -233,13 +220,13 @@ fn fault3_time_limit_every_run() {
 /// kernel; the next OOM (budget spent, nothing freed) falls back at once.
 #[test]
 fn fault3_backoff_forever() {
-    let Some((root, own)) = v1_or_skip("fault3_backoff_forever") else {
+    let Some(h) = v1_or_skip("fault3_backoff_forever") else {
         return;
     };
     let Some(backoff) = policy("tests/backoff.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f3backoff", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f3backoff", 80 << 20);
     t.mkdir("job");
     let mut d = two_ooms_fall_back(
         "f3backoff",
@@ -261,13 +248,13 @@ fn fault3_backoff_forever() {
 /// PROCESSED without freeing counts as FAILED: the kernel resolves.
 #[test]
 fn fault3_processed_without_freeing() {
-    let Some((root, own)) = v1_or_skip("fault3_processed_without_freeing") else {
+    let Some(h) = v1_or_skip("fault3_processed_without_freeing") else {
         return;
     };
     let Some(p) = policy("tests/processed_nofree.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f3nofree", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f3nofree", 80 << 20);
     t.mkdir("job");
     let mut d = two_ooms_fall_back(
         "f3nofree",
@@ -295,13 +282,13 @@ fn fault3_processed_without_freeing() {
 /// the connection dropped), and the daemon keeps serving.
 #[test]
 fn fault5_garbage_and_oversized_requests() {
-    let Some((root, own)) = v1_or_skip("fault5_garbage_and_oversized_requests") else {
+    let Some(h) = v1_or_skip("fault5_garbage_and_oversized_requests") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f5garbage", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f5garbage", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start("f5garbage", &[attach_arg(&ll, &t.cg(""))]);
     assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
@@ -356,13 +343,13 @@ fn fault5_garbage_and_oversized_requests() {
 /// served.
 #[test]
 fn fault5_silent_clients_do_not_stall_the_oom_path() {
-    let Some((root, own)) = v1_or_skip("fault5_silent_clients") else {
+    let Some(h) = v1_or_skip("fault5_silent_clients") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f5silent", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f5silent", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start("f5silent", &[attach_arg(&ll, &t.cg(""))]);
     assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
@@ -441,7 +428,7 @@ fn fault5_silent_clients_do_not_stall_the_oom_path() {
 /// mode, and by the daemon's uid check when the mode is opened up.
 #[test]
 fn fault5_non_root_client_is_refused() {
-    let Some((root, own)) = v1_or_skip("fault5_non_root_client_is_refused") else {
+    let Some(h) = v1_or_skip("fault5_non_root_client_is_refused") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
@@ -451,7 +438,7 @@ fn fault5_non_root_client_is_refused() {
     if !bpfoom_testutil::require(setpriv.exists(), "fault5_non_root: no setpriv (util-linux)") {
         return;
     }
-    let t = TestTree::new(&root, &own, "f5nonroot", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f5nonroot", 80 << 20);
     let mut d = DaemonProc::start("f5nonroot", &[attach_arg(&ll, &t.cg(""))]);
     assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
     let sock = d.socket.display().to_string();
@@ -513,9 +500,7 @@ fn guardian_of(pid: u32) -> Option<i32> {
 }
 
 fn signal_pid(pid: i32, sig: i32) {
-    if let Ok(fd) = bpfoom_host::sys::pidfd_open(pid) {
-        let _ = bpfoom_host::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), sig);
-    }
+    let _ = bpfoom_testutil::signal(pid, sig);
 }
 
 /// Crashes a daemon (and its guardian) while `job`'s allocator is paused in
@@ -558,13 +543,13 @@ fn crash_while_paused(name: &str, t: &TestTree, backoff: &Path) -> (Alloc, PathB
 /// every cgroup, and the kernel resolves the OOM.
 #[test]
 fn fault6_restart_with_truncated_state_file() {
-    let Some((root, own)) = v1_or_skip("fault6_restart_with_truncated_state_file") else {
+    let Some(h) = v1_or_skip("fault6_restart_with_truncated_state_file") else {
         return;
     };
     let Some(backoff) = policy("tests/backoff.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f6trunc", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f6trunc", 80 << 20);
     t.mkdir("job");
     let (mut hog, state, text) = crash_while_paused("f6trunc", &t, &backoff);
     eprintln!("state file: {:?}", String::from_utf8_lossy(&text));
@@ -602,14 +587,14 @@ fn fault6_restart_with_truncated_state_file() {
 /// pending OOM, and after it exits no cgroup stays paused.
 #[test]
 fn fault6_restart_with_corrupted_state_file() {
-    let Some((root, own)) = v1_or_skip("fault6_restart_with_corrupted_state_file") else {
+    let Some(h) = v1_or_skip("fault6_restart_with_corrupted_state_file") else {
         return;
     };
     let (Some(backoff), Some(ll)) = (policy("tests/backoff.bpf.c"), policy("largest_leaf.bpf.c"))
     else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f6corrupt", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f6corrupt", 80 << 20);
     t.mkdir("job");
     for (variant, damage) in [
         (
@@ -663,13 +648,13 @@ fn fault6_restart_with_corrupted_state_file() {
 /// in the state file is restored exactly.
 #[test]
 fn fault8_hostile_names() {
-    let Some((root, own)) = v1_or_skip("fault8_hostile_names") else {
+    let Some(h) = v1_or_skip("fault8_hostile_names") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f8names", 200 << 20);
+    let t = TestTree::v1_memory(&h, "f8names", 200 << 20);
     let long = "n".repeat(255);
     let names: Vec<String> = vec![
         "with space".into(),
@@ -804,13 +789,13 @@ fn fault8_hostile_names() {
 /// The text record format keeps one record per line with hostile names.
 #[test]
 fn fault8_text_records_one_per_line() {
-    let Some((root, own)) = v1_or_skip("fault8_text_records_one_per_line") else {
+    let Some(h) = v1_or_skip("fault8_text_records_one_per_line") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f8text", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f8text", 80 << 20);
     let name = "a\" kill pid=1 cgroup=\"x";
     t.mkdir(name);
     // Read stdout ourselves: it is not JSON.
@@ -890,67 +875,43 @@ fn fault8_text_records_one_per_line() {
 // ---------------------------------------------------------------------
 
 /// A v1 freezer cgroup below this process's own; thawed, emptied and
-/// removed on drop.
+/// removed on drop (by its tree).
 struct Freezer {
     dir: PathBuf,
+    tree: TestTree,
 }
 
 impl Freezer {
     fn new(name: &str) -> Option<Freezer> {
-        let root = Path::new("/sys/fs/cgroup/freezer");
-        if !bpfoom_testutil::require(
-            root.join("freezer.state").exists() || root.join("cgroup.procs").exists(),
-            "no cgroup v1 freezer at /sys/fs/cgroup/freezer",
-        ) {
-            return None;
-        }
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()?
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-                (ctl == "freezer").then(|| path.to_string())
-            })?;
-        let dir = root
-            .join(own.trim_start_matches('/'))
-            .join(format!("bpfoom-{name}-{}", std::process::id()));
-        let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
-        let _ = std::fs::remove_dir(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        Some(Freezer { dir })
+        let h = match Hierarchy::v1("freezer", "cgroup.procs") {
+            Ok(h) => h,
+            Err(e) => {
+                bpfoom_testutil::require(false, &e.to_string());
+                return None;
+            }
+        };
+        let tree = TestTree::below_own(&h, name).unwrap();
+        Some(Freezer {
+            dir: tree.top.clone(),
+            tree,
+        })
     }
 
     fn add(&self, pid: i32) {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-
-    fn freeze(&self) {
-        std::fs::write(self.dir.join("freezer.state"), "FROZEN").unwrap();
-        assert!(
-            wait_until(5 * S, || std::fs::read_to_string(
-                self.dir.join("freezer.state")
-            )
-            .is_ok_and(|s| s.trim() == "FROZEN")),
-            "not frozen"
-        );
+        self.tree.write("", "cgroup.procs", &pid.to_string());
     }
 
     fn procs(&self) -> Vec<i32> {
-        bpfoom_host::parse::parse_pids(
-            &std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default(),
-        )
+        self.tree.top().procs()
     }
-}
 
-impl Drop for Freezer {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
-        for pid in self.procs() {
-            signal_pid(pid, libc::SIGKILL);
-        }
-        let _ = wait_until(5 * S, || self.procs().is_empty());
-        let _ = std::fs::remove_dir(&self.dir);
+    fn freeze(&self) {
+        self.tree.write("", "freezer.state", "FROZEN");
+        assert!(
+            wait_until(5 * S, || self.tree.read("", "freezer.state").trim()
+                == "FROZEN"),
+            "not frozen"
+        );
     }
 }
 
@@ -998,7 +959,7 @@ fn frozen_victim_oom<'a>(
 /// bpf_task_is_oom_victim is true exactly while the victim exists.
 #[test]
 fn fault1_frozen_victim() {
-    let Some((root, own)) = v1_or_skip("fault1_frozen_victim") else {
+    let Some(h) = v1_or_skip("fault1_frozen_victim") else {
         return;
     };
     let Some(pol) = policy("tests/kill_exiting.bpf.c") else {
@@ -1009,7 +970,7 @@ fn fault1_frozen_victim() {
     };
     // The kernel alone (no daemon), as the reference.
     let kernel = {
-        let t = TestTree::new(&root, &own, "f1kernel", 32 << 20);
+        let t = TestTree::v1_memory(&h, "f1kernel", 32 << 20);
         t.mkdir("a");
         t.mkdir("b");
         let (took, _victim, _alloc) = frozen_victim_oom(&t, &fz);
@@ -1019,7 +980,7 @@ fn fault1_frozen_victim() {
         eprintln!("kernel alone: {took:?}, allocator finished: {finished}");
         took
     };
-    let t = TestTree::new(&root, &own, "f1frozen", 32 << 20);
+    let t = TestTree::v1_memory(&h, "f1frozen", 32 << 20);
     t.mkdir("a");
     t.mkdir("b");
     let mut d = DaemonProc::start("f1frozen", &[attach_arg(&pol, &t.cg(""))]);
@@ -1100,14 +1061,14 @@ fn request(sock: &Path, req: &serde_json::Value) -> serde_json::Value {
 /// next OOM.
 #[test]
 fn fault2_cgroups_vanish_mid_oom() {
-    let Some((root, own)) = v1_or_skip("fault2_cgroups_vanish_mid_oom") else {
+    let Some(h) = v1_or_skip("fault2_cgroups_vanish_mid_oom") else {
         return;
     };
     let (Some(backoff), Some(ll)) = (policy("tests/backoff.bpf.c"), policy("largest_leaf.bpf.c"))
     else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f2vanish", 400 << 20);
+    let t = TestTree::v1_memory(&h, "f2vanish", 400 << 20);
     t.mkdir("att");
     t.mkdir("att/job");
     t.write(
@@ -1220,13 +1181,13 @@ fn fault2_cgroups_vanish_mid_oom() {
 /// and watches as before, and nothing churned is left paused.
 #[test]
 fn fault4_churn_leaks_nothing() {
-    let Some((root, own)) = v1_or_skip("fault4_churn_leaks_nothing") else {
+    let Some(h) = v1_or_skip("fault4_churn_leaks_nothing") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f4churn", 400 << 20);
+    let t = TestTree::v1_memory(&h, "f4churn", 400 << 20);
     t.mkdir("oomer");
     t.write("oomer", "memory.limit_in_bytes", &(40u64 << 20).to_string());
     t.mkdir("churn");
@@ -1322,14 +1283,7 @@ fn fault4_churn_leaks_nothing() {
 
 /// `(VmRSS kB, VmLck kB, major faults)` of a process.
 fn mem_of(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
+    let kb = |k: &str| bpfoom_testutil::status_kb(pid, k).unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised comm: state is field 3, majflt 12.
     let majflt = stat
@@ -1352,13 +1306,13 @@ fn mem_of(pid: u32) -> (u64, u64, u64) {
 /// RELIABILITY.md).
 #[test]
 fn fault7_daemon_memory_under_pressure() {
-    let Some((root, own)) = v1_or_skip("fault7_daemon_memory_under_pressure") else {
+    let Some(h) = v1_or_skip("fault7_daemon_memory_under_pressure") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f7mem", 400 << 20);
+    let t = TestTree::v1_memory(&h, "f7mem", 400 << 20);
     t.mkdir("managed");
     t.mkdir("managed/job");
     t.write(
@@ -1469,7 +1423,9 @@ fn fault7_daemon_memory_under_pressure() {
     assert_eq!(st["counters"]["kills"], 4, "{st}");
     // Give the daemon back to our memcg before the tree goes away.
     std::fs::write(
-        root.join(own.trim_start_matches('/')).join("cgroup.procs"),
+        h.root
+            .join(h.own.trim_start_matches('/'))
+            .join("cgroup.procs"),
         pid.to_string(),
     )
     .unwrap();
@@ -1486,13 +1442,13 @@ fn fault7_daemon_memory_under_pressure() {
 /// afterwards, and its descriptors return to their idle count.
 #[test]
 fn fault5_thousand_concurrent_clients() {
-    let Some((root, own)) = v1_or_skip("fault5_thousand_concurrent_clients") else {
+    let Some(h) = v1_or_skip("fault5_thousand_concurrent_clients") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f5thousand", 80 << 20);
+    let t = TestTree::v1_memory(&h, "f5thousand", 80 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start("f5thousand", &[attach_arg(&ll, &t.cg(""))]);
     assert!(d.wait_ready(20 * S), "daemon not ready: {}", d.stderr());
@@ -1647,13 +1603,13 @@ fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>)> {
 /// label split or merged by a name).
 #[test]
 fn fault8_metrics_labels_stay_well_formed() {
-    let Some((root, own)) = v1_or_skip("fault8_metrics_labels_stay_well_formed") else {
+    let Some(h) = v1_or_skip("fault8_metrics_labels_stay_well_formed") else {
         return;
     };
     let Some(ll) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f8metrics", 200 << 20);
+    let t = TestTree::v1_memory(&h, "f8metrics", 200 << 20);
     let names = [
         "quo\"te's \\back".to_string(),
         "tab\tand\r\u{1b}[31m".to_string(),

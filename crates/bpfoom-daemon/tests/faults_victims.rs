@@ -25,19 +25,6 @@ use common::*;
 
 const S: Duration = Duration::from_secs(1);
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `(state letter, VmRSS kB)` of a process. The state is `D` when any of
 /// its threads is in uninterruptible sleep (after SIGKILL the thread-group
 /// leader of the test helper exits at once and shows `Z` while the thread
@@ -231,13 +218,13 @@ const DSTATE_NEXT_BOUND: Duration = Duration::from_millis(1500);
 /// the victim exits and is no longer reported as a victim.
 #[test]
 fn fault1_victim_in_uninterruptible_sleep() {
-    let Some((root, own)) = v1_or_skip("fault1_victim_in_uninterruptible_sleep") else {
+    let Some(h) = v1_or_skip("fault1_victim_in_uninterruptible_sleep") else {
         return;
     };
     let Some(pol) = policy("tests/kill_exiting.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f1dstate", 32 << 20);
+    let t = TestTree::v1_memory(&h, "f1dstate", 32 << 20);
     t.mkdir("a");
     t.mkdir("b");
     let mut d = DaemonProc::start(
@@ -254,7 +241,8 @@ fn fault1_victim_in_uninterruptible_sleep() {
     };
     let hang = fuse.mnt.join("x");
     let mut b = Blocked {
-        victim: Alloc::start_env(
+        victim: Alloc::start_with(
+            &alloc_exe(),
             &t.top.join("a"),
             20,
             1000,
@@ -361,9 +349,9 @@ fn fault1_victim_in_uninterruptible_sleep() {
 /// The tree for the slow-kill tests: `oom` (32 MiB) with the victim in
 /// `oom/a` and the allocator in `oom/b`, and `away`, outside the OOM.
 fn slow_kill_setup(name: &str) -> Option<(TestTree, DaemonProc, Alloc)> {
-    let (root, own) = v1_or_skip(name)?;
+    let h = v1_or_skip(name)?;
     let pol = policy("tests/slow_kill.bpf.c")?;
-    let t = TestTree::new(&root, &own, name, 400 << 20);
+    let t = TestTree::v1_memory(&h, name, 400 << 20);
     t.mkdir("oom");
     t.write("oom", "memory.limit_in_bytes", &(32u64 << 20).to_string());
     t.mkdir("oom/a");
@@ -557,13 +545,13 @@ const REKILL_BOUND: Duration = Duration::from_secs(5);
 /// the kernel, which resolves the OOM within the bound.
 #[test]
 fn fault3_kill_victim_that_cannot_exit_again() {
-    let Some((root, own)) = v1_or_skip("fault3_kill_victim_that_cannot_exit_again") else {
+    let Some(h) = v1_or_skip("fault3_kill_victim_that_cannot_exit_again") else {
         return;
     };
     let Some(pol) = policy("tests/kill_victim_again.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "f3again", 32 << 20);
+    let t = TestTree::v1_memory(&h, "f3again", 32 << 20);
     t.mkdir("a");
     t.mkdir("b");
     let mut d = DaemonProc::start(
@@ -580,7 +568,8 @@ fn fault3_kill_victim_that_cannot_exit_again() {
     };
     let hang = fuse.mnt.join("x");
     let b = Blocked {
-        victim: Alloc::start_env(
+        victim: Alloc::start_with(
+            &alloc_exe(),
             &t.top.join("a"),
             20,
             1000,

@@ -53,14 +53,13 @@ fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[test]
 fn metrics_show_a_real_oom_its_kill_and_the_reaction_time() {
-    let Some((root, own)) = v1_or_skip("metrics_show_a_real_oom_its_kill_and_the_reaction_time")
-    else {
+    let Some(h) = v1_or_skip("metrics_show_a_real_oom_its_kill_and_the_reaction_time") else {
         return;
     };
     let Some(obj) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "metrics", 60 << 20);
+    let t = TestTree::v1_memory(&h, "metrics", 60 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start(
         "metrics",
@@ -186,7 +185,7 @@ fn write_config(path: &std::path::Path, entries: &[(&std::path::Path, &str)]) {
 /// and an entry removed from the file is detached.
 #[test]
 fn sighup_reloads_during_an_oom_and_a_rejected_entry_keeps_the_old_instance() {
-    let Some((root, own)) = v1_or_skip("sighup_reloads_during_an_oom") else {
+    let Some(h) = v1_or_skip("sighup_reloads_during_an_oom") else {
         return;
     };
     let (Some(ll), Some(rss)) = (policy("largest_leaf.bpf.c"), policy("largest_rss.bpf.c")) else {
@@ -206,7 +205,7 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
 "#;
     let bad = bpfoom_testutil::compile_str("ops_null_deref", bad_src, &[])
         .unwrap_or_else(|e| panic!("the unverifiable policy must compile: {e}"));
-    let t = TestTree::new(&root, &own, "reload", 60 << 20);
+    let t = TestTree::v1_memory(&h, "reload", 60 << 20);
     t.mkdir("job");
     let dir = scratch("reload-config");
     let cfg = dir.join("bpfoom.toml");
@@ -306,13 +305,13 @@ struct bpf_oom_ops null_deref_ops = { .handle_out_of_memory = (void *)null_deref
 /// every record, journald severities on stderr, no error on a closed pipe.
 #[test]
 fn status_events_and_records_around_real_ooms() {
-    let Some((root, own)) = v1_or_skip("status_events_and_records_around_real_ooms") else {
+    let Some(h) = v1_or_skip("status_events_and_records_around_real_ooms") else {
         return;
     };
     let Some(obj) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "status", 60 << 20);
+    let t = TestTree::v1_memory(&h, "status", 60 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start_env(
         "status",
@@ -458,13 +457,13 @@ fn status_events_and_records_around_real_ooms() {
 /// loop; SIGHUP is RELOADING=1 then READY=1 (and the daemon stays up).
 #[test]
 fn systemd_watchdog_keepalives_and_reload_notifications() {
-    let Some((root, own)) = v1_or_skip("systemd_watchdog_keepalives") else {
+    let Some(h) = v1_or_skip("systemd_watchdog_keepalives") else {
         return;
     };
     let Some(obj) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "watchdog", 60 << 20);
+    let t = TestTree::v1_memory(&h, "watchdog", 60 << 20);
     let dir = scratch("watchdog-notify");
     let path = dir.join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
@@ -512,13 +511,13 @@ fn systemd_watchdog_keepalives_and_reload_notifications() {
 /// killed and logged; the OOM was resolved before either ran.
 #[test]
 fn kill_hooks_get_the_record_after_the_oom() {
-    let Some((root, own)) = v1_or_skip("kill_hooks_get_the_record_after_the_oom") else {
+    let Some(h) = v1_or_skip("kill_hooks_get_the_record_after_the_oom") else {
         return;
     };
     let Some(obj) = policy("largest_leaf.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "hooks", 60 << 20);
+    let t = TestTree::v1_memory(&h, "hooks", 60 << 20);
     t.mkdir("job");
     let dir = scratch("hooks-config");
     let got = dir.join("got.json");

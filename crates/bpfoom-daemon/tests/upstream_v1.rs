@@ -30,8 +30,8 @@ fn write_config(name: &str, body: &str) -> std::path::PathBuf {
 /// (pid killed, [a, b, c] pids). `maps` is the `[[attach]]`'s maps line,
 /// `{a}` replaced by a's cgroup path.
 fn oomd_run(name: &str, obj: &Path, maps: &str) -> Option<(i64, [i32; 3])> {
-    let (root, own) = v1_or_skip(name)?;
-    let t = TestTree::new(&root, &own, name, 80 << 20);
+    let h = v1_or_skip(name)?;
+    let t = TestTree::v1_memory(&h, name, 80 << 20);
     for d in ["a", "b", "c"] {
         t.mkdir(d);
     }
@@ -98,13 +98,13 @@ fn oomd_preference_map_from_config_changes_the_victim() {
 /// have is refused naming the argument and the field.
 #[test]
 fn oomd_preference_map_from_attach_command_line() {
-    let Some((root, own)) = v1_or_skip("oomd_preference_map_from_attach_command_line") else {
+    let Some(h) = v1_or_skip("oomd_preference_map_from_attach_command_line") else {
         return;
     };
     let Some(obj) = policy("tests/upstream/test_oomd.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "oomd-cli", 80 << 20);
+    let t = TestTree::v1_memory(&h, "oomd-cli", 80 << 20);
     for d in ["a", "b", "c"] {
         t.mkdir(d);
     }
@@ -173,13 +173,13 @@ fn oomd_preference_map_from_attach_command_line() {
 /// exit code 2 and the config file's line of that value.
 #[test]
 fn bad_typed_config_value_names_file_and_line() {
-    let Some((root, own)) = v1_or_skip("bad_typed_config_value_names_file_and_line") else {
+    let Some(h) = v1_or_skip("bad_typed_config_value_names_file_and_line") else {
         return;
     };
     let Some(obj) = policy("tests/upstream/test_oomd.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "oomd-badcfg", 80 << 20);
+    let t = TestTree::v1_memory(&h, "oomd-badcfg", 80 << 20);
     t.mkdir("a");
     let cfg = write_config(
         "oomd-badcfg-cfg",
@@ -211,13 +211,13 @@ fn bad_typed_config_value_names_file_and_line() {
 /// T kills cg4.
 #[test]
 fn test_oom_kills_cg4_through_the_chain() {
-    let Some((root, own)) = v1_or_skip("test_oom_kills_cg4_through_the_chain") else {
+    let Some(h) = v1_or_skip("test_oom_kills_cg4_through_the_chain") else {
         return;
     };
     let Some(obj) = policy("tests/upstream/test_oom.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "toom", 200 << 20);
+    let t = TestTree::v1_memory(&h, "toom", 200 << 20);
     t.mkdir("oom_test");
     t.write(
         "oom_test",
@@ -261,13 +261,13 @@ fn test_oom_kills_cg4_through_the_chain() {
 /// that is not protected by name: "sshd" holds the most and survives.
 #[test]
 fn largest_rss_kills_the_largest_unprotected_process() {
-    let Some((root, own)) = v1_or_skip("largest_rss_kills_the_largest_unprotected_process") else {
+    let Some(h) = v1_or_skip("largest_rss_kills_the_largest_unprotected_process") else {
         return;
     };
     let Some(obj) = policy("largest_rss.bpf.c") else {
         return;
     };
-    let t = TestTree::new(&root, &own, "lrss", 100 << 20);
+    let t = TestTree::v1_memory(&h, "lrss", 100 << 20);
     t.mkdir("job");
     let mut d = DaemonProc::start(
         "lrss",

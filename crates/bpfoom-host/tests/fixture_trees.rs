@@ -17,15 +17,7 @@ const M: u64 = 1 << 20;
 
 /// A private copy of the fixtures: (scratch root, config).
 fn fixture(name: &str, tree: &str) -> (PathBuf, HostConfig) {
-    let base = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("bpfoom-host-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    bpfoom_testutil::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
-        &base,
-    );
+    let base = bpfoom_testutil::fixture::fixture_copy(&format!("host-{name}"));
     let mut cfg = HostConfig::new(base.join(tree));
     cfg.proc_root = base.join("proc");
     cfg.state_file = Some(base.join("state"));

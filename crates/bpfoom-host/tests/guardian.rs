@@ -72,13 +72,7 @@ fn guardian_helper() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("bpfoom-guardian-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    bpfoom_testutil::scratch(&format!("guardian-{name}"))
 }
 
 fn start(dir: &Path, mode: &str) -> std::process::Child {

@@ -1,12 +1,23 @@
-//! Test support shared by the bpfoom crates (a dev-dependency only).
+//! Test support shared by the bpfoom crates: a dev-dependency, and the
+//! harness of the VM guest and the benchmarks.
 //!
 //! Tests never rely on prebuilt BPF objects: they compile C sources with the
 //! documented clang line on demand, into a content-addressed cache under the
 //! cargo target directory, so a stale object can never be picked up.
+//!
+//! The real-cgroup harness: [`cgroup`] (a tree below the test's own cgroup,
+//! v1 or v2, removed on drop), [`alloc`] (the allocating process),
+//! [`daemon`] (a daemon process and its records) and [`fixture`] (scratch
+//! directories and copies of the cgroupfs/procfs fixture trees).
 
+pub mod alloc;
+pub mod cgroup;
+pub mod daemon;
+pub mod fixture;
 pub mod kernel;
 pub mod rng;
 
+pub use fixture::{copy_dir, scratch};
 pub use rng::Rng;
 
 use std::collections::hash_map::DefaultHasher;
@@ -46,30 +57,6 @@ pub fn shared_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared"));
     p.is_dir().then_some(p)
-}
-
-/// Copies a fixture tree (directories and regular files) to `to`, creating it.
-///
-/// Panics on any I/O error: it is test set-up, and a half-copied fixture must
-/// not pass for a test's input.
-pub fn copy_dir(from: &Path, to: &Path) {
-    let fail = |what: &str, p: &Path, e: std::io::Error| -> ! {
-        panic!("copying fixture: {what} {}: {e}", p.display())
-    };
-    std::fs::create_dir_all(to).unwrap_or_else(|e| fail("create", to, e));
-    let entries = std::fs::read_dir(from).unwrap_or_else(|e| fail("read", from, e));
-    for e in entries.flatten() {
-        let dst = to.join(e.file_name());
-        let is_dir = e
-            .file_type()
-            .unwrap_or_else(|err| fail("stat", &e.path(), err))
-            .is_dir();
-        if is_dir {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap_or_else(|err| fail("copy", &e.path(), err));
-        }
-    }
 }
 
 /// The bpf_conformance vectors (`conformance/` in the [`shared_dir`]), if present.
@@ -229,8 +216,94 @@ pub fn compile_str(name: &str, code: &str, extra: &[&str]) -> Result<PathBuf, St
     compile(&src, extra)
 }
 
+/// Compiles the policy `rel` under `bpf/policies` (e.g.
+/// `"tests/always_fail.bpf.c"`) with [`compile_or_skip`].
+#[track_caller]
+pub fn policy_or_skip(rel: &str) -> Option<PathBuf> {
+    compile_or_skip(&repo_root().join("bpf/policies").join(rel), &[])
+}
+
+/// Whether clang is there, after a [`require`]: `false` (the caller
+/// returns early) prints the skip, or fails the test in strict mode.
+#[track_caller]
+pub fn require_clang() -> bool {
+    require(clang().is_some(), "clang not found")
+}
+
+/// Waits until `f` holds, checking every 10 ms; false when `timeout`
+/// passed first.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`"VmRSS:"`, `"VmHWM:"`, ...);
+/// `None` when the process or the field is gone.
+pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The lines of a child's output as they come, read by a thread of their
+/// own (a child blocked on a full pipe would stall the test); nothing when
+/// there is no pipe.
+pub fn read_lines<R: std::io::Read + Send + 'static>(
+    out: Option<R>,
+) -> std::sync::mpsc::Receiver<String> {
+    read_lines_tee(out, None)
+}
+
+/// [`read_lines`], every line also appended to `tee` as it is read (a log
+/// that stays complete even when nobody takes the lines).
+pub fn read_lines_tee<R: std::io::Read + Send + 'static>(
+    out: Option<R>,
+    mut tee: Option<std::fs::File>,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(out) = out {
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(f) = tee.as_mut() {
+                    let _ = writeln!(f, "{l}");
+                }
+                // A receiver gone only means nobody takes the lines now;
+                // the tee goes on to the end.
+                if tx.send(l).is_err() && tee.is_none() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Sends `sig` to `pid` through a pidfd, so that a pid recycled since it
+/// was read is never signalled by mistake once the pidfd is open.
+pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let p = rustix::process::Pid::from_raw(pid)
+        .filter(|_| pid > 0)
+        .ok_or_else(bad)?;
+    let sig = rustix::process::Signal::from_named_raw(sig).ok_or_else(bad)?;
+    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())?;
+    Ok(rustix::process::pidfd_send_signal(&fd, sig)?)
+}
+
 /// Like [`compile`], but when clang is missing: fails under CI (`$CI` set),
 /// otherwise prints why the test is skipped and returns `None`.
+#[track_caller]
 pub fn compile_or_skip(src: &Path, extra: &[&str]) -> Option<PathBuf> {
     if !require(
         clang().is_some(),
@@ -309,7 +382,7 @@ mod tests {
 
     #[test]
     fn compile_errors_are_reported() {
-        if !require(clang().is_some(), "clang not found") {
+        if !require_clang() {
             return;
         }
         let e = compile_str("broken", "int f( {", &[]).unwrap_err();

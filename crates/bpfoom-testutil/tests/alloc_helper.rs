@@ -34,3 +34,30 @@ fn allocator_joins_reports_ready_and_exits() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("usage"));
 }
+
+/// The handle the tests hold: READY is seen, the exit is waited for, and a
+/// handle dropped early kills its process.
+#[test]
+fn the_alloc_handle_sees_ready_and_exit() {
+    use bpfoom_testutil::alloc::Alloc;
+    use std::time::Duration;
+    let dir = bpfoom_testutil::scratch("alloc-handle");
+    let mut a = Alloc::start(&dir, 2, 0, 0);
+    assert!(a.ready(Duration::from_secs(30)), "no READY");
+    let st = a
+        .wait(Duration::from_secs(30))
+        .expect("the allocator exits");
+    assert!(st.success(), "{st}");
+    assert!(!a.alive());
+
+    let mut held = Alloc::start(&dir, 1, 0, 600);
+    assert!(held.ready(Duration::from_secs(30)));
+    assert!(held.alive());
+    let pid = held.pid();
+    drop(held);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "a dropped allocator kept running"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

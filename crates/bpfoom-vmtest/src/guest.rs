@@ -6,12 +6,15 @@
 //! console) with at least `test` and `ok`; the host side
 //! ([`crate::vm::parse_results`]) reads them back.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::io::Write;
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bpfoom_testutil::alloc::{Growth, Kind, Spec};
+use bpfoom_testutil::cgroup::{Cgroup, CgroupError, Hierarchy, Version};
+use bpfoom_testutil::daemon::{DaemonProc, NonJson};
 use serde_json::{json, Value};
 
 /// The prefix of result lines on the serial console.
@@ -44,125 +47,80 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> R<()> {
     }
 }
 
-/// A cgroup v2 directory.
+impl From<CgroupError> for Fail {
+    fn from(e: CgroupError) -> Fail {
+        Fail(e.to_string())
+    }
+}
+
+/// A cgroup v2 directory of the guest (bpfoom-testutil's [`Cgroup`], with
+/// the guest tests' error type).
 #[derive(Clone, Debug)]
-pub struct Cg {
-    /// Absolute cgroupfs path.
-    pub dir: PathBuf,
-    /// Path relative to the hierarchy root, with a leading `/`.
-    pub rel: String,
+pub struct Cg(Cgroup);
+
+impl Deref for Cg {
+    type Target = Cgroup;
+    fn deref(&self) -> &Cgroup {
+        &self.0
+    }
 }
 
 impl Cg {
-    /// Creates (if needed) `rel` below the cgroup2 root.
+    /// Creates (if needed) `rel` below the cgroup2 root: the guest owns the
+    /// whole machine, so its tests work below the root, not below a
+    /// cgroup of their own.
     pub fn make(rel: &str) -> R<Cg> {
-        let dir = Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
-        Ok(Cg {
-            dir,
-            rel: format!("/{}", rel.trim_start_matches('/')),
-        })
+        let cg = Hierarchy::fixed(Path::new(CGROUP_ROOT), Version::V2, "memory", "/").cgroup(rel);
+        cg.create()?;
+        Ok(Cg(cg))
     }
 
     /// A child cgroup; enables the memory controller for this one's children.
     pub fn child(&self, name: &str) -> R<Cg> {
-        self.write("cgroup.subtree_control", "+memory")?;
-        Cg::make(&format!("{}/{name}", self.rel))
+        Ok(Cg(self.0.child(name)?))
     }
 
     /// Writes a control file.
     pub fn write(&self, file: &str, val: &str) -> R<()> {
-        std::fs::write(self.dir.join(file), val)
-            .map_err(|e| Fail(format!("write {val:?} to {}/{file}: {e}", self.rel)))
-    }
-
-    /// Reads a control file ("" when unreadable).
-    pub fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
-    }
-
-    /// A `key value` entry of a flat-keyed file such as `memory.events`.
-    pub fn key(&self, file: &str, key: &str) -> Option<u64> {
-        self.read(file).lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok()).flatten()
-        })
-    }
-
-    /// The cgroup id (its directory's inode on cgroup2).
-    pub fn id(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&self.dir).map_or(0, |m| m.ino())
-    }
-
-    /// PIDs in `cgroup.procs`.
-    pub fn procs(&self) -> Vec<i32> {
-        self.read("cgroup.procs")
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    /// `some`/`full` total stall (µs) from `memory.pressure`.
-    pub fn stall_us(&self, kind: &str) -> u64 {
-        self.read("memory.pressure")
-            .lines()
-            .find(|l| l.starts_with(kind))
-            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        Ok(self.0.write(file, val)?)
     }
 
     /// Kills everything below and removes the subtree (best effort).
     pub fn destroy(&self) {
-        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
-        let deadline = Instant::now() + 5 * S;
-        while Instant::now() < deadline && remove_tree(&self.dir).is_err() {
-            std::thread::sleep(S / 20);
-        }
+        self.0.remove();
     }
-}
-
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            remove_tree(&e.path())?;
-        }
-    }
-    std::fs::remove_dir(dir)
 }
 
 /// The allocating helper: joins `cg`, sets `oom_score_adj`, touches `mb`
-/// MiB one MiB at a time (`step_ms` apart), prints `ready`, then holds the
+/// MiB one MiB at a time (`step_ms` apart), prints READY, then holds the
 /// memory for `hold_s` seconds.
 pub fn alloc_main(cg: &Path, mb: usize, adj: i32, hold_s: u64, step_ms: u64) -> R<()> {
-    std::fs::write(cg.join("cgroup.procs"), "0")
-        .map_err(|e| Fail(format!("join {}: {e}", cg.display())))?;
-    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-        .map_err(|e| Fail(format!("oom_score_adj {adj}: {e}")))?;
-    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mb);
-    for i in 0..mb {
-        // Non-zero bytes on every page: no page may stay unbacked.
-        chunks.push(vec![(i % 251 + 1) as u8; 1 << 20]);
-        if step_ms > 0 {
-            std::thread::sleep(Duration::from_millis(step_ms));
-        }
-    }
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "ready");
-    let _ = out.flush();
-    std::thread::sleep(Duration::from_secs(hold_s));
-    std::hint::black_box(&chunks);
-    Ok(())
+    bpfoom_testutil::alloc::run(&Spec {
+        cgroup: cg.to_path_buf(),
+        mib: mb,
+        adj,
+        hold: Duration::from_secs(hold_s),
+        kind: Kind::Anon,
+        growth: Growth::Chunks,
+        step: Duration::from_millis(step_ms),
+    })
+    .map_err(|e| Fail(e.to_string()))
 }
 
-/// A running allocating helper.
-pub struct Alloc {
-    child: Child,
-    ready: Receiver<()>,
-    /// When it was started.
-    pub started: Instant,
+/// A running allocating helper (`bpfoom-vmguest alloc`).
+pub struct Alloc(bpfoom_testutil::alloc::Alloc);
+
+impl Deref for Alloc {
+    type Target = bpfoom_testutil::alloc::Alloc;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Alloc {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Alloc {
@@ -181,81 +139,38 @@ impl Alloc {
         adj: i32,
         step_ms: u64,
     ) -> R<Alloc> {
-        let mut child = Command::new(exe)
-            // "--": the oom_score_adj may be negative.
-            .args(["alloc", "--"])
-            .arg(&cg.dir)
-            .args([
-                mb.to_string(),
-                adj.to_string(),
-                "600".into(),
-                step_ms.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| Fail(format!("spawn alloc: {e}")))?;
-        let (tx, ready) = channel();
-        if let Some(out) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    if l == "ready" {
-                        let _ = tx.send(());
-                    }
-                }
-            });
-        }
-        Ok(Alloc {
-            child,
-            ready,
-            started: Instant::now(),
-        })
-    }
-
-    /// The pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Waits until it has allocated everything (false: died or timed out).
-    pub fn ready(&mut self, timeout: Duration) -> bool {
-        self.ready.recv_timeout(timeout).is_ok()
-    }
-
-    /// Waits for its exit; `Some(signal or code)` when it exited.
-    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Still running.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        bpfoom_testutil::alloc::Alloc::spawn(
+            Command::new(exe)
+                // "--": the oom_score_adj may be negative.
+                .args(["alloc", "--"])
+                .arg(&cg.dir)
+                .args([
+                    mb.to_string(),
+                    adj.to_string(),
+                    "600".into(),
+                    step_ms.to_string(),
+                ]),
+        )
+        .map(Alloc)
+        .map_err(|e| Fail(format!("spawn alloc: {e}")))
     }
 }
 
-impl Drop for Alloc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A running daemon (`bpfoom-vmguest daemon run`), its records collected
+/// (bpfoom-testutil's [`DaemonProc`]).
+pub struct Daemon(DaemonProc);
+
+impl Deref for Daemon {
+    type Target = DaemonProc;
+    fn deref(&self) -> &DaemonProc {
+        &self.0
     }
 }
 
-/// A running daemon (`bpfoom-vmguest daemon run`), its records collected.
-pub struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    /// Every record read so far.
-    pub seen: Vec<Value>,
-    socket: PathBuf,
-    err_file: PathBuf,
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut DaemonProc {
+        &mut self.0
+    }
 }
 
 impl Daemon {
@@ -266,125 +181,34 @@ impl Daemon {
         let run = Path::new("/run/bpfoom");
         let _ = std::fs::create_dir_all(run);
         let socket = run.join(format!("{name}.sock"));
+        let state = run.join(format!("{name}.state"));
         let cfg = run.join(format!("{name}.toml"));
-        let err_file = run.join(format!("{name}.err"));
         let text = format!(
             "[daemon]\nsocket = \"{}\"\nstate_file = \"{}\"\nlog_format = \"json\"\nhandler_time_limit_ms = 5000\n\n{config}",
             socket.display(),
-            run.join(format!("{name}.state")).display()
+            state.display()
         );
         std::fs::write(&cfg, text).map_err(|e| Fail(format!("config: {e}")))?;
         let exe = std::env::current_exe().map_err(|e| Fail(format!("current_exe: {e}")))?;
-        let err = std::fs::File::create(&err_file).map_err(|e| Fail(format!("stderr: {e}")))?;
-        let mut child = Command::new(exe)
-            .args(["daemon", "run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
+        let mut cmd = Command::new(exe);
+        cmd.args(["daemon", "run", "--config"]).arg(&cfg);
+        let mut d = DaemonProc::spawn(&mut cmd, socket, state, NonJson::Keep)
             .map_err(|e| Fail(format!("spawn daemon: {e}")))?;
-        let (tx, lines) = channel();
-        if let Some(out) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for l in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            });
+        if !d.wait_ready(30 * S) {
+            return fail(format!("daemon not ready: {}", d.stderr_tail(2048)));
         }
-        let mut d = Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-            socket,
-            err_file,
-        };
-        let deadline = Instant::now() + 30 * S;
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            if Instant::now() > deadline || !matches!(d.child.try_wait(), Ok(None)) {
-                return fail(format!("daemon not ready: {}", d.stderr()));
-            }
-            std::thread::sleep(S / 50);
-        }
-        Ok(d)
+        Ok(Daemon(d))
     }
 
     /// The daemon's stderr so far (last 2 KiB).
     pub fn stderr(&self) -> String {
-        let s = std::fs::read_to_string(&self.err_file).unwrap_or_default();
-        let cut = s.len().saturating_sub(2048);
-        s[s.char_indices()
-            .find(|&(i, _)| i >= cut)
-            .map_or(0, |(i, _)| i)..]
-            .to_string()
-    }
-
-    fn pump(&mut self, wait: Duration) -> bool {
-        match self.lines.recv_timeout(wait) {
-            Ok(l) => {
-                let v = serde_json::from_str(&l).unwrap_or_else(|_| json!({ "raw": l }));
-                self.seen.push(v);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Waits for a record matching `pred` (earlier ones included).
-    pub fn wait_record(
-        &mut self,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-                return Some(v.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.pump(left.min(S / 10));
-        }
-    }
-
-    /// Reads records for `d`.
-    pub fn drain(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        while Instant::now() < deadline {
-            self.pump(S / 20);
-        }
-    }
-
-    /// Records of one event kind.
-    pub fn events(&self, kind: &str) -> Vec<Value> {
-        self.seen
-            .iter()
-            .filter(|v| v["event"] == kind)
-            .cloned()
-            .collect()
+        self.0.stderr_tail(2048)
     }
 
     /// Stops the daemon with SIGTERM (it restores what it changed).
     pub fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + 5 * S;
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(S / 50);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.drain(Duration::ZERO);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.stop(5 * S);
+        self.0.poll();
     }
 }
 
@@ -642,7 +466,7 @@ fn cgroup_kill(m: &mut Value) -> R<()> {
     check(w.ready(20 * S), || "web could not allocate".into())?;
     let mut c: Vec<Alloc> = Vec::new();
     for _ in 0..3 {
-        let mut a = Alloc::start(&cache, 10, 0, 0)?;
+        let a = Alloc::start(&cache, 10, 0, 0)?;
         check(a.ready(20 * S), || "cache could not allocate".into())?;
         c.push(a);
     }
@@ -692,9 +516,9 @@ fn oomd_run(name: &str, maps: &str) -> R<String> {
         .replace("{c}", &leaves[2].rel);
     let cfg = format!("{V2_SECTION}{}", attach("test_oomd", &top, &maps));
     let mut d = Daemon::start(name, &cfg)?;
-    let mut a = Alloc::start(&leaves[0], 45, 0, 0)?;
+    let a = Alloc::start(&leaves[0], 45, 0, 0)?;
     check(a.ready(20 * S), || "a could not allocate".into())?;
-    let mut b = Alloc::start(&leaves[1], 25, 0, 0)?;
+    let b = Alloc::start(&leaves[1], 25, 0, 0)?;
     check(b.ready(20 * S), || "b could not allocate".into())?;
     let _c = Alloc::start(&leaves[2], 20, 0, 0)?;
     let kill = d
@@ -830,17 +654,6 @@ fn upstream_test_psi(m: &mut Value) -> R<()> {
 
 /// One guest test.
 pub type GuestTest = fn(&mut Value) -> R<()>;
-/// Waits until `f` holds (polling every 20 ms); false on timeout.
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(S / 50);
-    }
-    true
-}
 
 /// Issue 13, fault 1 on cgroup v2: a victim frozen by the v2 freezer
 /// (`cgroup.freeze`). Unlike the v1 freezer, a fatal signal reaches a
@@ -862,10 +675,10 @@ fn fault1_frozen_victim_v2(m: &mut Value) -> R<()> {
     })?;
     a.write("cgroup.freeze", "1")?;
     check(
-        wait_for(10 * S, || a.key("cgroup.events", "frozen") == Some(1)),
+        bpfoom_testutil::wait_until(10 * S, || a.key("cgroup.events", "frozen") == Some(1)),
         || format!("not frozen: {}", a.read("cgroup.events")),
     )?;
-    let mut alloc = Alloc::start(&b, 40, 0, 0)?;
+    let alloc = Alloc::start(&b, 40, 0, 0)?;
     let t0 = alloc.started;
     let died = victim.wait(90 * S);
     let _ = a.write("cgroup.freeze", "0");
@@ -901,14 +714,10 @@ fn crash(d: &mut Daemon) -> R<()> {
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| Fail("the daemon has no guardian".into()))?;
-    // SAFETY: kill(2) on our own child and its child; no memory effects.
-    unsafe {
-        libc::kill(guardian, libc::SIGSTOP);
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
+    let _ = bpfoom_testutil::signal(guardian, libc::SIGSTOP);
+    let _ = bpfoom_testutil::signal(pid as i32, libc::SIGKILL);
     let _ = d.child.wait();
-    // SAFETY: as above.
-    unsafe { libc::kill(guardian, libc::SIGKILL) };
+    let _ = bpfoom_testutil::signal(guardian, libc::SIGKILL);
     std::thread::sleep(S / 5);
     Ok(())
 }

@@ -33,7 +33,6 @@ fn cgroup_v2_end_to_end_in_qemu() {
             return skip(&errs.join("; "));
         }
     };
-    let root = bpfoom_testutil::repo_root();
     let mut policies = Vec::new();
     for src in [
         "largest_leaf.bpf.c",
@@ -45,8 +44,7 @@ fn cgroup_v2_end_to_end_in_qemu() {
         "tests/upstream/test_oom.bpf.c",
         "tests/upstream/test_psi.bpf.c",
     ] {
-        let Some(obj) = bpfoom_testutil::compile_or_skip(&root.join("bpf/policies").join(src), &[])
-        else {
+        let Some(obj) = bpfoom_testutil::policy_or_skip(src) else {
             return;
         };
         policies.push((src, obj));

@@ -475,8 +475,16 @@ fn run(cmd: Cmd) -> Result<(), String> {
             adj,
             hold_s,
             step_ms,
-        } => bpfoom_vmtest::guest::alloc_main(&cgroup, mb, adj, hold_s, step_ms)
-            .map_err(|e| e.to_string())?,
+        } => bpfoom_testutil::alloc::run(&bpfoom_testutil::alloc::Spec {
+            cgroup,
+            mib: mb,
+            adj,
+            hold: std::time::Duration::from_secs(hold_s),
+            kind: bpfoom_testutil::alloc::Kind::Anon,
+            growth: bpfoom_testutil::alloc::Growth::Chunks,
+            step: std::time::Duration::from_millis(step_ms),
+        })
+        .map_err(|e| e.to_string())?,
         Cmd::Ticker { cgroup } => reaction::ticker_main(&cgroup)?,
         Cmd::Sleepers { cgroup, n } => reaction::sleepers_main(&cgroup, n)?,
     }
