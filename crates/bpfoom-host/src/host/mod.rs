@@ -424,10 +424,21 @@ impl Host for LinuxHost {
     }
 
     fn tasks(&self, cg: CgroupId) -> Vec<Pid> {
-        self.fs
+        let pids = self
+            .fs
             .read(cg, "cgroup.procs")
             .map(|t| parse_pids(&t))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // cgroup.procs lists the tasks directly in `cg`: where this OOM run
+        // saw them, for a task the kernel kills before the policy reads it
+        // (a dry run; its /proc cgroup then shows the root, see task()).
+        if self.oom_start.is_some() {
+            let mut seen = self.run_cgroups.borrow_mut();
+            for &pid in &pids {
+                seen.entry(pid).or_insert(cg);
+            }
+        }
+        pids
     }
 
     fn task(&self, pid: Pid) -> Option<TaskInfo> {
