@@ -178,6 +178,12 @@ impl Daemon {
     /// `[daemon]` section naming this test's socket and state file, and
     /// starts the daemon; waits for its control socket.
     pub fn start(name: &str, config: &str) -> R<Daemon> {
+        Daemon::start_within(name, config, 30 * S)
+    }
+
+    /// [`Daemon::start`], waiting up to `ready` for the control socket (a
+    /// tree of thousands of cgroups takes longer to watch in the TCG guest).
+    pub fn start_within(name: &str, config: &str, ready: Duration) -> R<Daemon> {
         let run = Path::new("/run/bpfoom");
         let _ = std::fs::create_dir_all(run);
         let socket = run.join(format!("{name}.sock"));
@@ -194,7 +200,7 @@ impl Daemon {
         cmd.args(["daemon", "run", "--config"]).arg(&cfg);
         let mut d = DaemonProc::spawn(&mut cmd, socket, state, NonJson::Keep)
             .map_err(|e| Fail(format!("spawn daemon: {e}")))?;
-        if !d.wait_ready(30 * S) {
+        if !d.wait_ready(ready) {
             return fail(format!("daemon not ready: {}", d.stderr_tail(2048)));
         }
         Ok(Daemon(d))

@@ -222,7 +222,7 @@ fn run(n: usize, secs: u64, reps: usize) -> Result<(), String> {
         .map_err(f)?;
     let setup_ms = t0.elapsed().as_millis() as u64;
     let (stack0, slab0) = kernel_kb();
-    let mut d = Daemon::start("idle_v2", &config(&top)).map_err(f)?;
+    let mut d = Daemon::start_within("idle_v2", &config(&top), 600 * S).map_err(f)?;
     let start_ms = t0.elapsed().as_millis() as u64 - setup_ms;
     idle(n, secs)?;
     let (stack1, slab1) = kernel_kb();
