@@ -49,16 +49,18 @@ fn drained(cg: &Cgroup) {
 }
 
 /// Back-to-back OOM episodes in one memcg (see the module docs).
+/// `extra` are more `bpfoom run` arguments for the daemon (`--mlock=all`).
 pub fn back_to_back(
     exe: &Path,
     policy: &Path,
     mode: Mode,
     reps: usize,
+    extra: &[String],
 ) -> Result<Episodes, String> {
     let tree = V1Tree::new(exe, 0, 0)?;
     tree.write("job", "memory.limit_in_bytes", &(32u64 << 20).to_string())?;
     let mut daemon = match mode {
-        Mode::Bpfoom => Some(Daemon::start(exe, policy, &tree)?),
+        Mode::Bpfoom => Some(Daemon::start_with(exe, policy, &tree, extra)?),
         Mode::Kernel => None,
     };
     let (svc, hog) = (tree.cgroup("job/svc"), tree.cgroup("job/hog"));

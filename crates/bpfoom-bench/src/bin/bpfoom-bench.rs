@@ -57,6 +57,9 @@ enum Cmd {
         /// Episodes per handler.
         #[arg(long, default_value_t = 20)]
         reps: usize,
+        /// The daemon's `--mlock` mode (onfault, all, off; default: its own).
+        #[arg(long)]
+        mlock: Option<String>,
     },
     /// Group 9 (root, cgroup v1): N memcgs OOM'ing within 100 ms, bpfoom
     /// with the badness policy vs the kernel OOM killer alone.
@@ -174,18 +177,23 @@ fn max(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(f64::NAN, f64::max)
 }
 
-fn episodes_table(reps: usize) -> Result<(), String> {
+fn episodes_table(reps: usize, mlock: Option<&str>) -> Result<(), String> {
     use bpfoom_bench::episodes::back_to_back;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let policy = badness_policy()?;
+    let extra: Vec<String> = mlock.map(|m| format!("--mlock={m}")).into_iter().collect();
     println!("Back-to-back OOM episodes on cgroup v1 (32 MiB memcg, 20 MiB resident, 40 MiB allocator), {reps} per handler, kernel and bpfoom alternating\n");
     let (mut k, mut b) = (Vec::new(), Vec::new());
     let mut daemon = Vec::new();
+    // Each round starts a new daemon: its first kill is the first OOM
+    // after start-up (what locking on fault could slow).
+    let mut first = Vec::new();
     // Alternate in rounds of 5 so that machine noise hits both alike.
     for _ in 0..reps.div_ceil(5) {
-        k.extend(back_to_back(&exe, &policy, Mode::Kernel, 5)?.to_death_ms);
-        let r = back_to_back(&exe, &policy, Mode::Bpfoom, 5)?;
+        k.extend(back_to_back(&exe, &policy, Mode::Kernel, 5, &[])?.to_death_ms);
+        let r = back_to_back(&exe, &policy, Mode::Bpfoom, 5, &extra)?;
         b.extend(r.to_death_ms);
+        first.extend(r.daemon_ms.first().copied());
         daemon.extend(r.daemon_ms);
     }
     println!("| handler | episodes | start to first death (median / p99) | daemon notify->kill (median) | episode median / kernel |");
@@ -204,6 +212,12 @@ fn episodes_table(reps: usize) -> Result<(), String> {
             med(xs) / base
         );
     }
+    println!(
+        "\nFirst kill after each daemon start (daemon notify->kill, median of {} rounds, mlock {}): {:.1} ms",
+        first.len(),
+        mlock.unwrap_or("default"),
+        med(&first)
+    );
     Ok(())
 }
 
@@ -410,7 +424,7 @@ fn run(cmd: Cmd) -> Result<(), String> {
             procs,
             reps,
         } => reaction_table(&cgroups, procs, reps)?,
-        Cmd::BackToBack { reps } => episodes_table(reps)?,
+        Cmd::BackToBack { reps, mlock } => episodes_table(reps, mlock.as_deref())?,
         Cmd::Concurrent { memcgs, reps, slow } => concurrent_table(memcgs, reps, slow)?,
         Cmd::Idle { cgroups } => {
             let secs = std::env::var("BPFOOM_BENCH_IDLE_SECS")
