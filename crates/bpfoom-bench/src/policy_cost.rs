@@ -322,7 +322,7 @@ mod tests {
     /// policy that never frees would show up as an error here.
     #[test]
     fn small_run_measures_every_policy() {
-        if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        if !bpfoom_testutil::require_clang() {
             return;
         }
         let rows = invocation_costs(Sizes {

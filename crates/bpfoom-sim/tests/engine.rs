@@ -17,7 +17,7 @@ const HEADER: &str = "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \
 /// `Some(())` when clang is there; otherwise says why the test is skipped
 /// (and fails under CI, where clang is required).
 fn have_clang() -> Option<()> {
-    bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found").then_some(())
+    bpfoom_testutil::require_clang().then_some(())
 }
 
 /// Compiles a one-handler bpf_oom_ops policy named `name` whose handler body is `body`.

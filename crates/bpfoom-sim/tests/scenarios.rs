@@ -62,7 +62,7 @@ fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, 
 }
 
 fn have_clang() -> bool {
-    bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found")
+    bpfoom_testutil::require_clang()
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn bpfoom(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn sources_are_built_and_a_second_daemon_changes_nothing() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let root = bpfoom_testutil::repo_root();
