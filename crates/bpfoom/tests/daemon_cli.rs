@@ -27,9 +27,7 @@ fn sources_are_built_and_a_second_daemon_changes_nothing() {
         return;
     }
     let root = bpfoom_testutil::repo_root();
-    let base = std::env::temp_dir().join(format!("bpfoom-daemon-cli2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    bpfoom_testutil::copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &base);
+    let base = bpfoom_testutil::fixture::fixture_copy("daemon-cli2");
     let cfg = base.join("bpfoom.toml");
     std::fs::write(
         &cfg,
