@@ -77,9 +77,15 @@ impl Tree {
     /// Builds the tree.
     pub fn new(s: Sizes) -> Result<Tree, String> {
         let mut host = SimHost::new(1 << 50, Duration::ZERO);
-        let root = host.mkdir("/kubepods", Some(1 << 48), false)?;
-        let be = host.mkdir("/kubepods/besteffort", None, false)?;
-        let bu = host.mkdir("/kubepods/burstable", None, false)?;
+        let root = host
+            .mkdir("/kubepods", Some(1 << 48), false)
+            .map_err(|e| e.to_string())?;
+        let be = host
+            .mkdir("/kubepods/besteffort", None, false)
+            .map_err(|e| e.to_string())?;
+        let bu = host
+            .mkdir("/kubepods/burstable", None, false)
+            .map_err(|e| e.to_string())?;
         let mut pods = Vec::new();
         for i in 0..s.pods {
             let path = match i % 3 {
@@ -87,7 +93,7 @@ impl Tree {
                 1 => format!("/kubepods/burstable/pod{i}"),
                 _ => format!("/kubepods/pod{i}"),
             };
-            pods.push(host.mkdir(&path, None, false)?);
+            pods.push(host.mkdir(&path, None, false).map_err(|e| e.to_string())?);
         }
         let mut t = Tree {
             engine: Engine::new(host, EngineConfig::default()),
@@ -110,7 +116,10 @@ impl Tree {
             while self.engine.host().process_count(cg) < self.procs {
                 self.next_pid += 1;
                 let p = proc_in(self.next_pid, cg, i as u64);
-                self.engine.host_mut().add_process(p)?;
+                self.engine
+                    .host_mut()
+                    .add_process(p)
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())
@@ -322,7 +331,7 @@ mod tests {
     /// policy that never frees would show up as an error here.
     #[test]
     fn small_run_measures_every_policy() {
-        if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+        if !bpfoom_testutil::require_clang() {
             return;
         }
         let rows = invocation_costs(Sizes {

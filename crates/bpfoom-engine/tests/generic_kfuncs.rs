@@ -12,7 +12,7 @@ mod common;
 /// Runs `body` as a handler for one global OOM on a host whose `/job` holds
 /// processes 10, 11 and 12; returns the lines it printed.
 fn printed(name: &str, body: &str) -> Option<Vec<String>> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let src = format!(

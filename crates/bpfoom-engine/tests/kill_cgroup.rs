@@ -13,7 +13,7 @@ use bpfoom_obj::Object;
 mod common;
 
 fn policy() -> Option<Object> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let src = "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n\

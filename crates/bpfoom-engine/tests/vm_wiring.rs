@@ -12,7 +12,7 @@ mod common;
 
 /// Compiles a one-handler policy; `None` (skip) without clang outside CI.
 fn object(name: &str, globals: &str, body: &str) -> Option<Object> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let src = format!(

@@ -81,7 +81,8 @@ pub enum SimHostError {
     },
 }
 
-/// Benchmarks and examples that report errors as text keep using `?`.
+/// Only `examples/oom_latency.rs` (errors as text, `?` into `String`) still
+/// needs this; it goes once that example converts explicitly.
 impl From<SimHostError> for String {
     fn from(e: SimHostError) -> String {
         e.to_string()

@@ -14,15 +14,9 @@ use bpfoom_sim::{SimHost, SimProc};
 
 const HEADER: &str = "#include <bpf_oom.h>\nchar _license[] SEC(\"license\") = \"GPL\";\n";
 
-/// `Some(())` when clang is there; otherwise says why the test is skipped
-/// (and fails under CI, where clang is required).
-fn have_clang() -> Option<()> {
-    bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found").then_some(())
-}
-
 /// Compiles a one-handler bpf_oom_ops policy named `name` whose handler body is `body`.
 fn policy(name: &str, globals: &str, body: &str) -> Option<Policy> {
-    have_clang()?;
+    bpfoom_testutil::require_clang().then_some(())?;
     let src = format!(
         "{HEADER}{globals}\nSEC(\"struct_ops.s/handle_out_of_memory\")\n\
          int BPF_PROG({name}_oom, struct oom_control *oc, struct cgroup *cgrp)\n{{\n{body}\n}}\n\
@@ -368,7 +362,7 @@ fn only_checked_policies_attach() {
 
 /// Compiles a bpf_psi_ops policy from its callback bodies.
 fn psi_policy(name: &str, init: &str, online: &str, offline: &str) -> Option<Policy> {
-    have_clang()?;
+    bpfoom_testutil::require_clang().then_some(())?;
     let src = format!(
         "{HEADER}\
          SEC(\"struct_ops.s/init\")\nint BPF_PROG({name}_init, struct bpf_psi *psi)\n{{\n{init}\n}}\n\

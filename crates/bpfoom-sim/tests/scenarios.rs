@@ -61,13 +61,9 @@ fn run_text(text: &str, path: &Path) -> (Result<Outcome, bpfoom_sim::SimError>, 
     jit
 }
 
-fn have_clang() -> bool {
-    bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found")
-}
-
 #[test]
 fn every_scenario_holds() {
-    if !have_clang() {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let all = scenarios();
@@ -94,7 +90,7 @@ fn every_scenario_holds() {
 
 #[test]
 fn a_wrong_expectation_fails_with_its_line() {
-    if !have_clang() {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     for path in scenarios() {
@@ -115,7 +111,7 @@ fn a_wrong_expectation_fails_with_its_line() {
 
 #[test]
 fn bad_scenarios_name_the_line_and_reason() {
-    if !have_clang() {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let path = repo_root().join("bpf/policies/tests/bad.toml");
@@ -222,7 +218,7 @@ fn bad_scenarios_name_the_line_and_reason() {
 /// Every kind of expectation in the scenarios is live: flipping it fails.
 #[test]
 fn mutated_expectations_fail() {
-    if !have_clang() {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let mutations: [(&str, &str); 5] = [

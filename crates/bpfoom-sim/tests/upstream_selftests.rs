@@ -31,7 +31,7 @@ fn load(policy: &str, base: &Path) -> Result<Vec<u8>, String> {
 
 /// Runs `upstream/NAME.toml`; returns the pids killed and the records.
 fn run(name: &str, check: &dyn PolicyCheck) -> Option<(Vec<i32>, String)> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let dir = repo_root().join("bpf/policies/tests/upstream");

@@ -73,7 +73,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
 
 #[test]
 fn clang_corpus() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let mut failures = Vec::new();

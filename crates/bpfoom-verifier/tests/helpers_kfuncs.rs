@@ -101,7 +101,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
 
 #[test]
 fn helpers_and_kfuncs() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let mut failures = Vec::new();
@@ -142,7 +142,7 @@ fn helpers_and_kfuncs() {
 /// object's .BTF.ext line info), after Linux's own words.
 #[test]
 fn leak_names_the_acquiring_line() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let body = "struct cgroup *a;\nint l;\na = bpf_cgroup_ancestor(cgrp, 1);\n\
@@ -192,7 +192,7 @@ fn leak_names_the_acquiring_line() {
 /// and the prototype bpfoom calls the program with (issue 14 item 4).
 #[test]
 fn core_access_through_the_wrong_type_is_explained() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let policy = |args: &str, body: &str| {

@@ -29,7 +29,7 @@ fn v3_policy(body: &str) -> String {
 }
 
 fn verify(name: &str, src: &str) -> Option<Result<Vec<ProgramReport>, VerifyError>> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let obj = bpfoom_testutil::compile_str(name, src, &[]).unwrap();

@@ -25,7 +25,7 @@ fn vmlinux_h() -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !bpfoom_testutil::require(have_bpftool, "bpftool not found (Debian package bpftool)")
-        || !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found")
+        || !bpfoom_testutil::require_clang()
     {
         return None;
     }

@@ -155,7 +155,7 @@ fn bad_input_exits_2_with_one_line() {
 
 #[test]
 fn build_reports_compile_errors_and_writes_objects() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-build-test-{}", std::process::id()));
@@ -176,7 +176,7 @@ fn build_reports_compile_errors_and_writes_objects() {
 
 #[test]
 fn demo_runs_on_the_bundled_examples() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-demo-test-{}", std::process::id()));
@@ -215,7 +215,7 @@ fn scenario(name: &str) -> String {
 
 #[test]
 fn sim_builds_missing_objects_and_reports_expectations() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-sim-test-{}", std::process::id()));
@@ -274,7 +274,7 @@ fn verify_accepts_every_example_policy() {
 
 /// Compiles a one-callback OOM policy whose handler body is `body`.
 fn oom_policy(name: &str, body: &str) -> Option<std::path::PathBuf> {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return None;
     }
     let code = format!(
@@ -375,7 +375,7 @@ fn daemon_verbs_are_wired_with_their_exit_codes() {
 
 #[test]
 fn verify_prints_warnings_of_a_program_that_verifies() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     // The first argument is really a struct oom_control: the CO-RE access

@@ -23,13 +23,11 @@ fn bpfoom(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn sources_are_built_and_a_second_daemon_changes_nothing() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let root = bpfoom_testutil::repo_root();
-    let base = std::env::temp_dir().join(format!("bpfoom-daemon-cli2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    bpfoom_testutil::copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &base);
+    let base = bpfoom_testutil::fixture::fixture_copy("daemon-cli2");
     let cfg = base.join("bpfoom.toml");
     std::fs::write(
         &cfg,

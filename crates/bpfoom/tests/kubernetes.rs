@@ -192,7 +192,7 @@ fn daemonset_and_configmap_carry_what_the_daemon_needs() {
 /// DaemonSet's mount of the ConfigMap.
 #[test]
 fn configmap_with_compiled_policies() {
-    if !bpfoom_testutil::require(bpfoom_testutil::clang().is_some(), "clang not found") {
+    if !bpfoom_testutil::require_clang() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("bpfoom-k8s-{}", std::process::id()));

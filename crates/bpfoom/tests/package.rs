@@ -95,10 +95,8 @@ fn deb_builds_with_its_contents_and_the_unpacked_binary_runs() {
         );
     }
 
-    let tmp = std::env::temp_dir().join(format!("bpfoom-deb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = bpfoom_testutil::scratch("deb");
     let ctl = tmp.join("control");
-    std::fs::create_dir_all(&tmp).unwrap();
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&ctl));
     let conffiles = std::fs::read_to_string(ctl.join("conffiles")).unwrap();
     assert_eq!(conffiles.trim(), "/etc/bpfoom/bpfoom.toml");
@@ -142,8 +140,7 @@ fn deb_builds_with_its_contents_and_the_unpacked_binary_runs() {
     // The shipped config as shipped (only the install prefix and the
     // machine-specific paths point into the test's own tree): it starts
     // the daemon on a fixture cgroup tree with its instance at "/".
-    let fx = tmp.join("fixture");
-    bpfoom_testutil::copy_dir(&root.join("crates/bpfoom-host/tests/fixtures"), &fx);
+    let fx = bpfoom_testutil::fixture::fixture_copy("deb-fixture");
     let shipped = std::fs::read_to_string(fs.join("etc/bpfoom/bpfoom.toml")).unwrap();
     let cfg = shipped
         .replace("/usr/lib/bpfoom/", &format!("{}/", lib.display()))
@@ -214,5 +211,6 @@ fn deb_builds_with_its_contents_and_the_unpacked_binary_runs() {
         o.status.success() && err.trim().is_empty(),
         "systemd-analyze verify: {err}"
     );
+    std::fs::remove_dir_all(&fx).unwrap();
     std::fs::remove_dir_all(&tmp).unwrap();
 }
