@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bpfoom_engine::{AttachOptions, ContractCheck, Engine, EngineConfig, OomOutcome, Policy};
 use bpfoom_sim::{SimHost, SimProc};
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
     let leaves = args.next().unwrap_or(Ok(100)).map_err(|e| e.to_string())?;
     let iters = args.next().unwrap_or(Ok(200)).map_err(|e| e.to_string())?;
@@ -52,7 +52,7 @@ fn main() -> Result<(), String> {
         total += d;
         worst = worst.max(d);
         let OomOutcome::Policy(_) = out else {
-            return Err(format!("unexpected outcome {out:?}"));
+            return Err(format!("unexpected outcome {out:?}").into());
         };
         // Replace the victims so every iteration sees the same tree size.
         e.host_mut().advance(Duration::ZERO);

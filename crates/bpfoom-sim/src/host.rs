@@ -81,14 +81,6 @@ pub enum SimHostError {
     },
 }
 
-/// Only `examples/oom_latency.rs` (errors as text, `?` into `String`) still
-/// needs this; it goes once that example converts explicitly.
-impl From<SimHostError> for String {
-    fn from(e: SimHostError) -> String {
-        e.to_string()
-    }
-}
-
 /// Simulator events that are not engine decisions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
