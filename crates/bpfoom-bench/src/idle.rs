@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bpfoom_vmtest::proc::{cpu_ns, family};
+use bpfoom_vmtest::proc::{cpu_ns, rss_kb};
 
 use crate::reaction::{Daemon, V1Tree};
 
@@ -22,14 +22,6 @@ pub struct Idle {
     pub max_rss_kb: u64,
     /// RSS at the end, KiB.
     pub end_rss_kb: u64,
-}
-
-/// VmRSS (KiB) of `pid` and its descendants.
-pub fn rss_kb(pid: i32) -> u64 {
-    family(pid)
-        .into_iter()
-        .filter_map(|p| bpfoom_testutil::status_kb(p as u32, "VmRSS:"))
-        .sum()
 }
 
 struct Tool {

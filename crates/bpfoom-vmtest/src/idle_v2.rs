@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::guest::{report, Alloc, Cg, Daemon, POLICY_DIR};
-use crate::proc::{cpu_ns, family, rss_kb};
+use crate::proc::{cpu_ns, rss_kb};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -66,14 +66,6 @@ fn kernel_kb() -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("KernelStack:"), get("SUnreclaim:"))
-}
-
-fn daemon_pid() -> Option<i32> {
-    family(std::process::id() as i32).into_iter().find(|&p| {
-        let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd);
-        cmd.contains("daemon\0run")
-    })
 }
 
 fn open_fds(pid: i32) -> usize {
@@ -124,8 +116,7 @@ impl Sampled {
     }
 }
 
-fn idle(n: usize, secs: u64) -> Result<(), String> {
-    let pid = daemon_pid().ok_or("daemon process not found")?;
+fn idle(n: usize, secs: u64, pid: i32) -> Result<(), String> {
     let mut early = start_earlyoom();
     // Start-up (verification, the first scan, registering every watch) is
     // not idle time; in the TCG guest it is slow, so wait for it to settle.
@@ -224,7 +215,7 @@ fn run(n: usize, secs: u64, reps: usize) -> Result<(), String> {
     let (stack0, slab0) = kernel_kb();
     let mut d = Daemon::start_within("idle_v2", &config(&top), 600 * S).map_err(f)?;
     let start_ms = t0.elapsed().as_millis() as u64 - setup_ms;
-    idle(n, secs)?;
+    idle(n, secs, d.pid())?;
     let (stack1, slab1) = kernel_kb();
     report(&json!({
         "idle_v2": true, "kind": "setup", "cgroups": n,

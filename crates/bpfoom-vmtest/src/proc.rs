@@ -42,12 +42,6 @@ pub fn cpu_ns(pid: i32) -> u64 {
 pub fn rss_kb(pid: i32) -> u64 {
     family(pid)
         .into_iter()
-        .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
+        .filter_map(|p| bpfoom_testutil::status_kb(p as u32, "VmRSS:"))
         .sum()
 }

@@ -125,7 +125,8 @@ const V2_WINDOW: Duration = Duration::from_secs(2);
 
 /// v2: a cgroup's PSI trigger is armed when it reports a new `high` or
 /// `oom` event (it reached `memory.high`, where an OOM builds up) and
-/// closed after this long without one or a stall. The kernel runs one
+/// closed once it has gone this long without one or a stall (at a wake-up
+/// of the daemon; the watches are looked over every 10 s at most). The kernel runs one
 /// `psimon` thread per cgroup with a trigger (16 KiB of stack and about as
 /// much slab each): armed on every watched cgroup, 1,000 idle cgroups cost
 /// about 29 MiB of kernel memory (BENCHMARKS.md group 3, v2); armed only
@@ -196,6 +197,9 @@ pub struct LinuxHost {
     last_action: HashMap<Option<CgroupId>, Instant>,
     /// Each task's cgroup as first seen in the current OOM run.
     run_cgroups: RefCell<HashMap<Pid, CgroupId>>,
+    /// v2: when the watches are next looked over for idle PSI triggers
+    /// (at most every [`PSI_IDLE`] / 6: the scan covers every watch).
+    next_psi_disarm: Instant,
     /// Victims seen exiting, not yet recorded: (pid, cgroup, time to exit).
     exited: RefCell<Vec<(Pid, String, Duration)>>,
     /// The kernel's own kill reports, read until this instant (a fallback
@@ -241,6 +245,7 @@ impl LinuxHost {
             last_exit: Cell::new(None),
             exited: RefCell::default(),
             run_cgroups: RefCell::default(),
+            next_psi_disarm: Instant::now() + PSI_IDLE,
             last_action: HashMap::new(),
             v2_dirty: BTreeSet::new(),
             kmsg: cfg
@@ -504,14 +509,7 @@ impl Host for LinuxHost {
         }
         // Older kernels lack it (ENOSYS); the exit frees the memory anyway.
         let _ = sys::process_mrelease(pidfd.as_fd());
-        let victim = Victim {
-            pidfd,
-            cgroup,
-            scope: self.oom_scope,
-            killed: Instant::now(),
-            path: self.path_or_id(cgroup),
-        };
-        self.victims.borrow_mut().insert(pid, victim);
+        self.track_victim(pid, pidfd, cgroup);
         Ok(())
     }
 
@@ -534,14 +532,7 @@ impl Host for LinuxHost {
         for (pid, pidfd) in pinned {
             let _ = sys::process_mrelease(pidfd.as_fd());
             let cgroup = self.task(pid).map_or(cg, |t| t.cgroup);
-            let victim = Victim {
-                pidfd,
-                cgroup,
-                scope: self.oom_scope,
-                killed: Instant::now(),
-                path: self.path_or_id(cgroup),
-            };
-            self.victims.borrow_mut().insert(pid, victim);
+            self.track_victim(pid, pidfd, cgroup);
         }
         Ok(())
     }

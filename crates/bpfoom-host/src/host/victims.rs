@@ -18,6 +18,19 @@ impl LinuxHost {
         std::fs::write(&path, "1").map_err(|e| herr(&e, path.display()))
     }
 
+    /// Holds a victim just signalled (by `pidfd`, so that its exit is
+    /// seen) for the OOM in progress.
+    pub(super) fn track_victim(&self, pid: Pid, pidfd: OwnedFd, cgroup: CgroupId) {
+        let victim = Victim {
+            pidfd,
+            cgroup,
+            scope: self.oom_scope,
+            killed: Instant::now(),
+            path: self.path_or_id(cgroup),
+        };
+        self.victims.borrow_mut().insert(pid, victim);
+    }
+
     pub(super) fn prune_victims(&self) {
         let mut v = self.victims.borrow_mut();
         let before = v.len();

@@ -57,16 +57,23 @@ impl LinuxHost {
             .filter(|c| !live.contains(c) && self.fs.rel(*c).is_none())
             .collect();
         for c in gone {
-            self.watches.remove(&c);
-            self.fs.unwatch_children(c);
-            self.wd_dirs.retain(|_, v| *v != c);
-            self.wd_events.retain(|_, v| *v != c);
-            self.gone.insert(c);
-            out.removed.push(c);
+            self.drop_removed(c, &mut out);
         }
         // Restore entries of vanished cgroups are moot.
         let _ = self.restore.retain(|p| p.exists());
         out
+    }
+
+    /// Drops everything kept for `c`, a watched cgroup that was removed,
+    /// and reports it in `out`.
+    fn drop_removed(&mut self, c: CgroupId, out: &mut Rescan) {
+        self.watches.remove(&c);
+        self.fs.unwatch_children(c);
+        self.wd_dirs.retain(|_, v| *v != c);
+        self.wd_events.retain(|_, v| *v != c);
+        self.suspects.remove(&c);
+        self.gone.insert(c);
+        out.removed.push(c);
     }
 
     /// Forgets the paths of cgroups reported removed.
@@ -299,13 +306,7 @@ impl LinuxHost {
                 })
                 .collect();
             for c in gone {
-                self.watches.remove(&c);
-                self.fs.unwatch_children(c);
-                self.wd_dirs.retain(|_, v| *v != c);
-                self.wd_events.retain(|_, v| *v != c);
-                self.suspects.remove(&c);
-                self.gone.insert(c);
-                out.removed.push(c);
+                self.drop_removed(c, &mut out);
             }
             let _ = self.restore.retain(|p| p.exists());
         }
@@ -337,18 +338,20 @@ impl LinuxHost {
         .ok()
     }
 
-    /// v2: closes the PSI triggers of cgroups quiet for [`PSI_IDLE`].
+    /// v2: closes the PSI triggers of cgroups quiet for [`PSI_IDLE`]; a
+    /// no-op until the next look-over is due, so wake-ups do not each walk
+    /// every watch.
     pub(super) fn disarm_idle_psi(&mut self) {
+        let now = Instant::now();
+        if now < self.next_psi_disarm {
+            return;
+        }
+        self.next_psi_disarm = now + PSI_IDLE / 6;
         for w in self.watches.values_mut() {
             if w.psi.is_some() && w.last_signal.elapsed() >= PSI_IDLE {
                 w.psi = None;
             }
         }
-    }
-
-    /// v2: how many watched cgroups have a PSI trigger armed now.
-    pub fn psi_armed(&self) -> usize {
-        self.watches.values().filter(|w| w.psi.is_some()).count()
     }
 
     /// v2 PSI trigger descriptors to poll for [`sys::Wait::Priority`].
