@@ -329,6 +329,46 @@ pub fn load(obj: &Path) -> Result<KernelVerdict, String> {
     }
 }
 
+/// Whether the running kernel's verifier gives a trusted pointer for the
+/// element of an iterator that needs no RCU section (`bpf_iter_css_task_next`):
+/// mainline Linux does since 6.12, some builds do not (they give an untrusted
+/// one, and `bpf_task_acquire` of it fails with "must be a rcu pointer").
+/// Asked once per test process with a probe program; `Err` when the kernel
+/// refuses the probe for any other reason (its log says why).
+pub fn iter_next_trusted() -> Result<bool, String> {
+    static RULE: OnceLock<Result<bool, String>> = OnceLock::new();
+    RULE.get_or_init(|| {
+        const PROBE: &str = r#"TWIN
+{
+	struct task_struct *t, *keep = 0;
+	int r = 0;
+	bpf_for_each(css_task, t, &cgrp->self, CSS_TASK_ITER_PROCS) {
+		keep = bpf_task_acquire(t);
+		break;
+	}
+	if (keep) {
+		r = keep->pid;
+		bpf_task_release(keep);
+	}
+	return r;
+}
+"#;
+        let obj = build_kernel_twin("probe_iter_next_trusted", PROBE)?;
+        let v = load(&obj)?;
+        if v.accepted {
+            return Ok(true);
+        }
+        if v.log.contains("must be a rcu pointer") {
+            return Ok(false);
+        }
+        Err(format!(
+            "the iterator-element probe was refused for another reason:\n{}",
+            tail(&v.log, 20)
+        ))
+    })
+    .clone()
+}
+
 /// `verified_insns` of a pinned program (`struct bpf_prog_info`, Linux 5.16+):
 /// the kernel's processed-instruction count without a log.
 fn verified_insns(pin: &Path) -> std::io::Result<u64> {

@@ -554,7 +554,24 @@ impl Verifier<'_> {
                         Trust::Walked => !(k.has(KF_TRUSTED_ARGS) || k.has(KF_RCU) || release_arg),
                     };
                     if !ok {
-                        return fail(RejectKind::Trust, format!("R{regno} must be referenced or trusted: {desc} was walked from another object and cannot be passed to {}", k.name));
+                        // Linux's words: a KF_RCU kfunc asks for an RCU pointer
+                        // at least, any other for a trusted one.
+                        let want = if k.has(KF_RCU) && !k.has(KF_TRUSTED_ARGS) {
+                            "must be a rcu pointer"
+                        } else {
+                            "must be referenced or trusted"
+                        };
+                        let why = match trust {
+                            Trust::Rcu => "is only RCU-protected",
+                            _ => "is untrusted (read from a field of another object, or an iterator element the kernel does not trust)",
+                        };
+                        return fail(
+                            RejectKind::Trust,
+                            format!(
+                                "R{regno} {want}: {desc} {why} and cannot be passed to {}",
+                                k.name
+                            ),
+                        );
                     }
                     if release_arg {
                         if r.ref_obj_id == 0 || r.off != 0 {
@@ -826,7 +843,13 @@ impl Verifier<'_> {
         more.cur_mut().regs[0] = match k.ret {
             KRet::Object(rt) => {
                 let ty = HostTypes::get().struct_id(rt).unwrap_or(0);
-                let trust = if it.rcu { Trust::Rcu } else { Trust::Trusted };
+                let trust = if it.rcu {
+                    Trust::Rcu
+                } else if self.opts.iter_next_trusted {
+                    Trust::Trusted
+                } else {
+                    Trust::Walked
+                };
                 Reg::ptr(RegType::Btf { ty, trust })
             }
             // bpf_iter_num_next: a read-only int inside the iterator.

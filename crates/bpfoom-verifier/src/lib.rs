@@ -170,6 +170,13 @@
 //!   (the parity test follows the running kernel's `bpf_jit_enable`); the
 //!   interpreter's rounding is tested in the corpus only, since switching
 //!   the kernel's JIT off is not the test's to do.
+//! - The css_task iterator's element is trusted unless
+//!   [`Options::iter_next_trusted`] is off. Mainline Linux trusts it; some
+//!   builds give an untrusted pointer (the 6.18.44 build CI runs on, found
+//!   when `iter_elem_acquire` and `iter_css_task_count` began to disagree
+//!   with it). The parity test asks the running kernel which rule it
+//!   follows and verifies every case with that rule; the corpus and the
+//!   upstream selftest policies check the mainline one.
 //!
 //! The generated-program differential test (`tests/differential.rs`) loads
 //! ALU/jump/stack programs into the running kernel and checks that the
@@ -296,6 +303,17 @@ pub struct Options {
     /// interpreter (32-byte steps, every frame at least 32 bytes) before the
     /// 512-byte limit of a call chain is checked.
     pub jit: bool,
+    /// The element `bpf_iter_css_task_next` returns (the next of an
+    /// iterator that needs no RCU section) is a trusted pointer: the rule of
+    /// mainline Linux since 6.12 ("bpf: Make the pointer returned by iter
+    /// next method valid") and the one the BPF OOM selftests are written
+    /// against (they pass it to `bpf_task_acquire`), so the default. `false`
+    /// gives an untrusted pointer (readable, never passed where trust is
+    /// required), as some kernel builds do: the 6.18.44 build this project's
+    /// CI runs on is one. The kernel-parity test asks the running kernel
+    /// which rule it follows (`bpfoom_testutil::kernel::iter_next_trusted`)
+    /// and verifies with that, as it does for `jit`.
+    pub iter_next_trusted: bool,
 }
 
 impl Default for Options {
@@ -304,6 +322,7 @@ impl Default for Options {
             log_level: 0,
             max_insns: 1_000_000,
             jit: true,
+            iter_next_trusted: true,
         }
     }
 }

@@ -109,3 +109,35 @@ fn clang_corpus() {
         failures.join("\n\n")
     );
 }
+
+/// `Options::iter_next_trusted`: the css_task element is acquired as the
+/// upstream selftests do under the mainline rule, and refused with Linux's
+/// words under the rule of kernels that do not trust it.
+#[test]
+fn iter_next_trust_rules() {
+    if !bpfoom_testutil::require_clang() {
+        return;
+    }
+    let src = oom(
+        true,
+        "",
+        "struct task_struct *t, *k = 0; int r = 0; \
+         bpf_for_each(css_task, t, &cgrp->self, CSS_TASK_ITER_PROCS) { k = bpf_task_acquire(t); break; } \
+         if (k) { r = k->pid > 1; bpf_task_release(k); } return r;",
+    );
+    let obj = bpfoom_testutil::compile_str("iter_next_trust", &src, &[]).expect("compile");
+    let obj = Object::parse(&std::fs::read(obj).expect("object")).expect("parse");
+    let mainline = verify_object(&obj, &Options::default());
+    assert!(mainline.is_ok(), "mainline rule: {:?}", mainline.err());
+    let untrusted = Options {
+        iter_next_trusted: false,
+        ..Options::default()
+    };
+    match verify_object(&obj, &untrusted) {
+        Err(VerifyError::Rejected(r)) => {
+            assert_eq!(r.kind, Trust, "{r}");
+            assert!(r.reason.contains("must be a rcu pointer"), "{r}");
+        }
+        other => panic!("untrusted rule: expected a Trust rejection, got {other:?}"),
+    }
+}

@@ -71,7 +71,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("task_iter_kill_rcu", oom("", "struct task_struct *t; bpf_rcu_read_lock(); bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) { bpf_task_under_cgroup(t, cgrp); } bpf_rcu_read_unlock(); return 0;"), A),
         // task/cgroup kfuncs
         ("under_cgroup", oom("", "struct task_struct *t = bpf_get_current_task_btf(); return bpf_task_under_cgroup(t, cgrp) ? 1 : 0;"), A),
-        ("under_cgroup_walked", oom("", "struct task_struct *t = bpf_get_current_task_btf(); return bpf_task_under_cgroup(t->real_parent, cgrp) ? 1 : 0;"), no(Trust, "must be referenced or trusted")),
+        ("under_cgroup_walked", oom("", "struct task_struct *t = bpf_get_current_task_btf(); return bpf_task_under_cgroup(t->real_parent, cgrp) ? 1 : 0;"), no(Trust, "must be a rcu pointer")),
         ("ancestor_released", oom("", "struct cgroup *a = bpf_cgroup_ancestor(cgrp, 1); int l; if (!a) return 0; l = a->level; bpf_cgroup_release(a); return l == 1;"), A),
         ("ancestor_leak", oom("", "struct cgroup *a = bpf_cgroup_ancestor(cgrp, 1); if (!a) return 0; return a->level == 1;"), no(Reference, "Unreleased reference")),
         ("ancestor_unchecked", oom("", "struct cgroup *a = bpf_cgroup_ancestor(cgrp, 1); int l = a->level; bpf_cgroup_release(a); return l == 1;"), no(NullDeref, "NULL")),

@@ -68,11 +68,15 @@ fn filter() -> Option<String> {
 }
 
 fn ours(obj: &Path, log_level: u32) -> Result<(Ours, String), String> {
+    // The kernel's rule for iterator elements, asked once (see
+    // `Options::iter_next_trusted`): the cases then test everything else.
+    let iter_next_trusted = kernel::iter_next_trusted()?;
     let bytes = std::fs::read(obj).map_err(|e| format!("{}: {e}", obj.display()))?;
     let o = Object::parse(&bytes).map_err(|e| format!("bpfoom-obj: {e}"))?;
     let opts = Options {
         log_level,
         jit: kernel_jit(),
+        iter_next_trusted,
         ..Options::default()
     };
     match verify_object(&o, &opts) {
@@ -165,6 +169,17 @@ fn kernel_parity() {
     }
     let cases = cases();
     assert!(!cases.is_empty(), "no cases in tests/parity");
+    let iter_next_trusted =
+        kernel::iter_next_trusted().expect("the kernel's iterator-element rule");
+    println!(
+        "running kernel: {} stack frames, css_task iterator elements {}",
+        if kernel_jit() { "JIT" } else { "interpreter" },
+        if iter_next_trusted {
+            "trusted (mainline)"
+        } else {
+            "untrusted"
+        }
+    );
     let results: Mutex<Vec<Result<Outcome, String>>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
