@@ -405,6 +405,27 @@ fn bad_programs_are_load_errors() {
     });
 }
 
+/// `callx %r1` with the context pointer in r1 (found by the fuzz test
+/// below): the id is an address, so no helper; a typed error at pc 0 on
+/// every engine, never a call through an arbitrary id.
+#[test]
+fn callx_of_an_address_is_an_unsupported_helper() {
+    per_engine(|| {
+        let mut vm = new_vm(vec![]).expect("vm");
+        vm.set_backend(ENGINE.with(|c| c.get()));
+        let p = vm
+            .load(&[
+                bpfoom_insn::Insn::new(0x8d, 1, 0, 0, 0),
+                bpfoom_insn::Insn::new(0x95, 0, 0, 0, 0),
+            ])
+            .expect("load");
+        match vm.run(p, &[0u64; 4], &mut ()) {
+            Err(VmError::Helper { pc: 0, id, .. }) => assert_ne!(id, 0),
+            other => panic!("expected an unsupported helper at pc 0, got {other:?}"),
+        }
+    });
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
@@ -459,10 +480,15 @@ mod fuzz {
                 vm.set_budget(10_000);
                 if let Ok(p) = vm.load(&insns) {
                     // Addresses differ between VMs; the rest of an error must not.
+                    // `callx %rN` takes the helper id from a register, which
+                    // may hold an address (the context pointer in r1).
                     let r = vm.run(p, &ctx, &mut ()).map_err(|e| match e {
                         VmError::Memory { pc, mut source } => {
                             source.addr = 0;
                             VmError::Memory { pc, source }
+                        }
+                        VmError::Helper { pc, source, .. } if insns[pc].code == 0x8d => {
+                            VmError::Helper { pc, id: 0, source }
                         }
                         e => e,
                     });
