@@ -945,10 +945,14 @@ fn frozen_victim_oom<'a>(
     fz.freeze();
     let t0 = Instant::now();
     let mut alloc = Alloc::start(&t.top.join("b"), 20, 0, 60);
-    let took = if alloc.ready(10 * S) {
-        Some((t0.elapsed(), true))
+    let ready = alloc.ready(10 * S);
+    let at = t0.elapsed();
+    // ready() gives up as soon as a killed allocator's stdout closes, which
+    // is before the process can be waited for: give its exit a moment.
+    let took = if ready {
+        Some((at, true))
     } else {
-        (!alloc.alive()).then(|| (t0.elapsed(), false))
+        alloc.wait(S).is_some().then_some((at, false))
     };
     (took, victim, alloc)
 }
