@@ -3,6 +3,8 @@
 //! back and make the residency check meaningless (it failed that way when it
 //! ran beside the crate's other unit tests).
 
+#![allow(clippy::unwrap_used)]
+
 /// (size, resident) in KiB of this binary's text mapping(s).
 fn text_kib() -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
