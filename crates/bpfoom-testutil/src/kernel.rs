@@ -338,19 +338,20 @@ pub fn load(obj: &Path) -> Result<KernelVerdict, String> {
 pub fn iter_next_trusted() -> Result<bool, String> {
     static RULE: OnceLock<Result<bool, String>> = OnceLock::new();
     RULE.get_or_init(|| {
+        // One element taken straight from next() and acquired: no loop, so
+        // nothing but the element's trust decides the verdict.
         const PROBE: &str = r#"TWIN
 {
-	struct task_struct *t, *keep = 0;
-	int r = 0;
-	bpf_for_each(css_task, t, &cgrp->self, CSS_TASK_ITER_PROCS) {
-		keep = bpf_task_acquire(t);
-		break;
-	}
-	if (keep) {
-		r = keep->pid;
-		bpf_task_release(keep);
-	}
-	return r;
+	struct bpf_iter_css_task it;
+	struct task_struct *t, *k = 0;
+	bpf_iter_css_task_new(&it, &cgrp->self, CSS_TASK_ITER_PROCS);
+	t = bpf_iter_css_task_next(&it);
+	if (t)
+		k = bpf_task_acquire(t);
+	bpf_iter_css_task_destroy(&it);
+	if (k)
+		bpf_task_release(k);
+	return 0;
 }
 "#;
         let obj = build_kernel_twin("probe_iter_next_trusted", PROBE)?;
