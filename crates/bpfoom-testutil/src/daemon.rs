@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +44,11 @@ pub struct DaemonProc {
     pub seen: Vec<Value>,
     records: Receiver<String>,
     errs: Arc<Mutex<String>>,
+    /// Set by the stderr reader at end of file.
+    errs_done: Arc<AtomicBool>,
+    /// The process has been waited for (its last stderr bytes may still be
+    /// on their way to `errs`).
+    exited: bool,
     /// Where stderr goes when not to `errs`.
     err_file: Option<PathBuf>,
     non_json: NonJson,
@@ -79,8 +85,10 @@ impl DaemonProc {
             .spawn()?;
         let records = crate::read_lines_tee(child.stdout.take(), tee);
         let errs = Arc::new(Mutex::new(String::new()));
+        let errs_done = Arc::new(AtomicBool::new(true));
         if let Some(err) = child.stderr.take() {
-            let e2 = errs.clone();
+            errs_done.store(false, Ordering::Release);
+            let (e2, done) = (errs.clone(), errs_done.clone());
             std::thread::spawn(move || {
                 for l in BufReader::new(err).lines().map_while(Result::ok) {
                     if let Ok(mut s) = e2.lock() {
@@ -88,6 +96,7 @@ impl DaemonProc {
                         s.push('\n');
                     }
                 }
+                done.store(true, Ordering::Release);
             });
         }
         Ok(DaemonProc {
@@ -97,6 +106,8 @@ impl DaemonProc {
             seen: Vec::new(),
             records,
             errs,
+            errs_done,
+            exited: false,
             err_file: output.stderr,
             non_json,
             taken: 0,
@@ -109,6 +120,7 @@ impl DaemonProc {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.exited = true;
                 return false;
             }
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
@@ -133,6 +145,15 @@ impl DaemonProc {
 
     /// stderr so far.
     pub fn stderr(&self) -> String {
+        if self.exited {
+            // What the process wrote before it exited is what a test asks
+            // about then: let the reader reach the end of the pipe (bounded,
+            // in case a child of the daemon still holds it open).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !self.errs_done.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         match &self.err_file {
             Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
             None => self.errs.lock().map(|s| s.clone()).unwrap_or_default(),
@@ -250,6 +271,7 @@ impl DaemonProc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
+                self.exited = true;
                 return Some(s);
             }
             if Instant::now() > deadline {
@@ -263,6 +285,7 @@ impl DaemonProc {
     /// to exit, then SIGKILL; the exit status when it exited by itself.
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         if let Ok(Some(s)) = self.child.try_wait() {
+            self.exited = true;
             return Some(s);
         }
         let _ = crate::signal(self.pid(), libc::SIGTERM);
@@ -270,6 +293,7 @@ impl DaemonProc {
         if st.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            self.exited = true;
         }
         st
     }
