@@ -142,6 +142,12 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         Err(e) => info(&format!("reconciling {}: {e}", state_file.display())),
     }
     let guardian = Guardian::start(&state_file)?;
+    // Termination signals are blocked before the first cgroup is changed,
+    // not once serving starts: a SIGTERM during start-up (a service stopped
+    // just after it became ready) is then taken by the loop, which puts
+    // every cgroup back, instead of killing the process and leaving that to
+    // the guardian. The guardian was forked before, with the default mask.
+    let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
 
     let mut hc = HostConfig::new(&cgroup_root);
     hc.proc_root = proc_root;
@@ -204,7 +210,7 @@ pub fn run_daemon(args: &RunArgs) -> Result<(), DaemonError> {
         (false, k) => k.map(Into::into).unwrap_or_default(),
     };
     let result = dm.start(&cfg, &attach_specs, &socket, mlock, metrics_addr);
-    let result = result.and_then(|listener| dm.serve(&listener, guardian));
+    let result = result.and_then(|listener| dm.serve(&listener, guardian, &sigfd));
     // Whatever happened, put every cgroup back.
     let errs = dm.engine.host_mut().restore_all();
     for e in errs {
@@ -376,8 +382,8 @@ impl Daemon {
         &mut self,
         listener: &UnixListener,
         mut guardian: Guardian,
+        sigfd: &std::fs::File,
     ) -> Result<(), DaemonError> {
-        let sigfd = sys::termination_signalfd().map_err(setup("signalfd"))?;
         if let Some(l) = self.metrics_listener.take() {
             crate::metrics::spawn(l, self.metrics.registry())?;
         }
@@ -466,7 +472,7 @@ impl Daemon {
             };
             let now = Instant::now();
             if ready[0] {
-                let sig = sys::read_signal(&sigfd).unwrap_or(0);
+                let sig = sys::read_signal(sigfd).unwrap_or(0);
                 if sig == SIGHUP {
                     // A habitual `kill -HUP` reloads; it never drops protection.
                     notify_systemd("RELOADING=1");

@@ -330,6 +330,12 @@ unsafe fn guardian_child(
             libc::dup2(null, 2);
         }
         libc::setsid();
+        // The daemon may have blocked its termination signals (its signalfd)
+        // before forking this one: a stopped service's SIGTERM must still
+        // end the guardian as it ends a first one.
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         // Lock on fault: the guardian shares the daemon's whole address space
         // after the fork but runs a few pages of it; populating all of it
         // (MCL_CURRENT alone) would double the pair's resident size. What it
