@@ -65,8 +65,8 @@ fn dropped_text_leaves_page_tables_and_runs_on() {
     let dropped = bpfoom_host::sys::drop_own_text().unwrap();
     assert_eq!(dropped as u64 / 1024, size);
     let (_, after) = text_kib();
-    // Reading smaps (and the other test threads) maps back what it
-    // executes, 64 KiB around each fault; the rest stays out.
+    // Reading smaps maps back what it executes, 64 KiB around each fault;
+    // the rest stays out.
     assert!(
         after + 64 < before,
         "{after} KiB of {size} KiB resident after the drop, {before} KiB before"
